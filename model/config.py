@@ -19,12 +19,32 @@ from __future__ import annotations
 
 import copy
 import os
+import re
 from collections.abc import Iterable, Mapping
 from typing import Any
 
 import yaml
 
 SECTIONS = ("model", "data", "train", "sharing", "eval")
+
+
+class _Loader(yaml.SafeLoader):
+    """SafeLoader that also reads ``1e-4`` (no dot) as a float, as YAML 1.2 does."""
+
+
+_Loader.add_implicit_resolver(
+    "tag:yaml.org,2002:float",
+    re.compile(r"""^(?:[-+]?(?:[0-9][0-9_]*)\.[0-9_]*(?:[eE][-+]?[0-9]+)?
+    |[-+]?(?:[0-9][0-9_]*)(?:[eE][-+]?[0-9]+)
+    |\.[0-9_]+(?:[eE][-+][0-9]+)?
+    |[-+]?\.(?:inf|Inf|INF)
+    |\.(?:nan|NaN|NAN))$""", re.X),
+    list("-+0123456789."),
+)
+
+
+def parse_yaml(text: str):
+    return yaml.load(text, Loader=_Loader)  # noqa: S506 - SafeLoader subclass
 
 
 class ConfigError(ValueError):
@@ -103,7 +123,7 @@ def _parse_override(item: str, source: str) -> tuple[list[str], Any]:
     if not key or any(not p for p in parts):
         raise ConfigError(f"{source}: override {item!r} has an empty key part")
     try:
-        value = yaml.safe_load(raw) if raw.strip() else ""
+        value = parse_yaml(raw) if raw.strip() else ""
     except yaml.YAMLError as exc:
         raise ConfigError(f"{source}: override {key}: cannot parse value {raw!r}: {exc}") from exc
     return parts, value
@@ -227,7 +247,7 @@ def load_config(path: str | os.PathLike, overrides: Iterable[str] = ()) -> dict:
     source = os.fspath(path)
     try:
         with open(source, encoding="utf-8") as fh:
-            cfg = yaml.safe_load(fh)
+            cfg = parse_yaml(fh.read())
     except FileNotFoundError as exc:
         raise ConfigError(f"{source}: no such config file") from exc
     except yaml.YAMLError as exc:

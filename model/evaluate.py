@@ -31,11 +31,10 @@ from typing import Any
 import numpy as np
 import torch
 import torch.nn.functional as F
-from torch import nn
-from torch.utils.data import DataLoader, Dataset
-
 from deltamtl.model.checkpoint import atomic_write_text, load_checkpoint
 from deltamtl.model.losses import MM_PER_M
+from torch import nn
+from torch.utils.data import DataLoader, Dataset
 
 #: Acceptance of a trained tiny model against the trivial predictor, on its primary
 #: metric: (ratio bound, "ge" = model >= bound * baseline, "le" = model <= bound * baseline,

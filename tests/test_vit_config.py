@@ -1,0 +1,87 @@
+"""YAML config loader: shipped configs, overrides, validation errors naming file and key."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import yaml
+from deltamtl.model.config import ConfigError, apply_overrides, load_config
+
+CONFIGS = sorted(Path("configs").glob("*.yaml"))
+
+
+def test_shipped_configs_validate():
+    names = {p.name for p in CONFIGS}
+    assert {"tiny.yaml", "vit-tiny-zcu104.yaml", "vit-b-nyud.yaml"} <= names
+    for path in CONFIGS:
+        cfg = load_config(path)
+        assert cfg["model"]["img_size"] % cfg["model"]["patch_size"] == 0
+        hc = cfg["sharing"]["hard_concrete"]
+        assert (hc["temperature"], hc["stretch_low"], hc["stretch_high"], hc["log_alpha_init"]) == (1.0, -1.5, 1.5, 5.0)
+        assert cfg["sharing"]["keyframe_interval"] == 5
+
+
+def test_board_and_paper_shapes():
+    zcu = load_config("configs/vit-tiny-zcu104.yaml")["model"]
+    assert (zcu["embed_dim"], zcu["depth"], zcu["num_heads"], zcu["img_size"], zcu["patch_size"]) == (192, 12, 3, 224, 16)
+    vitb = load_config("configs/vit-b-nyud.yaml")
+    assert (vitb["model"]["embed_dim"], vitb["model"]["img_size"]) == (768, 416)
+    assert vitb["train"]["betas"] == [0.9, 0.95] and vitb["train"]["weight_decay"] == 1e-6
+
+
+def test_overrides_parse_yaml_values():
+    cfg = load_config("configs/tiny.yaml", ["train.lr=3e-4", "model.qkv_bias=false", "train.steps=7",
+                                            "sharing.lambda_w=1e-5", "sharing.new_key=[1, 2]"])
+    assert cfg["train"]["lr"] == 3e-4 and cfg["model"]["qkv_bias"] is False and cfg["train"]["steps"] == 7
+    assert cfg["sharing"]["lambda_w"] == 1e-5 and cfg["sharing"]["new_key"] == [1, 2]
+    base = {"a": {"b": 1}}
+    assert apply_overrides(base, ["a.b=2"]) == {"a": {"b": 2}} and base == {"a": {"b": 1}}
+
+
+@pytest.mark.parametrize(
+    ("override", "pattern"),
+    [
+        ("train.lrr=1", r"train\.lrr: no such key"),
+        ("nosection.x=1", r"nosection: no such key"),
+        ("train.lr", r"not of the form dot\.key=value"),
+        ("model.patch_size=7", r"model\.patch_size: 7 does not divide model\.img_size 64"),
+        ("model.num_heads=5", r"model\.num_heads: 5 does not divide"),
+        ("train.steps=abc", r"train\.steps: expected int, got str"),
+        ("train.steps=-3", r"train\.steps: must be > 0"),
+        ("model.qkv_bias=3", r"model\.qkv_bias: expected bool"),
+        ("train.depth_loss=l2", r"train\.depth_loss: 'l2' not in"),
+        ("train.betas=[0.9]", r"train\.betas: must be two numbers"),
+        ("train.loss_weights.depth=-1", r"train\.loss_weights\.depth: must be a number >= 0"),
+        ("eval.split=holdout", r"eval\.split: 'holdout' not in"),
+        ("model.pixel_std=[1, 1, 0]", r"model\.pixel_std: entries must be > 0"),
+    ],
+)
+def test_bad_overrides_name_file_and_key(override, pattern):
+    with pytest.raises(ConfigError, match=pattern) as info:
+        load_config("configs/tiny.yaml", [override])
+    assert "configs/tiny.yaml" in str(info.value)
+
+
+def test_file_errors_name_the_file(tmp_path):
+    with pytest.raises(ConfigError, match="no such config file"):
+        load_config(tmp_path / "absent.yaml")
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("model: [unclosed\n")
+    with pytest.raises(ConfigError, match=f"{bad}: invalid YAML"):
+        load_config(bad)
+    cfg = yaml.safe_load(Path("configs/tiny.yaml").read_text())
+    del cfg["train"]["warmup_steps"]
+    cfg["model"]["extra_knob"] = 1
+    p = tmp_path / "broken.yaml"
+    p.write_text(yaml.safe_dump(cfg))
+    with pytest.raises(ConfigError, match=rf"{p}: model\.extra_knob: unknown key"):
+        load_config(p)
+    del cfg["model"]["extra_knob"]
+    p.write_text(yaml.safe_dump(cfg))
+    with pytest.raises(ConfigError, match=rf"{p}: train\.warmup_steps: missing key"):
+        load_config(p)
+    del cfg["sharing"]
+    p.write_text(yaml.safe_dump(cfg))
+    with pytest.raises(ConfigError, match=rf"{p}: sharing: missing section"):
+        load_config(p)
