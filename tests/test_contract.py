@@ -1,0 +1,135 @@
+"""The integer contract: rounding, requantisation, delta encoding, field layout."""
+
+from fractions import Fraction
+from math import floor
+
+import numpy as np
+import pytest
+
+from deltamtl import contract as c
+
+
+def _requant_reference(acc: int, mult: int, shift: int) -> int:
+    # round half towards +inf, then saturate: floor(acc*mult / 2^shift + 1/2)
+    value = floor(Fraction(acc * mult, 1 << shift) + Fraction(1, 2))
+    return max(c.ACT_MIN, min(c.ACT_MAX, value))
+
+
+def test_requantize_hand_cases() -> None:
+    acc = np.array([[3, -3, -1, 1, 2, -2, 1000, -1000]], dtype=np.int32)
+    out = c.requantize(acc, np.ones(8, np.uint16), np.ones(8, np.uint8))
+    # 1.5 -> 2, -1.5 -> -1, -0.5 -> 0, 0.5 -> 1, 1 -> 1, -1 -> -1, saturation both ways
+    assert out.tolist() == [[2, -1, 0, 1, 1, -1, 127, -128]]
+
+
+def test_requantize_matches_exact_rational_rounding() -> None:
+    rng = np.random.default_rng()
+    acc = rng.integers(-(2**31), 2**31, size=(64, 16), dtype=np.int64).astype(np.int32)
+    acc[:8] = rng.integers(-5000, 5000, size=(8, 16))
+    mult = rng.integers(0, c.REQ_MULT_MAX + 1, 16).astype(np.uint16)
+    shift = rng.integers(c.REQ_SHIFT_MIN, c.REQ_SHIFT_MAX + 1, 16).astype(np.uint8)
+    shift[:8] = rng.integers(10, 24, 8)
+    got = c.requantize(acc, mult, shift)
+    for idx in np.ndindex(acc.shape):
+        o = idx[1]
+        assert got[idx] == _requant_reference(int(acc[idx]), int(mult[o]), int(shift[o]))
+
+
+def test_requantize_rejects_out_of_range_parameters() -> None:
+    acc = np.zeros((1, 1), np.int32)
+    with pytest.raises(ValueError, match="multiplier"):
+        c.requantize(acc, np.array([c.REQ_MULT_MAX + 1]), np.array([4]))
+    with pytest.raises(ValueError, match="shift"):
+        c.requantize(acc, np.array([1]), np.array([0]))
+
+
+def test_choose_requant_precision_and_errors() -> None:
+    rng = np.random.default_rng()
+    real = 10.0 ** rng.uniform(-9, 2, 200)
+    mult, shift = c.choose_requant(real)
+    approx = mult.astype(np.float64) / 2.0 ** shift.astype(np.float64)
+    assert np.all(mult <= c.REQ_MULT_MAX)
+    # at least 14 significant bits unless the shift is pinned at its maximum
+    pinned = shift == c.REQ_SHIFT_MAX
+    assert np.all(np.abs(approx - real)[~pinned] / real[~pinned] < 2.0**-13)
+    assert c.choose_requant(np.array([0.0]))[0][0] == 0
+    with pytest.raises(ValueError, match="channel"):
+        c.choose_requant(np.array([1.0, -2.0]))
+    with pytest.raises(ValueError, match="too small"):
+        c.choose_requant(np.array([1e6]))
+
+
+def test_quantize_activation_rounds_half_to_even_and_clamps() -> None:
+    x = np.array([0.5, 1.5, 2.5, -0.5, -1.5, 1000.0, -1000.0], dtype=np.float32)
+    assert c.quantize_activation(x, 1.0).tolist() == [0, 2, 2, 0, -2, 127, -128]
+    with pytest.raises(ValueError):
+        c.quantize_activation(x, 0.0)
+
+
+def test_keep_delta_threshold_rule() -> None:
+    rng = np.random.default_rng()
+    x = rng.integers(-128, 128, (32, 40)).astype(np.int8)
+    ref = rng.integers(-128, 128, (32, 40)).astype(np.int8)
+    th = int(rng.integers(1, 60))
+    d = c.keep_delta(x, ref, th)
+    full = x.astype(np.int16) - ref.astype(np.int16)
+    assert np.array_equal(d, np.where(np.abs(full) >= th, full, 0))
+    assert np.array_equal(c.keep_delta(x, ref, 1), full)  # th = 1 is lossless
+    assert d.min() >= -255 and d.max() <= 255
+    for bad in (0, 256):
+        with pytest.raises(ValueError, match="threshold"):
+            c.keep_delta(x, ref, bad)
+
+
+def test_wrap_int32() -> None:
+    vals = np.array([2**31, -(2**31) - 1, 2**32 + 5, -7], dtype=np.int64)
+    assert c.wrap_int32(vals).tolist() == [-(2**31), 2**31 - 1, 5, -7]
+
+
+def test_fields_do_not_overlap_and_fit_a_word() -> None:
+    for group in (c.HEADER_FIELDS, c.NZ_FIELDS, c.TRAILER_FIELDS):
+        used: dict[int, int] = {}
+        for f in group:
+            mask = ((1 << f.width) - 1) << f.lsb
+            assert f.lsb + f.width <= c.STREAM_DATA_BITS
+            assert used.get(f.word, 0) & mask == 0, f.name
+            used[f.word] = used.get(f.word, 0) | mask
+    for f in c.REQ_FIELDS:
+        assert f.lsb + f.width <= c.REQ_ENTRY_BITS
+    words = [0, 0]
+    with pytest.raises(ValueError, match="does not fit"):
+        c.HEADER_FIELDS[0].put(words, 4)
+
+
+def test_sections_and_regions_are_consistent() -> None:
+    p, i, o, nnz = 7, 19, 13, 5
+    for mode in c.Mode:
+        for flags in range(c.VALID_FLAGS + 1):
+            flags = c.JobFlag(flags)
+            ins = dict(c.input_sections(mode, flags, p, i, o, nnz))
+            used = c.regions_used(mode, flags, nnz)
+            assert (c.Section.W in ins) == (c.Region.W in used)
+            assert (c.Section.XREF in ins) == (c.Region.XREF in used)
+            assert (c.Section.BIAS in ins) == (c.Region.BIAS in used)
+            outs = dict(c.output_sections(flags, p, i, o))
+            assert (c.Section.XREF_OUT in outs) == (c.Region.XREF_OUT in used)
+            assert outs[c.Section.TRAILER] == 1
+    assert c.output_sections(c.JobFlag.EMIT_REF, p, i, o, ok=False) == [(c.Section.TRAILER, 1)]
+
+
+def test_register_map_follows_vitis_layout() -> None:
+    offsets = [r.offset for r in c.KERNEL_ARGS]
+    assert offsets[0] == 0x10 and offsets == sorted(offsets)
+    for reg, nxt in zip(c.KERNEL_ARGS, c.KERNEL_ARGS[1:], strict=False):
+        # data words plus one reserved/control word, as Vitis HLS lays them out
+        assert nxt.offset - reg.offset == reg.bits // 8 + 4
+    assert c.register("status").direction == "out"
+    with pytest.raises(KeyError):
+        c.register("nope")
+
+
+def test_core_limits_validation() -> None:
+    with pytest.raises(ValueError, match="max_in"):
+        c.CoreLimits(max_tokens=4, max_in=0, max_out=4, max_nnz_dw=4)
+    with pytest.raises(ValueError, match="16-bit"):
+        c.CoreLimits(max_tokens=70000, max_in=4, max_out=4, max_nnz_dw=4)
