@@ -1,0 +1,399 @@
+"""Whole-video golden model: integer site jobs through a pluggable executor, host ops between.
+
+One runner, several executors: :class:`SiteExecutor` is anything with ``run_job(job) ->
+JobResult`` and ``reset()`` -- :class:`deltamtl.model.golden_core.GoldenCore` (numpy),
+the HLS emulator and the board driver. The runner owns
+
+* the quantised model (:class:`QuantizedModel`: int8 weights, CSR deltas, int32 biases,
+  scales, requantisers, integer thresholds, boundaries, keyframe interval),
+* the reuse state of every (task, layer, site) in host arrays -- the DDR regions
+  (x_ref int8 [P, I], y_ref int32 [P, O]),
+* the job order of a *multi-task site job*: for each site, the base's job first (DENSE on
+  a keyframe, TEMPORAL otherwise; it loads W_b and the base references), then every
+  sub-task's TASK job on the *resident* base weights and references (no LOAD_W/LOAD_REF:
+  the base references are read from DDR once per site, not once per task), then the
+  sub-task jobs that need their own references (TEMPORAL above the boundary, or DENSE when
+  task reuse is off), which load them (LOAD_REF) and overwrite the core's reference state,
+* per-job accounting: bytes read and written in DDR (the contract's region sizes for the
+  regions the job uses) and MACs (DENSE P*I*O, TASK nnz(d)*O + P*nnz(dW), TEMPORAL
+  nnz(d)*O + P*nnz(dW)).
+
+Keyframes: the first frame after :meth:`GoldenRunner.reset` and every frame i with
+(i - key_offset) % K == 0 (i counts frames since the reset). K = 1 disables temporal reuse.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Protocol, runtime_checkable
+
+import numpy as np
+
+from deltamtl.contract import (
+    OUTPUT_REGIONS,
+    CoreLimits,
+    CoreStatus,
+    JobFlag,
+    Mode,
+    quantize_activation,
+    region_bytes,
+    regions_used,
+)
+from deltamtl.model import host_ops
+from deltamtl.model.golden_core import CsrDelta, GoldenCore, JobResult, SiteJob
+
+BASE_TASK = "semseg"
+EMBED = "patch_embed"
+BLOCK_SITES = ("attn.qkv", "attn.proj", "mlp.fc1", "mlp.fc2")
+
+
+def site_name(layer: int, site: str) -> str:
+    """Canonical site name: ``patch_embed`` or ``blocks.<layer>.<site>``."""
+    return EMBED if layer < 0 else f"blocks.{layer}.{site}"
+
+
+def site_order(depth: int) -> list[tuple[int, str]]:
+    """(layer, site) in execution order; the patch embedding is layer -1."""
+    return [(-1, EMBED)] + [(b, s) for b in range(depth) for s in BLOCK_SITES]
+
+
+# ---------------------------------------------------------------------------------------
+# The quantised model
+# ---------------------------------------------------------------------------------------
+@dataclass
+class SiteParams:
+    """One linear site, all tasks. Scales are float64 in the model, float32 on export."""
+
+    layer: int
+    site: str
+    s_x: float  # activation scale of the site input, shared by every task
+    s_w: np.ndarray  # float64 [O]: per-output-channel weight scale, shared by every task
+    w: np.ndarray  # int8 [O, I]: base weights
+    bias: np.ndarray  # int32 [O]: base bias in the accumulator scale s_x * s_w
+    dw: dict[str, CsrDelta] = field(default_factory=dict)  # per sub-task
+    db: dict[str, np.ndarray] = field(default_factory=dict)  # int32 [O] per sub-task
+    s_y: dict[str, float] = field(default_factory=dict)  # per task: output scale
+    req_mult: dict[str, np.ndarray] = field(default_factory=dict)  # uint16 [O] per task
+    req_shift: dict[str, np.ndarray] = field(default_factory=dict)  # uint8 [O] per task
+
+    @property
+    def name(self) -> str:
+        return site_name(self.layer, self.site)
+
+    @property
+    def out_dim(self) -> int:
+        return int(self.w.shape[0])
+
+    @property
+    def in_dim(self) -> int:
+        return int(self.w.shape[1])
+
+    def task_weight(self, task: str) -> np.ndarray:
+        """W_b + dW_k as int32 (the contract keeps it within int8)."""
+        w = self.w.astype(np.int32)
+        if task in self.dw:
+            w = w + self.dw[task].to_dense(self.out_dim, self.in_dim)
+        return w
+
+    def task_bias(self, task: str) -> np.ndarray:
+        b = self.bias.astype(np.int64)
+        if task in self.db:
+            b = b + self.db[task]
+        return b.astype(np.int32)
+
+
+@dataclass
+class ReusePolicy:
+    """Integer thresholds per (task, block), boundaries l_k, keyframe interval and offset."""
+
+    depth: int
+    keyframe_interval: int = 5
+    key_offset: int = 0
+    task_reuse: bool = True
+    thresholds: dict[str, list[int]] = field(default_factory=dict)  # missing task: th = 1
+    boundaries: dict[str, int] = field(default_factory=dict)  # missing sub-task: depth - 1
+
+    def __post_init__(self) -> None:
+        if self.keyframe_interval < 1:
+            raise ValueError(f"keyframe_interval must be >= 1, got {self.keyframe_interval!r}")
+        if not 0 <= self.key_offset < self.keyframe_interval:
+            raise ValueError(f"key_offset must be in [0, K={self.keyframe_interval}), got {self.key_offset!r}")
+        for task, ths in self.thresholds.items():
+            if len(ths) != self.depth or any(not 1 <= int(t) <= 255 for t in ths):
+                raise ValueError(f"thresholds of {task} must be {self.depth} ints in [1, 255], got {ths!r}")
+        for task, b in self.boundaries.items():
+            if not -1 <= int(b) < self.depth:
+                raise ValueError(f"boundary of {task} must be in [-1, {self.depth - 1}], got {b!r}")
+
+    @property
+    def temporal(self) -> bool:
+        return self.keyframe_interval > 1
+
+    def threshold(self, task: str, layer: int) -> int:
+        ths = self.thresholds.get(task)
+        return 1 if ths is None else int(ths[max(layer, 0)])
+
+    def boundary(self, task: str) -> int:
+        return int(self.boundaries.get(task, self.depth - 1))
+
+    def is_keyframe(self, index: int) -> bool:
+        return index == 0 or (index - self.key_offset) % self.keyframe_interval == 0
+
+
+@dataclass
+class QuantizedModel:
+    """Everything the runner (and the export bundle) needs; tasks[0] is the base task."""
+
+    mcfg: dict  # the config's ``model`` section
+    tasks: tuple[str, ...]
+    sites: list[SiteParams]
+    host: dict[str, dict[str, np.ndarray]]  # per task: float32 host params (state-dict names)
+    policy: ReusePolicy
+
+    def __post_init__(self) -> None:
+        if not self.tasks or self.tasks[0] != BASE_TASK:
+            raise ValueError(f"tasks must start with the base task {BASE_TASK!r}, got {self.tasks}")
+
+    @property
+    def base(self) -> str:
+        return self.tasks[0]
+
+    @property
+    def subtasks(self) -> tuple[str, ...]:
+        return self.tasks[1:]
+
+    @property
+    def depth(self) -> int:
+        return int(self.mcfg["depth"])
+
+    @property
+    def tokens(self) -> int:
+        return (int(self.mcfg["img_size"]) // int(self.mcfg["patch_size"])) ** 2
+
+    def site(self, layer: int, site: str) -> SiteParams:
+        return self._index()[(layer, site)]
+
+    def _index(self) -> dict[tuple[int, str], SiteParams]:
+        return {(s.layer, s.site): s for s in self.sites}
+
+    def core_limits(self, lanes: int = 32) -> CoreLimits:
+        """The smallest compiled maxima that run every job of this model."""
+        nnz = max([d.nnz for s in self.sites for d in s.dw.values()] + [1])
+        return CoreLimits(
+            max_tokens=self.tokens,
+            max_in=max(s.in_dim for s in self.sites),
+            max_out=max(s.out_dim for s in self.sites),
+            max_nnz_dw=int(nnz),
+            lanes=lanes,
+        )
+
+
+# ---------------------------------------------------------------------------------------
+# Executors
+# ---------------------------------------------------------------------------------------
+@runtime_checkable
+class SiteExecutor(Protocol):
+    def run_job(self, job: SiteJob) -> JobResult: ...
+
+    def reset(self) -> None: ...
+
+
+@dataclass
+class JobRecord:
+    """Accounting of one executed job."""
+
+    frame: int
+    task: str
+    layer: int
+    site: str
+    mode: Mode
+    flags: JobFlag
+    th: int
+    macs: int
+    bytes_read: int
+    bytes_written: int
+    nnz_act: int
+    nnz_dw: int
+    numel_act: int
+
+
+def job_bytes(job: SiteJob) -> tuple[int, int]:
+    """DDR bytes (read, written) of a job: the contract's regions that the job uses."""
+    read = written = 0
+    for region in regions_used(job.mode, job.flags, job.nnz_dw):
+        n = region_bytes(region, job.tokens, job.in_dim, job.out_dim, job.nnz_dw)
+        if region in OUTPUT_REGIONS:
+            written += n
+        else:
+            read += n
+    return read, written
+
+
+def job_macs(job: SiteJob, nnz_act: int) -> int:
+    p, i, o = job.tokens, job.in_dim, job.out_dim
+    sparse_w = p * job.nnz_dw
+    if Mode(job.mode) == Mode.DENSE:
+        return p * i * o + sparse_w
+    return nnz_act * o + sparse_w
+
+
+# ---------------------------------------------------------------------------------------
+# The runner
+# ---------------------------------------------------------------------------------------
+InputOverride = Callable[[str, str], "np.ndarray | None"]  # (task, site name) -> int8 X or None
+
+
+class GoldenRunner:
+    """Runs a multi-task video through a :class:`SiteExecutor`, frame by frame."""
+
+    def __init__(self, qm: QuantizedModel, executor: SiteExecutor | None = None,
+                 tasks: Sequence[str] | None = None, trace: bool = False) -> None:
+        self.qm = qm
+        self.executor: SiteExecutor = executor if executor is not None else GoldenCore(qm.core_limits())
+        wanted = tuple(tasks) if tasks is not None else qm.tasks
+        unknown = [t for t in wanted if t not in qm.tasks]
+        if unknown:
+            raise KeyError(f"tasks {unknown} not in the model's tasks {qm.tasks}")
+        self.tasks = (qm.base,) + tuple(t for t in qm.subtasks if t in wanted)
+        self.trace_enabled = trace
+        self.records: list[JobRecord] = []
+        self.trace: list[dict] = []  # per frame: {(task, site name): (x int8, y int8)}
+        self.reset()
+
+    # DDR regions: per (task, site name) the reference input and accumulator.
+    def reset(self) -> None:
+        self.executor.reset()
+        self.x_ref: dict[tuple[str, str], np.ndarray] = {}
+        self.y_ref: dict[tuple[str, str], np.ndarray] = {}
+        self.frame_index = 0
+
+    def _job(self, sp: SiteParams, task: str, mode: Mode, flags: JobFlag, x: np.ndarray,
+             tag: int) -> SiteJob:
+        key = (task, sp.name)
+        job = SiteJob(mode=mode, flags=flags, th=self.qm.policy.threshold(task, sp.layer), x=x,
+                      req_mult=sp.req_mult[task], req_shift=sp.req_shift[task],
+                      out_dim=sp.out_dim, tag=tag & 0xFFFF)
+        if flags & JobFlag.LOAD_W:
+            job.w = sp.w
+        if task != self.qm.base and task in sp.dw and sp.dw[task].nnz:
+            job.dw = sp.dw[task]
+        if mode == Mode.DENSE:
+            job.bias = sp.task_bias(task)
+        elif mode == Mode.TASK:
+            job.bias = sp.db.get(task, np.zeros(sp.out_dim, np.int32)).astype(np.int32)
+        if flags & JobFlag.LOAD_REF:
+            if key not in self.x_ref:
+                raise RuntimeError(f"{task} {sp.name}: no stored reference (reset at a keyframe)")
+            job.x_ref, job.y_ref = self.x_ref[key], self.y_ref[key]
+        return job
+
+    def _plan(self, sp: SiteParams, keyframe: bool) -> list[tuple[str, Mode, JobFlag]]:
+        """(task, mode, flags) of every job of one multi-task site job, in issue order."""
+        pol = self.qm.policy
+        emit = JobFlag.EMIT_REF if pol.temporal else JobFlag.NONE
+        base_mode = Mode.DENSE if keyframe else Mode.TEMPORAL
+        base_flags = JobFlag.LOAD_W | emit | (JobFlag.NONE if keyframe else JobFlag.LOAD_REF)
+        plan = [(self.qm.base, base_mode, base_flags)]
+        if sp.layer < 0:  # the patch embedding is the base's alone
+            return plan
+        own_refs: list[tuple[str, Mode, JobFlag]] = []
+        for task in self.tasks[1:]:
+            above = sp.layer > pol.boundary(task)
+            if not pol.task_reuse:
+                if keyframe:
+                    own_refs.append((task, Mode.DENSE, emit))
+                else:
+                    own_refs.append((task, Mode.TEMPORAL, JobFlag.LOAD_REF | JobFlag.EMIT_REF))
+            elif keyframe:
+                plan.append((task, Mode.TASK, emit if above else JobFlag.NONE))
+            elif above:
+                own_refs.append((task, Mode.TEMPORAL, JobFlag.LOAD_REF | JobFlag.EMIT_REF))
+            else:
+                plan.append((task, Mode.TASK, JobFlag.NONE))
+        return plan + own_refs
+
+    def run_site(self, layer: int, site: str, inputs: Mapping[str, np.ndarray],
+                 keyframe: bool) -> dict[str, np.ndarray]:
+        """One multi-task site job: int8 inputs per task -> int8 outputs per task."""
+        sp = self.qm.site(layer, site)
+        out: dict[str, np.ndarray] = {}
+        for task, mode, flags in self._plan(sp, keyframe):
+            tag = (self.frame_index << 8) ^ (self.qm.tasks.index(task) << 6) ^ (layer + 1)
+            job = self._job(sp, task, mode, flags, inputs[task], tag)
+            result = self.executor.run_job(job)
+            if result.status != CoreStatus.OK:
+                raise RuntimeError(
+                    f"frame {self.frame_index} {task} {sp.name} {mode.name}: core refused the job "
+                    f"(status {CoreStatus(result.status)!r})"
+                )
+            if flags & JobFlag.EMIT_REF:
+                self.x_ref[(task, sp.name)] = result.x_ref
+                self.y_ref[(task, sp.name)] = result.y_ref
+            rd, wr = job_bytes(job)
+            self.records.append(JobRecord(
+                frame=self.frame_index, task=task, layer=layer, site=site, mode=mode, flags=flags,
+                th=job.th, macs=job_macs(job, result.nnz_act), bytes_read=rd, bytes_written=wr,
+                nnz_act=result.nnz_act, nnz_dw=job.nnz_dw,
+                numel_act=0 if mode == Mode.DENSE else job.x.size,
+            ))
+            out[task] = result.y
+        return out
+
+    def run_frame(self, frame: np.ndarray, override: InputOverride | None = None
+                  ) -> dict[str, np.ndarray]:
+        """One frame (uint8 [H, W, 3] or float [3, H, W] in [0, 1]) -> {task: output map}.
+
+        ``override(task, site_name)`` may return an int8 site input to use instead of the
+        quantised host value (the bit-exactness test feeds the torch model's inputs).
+        """
+        qm, mcfg = self.qm, self.qm.mcfg
+        keyframe = qm.policy.is_keyframe(self.frame_index)
+        base_host = qm.host[qm.base]
+        x_norm = host_ops.normalize_image(frame, base_host["pixel_mean"], base_host["pixel_std"])
+        states = {t: host_ops.TaskHostState(qm.host[t], mcfg, x_norm) for t in self.tasks}
+        trace: dict[tuple[str, str], tuple[np.ndarray, np.ndarray]] = {}
+
+        def quantised(task: str, sp: SiteParams, x: np.ndarray) -> np.ndarray:
+            forced = override(task, sp.name) if override is not None else None
+            return forced if forced is not None else quantize_activation(x, sp.s_x)
+
+        sp = qm.site(-1, EMBED)
+        x = quantised(qm.base, sp, states[qm.base].embed_input())
+        y = self.run_site(-1, EMBED, {qm.base: x}, keyframe)[qm.base]
+        if self.trace_enabled:
+            trace[(qm.base, sp.name)] = (x, y)
+        tokens = y.astype(np.float32) * np.float32(sp.s_y[qm.base])
+        for st in states.values():  # sub-tasks share the base's patch and position embeddings
+            st.set_embedded(tokens)
+        for layer in range(qm.depth):
+            for site in BLOCK_SITES:
+                sp = qm.site(layer, site)
+                xs = {t: quantised(t, sp, states[t].site_input(layer, site)) for t in self.tasks}
+                ys = self.run_site(layer, site, xs, keyframe)
+                for t in self.tasks:
+                    if self.trace_enabled:
+                        trace[(t, sp.name)] = (xs[t], ys[t])
+                    states[t].site_output(layer, site, ys[t].astype(np.float32) * np.float32(sp.s_y[t]))
+        if self.trace_enabled:
+            self.trace.append(trace)
+        self.frame_index += 1
+        return {t: states[t].finish(t) for t in self.tasks}
+
+    def run_clip(self, frames: Iterable[np.ndarray]) -> list[dict[str, np.ndarray]]:
+        self.reset()
+        return [self.run_frame(f) for f in frames]
+
+    # -- summaries -------------------------------------------------------------------------
+    def totals(self, frame: int | None = None) -> dict[str, dict[str, int]]:
+        """Per task: MACs, DDR bytes read/written and job count (one frame or all)."""
+        out: dict[str, dict[str, int]] = {}
+        for r in self.records:
+            if frame is not None and r.frame != frame:
+                continue
+            t = out.setdefault(r.task, {"macs": 0, "bytes_read": 0, "bytes_written": 0, "jobs": 0})
+            t["macs"] += r.macs
+            t["bytes_read"] += r.bytes_read
+            t["bytes_written"] += r.bytes_written
+            t["jobs"] += 1
+        return out
