@@ -145,7 +145,8 @@ def train(
     stop_after: int | None = None,
     progress: bool = True,
 ) -> dict:
-    """Run (or resume) a training stage; returns ``{"step", "metrics", "checkpoint"}``.
+    """Run (or resume) a training stage; returns ``{"step", "metrics", "checkpoint", "model"}``
+    (``model`` is the trained, unwrapped module of this rank).
 
     ``stop_after`` ends this process after that many total steps (checkpointing first)
     without changing the schedule, which is how an interrupted run is emulated in tests.
@@ -289,7 +290,7 @@ def train(
         bar.close()
     if ckpt is not None and step == int(ckpt["step"]):
         save()  # nothing left to do; keep the file current (e.g. a finished run resumed)
-    return {"step": step, "metrics": last_metrics, "checkpoint": str(ckpt_path)}
+    return {"step": step, "metrics": last_metrics, "checkpoint": str(ckpt_path), "model": model}
 
 
 def build_parser() -> argparse.ArgumentParser:
