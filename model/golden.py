@@ -397,3 +397,31 @@ class GoldenRunner:
             t["bytes_written"] += r.bytes_written
             t["jobs"] += 1
         return out
+
+
+class PacketExecutor:
+    """A :class:`SiteExecutor` that goes through the AXI4-Stream packets of the core.
+
+    Each job is packed (``pack_job``), run by a packet-level core (``run_packet``: the
+    :class:`GoldenCore`, or anything with the same method, e.g. a simulator bridge) and its
+    output packet unpacked -- the path the HLS and RTL cores are driven through.
+    """
+
+    def __init__(self, core: object) -> None:
+        if not hasattr(core, "run_packet") or not hasattr(core, "reset"):
+            raise TypeError(f"{type(core).__name__} has no run_packet()/reset()")
+        self.core = core
+        self.words_in = 0
+        self.words_out = 0
+
+    def reset(self) -> None:
+        self.core.reset()
+
+    def run_job(self, job: SiteJob) -> JobResult:
+        from deltamtl.model.golden_core import pack_job, unpack_result
+
+        words = pack_job(job)
+        out = self.core.run_packet(words)
+        self.words_in += int(words.size)
+        self.words_out += int(np.asarray(out).size)
+        return unpack_result(out, job)
