@@ -348,3 +348,66 @@ def reuse(base: MultiTaskViT, subs: Mapping[str, MultiTaskViT], policy: Policy
     engine = ReuseEngine(base, subs, policy)
     with engine:
         yield engine
+
+
+# -- video evaluation ------------------------------------------------------------------------
+def clip_frames(clips: Sequence) -> tuple[torch.Tensor, list[dict[str, torch.Tensor]]]:
+    """Data-set clips -> (frames [T, B, 3, H, W] float in [0,1], per-frame target batches)."""
+    from deltamtl.model.data.datasets import to_sample
+
+    lengths = {c.rgb.shape[0] for c in clips}
+    if len(lengths) != 1:
+        raise ValueError(f"clips must have equal lengths to run in lockstep, got {sorted(lengths)}")
+    n_frames = lengths.pop()
+    frames, targets = [], []
+    for t in range(n_frames):
+        samples = [to_sample(c.rgb[t], c.semseg[t], c.depth[t], c.normals[t], c.edges[t])
+                   for c in clips]
+        batch = {k: torch.stack([s[k] for s in samples]) for k in samples[0]}
+        frames.append(batch.pop("image"))
+        targets.append(batch)
+    return torch.stack(frames), targets
+
+
+@torch.no_grad()
+def evaluate_video(base: MultiTaskViT, subs: Mapping[str, MultiTaskViT], policy: Policy,
+                   clips: Sequence, key_offsets: Sequence[int] | None = None,
+                   num_classes: int | None = None) -> dict:
+    """Metrics and executed MACs of threshold inference on video clips.
+
+    For each keyframe offset o in ``key_offsets`` (default 0..K-1) the clips start their
+    keyframe schedule at frame o; every processed frame is scored at its distance from the
+    last keyframe, and the metrics of each distance are averaged (the paper's protocol of
+    evaluating labelled frames at offsets 0..4 from the keyframe). MACs are per frame and
+    image, averaged over every processed frame. Clips run in lockstep as one batch.
+    """
+    from deltamtl.model.evaluate import _meter, predictions_to_numpy, targets_to_numpy
+
+    frames, targets = clip_frames(clips)
+    frames = frames.to(base.pixel_mean.device, base.pixel_mean.dtype)
+    k = policy.keyframe_interval if policy.temporal else 1
+    offsets = list(range(k)) if key_offsets is None else list(key_offsets)
+    if not offsets or frames.shape[0] - min(offsets) < k:
+        raise ValueError(f"clips of {frames.shape[0]} frames do not cover keyframe interval {k} "
+                         f"from offsets {offsets}")
+    n_cls = num_classes if num_classes is not None else base.num_classes
+    tasks = [BASE_TASK, *subs]
+    meters = {d: {t: _meter(t, n_cls) for t in tasks} for d in range(k)}
+    engine = ReuseEngine(base, subs, policy)
+    images = 0
+    with engine:
+        for o in offsets:
+            for i, out in enumerate(engine.run_clip(frames, key_offset=o), start=o):
+                dist = (i - o) % k
+                for t in tasks:
+                    meters[dist][t].update(predictions_to_numpy(t, out[t]),
+                                           targets_to_numpy(t, targets[i][t]))
+                images += frames.shape[1]
+    per_offset = {d: {t: {m: float(v) for m, v in meters[d][t].compute().items()} for t in tasks}
+                  for d in range(k)}
+    metrics = {t: {m: sum(per_offset[d][t][m] for d in per_offset) / len(per_offset)
+                   for m in per_offset[next(iter(per_offset))][t]} for t in tasks}
+    ledger = engine.ledger
+    macs = {t: ledger.total(t) / images for t in tasks}
+    return {"metrics": metrics, "per_offset": per_offset, "macs_per_image": macs,
+            "total_macs_per_image": sum(macs.values()), "images": images, "ledger": ledger}
