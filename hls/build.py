@@ -1,0 +1,136 @@
+"""g++ builds of the HLS kernels for C simulation: the emulation library and the testbenches.
+
+Vitis HLS is not needed: the kernels compile with g++ against the open ap_types headers
+that hls4ml ships (``<hls4ml>/templates/vivado/ap_types``). Every build goes to
+``build/hls/<target>-<hash>/``, keyed by the sources, the compile flags, the compiler and the
+core limits, so a rebuild happens only when one of them changes. The limits are
+compile-time constants (``params.h``): ``limits=None`` uses the checked-in
+``hls/generated/params.h``; a ``CoreLimits`` generates its own ``params.h`` into the build
+folder (first on the include path), so one library exists per set of limits.
+
+    python -m deltamtl.hls.build emu|tb_core [--max-tokens ...]   # prints the built path
+"""
+
+from __future__ import annotations
+
+import argparse
+import fcntl
+import hashlib
+import importlib.util
+import os
+import shutil
+import subprocess
+import tempfile
+from pathlib import Path
+
+from deltamtl.contract import CoreLimits
+
+HLS_DIR = Path(__file__).resolve().parent
+ROOT = HLS_DIR.parent
+BUILD_ROOT = ROOT / "build" / "hls"
+CXX = os.environ.get("CXX", "g++")
+# -O2: the activation-sparse pass dominates C-simulation time; -O1 halves compile time
+# but doubles run time on the 500-job CI set.
+BASE_FLAGS = ("-std=c++17", "-O2", "-Wall", "-Wextra", "-Wno-unknown-pragmas",
+              "-Wno-unused-label", "-Wno-unused-parameter")
+
+TARGETS = {
+    # name: (main source, extra flags, output file name)
+    "emu": ("tb/emu_api.cpp", ("-shared", "-fPIC"), "libdmtl_emu.so"),
+    "tb_core": ("tb/tb_core.cpp", (), "tb_core"),
+    "tb_system": ("tb/tb_system.cpp", (), "tb_system"),
+}
+
+
+class BuildError(RuntimeError):
+    """g++ failed or is missing; the message carries the command and its output."""
+
+
+def ap_types_dir() -> Path:
+    """hls4ml's bundled Xilinx ap_types headers (found without importing hls4ml)."""
+    spec = importlib.util.find_spec("hls4ml")
+    if spec is None or spec.origin is None:
+        raise BuildError("hls4ml is not installed: `make setup` installs hls4ml==1.3.0 "
+                         "(its ap_types headers are needed for C simulation)")
+    path = Path(spec.origin).parent / "templates" / "vivado" / "ap_types"
+    if not (path / "ap_int.h").is_file():
+        raise BuildError(f"{path}: no ap_int.h; hls4ml 1.3.0 ships it there")
+    return path
+
+
+def _sources() -> list[Path]:
+    files = sorted(HLS_DIR.glob("*.cpp")) + sorted((HLS_DIR / "include").rglob("*.h"))
+    files += sorted((HLS_DIR / "tb").glob("*.cpp")) + sorted((HLS_DIR / "tb").glob("*.h"))
+    files.append(HLS_DIR / "generated" / "contract.h")
+    return files
+
+
+def _compiler_id() -> str:
+    exe = shutil.which(CXX)
+    if exe is None:
+        raise BuildError(f"C++ compiler {CXX!r} not found on PATH (apt-get install g++)")
+    out = subprocess.run([exe, "--version"], capture_output=True, text=True, check=False)
+    return out.stdout.splitlines()[0] if out.stdout else exe
+
+
+def params_text(limits: CoreLimits | None) -> str:
+    if limits is None:
+        return (HLS_DIR / "generated" / "params.h").read_text()
+    from deltamtl.codegen import params_header
+
+    return params_header(limits)
+
+
+def build(target: str, limits: CoreLimits | None = None,
+          extra_flags: tuple[str, ...] = ()) -> Path:
+    """Build `target` (see TARGETS) for `limits`; returns the path of the built file."""
+    if target not in TARGETS:
+        raise ValueError(f"unknown build target {target!r}; known: {sorted(TARGETS)}")
+    main, tflags, out_name = TARGETS[target]
+    flags = (*BASE_FLAGS, *tflags, *extra_flags)
+    params = params_text(limits)
+    digest = hashlib.sha256()
+    for path in _sources():
+        digest.update(str(path.relative_to(HLS_DIR)).encode())
+        digest.update(path.read_bytes())
+    digest.update(params.encode())
+    digest.update(" ".join(flags).encode())
+    digest.update(_compiler_id().encode())
+    out_dir = BUILD_ROOT / f"{target}-{digest.hexdigest()[:16]}"
+    out = out_dir / out_name
+    if out.is_file():
+        return out
+    out_dir.mkdir(parents=True, exist_ok=True)
+    # one builder per folder: concurrent test processes wait instead of racing
+    with open(out_dir / ".lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if out.is_file():
+            return out
+        (out_dir / "params.h").write_text(params)
+        fd, tmp = tempfile.mkstemp(dir=out_dir, prefix=f".{out_name}.")
+        os.close(fd)
+        cmd = ["nice", CXX, *flags, f"-I{out_dir}", f"-I{HLS_DIR / 'include'}",
+               f"-I{HLS_DIR / 'generated'}", f"-I{ap_types_dir()}", str(HLS_DIR / main),
+               "-o", tmp]
+        proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
+        if proc.returncode != 0:
+            os.unlink(tmp)
+            raise BuildError(f"build of {target} failed:\n{' '.join(cmd)}\n{proc.stderr[-6000:]}")
+        os.chmod(tmp, 0o755)
+        os.replace(tmp, out)
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description="build an HLS C-simulation target with g++")
+    parser.add_argument("target", choices=sorted(TARGETS))
+    parser.add_argument("--limits", nargs=5, type=int, metavar=("P", "I", "O", "NNZ", "LANES"),
+                        help="core limits (default: hls/generated/params.h)")
+    args = parser.parse_args(argv)
+    limits = CoreLimits(*args.limits) if args.limits else None
+    print(build(args.target, limits))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,129 @@
+// commit: the core's output packet (AXI4-Stream) -> Y / XREF_OUT / YREF_OUT regions (m_axi).
+//
+// ap_ctrl_hs, registers pinned by DMTL_AXILITE_PRAGMAS. Rules:
+// * The descriptor is validated exactly as fetch does (same function), so both kernels
+//   refuse the same descriptors. Refused: nothing is written, status = DONE | error bit,
+//   and whatever packet words are already waiting are drained without blocking, up to and
+//   including TLAST (fetch streamed nothing for such a descriptor, so normally none are).
+// * A packet whose first word carries TLAST is a trailer alone: the core refused the job;
+//   nothing is written; KSTATUS_CORE is set (also if, abnormally, its status is 0).
+// * Otherwise the words are written as they arrive: Y rows, then (EMIT_REF) XREF_OUT and
+//   YREF_OUT rows, then the trailer. TLAST before the trailer, or no TLAST on it, sets
+//   KSTATUS_CORE (writing stops at the early TLAST; a late one is drained). A trailer tag
+//   other than the descriptor's sets KSTATUS_TAG: the regions were already written with
+//   another job's results, which the host must discard.
+#include "dmtl_desc.h"
+#include "dmtl_kernels.h"
+
+using namespace dmtl;
+
+namespace {
+
+struct PacketIn {
+  axis_stream& s;
+  bool ended;
+  uint64_t last_data;  // the word that carried TLAST
+  bool next(uint64_t& data) {
+    if (ended) return false;
+    axis_word w = s.read();
+    data = uint64_t(w.data);
+    if (w.last) {
+      ended = true;
+      last_data = data;
+      return false;  // a TLAST word is the trailer, never payload
+    }
+    return true;
+  }
+};
+
+// Writes `rows` rows of `row_bytes` bytes (each row ceil(row_bytes/8) stream words, zero
+// padded) contiguously from the 8-aligned byte address `base`. Full words are written as
+// they fill; the region's last partial word is read-modified-written so bytes beyond the
+// region (padding up to the next aligned region) keep their value. `first` is a word
+// already read from the packet (Y's first word) when has_first. Returns false when the
+// packet ended (TLAST) before all of the rows' words arrived; nothing more is written then.
+bool write_rows(mem_word* gmem, uint64_t base, int rows, int row_bytes, PacketIn& in,
+                bool has_first, uint64_t first) {
+  const int wpr = ceil_div(row_bytes, 8);
+  uint64_t waddr = base / 8;
+  ap_uint<128> carry = 0;
+  int have = 0;
+rows_loop:
+  for (int k = 0; k < rows * wpr; k++) {
+#pragma HLS LOOP_TRIPCOUNT min = 1 max = MAX_TOKENS * ROW_I32_OUT
+#pragma HLS PIPELINE II = 1
+    uint64_t data;
+    if (k == 0 && has_first)
+      data = first;
+    else if (!in.next(data))
+      return false;
+    const int j = k % wpr;
+    const int n = cmin(8, row_bytes - 8 * j);
+    if (n < 8) data &= (uint64_t(1) << (8 * n)) - 1;
+    carry |= ap_uint<128>(data) << (8 * have);
+    have += n;
+    if (have >= 8) {
+      gmem[waddr++] = mem_word(carry.range(63, 0));
+      carry >>= 64;
+      have -= 8;
+    }
+  }
+  if (have > 0) {
+    const uint64_t keep_mask = ~((uint64_t(1) << (8 * have)) - 1);
+    const uint64_t old = uint64_t(gmem[waddr]);
+    gmem[waddr] = mem_word((old & keep_mask) | uint64_t(carry.range(63, 0)));
+  }
+  return true;
+}
+
+}  // namespace
+
+void commit(mem_word* gmem, uint64_t buf_bytes, uint64_t desc_offset, uint32_t* status,
+            axis_stream& s_axis) {
+  DMTL_AXILITE_PRAGMAS
+#pragma HLS INTERFACE mode = m_axi port = gmem bundle = gmem offset = slave depth = 65536 max_write_burst_length = 64
+#pragma HLS INTERFACE mode = axis port = s_axis
+  Desc d;
+  const int err = read_and_validate(gmem, buf_bytes, desc_offset, d);
+  if (err) {
+  drain_nb:
+    for (int k = 0; k < MAX_PACKET_OUT; k++) {
+#pragma HLS LOOP_TRIPCOUNT min = 0 max = 1
+#pragma HLS PIPELINE II = 1
+      axis_word w;
+      if (!s_axis.read_nb(w) || w.last) break;
+    }
+    *status = uint32_t(KSTATUS_DONE | err);
+    return;
+  }
+  const Header& h = d.h;
+  const int P = h.tokens, I = h.in_dim, O = h.out_dim;
+  int st = KSTATUS_DONE;
+  PacketIn in = {s_axis, false, 0};
+  uint64_t first;
+  if (in.next(first)) {
+    bool complete = write_rows(gmem, d.off[REGION_Y_OUT], P, O, in, true, first);
+    if (complete && (h.flags & FLAG_EMIT_REF)) {
+      complete = write_rows(gmem, d.off[REGION_XREF_OUT], P, I, in, false, 0);
+      if (complete) complete = write_rows(gmem, d.off[REGION_YREF_OUT], P, 4 * O, in, false, 0);
+    }
+    uint64_t extra;
+    if (complete && in.next(extra)) {  // no TLAST where the trailer belongs: drain the rest
+      complete = false;
+    drain:
+      for (int k = 0; k < MAX_PACKET_OUT; k++) {
+#pragma HLS LOOP_TRIPCOUNT min = 0 max = 1
+#pragma HLS PIPELINE II = 1
+        if (!in.next(extra)) break;
+      }
+    }
+    if (!complete) st |= KSTATUS_CORE;
+  } else {
+    st |= KSTATUS_CORE;  // trailer alone: the core refused the job
+  }
+  // in.last_data: the word that carried TLAST, i.e. the trailer.
+  const uint64_t trl = in.last_data;
+  if (bits(trl, TRL_STATUS_LSB, TRL_STATUS_WIDTH) != 0) st |= KSTATUS_CORE;
+  if (int(bits(trl, TRL_TAG_LSB, TRL_TAG_WIDTH)) != h.tag) st |= KSTATUS_TAG;
+  *status = uint32_t(st);
+}

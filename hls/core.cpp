@@ -1,0 +1,436 @@
+// core: the compute core of one linear site (AXI4-Stream in -> AXI4-Stream out).
+//
+// One call consumes one input packet (header .. TLAST) and emits one output packet; in the
+// exported RTL (ap_ctrl_none) this is the free-running loop. Bit-exact with
+// deltamtl.model.golden_core.GoldenCore.run_packet, including resident state and refusals.
+//
+// Resident state (file-scope statics, kept between packets):
+//   w_bank[2][O][I]     two weight banks; `w_cur` is the resident one. LOAD_W writes the
+//                       other bank and the pointer flips only when the job succeeds, so a
+//                       refused packet (LENGTH is known only at TLAST) leaves W_b intact.
+//   x_ref[2][P][I], acc[2][...][...]   reference inputs / accumulators, same two-slot
+//                       scheme (`ref_cur`): a job always writes slot !ref_cur (loaded refs,
+//                       x_new, y accumulators); DENSE and TEMPORAL flip on success, TASK
+//                       leaves the base state untouched and uses the slot as scratch.
+// The accumulator bank is skewed, bank(p, o) = (p + o) mod LANES, so the activation-sparse
+// pass (lanes over o, fixed p) and the weight-sparse pass (lanes over p, fixed o) both touch
+// LANES distinct banks per cycle.
+#include "dmtl_kernels.h"
+
+#include <string.h>
+
+using namespace dmtl;
+
+namespace {
+
+constexpr int L = LANES;
+constexpr int OG = ceil_div(MAX_OUT, L);     // output-channel groups (activation pass)
+constexpr int PG = ceil_div(MAX_TOKENS, L);  // token groups (weight pass)
+constexpr int ACC_DEPTH = MAX_TOKENS * OG;
+constexpr int MAX_NNZ_ACT = MAX_TOKENS * MAX_IN;
+constexpr int REQ_PER_WORD = 64 / REQ_ENTRY_BITS;
+
+int8_t w_bank[2][MAX_OUT][MAX_IN];
+int8_t x_ref[2][MAX_TOKENS][MAX_IN];
+int32_t acc[2][L][ACC_DEPTH];
+uint64_t dw_buf[MAX_NNZ_DW];     // raw NZ words (col, row, value)
+uint64_t nz_act[MAX_NNZ_ACT];    // delta non-zeros: token | input << 16 | (d & 0x1FF) << 32
+int32_t bias_buf[MAX_OUT];
+uint16_t mult_buf[MAX_OUT];
+uint8_t shift_buf[MAX_OUT];
+
+bool w_valid = false;
+int w_cur = 0, w_o = 0, w_i = 0;
+bool ref_valid = false;
+int ref_cur = 0, ref_p = 0, ref_i = 0, ref_o = 0;
+
+inline int bank_of(int p, int o) { return (p + o) % L; }
+inline int addr_of(int p, int o) { return p * OG + o / L; }
+inline int32_t acc_get(int s, int p, int o) { return acc[s][bank_of(p, o)][addr_of(p, o)]; }
+inline void acc_set(int s, int p, int o, int32_t v) { acc[s][bank_of(p, o)][addr_of(p, o)] = v; }
+// int32 two's-complement wrap at every addition (contract), without C++ signed overflow.
+inline int32_t wadd(int32_t a, int32_t b) { return int32_t(uint32_t(a) + uint32_t(b)); }
+
+inline int8_t requant(int32_t a, int mult, int shift) {
+  const int64_t prod = int64_t(a) * int64_t(mult);
+  const int64_t round = shift > 0 ? (int64_t(1) << (shift - 1)) : 0;
+  const int64_t r = (prod + round) >> shift;  // arithmetic shift: floor
+  return int8_t(r < ACT_MIN ? ACT_MIN : (r > ACT_MAX ? ACT_MAX : r));
+}
+
+// Reads the packet's words through TLAST. `remaining` counts the words the header implies;
+// TLAST before the last of them, or no TLAST on it, is a LENGTH error.
+struct Reader {
+  axis_stream& s;
+  int remaining;
+  bool ended, bad_length;
+  bool next(uint64_t& data) {
+    if (ended) return false;
+    axis_word w = s.read();
+    data = uint64_t(w.data);
+    remaining--;
+    if (w.last) {
+      ended = true;
+      if (remaining != 0) bad_length = true;
+    }
+    return true;
+  }
+  void drain() {
+  drain_loop:
+    for (int k = 0; k < (1 << 30) && !ended; k++) {
+#pragma HLS LOOP_TRIPCOUNT min = 0 max = 1
+#pragma HLS PIPELINE II = 1
+      axis_word w = s.read();
+      if (w.last) ended = true;
+    }
+  }
+};
+
+void send_trailer(axis_stream& out, uint32_t nnz_act, int tag, int status) {
+  put(out, trailer_word(nnz_act, tag, status), true);
+}
+
+}  // namespace
+
+void core(axis_stream& s_axis, axis_stream& m_axis) {
+#pragma HLS INTERFACE mode = axis port = s_axis
+#pragma HLS INTERFACE mode = axis port = m_axis
+#pragma HLS INTERFACE mode = ap_ctrl_none port = return
+#pragma HLS ARRAY_PARTITION variable = w_bank type = cyclic factor = LANES dim = 2
+#pragma HLS ARRAY_PARTITION variable = x_ref type = cyclic factor = LANES dim = 2
+#pragma HLS ARRAY_PARTITION variable = acc type = complete dim = 2
+#pragma HLS BIND_STORAGE variable = w_bank type = ram_2p impl = bram
+#pragma HLS BIND_STORAGE variable = acc type = ram_2p impl = uram
+#pragma HLS BIND_STORAGE variable = dw_buf type = ram_2p impl = uram
+#pragma HLS BIND_STORAGE variable = nz_act type = ram_2p impl = uram
+
+  // ---- header ------------------------------------------------------------------------
+  axis_word w0 = s_axis.read();
+  if (w0.last) {  // shorter than a header: golden answers LENGTH with tag 0
+    send_trailer(m_axis, 0, 0, CORE_STATUS_LENGTH);
+    return;
+  }
+  axis_word w1 = s_axis.read();
+  const Header h = parse_header(uint64_t(w0.data), uint64_t(w1.data));
+  Reader rd = {s_axis, 0, bool(w1.last), false};
+  int status = check_header(h);
+  if (status) {
+    rd.drain();
+    send_trailer(m_axis, 0, h.tag, status);
+    return;
+  }
+  const InLayout lay = in_layout(h);
+  rd.remaining = lay.total() - HEADER_WORDS;
+  if (rd.ended) rd.bad_length = true;  // every valid packet has REQ and X words
+
+  const int P = h.tokens, I = h.in_dim, O = h.out_dim;
+  const int row_in = ceil_div(I, INT8_PER_WORD);
+  const int row_out32 = ceil_div(O, INT32_PER_WORD);
+  const bool load_w = h.flags & FLAG_LOAD_W;
+  const bool load_ref = h.flags & FLAG_LOAD_REF;
+  const bool emit_ref = h.flags & FLAG_EMIT_REF;
+  const int wb = load_w ? 1 - w_cur : w_cur;  // bank this job computes with
+  const int ys = 1 - ref_cur;                   // slot this job writes
+  const int src = lay.xref ? ys : ref_cur;      // slot holding the job's references
+  uint64_t d;
+
+  // ---- W_b rows (into the non-resident bank) -----------------------------------------
+load_w_rows:
+  for (int k = 0; k < lay.w; k++) {
+#pragma HLS LOOP_TRIPCOUNT min = 0 max = MAX_OUT * ROW_I8_IN
+#pragma HLS PIPELINE II = 1
+    if (!rd.next(d)) break;
+    const int o = k / row_in, j = k % row_in;
+    for (int b = 0; b < INT8_PER_WORD; b++) {
+#pragma HLS UNROLL
+      const int i = j * INT8_PER_WORD + b;
+      if (i < I) w_bank[wb][o][i] = int8_t(bits(d, 8 * b, 8));
+    }
+  }
+  // ---- dW non-zeros --------------------------------------------------------------------
+  bool bad_index = false;
+load_dw:
+  for (int k = 0; k < lay.dw; k++) {
+#pragma HLS LOOP_TRIPCOUNT min = 0 max = MAX_NNZ_DW
+#pragma HLS PIPELINE II = 1
+    if (!rd.next(d)) break;
+    dw_buf[k] = d;
+    if (int(bits(d, NZ_ROW_LSB, NZ_ROW_WIDTH)) >= O || int(bits(d, NZ_COL_LSB, NZ_COL_WIDTH)) >= I)
+      bad_index = true;
+  }
+  // ---- bias, requant parameters ------------------------------------------------------
+load_bias:
+  for (int k = 0; k < lay.bias; k++) {
+#pragma HLS LOOP_TRIPCOUNT min = 0 max = ROW_I32_OUT
+#pragma HLS PIPELINE II = 1
+    if (!rd.next(d)) break;
+    for (int b = 0; b < INT32_PER_WORD; b++) {
+      const int o = k * INT32_PER_WORD + b;
+      if (o < O) bias_buf[o] = int32_t(uint32_t(bits(d, 32 * b, 32)));
+    }
+  }
+load_req:
+  for (int k = 0; k < lay.req; k++) {
+#pragma HLS LOOP_TRIPCOUNT min = 1 max = ROW_I32_OUT
+#pragma HLS PIPELINE II = 1
+    if (!rd.next(d)) break;
+    for (int b = 0; b < REQ_PER_WORD; b++) {
+      const int o = k * REQ_PER_WORD + b;
+      const uint64_t e = bits(d, REQ_ENTRY_BITS * b, REQ_ENTRY_BITS);
+      if (o < O) {
+        mult_buf[o] = uint16_t(bits(e, REQ_MULT_LSB, REQ_MULT_WIDTH));
+        shift_buf[o] = uint8_t(bits(e, REQ_SHIFT_LSB, REQ_SHIFT_WIDTH));
+      }
+    }
+  }
+  // ---- references (LOAD_REF) into the scratch slot; TASK adds its bias delta on the fly --
+  const bool add_bias = h.mode == MODE_TASK;
+load_xref:
+  for (int k = 0; k < lay.xref; k++) {
+#pragma HLS LOOP_TRIPCOUNT min = 0 max = MAX_TOKENS * ROW_I8_IN
+#pragma HLS PIPELINE II = 1
+    if (!rd.next(d)) break;
+    const int p = k / row_in, j = k % row_in;
+    for (int b = 0; b < INT8_PER_WORD; b++) {
+#pragma HLS UNROLL
+      const int i = j * INT8_PER_WORD + b;
+      if (i < I) x_ref[ys][p][i] = int8_t(bits(d, 8 * b, 8));
+    }
+  }
+load_yref:
+  for (int k = 0; k < lay.yref; k++) {
+#pragma HLS LOOP_TRIPCOUNT min = 0 max = MAX_TOKENS * ROW_I32_OUT
+#pragma HLS PIPELINE II = 1
+    if (!rd.next(d)) break;
+    const int p = k / row_out32, j = k % row_out32;
+    for (int b = 0; b < INT32_PER_WORD; b++) {
+#pragma HLS UNROLL
+      const int o = j * INT32_PER_WORD + b;
+      if (o < O) {
+        const int32_t v = int32_t(uint32_t(bits(d, 32 * b, 32)));
+        acc_set(ys, p, o, add_bias ? wadd(v, bias_buf[o]) : v);
+      }
+    }
+  }
+  // ---- X rows: delta encoding on the fly into the non-zero list ------------------------
+  // DENSE: every non-zero x is a "delta" against zero (the all-nonzero case of the engine).
+  const bool dense = h.mode == MODE_DENSE;
+  uint32_t nnz_act = 0;
+load_x:
+  for (int k = 0; k < lay.x; k++) {
+#pragma HLS LOOP_TRIPCOUNT min = 1 max = MAX_TOKENS * ROW_I8_IN
+#pragma HLS PIPELINE II = 1
+    if (!rd.next(d)) break;
+    const int p = k / row_in, j = k % row_in;
+    for (int b = 0; b < INT8_PER_WORD; b++) {
+#pragma HLS UNROLL
+      const int i = j * INT8_PER_WORD + b;
+      if (i < I) {
+        const int x = int8_t(bits(d, 8 * b, 8));
+        const int r = dense ? 0 : int(x_ref[src][p][i]);
+        const int dv = x - r;
+        const bool keep = dense ? dv != 0 : (dv >= h.th || dv <= -h.th);
+        x_ref[ys][p][i] = int8_t(keep ? x : r);  // x_ref + d: "the last value sent"
+        if (keep) {
+          nz_act[nnz_act] = uint64_t(p) | (uint64_t(i) << 16) | (uint64_t(dv & 0x1FF) << 32);
+          nnz_act++;
+        }
+      }
+    }
+  }
+  if (!rd.ended) {  // all words read but no TLAST on the last: drain the excess
+    rd.bad_length = true;
+    rd.drain();
+  }
+
+  // ---- refusals after the payload, golden order: LENGTH, INDEX, NO_STATE --------------
+  if (rd.bad_length)
+    status = CORE_STATUS_LENGTH;
+  else if (bad_index)
+    status = CORE_STATUS_INDEX;
+  else if (!load_w && !(w_valid && w_o == O && w_i == I))
+    status = CORE_STATUS_NO_STATE;
+  else if (h.mode != MODE_DENSE && !load_ref &&
+           !(ref_valid && ref_p == P && ref_i == I && ref_o == O))
+    status = CORE_STATUS_NO_STATE;
+  if (status) {
+    send_trailer(m_axis, 0, h.tag, status);
+    return;
+  }
+
+  // ---- accumulator init: DENSE bias; resident references copied (+ TASK bias) ----------
+  const bool init_from_bias = dense;
+  const bool init_from_resident = !dense && !lay.yref;
+init_acc:
+  for (int k = 0; k < P * OG; k++) {
+#pragma HLS LOOP_TRIPCOUNT min = 1 max = MAX_TOKENS * OG
+#pragma HLS PIPELINE II = 1
+    if (!(init_from_bias || init_from_resident)) break;
+    const int p = k / OG, g = k % OG;
+    for (int l = 0; l < L; l++) {
+#pragma HLS UNROLL
+      const int o = g * L + l;
+      if (o < O) {
+        int32_t v = init_from_bias ? bias_buf[o] : acc_get(ref_cur, p, o);
+        if (!init_from_bias && add_bias) v = wadd(v, bias_buf[o]);
+        acc_set(ys, p, o, v);
+      }
+    }
+  }
+
+  // ---- DENSE/TEMPORAL with dW: patch the bank W_b += dW (undone below) ----------------
+  const bool patch = h.mode != MODE_TASK && lay.dw > 0;
+patch_w:
+  for (int k = 0; k < lay.dw; k++) {
+#pragma HLS LOOP_TRIPCOUNT min = 0 max = MAX_NNZ_DW
+#pragma HLS PIPELINE II = 1
+    if (!patch) break;
+    const uint64_t e = dw_buf[k];
+    const int r = int(bits(e, NZ_ROW_LSB, NZ_ROW_WIDTH)), c = int(bits(e, NZ_COL_LSB, NZ_COL_WIDTH));
+    w_bank[wb][r][c] = int8_t(uint8_t(w_bank[wb][r][c] + int8_t(bits(e, NZ_VALUE_LSB, 8))));
+  }
+
+  // ---- activation-sparse pass: one broadcast (p, i, d) per cycle, lanes over outputs ----
+  const int og = ceil_div(O, L);
+act_pass:
+  for (uint32_t k = 0; k < nnz_act * uint32_t(og); k++) {
+#pragma HLS LOOP_TRIPCOUNT min = 0 max = MAX_NNZ_ACT * OG
+#pragma HLS PIPELINE II = 1
+#pragma HLS DEPENDENCE variable = acc type = inter false
+    const uint64_t e = nz_act[k / og];
+    const int g = int(k % og);
+    const int p = int(e & 0xFFFF), i = int((e >> 16) & 0xFFFF);
+    const int dv = int(int32_t(uint32_t(e >> 32) << 23) >> 23);  // sign-extend 9 bits
+    for (int l = 0; l < L; l++) {
+#pragma HLS UNROLL
+      const int o = g * L + l;
+      if (o < O) acc_set(ys, p, o, wadd(acc_get(ys, p, o), dv * int(w_bank[wb][o][i])));
+    }
+  }
+
+unpatch_w:
+  for (int k = 0; k < lay.dw; k++) {
+#pragma HLS LOOP_TRIPCOUNT min = 0 max = MAX_NNZ_DW
+#pragma HLS PIPELINE II = 1
+    if (!patch) break;
+    const uint64_t e = dw_buf[k];
+    const int r = int(bits(e, NZ_ROW_LSB, NZ_ROW_WIDTH)), c = int(bits(e, NZ_COL_LSB, NZ_COL_WIDTH));
+    w_bank[wb][r][c] = int8_t(uint8_t(w_bank[wb][r][c] - int8_t(bits(e, NZ_VALUE_LSB, 8))));
+  }
+
+  // ---- TASK weight-sparse pass: acc += x_k dW^T, one dW non-zero per cycle, lanes over tokens
+  const int pg = ceil_div(P, L);
+  const uint32_t wpass = h.mode == MODE_TASK ? uint32_t(lay.dw) * uint32_t(pg) : 0;
+wgt_pass:
+  for (uint32_t k = 0; k < wpass; k++) {
+#pragma HLS LOOP_TRIPCOUNT min = 0 max = MAX_NNZ_DW * PG
+#pragma HLS PIPELINE II = 1
+#pragma HLS DEPENDENCE variable = acc type = inter false
+    const uint64_t e = dw_buf[k / pg];
+    const int g = int(k % pg);
+    const int r = int(bits(e, NZ_ROW_LSB, NZ_ROW_WIDTH)), c = int(bits(e, NZ_COL_LSB, NZ_COL_WIDTH));
+    const int v = int8_t(bits(e, NZ_VALUE_LSB, 8));
+    for (int l = 0; l < L; l++) {
+#pragma HLS UNROLL
+      const int p = g * L + l;
+      if (p < P) acc_set(ys, p, r, wadd(acc_get(ys, p, r), int(x_ref[ys][p][c]) * v));
+    }
+  }
+
+  // ---- requantise and stream out Y, then the references (EMIT_REF), then the trailer ----
+  const int row_out8 = ceil_div(O, INT8_PER_WORD);
+out_y:
+  for (int k = 0; k < P * row_out8; k++) {
+#pragma HLS LOOP_TRIPCOUNT min = 1 max = MAX_TOKENS * ROW_I8_OUT
+#pragma HLS PIPELINE II = 1
+    const int p = k / row_out8, j = k % row_out8;
+    uint64_t word = 0;
+    for (int b = 0; b < INT8_PER_WORD; b++) {
+#pragma HLS UNROLL
+      const int o = j * INT8_PER_WORD + b;
+      if (o < O)
+        word |= uint64_t(uint8_t(requant(acc_get(ys, p, o), mult_buf[o], shift_buf[o]))) << (8 * b);
+    }
+    put(m_axis, word, false);
+  }
+out_xref:
+  for (int k = 0; k < (emit_ref ? P * row_in : 0); k++) {
+#pragma HLS LOOP_TRIPCOUNT min = 0 max = MAX_TOKENS * ROW_I8_IN
+#pragma HLS PIPELINE II = 1
+    const int p = k / row_in, j = k % row_in;
+    uint64_t word = 0;
+    for (int b = 0; b < INT8_PER_WORD; b++) {
+#pragma HLS UNROLL
+      const int i = j * INT8_PER_WORD + b;
+      if (i < I) word |= uint64_t(uint8_t(x_ref[ys][p][i])) << (8 * b);
+    }
+    put(m_axis, word, false);
+  }
+out_yref:
+  for (int k = 0; k < (emit_ref ? P * row_out32 : 0); k++) {
+#pragma HLS LOOP_TRIPCOUNT min = 0 max = MAX_TOKENS * ROW_I32_OUT
+#pragma HLS PIPELINE II = 1
+    const int p = k / row_out32, j = k % row_out32;
+    uint64_t word = 0;
+    for (int b = 0; b < INT32_PER_WORD; b++) {
+#pragma HLS UNROLL
+      const int o = j * INT32_PER_WORD + b;
+      if (o < O) word |= uint64_t(uint32_t(acc_get(ys, p, o))) << (32 * b);
+    }
+    put(m_axis, word, false);
+  }
+  send_trailer(m_axis, nnz_act, h.tag, 0);
+
+  // ---- commit resident state (only now: the job has succeeded) ------------------------
+  if (load_w) {
+    w_cur = wb;
+    w_valid = true;
+    w_o = O;
+    w_i = I;
+  }
+  if (h.mode != MODE_TASK) {
+    ref_cur = ys;
+    ref_valid = true;
+    ref_p = P;
+    ref_i = I;
+    ref_o = O;
+  }
+}
+
+#ifndef __SYNTHESIS__
+// Testbench / emulation hooks (not part of the synthesised kernel).
+
+// Forget all resident state (a .dmtv reset record; GoldenCore.reset()).
+void core_reset_state() {
+  w_valid = ref_valid = false;
+  w_cur = ref_cur = 0;
+  w_o = w_i = ref_p = ref_i = ref_o = 0;
+}
+
+// Save (dir=0) or restore (dir=1) the resident state, so several emulated cores can share
+// one loaded library. Returns the byte size of the state blob (call with buf=NULL first).
+long core_state_io(void* buf, int dir) {
+  struct Item {
+    void* p;
+    size_t n;
+  };
+  const Item items[] = {
+      {w_bank, sizeof(w_bank)}, {x_ref, sizeof(x_ref)}, {acc, sizeof(acc)},
+      {&w_valid, sizeof(w_valid)}, {&w_cur, sizeof(w_cur)}, {&w_o, sizeof(w_o)},
+      {&w_i, sizeof(w_i)}, {&ref_valid, sizeof(ref_valid)}, {&ref_cur, sizeof(ref_cur)},
+      {&ref_p, sizeof(ref_p)}, {&ref_i, sizeof(ref_i)}, {&ref_o, sizeof(ref_o)},
+  };
+  size_t off = 0;
+  for (const Item& it : items) {
+    if (buf) {
+      char* at = static_cast<char*>(buf) + off;
+      if (dir == 0)
+        memcpy(at, it.p, it.n);
+      else
+        memcpy(it.p, at, it.n);
+    }
+    off += it.n;
+  }
+  return long(off);
+}
+#endif

@@ -1,0 +1,105 @@
+// Shared types and helpers of the three kernels (fetch, core, commit).
+// Contract constants come only from the generated headers contract.h / params.h.
+#pragma once
+
+#include <ap_int.h>
+#include <hls_stream.h>  // Xilinx's, or hls4ml's copy of it for g++ C simulation
+#include <stdint.h>
+
+#include "contract.h"
+#include "params.h"
+
+namespace dmtl {
+
+// One AXI4-Stream beat. Vitis HLS names the ports <arg>_TDATA/_TVALID/_TREADY/_TLAST.
+struct axis_word {
+  ap_uint<64> data;
+  ap_uint<1> last;
+};
+typedef hls::stream<axis_word> axis_stream;
+
+// One m_axi word of the gmem bundle (64-bit data bus).
+typedef ap_uint<64> mem_word;
+
+inline uint64_t bits(uint64_t w, int lsb, int width) {
+  return width >= 64 ? (w >> lsb) : ((w >> lsb) & ((uint64_t(1) << width) - 1));
+}
+
+constexpr int ceil_div(int a, int b) { return (a + b - 1) / b; }
+constexpr int cmin(int a, int b) { return a < b ? a : b; }
+
+// Largest words of one packet section, for LOOP_TRIPCOUNT annotations.
+constexpr int ROW_I8_IN = ceil_div(MAX_IN, INT8_PER_WORD);
+constexpr int ROW_I8_OUT = ceil_div(MAX_OUT, INT8_PER_WORD);
+constexpr int ROW_I32_OUT = ceil_div(MAX_OUT, INT32_PER_WORD);
+constexpr int MAX_PACKET_IN = HEADER_WORDS + MAX_OUT * ROW_I8_IN + MAX_NNZ_DW + 2 * ROW_I32_OUT +
+                              MAX_TOKENS * (2 * ROW_I8_IN + ROW_I32_OUT);
+constexpr int MAX_PACKET_OUT = MAX_TOKENS * (ROW_I8_OUT + ROW_I8_IN + ROW_I32_OUT) + 1;
+
+// The job header (two stream words), decoded.
+struct Header {
+  int mode, flags, th, tokens, in_dim, out_dim, tag;
+  uint32_t nnz_dw;
+};
+
+inline Header parse_header(uint64_t h0, uint64_t h1) {
+  const uint64_t w[2] = {h0, h1};
+  Header h;
+  h.mode = int(bits(w[HDR_MODE_WORD], HDR_MODE_LSB, HDR_MODE_WIDTH));
+  h.flags = int(bits(w[HDR_FLAGS_WORD], HDR_FLAGS_LSB, HDR_FLAGS_WIDTH));
+  h.th = int(bits(w[HDR_TH_WORD], HDR_TH_LSB, HDR_TH_WIDTH));
+  h.tokens = int(bits(w[HDR_TOKENS_WORD], HDR_TOKENS_LSB, HDR_TOKENS_WIDTH));
+  h.in_dim = int(bits(w[HDR_IN_DIM_WORD], HDR_IN_DIM_LSB, HDR_IN_DIM_WIDTH));
+  h.out_dim = int(bits(w[HDR_OUT_DIM_WORD], HDR_OUT_DIM_LSB, HDR_OUT_DIM_WIDTH));
+  h.nnz_dw = uint32_t(bits(w[HDR_NNZ_DW_WORD], HDR_NNZ_DW_LSB, HDR_NNZ_DW_WIDTH));
+  h.tag = int(bits(w[HDR_TAG_WORD], HDR_TAG_LSB, HDR_TAG_WIDTH));
+  return h;
+}
+
+// Header refusals in golden order (golden_core.check_header): BAD_HEADER, DIMS, NNZ.
+inline int check_header(const Header& h) {
+  if (h.mode != MODE_DENSE && h.mode != MODE_TEMPORAL && h.mode != MODE_TASK)
+    return CORE_STATUS_BAD_HEADER;
+  if (h.flags & ~VALID_FLAGS) return CORE_STATUS_BAD_HEADER;
+  if (h.th < TH_MIN || h.th > TH_MAX) return CORE_STATUS_BAD_HEADER;
+  if (h.tokens < 1 || h.tokens > MAX_TOKENS || h.in_dim < 1 || h.in_dim > MAX_IN ||
+      h.out_dim < 1 || h.out_dim > MAX_OUT)
+    return CORE_STATUS_DIMS;
+  if (h.nnz_dw > uint32_t(MAX_NNZ_DW)) return CORE_STATUS_NNZ;
+  return 0;
+}
+
+// Section sizes of the core input packet (contract.input_sections), in words.
+struct InLayout {
+  int w, dw, bias, req, xref, yref, x;
+  int total() const { return HEADER_WORDS + w + dw + bias + req + xref + yref + x; }
+};
+
+inline InLayout in_layout(const Header& h) {
+  InLayout s;
+  const int row_in = ceil_div(h.in_dim, INT8_PER_WORD);
+  const int row_out32 = ceil_div(h.out_dim, INT32_PER_WORD);
+  const bool refs = (h.mode == MODE_TEMPORAL || h.mode == MODE_TASK) && (h.flags & FLAG_LOAD_REF);
+  s.w = (h.flags & FLAG_LOAD_W) ? h.out_dim * row_in : 0;
+  s.dw = int(h.nnz_dw);
+  s.bias = (h.mode == MODE_DENSE || h.mode == MODE_TASK) ? row_out32 : 0;
+  s.req = ceil_div(h.out_dim, 64 / REQ_ENTRY_BITS);
+  s.xref = refs ? h.tokens * row_in : 0;
+  s.yref = refs ? h.tokens * row_out32 : 0;
+  s.x = h.tokens * row_in;
+  return s;
+}
+
+inline uint64_t trailer_word(uint32_t nnz_act, int tag, int status) {
+  return (uint64_t(nnz_act) << TRL_NNZ_ACT_LSB) | (uint64_t(tag & 0xFFFF) << TRL_TAG_LSB) |
+         (uint64_t(status & 0xFF) << TRL_STATUS_LSB);
+}
+
+inline void put(axis_stream& s, uint64_t data, bool last) {
+  axis_word w;
+  w.data = data;
+  w.last = last ? 1 : 0;
+  s.write(w);
+}
+
+}  // namespace dmtl

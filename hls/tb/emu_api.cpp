@@ -1,0 +1,85 @@
+// C ABI of the emulation library (deltamtl.hls.emulator loads it with ctypes).
+// One translation unit holding the three kernels as they are synthesised, plus the glue
+// that the block design provides in hardware: the AXI4-Stream FIFOs between the kernels.
+#include "../core.cpp"
+#include "../fetch.cpp"
+#include "../commit.cpp"
+
+#include <vector>
+
+static_assert(sizeof(dmtl::mem_word) == 8, "ap_uint<64> must be one 8-byte word for zero-copy gmem");
+
+namespace {
+// Moves a stream's words into vectors (the stream must hold whole packets).
+int drain_stream(dmtl::axis_stream& s, uint64_t* out, uint8_t* last, long cap) {
+  long n = 0;
+  while (!s.empty()) {
+    dmtl::axis_word w = s.read();
+    if (n < cap) {
+      out[n] = uint64_t(w.data);
+      last[n] = uint8_t(w.last);
+    }
+    n++;
+  }
+  return int(n);
+}
+}  // namespace
+
+extern "C" {
+
+// Compiled maxima of this build: max_tokens, max_in, max_out, max_nnz_dw, lanes.
+void dmtl_limits(int* out) {
+  out[0] = dmtl::MAX_TOKENS;
+  out[1] = dmtl::MAX_IN;
+  out[2] = dmtl::MAX_OUT;
+  out[3] = dmtl::MAX_NNZ_DW;
+  out[4] = dmtl::LANES;
+}
+
+long dmtl_max_packet_out() { return dmtl::MAX_PACKET_OUT; }
+
+void dmtl_core_reset() { core_reset_state(); }
+
+long dmtl_core_state_io(void* buf, int dir) { return core_state_io(buf, dir); }
+
+// One input packet (n_in >= 1 words; TLAST on the last one, as on the wire) through core.
+// Returns the number of output words (written up to `cap`), or -1 if core left input
+// words unread (it must consume exactly one packet).
+int dmtl_core_run(const uint64_t* in, long n_in, uint64_t* out, uint8_t* out_last, long cap) {
+  dmtl::axis_stream s_in, s_out;
+  for (long k = 0; k < n_in; k++) dmtl::put(s_in, in[k], k == n_in - 1);
+  core(s_in, s_out);
+  if (!s_in.empty()) {
+    while (!s_in.empty()) s_in.read();
+    drain_stream(s_out, out, out_last, 0);
+    return -1;
+  }
+  return drain_stream(s_out, out, out_last, cap);
+}
+
+// fetch -> core -> commit over one DDR buffer (zero copy: gmem is `buf`). The core's
+// output packet is copied out on its way to commit (the trailer is the host's view of
+// the core status); trailer_out[0] = trailer word, trailer_out[1] = 1 if a packet passed.
+void dmtl_system_run(uint8_t* buf, uint64_t buf_bytes, uint64_t desc_offset,
+                     uint32_t* fetch_status, uint32_t* commit_status, uint64_t* trailer_out) {
+  dmtl::mem_word* gmem = reinterpret_cast<dmtl::mem_word*>(buf);
+  dmtl::axis_stream s_in, s_mid, s_out;
+  *fetch_status = 0;
+  *commit_status = 0;
+  trailer_out[0] = 0;
+  trailer_out[1] = 0;
+  fetch(gmem, buf_bytes, desc_offset, fetch_status, s_in);
+  if (!s_in.empty()) {
+    core(s_in, s_mid);
+    std::vector<dmtl::axis_word> words;
+    while (!s_mid.empty()) words.push_back(s_mid.read());
+    if (!words.empty()) {
+      trailer_out[0] = uint64_t(words.back().data);
+      trailer_out[1] = 1;
+    }
+    for (const auto& w : words) s_out.write(w);
+  }
+  commit(gmem, buf_bytes, desc_offset, commit_status, s_out);
+}
+
+}  // extern "C"
