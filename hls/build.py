@@ -8,7 +8,8 @@ compile-time constants (``params.h``): ``limits=None`` uses the checked-in
 ``hls/generated/params.h``; a ``CoreLimits`` generates its own ``params.h`` into the build
 folder (first on the include path), so one library exists per set of limits.
 
-    python -m deltamtl.hls.build emu|tb_core [--max-tokens ...]   # prints the built path
+    python -m deltamtl.hls.build build emu|tb_core|tb_system [--limits P I O NNZ LANES]
+    python -m deltamtl.hls.build csim [--sequences N --seed S | --vectors FILE]
 """
 
 from __future__ import annotations
@@ -18,9 +19,13 @@ import fcntl
 import hashlib
 import importlib.util
 import os
+import re
 import shutil
 import subprocess
+import sys
 import tempfile
+import time
+from dataclasses import dataclass
 from pathlib import Path
 
 from deltamtl.contract import CoreLimits
@@ -35,10 +40,10 @@ BASE_FLAGS = ("-std=c++17", "-O2", "-Wall", "-Wextra", "-Wno-unknown-pragmas",
               "-Wno-unused-label", "-Wno-unused-parameter")
 
 TARGETS = {
-    # name: (main source, extra flags, output file name)
-    "emu": ("tb/emu_api.cpp", ("-shared", "-fPIC"), "libdmtl_emu.so"),
-    "tb_core": ("tb/tb_core.cpp", (), "tb_core"),
-    "tb_system": ("tb/tb_system.cpp", (), "tb_system"),
+    # name: (sources under hls/, extra flags, output file name)
+    "emu": (("tb/emu_api.cpp",), ("-shared", "-fPIC"), "libdmtl_emu.so"),
+    "tb_core": (("tb/tb_core.cpp", "core.cpp"), (), "tb_core"),
+    "tb_system": (("tb/tb_system.cpp", "fetch.cpp", "core.cpp", "commit.cpp"), (), "tb_system"),
 }
 
 
@@ -81,12 +86,23 @@ def params_text(limits: CoreLimits | None) -> str:
     return params_header(limits)
 
 
+def limits_from_params_header(path: Path | None = None) -> CoreLimits:
+    """The CoreLimits a generated params.h encodes (default: hls/generated/params.h)."""
+    path = path or HLS_DIR / "generated" / "params.h"
+    found = dict(re.findall(r"constexpr int (\w+) = (\d+);", path.read_text()))
+    names = ("MAX_TOKENS", "MAX_IN", "MAX_OUT", "MAX_NNZ_DW", "LANES")
+    missing = [n for n in names if n not in found]
+    if missing:
+        raise ValueError(f"{path}: no {', '.join(missing)} (regenerate: python -m deltamtl.codegen)")
+    return CoreLimits(*(int(found[n]) for n in names))
+
+
 def build(target: str, limits: CoreLimits | None = None,
           extra_flags: tuple[str, ...] = ()) -> Path:
     """Build `target` (see TARGETS) for `limits`; returns the path of the built file."""
     if target not in TARGETS:
         raise ValueError(f"unknown build target {target!r}; known: {sorted(TARGETS)}")
-    main, tflags, out_name = TARGETS[target]
+    sources, tflags, out_name = TARGETS[target]
     flags = (*BASE_FLAGS, *tflags, *extra_flags)
     params = params_text(limits)
     digest = hashlib.sha256()
@@ -110,26 +126,88 @@ def build(target: str, limits: CoreLimits | None = None,
         fd, tmp = tempfile.mkstemp(dir=out_dir, prefix=f".{out_name}.")
         os.close(fd)
         cmd = ["nice", CXX, *flags, f"-I{out_dir}", f"-I{HLS_DIR / 'include'}",
-               f"-I{HLS_DIR / 'generated'}", f"-I{ap_types_dir()}", str(HLS_DIR / main),
+               f"-I{HLS_DIR / 'generated'}", f"-I{ap_types_dir()}", *(str(HLS_DIR / src) for src in sources),
                "-o", tmp]
         proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
         if proc.returncode != 0:
-            os.unlink(tmp)
+            Path(tmp).unlink(missing_ok=True)
             raise BuildError(f"build of {target} failed:\n{' '.join(cmd)}\n{proc.stderr[-6000:]}")
         os.chmod(tmp, 0o755)
         os.replace(tmp, out)
     return out
 
 
+@dataclass
+class CsimReport:
+    """Outcome of one tb_core run over a .dmtv file."""
+
+    per_class: dict[str, tuple[int, int]]  # class name -> (passed, total)
+    passed: int
+    total: int
+    seconds: float
+    log: str
+
+    @property
+    def ok(self) -> bool:
+        return self.total > 0 and self.passed == self.total
+
+    def table(self) -> str:
+        rows = [f"  {name:<20s} {p:>5d} / {t:<5d}" for name, (p, t) in sorted(self.per_class.items())]
+        return "\n".join([*rows, f"  {'ALL':<20s} {self.passed:>5d} / {self.total:<5d}"
+                                 f"  ({self.seconds:.2f} s)"])
+
+
+def run_csim(vectors: Path, limits: CoreLimits | None = None) -> CsimReport:
+    """Build tb_core for `limits` and run it over `vectors` (a .dmtv file)."""
+    from deltamtl.model.vectors import CLASSES
+
+    exe = build("tb_core", limits)
+    start = time.monotonic()
+    proc = subprocess.run([str(exe), str(vectors)], capture_output=True, text=True, check=False)
+    seconds = time.monotonic() - start
+    per_class, passed, total = {}, 0, 0
+    for line in proc.stdout.splitlines():
+        parts = line.split()
+        if parts[:1] == ["CLASS"]:
+            cid = int(parts[1])
+            name = CLASSES[cid] if cid < len(CLASSES) else f"class{cid}"
+            per_class[name] = (int(parts[2]), int(parts[3]))
+        elif parts[:1] == ["RESULT"]:
+            passed, total = int(parts[1]), int(parts[2])
+    if proc.returncode not in (0, 1) or total == 0:
+        raise BuildError(f"{exe} {vectors}: exit {proc.returncode}\n{proc.stdout}{proc.stderr}")
+    return CsimReport(per_class, passed, total, seconds, proc.stdout + proc.stderr)
+
+
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description="build an HLS C-simulation target with g++")
-    parser.add_argument("target", choices=sorted(TARGETS))
-    parser.add_argument("--limits", nargs=5, type=int, metavar=("P", "I", "O", "NNZ", "LANES"),
-                        help="core limits (default: hls/generated/params.h)")
+    parser = argparse.ArgumentParser(description="g++ builds and C simulation of the HLS kernels")
+    sub = parser.add_subparsers(dest="cmd", required=True)
+    b = sub.add_parser("build", help="build one target and print its path")
+    b.add_argument("target", choices=sorted(TARGETS))
+    b.add_argument("--limits", nargs=5, type=int, metavar=("P", "I", "O", "NNZ", "LANES"),
+                   help="core limits (default: hls/generated/params.h)")
+    c = sub.add_parser("csim", help="generate random vectors (or take a file) and run tb_core")
+    c.add_argument("--vectors", type=Path, help="existing .dmtv file (limits must match params.h)")
+    c.add_argument("--sequences", type=int, default=100)
+    c.add_argument("--seed", type=int, default=0)
+    c.add_argument("--out", type=Path, default=BUILD_ROOT / "csim.dmtv")
     args = parser.parse_args(argv)
-    limits = CoreLimits(*args.limits) if args.limits else None
-    print(build(args.target, limits))
-    return 0
+    if args.cmd == "build":
+        print(build(args.target, CoreLimits(*args.limits) if args.limits else None))
+        return 0
+    vectors = args.vectors
+    if vectors is None:
+        from deltamtl.model.vectors import generate_random_vectors, write_vectors
+
+        limits = limits_from_params_header()
+        write_vectors(args.out, generate_random_vectors(limits, args.sequences, args.seed), limits)
+        vectors = args.out
+    report = run_csim(vectors)
+    print(f"csim: tb_core over {vectors}")
+    print(report.table())
+    if not report.ok:
+        print(report.log, file=sys.stderr)
+    return 0 if report.ok else 1
 
 
 if __name__ == "__main__":

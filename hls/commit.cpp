@@ -101,6 +101,8 @@ void commit(mem_word* gmem, uint64_t buf_bytes, uint64_t desc_offset, uint32_t* 
   int st = KSTATUS_DONE;
   PacketIn in = {s_axis, false, 0};
   uint64_t first;
+  bool late = false;  // the trailer position carried no TLAST
+  uint64_t trl_late = 0;
   if (in.next(first)) {
     bool complete = write_rows(gmem, d.off[REGION_Y_OUT], P, O, in, true, first);
     if (complete && (h.flags & FLAG_EMIT_REF)) {
@@ -110,6 +112,8 @@ void commit(mem_word* gmem, uint64_t buf_bytes, uint64_t desc_offset, uint32_t* 
     uint64_t extra;
     if (complete && in.next(extra)) {  // no TLAST where the trailer belongs: drain the rest
       complete = false;
+      late = true;
+      trl_late = extra;
     drain:
       for (int k = 0; k < MAX_PACKET_OUT; k++) {
 #pragma HLS LOOP_TRIPCOUNT min = 0 max = 1
@@ -121,8 +125,8 @@ void commit(mem_word* gmem, uint64_t buf_bytes, uint64_t desc_offset, uint32_t* 
   } else {
     st |= KSTATUS_CORE;  // trailer alone: the core refused the job
   }
-  // in.last_data: the word that carried TLAST, i.e. the trailer.
-  const uint64_t trl = in.last_data;
+  // The trailer: the word at the trailer position, normally the one carrying TLAST.
+  const uint64_t trl = late ? trl_late : in.last_data;
   if (bits(trl, TRL_STATUS_LSB, TRL_STATUS_WIDTH) != 0) st |= KSTATUS_CORE;
   if (int(bits(trl, TRL_TAG_LSB, TRL_TAG_WIDTH)) != h.tag) st |= KSTATUS_TAG;
   *status = uint32_t(st);

@@ -61,6 +61,12 @@ class _Library:
         lib.dmtl_core_run.argtypes = [u64p, ctypes.c_long, u64p, u8p, ctypes.c_long]
         lib.dmtl_core_run.restype = ctypes.c_int
         lib.dmtl_system_run.argtypes = [u8p, ctypes.c_uint64, ctypes.c_uint64, u32p, u32p, u64p]
+        lib.dmtl_fetch_run.argtypes = [u8p, ctypes.c_uint64, ctypes.c_uint64, u32p, u64p, u8p,
+                                       ctypes.c_long]
+        lib.dmtl_fetch_run.restype = ctypes.c_int
+        lib.dmtl_commit_run.argtypes = [u8p, ctypes.c_uint64, ctypes.c_uint64, u32p, u64p, u8p,
+                                        ctypes.c_long]
+        lib.dmtl_commit_run.restype = ctypes.c_int
         self.lib = lib
         got = (ctypes.c_int * 5)()
         lib.dmtl_limits(got)
@@ -150,19 +156,21 @@ class SystemRun:
         return CoreStatus(_TRL["status"].get([self.trailer]))
 
 
+def _check_buf(buf: np.ndarray, buf_bytes: int) -> None:
+    if not (isinstance(buf, np.ndarray) and buf.dtype == np.uint8 and buf.flags.c_contiguous
+            and buf.flags.writeable):
+        raise TypeError("buf must be a writeable C-contiguous uint8 numpy array")
+    # The kernels access whole words, but only words that lie inside [0, buf_bytes).
+    if not 0 <= int(buf_bytes) <= buf.size:
+        raise ValueError(f"buf_bytes={buf_bytes} outside the {buf.size}-byte buffer")
+
+
 class HlsSystemExecutor(_CoreOwner):
     """fetch -> core -> commit over a DDR byte buffer (the emulated accelerator)."""
 
     def run_buffer(self, buf: np.ndarray, buf_bytes: int, desc_offset: int) -> SystemRun:
-        """Run the three kernels on ``buf`` in place (the gmem the host would hand over).
-
-        ``buf`` must hold at least ``buf_bytes`` rounded up to 8 bytes (whole words)."""
-        if not (isinstance(buf, np.ndarray) and buf.dtype == np.uint8 and buf.flags.c_contiguous
-                and buf.flags.writeable):
-            raise TypeError("run_buffer: buf must be a writeable C-contiguous uint8 numpy array")
-        if buf.size < -(-int(buf_bytes) // 8) * 8:
-            raise ValueError(f"run_buffer: buffer has {buf.size} bytes, buf_bytes={buf_bytes} "
-                             "needs that many rounded up to whole 8-byte words")
+        """Run the three kernels on ``buf`` in place (the gmem the host would hand over)."""
+        _check_buf(buf, buf_bytes)
         fst, cst = ctypes.c_uint32(0), ctypes.c_uint32(0)
         trailer = (ctypes.c_uint64 * 2)()
         with _LOCK:
@@ -172,6 +180,37 @@ class HlsSystemExecutor(_CoreOwner):
                 int(desc_offset), ctypes.byref(fst), ctypes.byref(cst), trailer)
         return SystemRun(KernelStatus(fst.value), KernelStatus(cst.value),
                          int(trailer[0]) if trailer[1] else None)
+
+    def fetch_only(self, buf: np.ndarray, buf_bytes: int, desc_offset: int
+                   ) -> tuple[KernelStatus, np.ndarray, np.ndarray]:
+        """fetch alone: (status, streamed words, their TLAST flags). Touches no core state."""
+        _check_buf(buf, buf_bytes)
+        cap = max(1, int(buf_bytes) // 2 + 64)  # a packet never holds more words than that
+        out = np.zeros(cap, dtype=np.uint64)
+        last = np.zeros(cap, dtype=np.uint8)
+        st = ctypes.c_uint32(0)
+        n = self._lib.lib.dmtl_fetch_run(
+            buf.ctypes.data_as(ctypes.POINTER(ctypes.c_uint8)), int(buf_bytes), int(desc_offset),
+            ctypes.byref(st), out.ctypes.data_as(ctypes.POINTER(ctypes.c_uint64)),
+            last.ctypes.data_as(ctypes.POINTER(ctypes.c_uint8)), cap)
+        if n > cap:
+            raise RuntimeError(f"fetch streamed {n} words, more than the {cap} a buffer allows")
+        return KernelStatus(st.value), out[:n].copy(), last[:n].copy()
+
+    def commit_only(self, buf: np.ndarray, buf_bytes: int, desc_offset: int, words: np.ndarray,
+                    lasts: np.ndarray) -> tuple[KernelStatus, int]:
+        """commit alone fed ``words`` with the given TLAST flags: (status, words left unread)."""
+        _check_buf(buf, buf_bytes)
+        words = np.ascontiguousarray(words, dtype=np.uint64)
+        lasts = np.ascontiguousarray(lasts, dtype=np.uint8)
+        if words.shape != lasts.shape:
+            raise ValueError(f"commit_only: {words.size} words but {lasts.size} TLAST flags")
+        st = ctypes.c_uint32(0)
+        left = self._lib.lib.dmtl_commit_run(
+            buf.ctypes.data_as(ctypes.POINTER(ctypes.c_uint8)), int(buf_bytes), int(desc_offset),
+            ctypes.byref(st), words.ctypes.data_as(ctypes.POINTER(ctypes.c_uint64)),
+            lasts.ctypes.data_as(ctypes.POINTER(ctypes.c_uint8)), words.size)
+        return KernelStatus(st.value), int(left)
 
     def run_job(self, job: SiteJob) -> JobResult:
         """Lay ``job`` out in a fresh buffer, run it, read the results back (GoldenCore.run_job).

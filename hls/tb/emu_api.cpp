@@ -82,4 +82,29 @@ void dmtl_system_run(uint8_t* buf, uint64_t buf_bytes, uint64_t desc_offset,
   commit(gmem, buf_bytes, desc_offset, commit_status, s_out);
 }
 
+// fetch alone: the packet it streams (words, TLAST flags; up to `cap`); returns its length.
+int dmtl_fetch_run(uint8_t* buf, uint64_t buf_bytes, uint64_t desc_offset, uint32_t* status,
+                   uint64_t* out, uint8_t* out_last, long cap) {
+  dmtl::axis_stream s;
+  *status = 0;
+  fetch(reinterpret_cast<dmtl::mem_word*>(buf), buf_bytes, desc_offset, status, s);
+  return drain_stream(s, out, out_last, cap);
+}
+
+// commit alone, fed the given words (TLAST flags as given, so malformed packets can be
+// sent); returns how many of them commit left unread.
+int dmtl_commit_run(uint8_t* buf, uint64_t buf_bytes, uint64_t desc_offset, uint32_t* status,
+                    const uint64_t* in, const uint8_t* in_last, long n_in) {
+  dmtl::axis_stream s;
+  for (long k = 0; k < n_in; k++) dmtl::put(s, in[k], in_last[k] != 0);
+  *status = 0;
+  commit(reinterpret_cast<dmtl::mem_word*>(buf), buf_bytes, desc_offset, status, s);
+  int left = 0;
+  while (!s.empty()) {
+    s.read();
+    left++;
+  }
+  return left;
+}
+
 }  // extern "C"
