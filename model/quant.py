@@ -159,9 +159,15 @@ def fake_quant(x: torch.Tensor, scale: torch.Tensor | float, qmin: int, qmax: in
     return torch.clamp(ste_round(x / scale), qmin, qmax) * scale
 
 
-def weight_scales(weights: Iterable[torch.Tensor]) -> torch.Tensor:
-    """Per-output-channel scale from the max |W_k[o]| over every task's merged weight."""
-    amax = torch.stack([w.detach().abs().amax(dim=1) for w in weights]).amax(dim=0)
+def weight_scales(weights: Sequence[torch.Tensor]) -> torch.Tensor:
+    """Per-output-channel scale so that every task's W_k AND its delta W_k - W_b fit int8.
+
+    ``weights[0]`` is the base's. The delta term matters when W_k and W_b have opposite
+    signs: |W_k - W_b| can reach twice max |W|, and dW must itself be int8.
+    """
+    wb = weights[0].detach()
+    amax = torch.stack([w.detach().abs().amax(dim=1) for w in weights]
+                       + [(w.detach() - wb).abs().amax(dim=1) for w in weights[1:]]).amax(dim=0)
     return torch.where(amax > 0, amax / W_QMAX, torch.ones_like(amax))
 
 
@@ -181,7 +187,8 @@ class SiteGroup:
         self.s_y: dict[str, float] = {}
 
     def weight_scale(self) -> torch.Tensor:
-        return weight_scales(site_weights(m)[0] for m in self.members.values())
+        order = sorted(self.members, key=lambda t: t != BASE_TASK)  # base first
+        return weight_scales([site_weights(self.members[t])[0] for t in order])
 
 
 class QuantSite(nn.Module):
@@ -383,7 +390,8 @@ def quantize_site(g: SiteGroup, tasks: Sequence[str]) -> SiteParams:
     for task, qs in members.items():
         if task != BASE_TASK:
             w_k, b_k = site_weights(qs)
-            sp.dw[task] = CsrDelta.from_dense(qw(w_k) - w_b)
+            # |dW| <= 127 up to one rounding step (round(a) - round(b) with |a - b| <= 127)
+            sp.dw[task] = CsrDelta.from_dense(np.clip(qw(w_k) - w_b, -W_QMAX, W_QMAX))
             sp.db[task] = (qb(b_k) - b_b).astype(np.int32)
         s_y = float(np.float32(g.s_y[task]))
         while True:  # an output range too small for the requantiser: widen it
