@@ -34,6 +34,8 @@ from typing import Any
 
 import numpy as np
 import yaml
+from deltamtl.model.golden import QuantizedModel, ReusePolicy, SiteParams, site_order
+from deltamtl.model.golden_core import CsrDelta
 
 from deltamtl.contract import (
     CONTRACT_VERSION,
@@ -47,8 +49,6 @@ from deltamtl.contract import (
     WEIGHT_MIN,
     CoreLimits,
 )
-from deltamtl.model.golden import QuantizedModel, ReusePolicy, SiteParams, site_order
-from deltamtl.model.golden_core import CsrDelta
 
 SCHEMA_VERSION = 1
 FORMAT = "deltamtl-bundle"

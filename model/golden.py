@@ -29,6 +29,8 @@ from dataclasses import dataclass, field
 from typing import Protocol, runtime_checkable
 
 import numpy as np
+from deltamtl.model import host_ops
+from deltamtl.model.golden_core import CsrDelta, GoldenCore, JobResult, SiteJob
 
 from deltamtl.contract import (
     OUTPUT_REGIONS,
@@ -40,8 +42,6 @@ from deltamtl.contract import (
     region_bytes,
     regions_used,
 )
-from deltamtl.model import host_ops
-from deltamtl.model.golden_core import CsrDelta, GoldenCore, JobResult, SiteJob
 
 BASE_TASK = "semseg"
 EMBED = "patch_embed"

@@ -36,9 +36,6 @@ from typing import Any
 import numpy as np
 import torch
 import torch.nn.functional as F
-from torch import nn
-
-from deltamtl.contract import ACT_MAX, ACT_MIN, choose_requant
 from deltamtl.model.delta import DeltaLinear, GateConfig
 from deltamtl.model.golden import (
     BASE_TASK,
@@ -53,6 +50,9 @@ from deltamtl.model.golden import (
 from deltamtl.model.golden_core import CsrDelta
 from deltamtl.model.sharing import _get, _set, build_subtask_model
 from deltamtl.model.vit import MultiTaskViT
+from torch import nn
+
+from deltamtl.contract import ACT_MAX, ACT_MIN, choose_requant
 
 W_QMAX = 127  # symmetric weights: [-127, 127] (W_b + dW_k stays inside int8)
 MODES = ("float", "observe", "qat", "int")
@@ -497,3 +497,147 @@ def random_multitask(seed: int, mcfg: Mapping[str, Any] | None = None, density: 
             ln.weight.add_(0.1 * torch.randn(ln.weight.shape, generator=gen))
         subs[task] = sub
     return MultiTask(base, subs).eval()
+
+
+# ---------------------------------------------------------------------------------------
+# Accuracy: quantised vs float on every task metric
+# ---------------------------------------------------------------------------------------
+def compare_accuracy(q: Quantizer, dataset: Any, batch_size: int = 16,
+                     quant_mode: str = "int") -> dict[str, dict[str, Any]]:
+    """Float and quantised metrics of every task and the relative change of each.
+
+    ``rel_change`` is (quant - float) / |float|, signed so that positive is worse for
+    lower-is-better metrics too (``worse_rel``); acceptance is worse_rel <= 2 % on each
+    task's primary metric.
+    """
+    from deltamtl.model.evaluate import evaluate_model
+    from deltamtl.model.metrics import PRIMARY_METRIC
+
+    tasks = q.mt.tasks
+    q.set_mode("float")
+    f = evaluate_model(q.mt, dataset, tasks, batch_size=batch_size)
+    q.set_mode(quant_mode)
+    try:
+        z = evaluate_model(q.mt, dataset, tasks, batch_size=batch_size)
+    finally:
+        q.set_mode("float")
+    out: dict[str, dict[str, Any]] = {}
+    for t in tasks:
+        entry = PRIMARY_METRIC[t]
+        key, higher = entry if isinstance(entry, tuple) else (entry, True)
+        fv, zv = f[t][key], z[t][key]
+        worse = (fv - zv) / abs(fv) if higher else (zv - fv) / abs(fv)
+        out[t] = {"metric": key, "float": fv, "quant": zv, "worse_rel": worse,
+                  "pass": bool(worse <= 0.02), "float_all": f[t], "quant_all": z[t]}
+    return out
+
+
+# ---------------------------------------------------------------------------------------
+# QAT fine-tuning recipe for the one training entry point (deltamtl.model.train)
+# ---------------------------------------------------------------------------------------
+QAT_DEFAULTS = {"lr_qat": 1.0e-5, "calib_batches": 8, "calib_percentile": 99.99,
+                "sub_checkpoint": "{out_root}/{task}/step3/last.pt"}
+
+
+def qat_value(cfg: dict, key: str) -> Any:
+    q = (cfg.get("sharing") or {}).get("quant") or {}
+    return q.get(key, QAT_DEFAULTS[key])
+
+
+def trained_multitask(cfg: dict) -> MultiTask:
+    """The trained delta-shared model named by the config (base + step-3 sub-tasks)."""
+    from deltamtl.model.sharing_train import sharing_value
+
+    root = str(sharing_value(cfg, "out_root"))
+    subs = {t: str(qat_value(cfg, "sub_checkpoint")).format(out_root=root, task=t)
+            for t in sharing_value(cfg, "subtasks")} if "subtasks" in (cfg.get("sharing") or {}) else {}
+    missing = [p for p in [sharing_value(cfg, "base_checkpoint"), *subs.values()] if not Path(p).is_file()]
+    if missing:
+        raise FileNotFoundError(f"trained model: missing checkpoint(s) {missing} (run the sharing training first)")
+    return load_multitask(cfg, sharing_value(cfg, "base_checkpoint"), subs)
+
+
+def calibration_batches(cfg: dict, n_batches: int, batch_size: int = 8, split: str = "train"
+                        ) -> list[torch.Tensor]:
+    """Images of the synthetic video for calibration (consecutive frames of the split)."""
+    from deltamtl.model.recipe import synthetic_split
+
+    ds = synthetic_split(cfg, split)
+    idx = np.linspace(0, len(ds) - 1, n_batches * batch_size).astype(int)
+    imgs = torch.stack([ds[int(i)]["image"] for i in idx])
+    return list(imgs.split(batch_size))
+
+
+def _recipe_base() -> type:
+    from deltamtl.model.recipe import Recipe
+
+    return Recipe
+
+
+def recipe_qat(args: Any) -> Any:
+    """QAT fine-tune of the whole multi-task model with fake-quant sites (STE gradients).
+
+    ``build_model`` loads the trained model (base + step-3 sub-tasks, masks fixed) and
+    installs the quantiser; ``initialize`` calibrates on the synthetic training video;
+    the scales travel in the checkpoint's recipe state. Loss: sum over tasks of
+    ``train.loss_weights[task] * task loss`` through the fake-quant forward. Trainable:
+    everything except the Hard-Concrete gates (masked deltas stay exactly zero).
+    Config: ``sharing.quant.{lr_qat, calib_batches, calib_percentile, sub_checkpoint}``.
+    """
+    Recipe = _recipe_base()
+
+    class QatRecipe(Recipe):  # type: ignore[misc, valid-type]
+        name = "qat"
+
+        def __init__(self, a: Any) -> None:
+            super().__init__(a, (BASE_TASK, *((a.cfg.get("sharing") or {}).get("subtasks") or ())))
+            self.quantizer: Quantizer | None = None
+
+        def build_model(self) -> nn.Module:
+            mt = trained_multitask(self.cfg)
+            self.quantizer = Quantizer(mt, percentile=float(qat_value(self.cfg, "calib_percentile")))
+            self.quantizer.set_mode("qat")
+            return mt
+
+        def initialize(self, model: nn.Module) -> None:
+            assert self.quantizer is not None
+            self.quantizer.calibrate(calibration_batches(self.cfg, int(qat_value(self.cfg, "calib_batches"))))
+            self.quantizer.set_mode("qat")
+
+        def param_groups(self, model: nn.Module) -> list[dict]:
+            params: dict[int, nn.Parameter] = {}
+            for n, p in model.named_parameters():  # the base is frozen by load; unfreeze it
+                p.requires_grad_(not n.endswith("log_alpha"))
+                if p.requires_grad:
+                    params[id(p)] = p
+            return [{"params": list(params.values()), "lr": float(qat_value(self.cfg, "lr_qat")),
+                     "weight_decay": 0.0}]
+
+        def training_loss(self, model: nn.Module, batch: dict, step: int) -> tuple[torch.Tensor, dict]:
+            from deltamtl.model.data.synthetic import IGNORE_INDEX
+            from deltamtl.model.losses import task_loss
+
+            outputs = model(batch["image"])
+            total = torch.zeros((), device=batch["image"].device)
+            logs: dict[str, float] = {}
+            weights = self.cfg["train"]["loss_weights"]
+            for t, out in outputs.items():
+                lt = task_loss(t, out, batch, self.cfg["train"], int(IGNORE_INDEX))
+                logs[f"loss_{t}"] = float(lt.detach())
+                total = total + float(weights.get(t, 1.0)) * lt
+            return total, logs
+
+        def state_dict(self) -> dict:
+            assert self.quantizer is not None
+            return {"scales": {f"{g.layer}:{g.site}": {"s_x": g.s_x, "s_y": dict(g.s_y)}
+                               for g in self.quantizer.groups.values()}}
+
+        def load_state_dict(self, state: dict) -> None:
+            assert self.quantizer is not None
+            for key, v in state.get("scales", {}).items():
+                layer, site = key.split(":", 1)
+                g = self.quantizer.groups[(int(layer), site)]
+                g.s_x, g.s_y = v["s_x"], dict(v["s_y"])
+            self.quantizer.set_mode("qat")
+
+    return QatRecipe(args)

@@ -58,7 +58,7 @@ def _rewrite_array(path: Path, key: str, array: np.ndarray) -> None:
 def _a_dw_key(path: Path, field: str) -> tuple[str, dict]:
     m = _manifest(path)
     for s in m["sites"]:
-        for t, e in s["tasks"].items():
+        for e in s["tasks"].values():
             if field in e and e.get("nnz_dw", 0) > 2:
                 return e[field], s
     raise AssertionError("no sub-task site with deltas")

@@ -7,7 +7,6 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
-from deltamtl.contract import JobFlag, Mode, quantize_activation
 from deltamtl.model import host_ops
 from deltamtl.model.golden import (
     BLOCK_SITES,
@@ -21,6 +20,8 @@ from deltamtl.model.golden import (
 from deltamtl.model.golden_core import CoreState, GoldenCore, SiteJob, execute_job
 from deltamtl.model.quant import Quantizer, random_multitask
 from deltamtl.model.vit import gelu_tanh_reference, patchify
+
+from deltamtl.contract import JobFlag, Mode, quantize_activation
 
 torch.set_num_threads(1)
 SEED = int(np.random.default_rng().integers(1 << 30))
@@ -129,13 +130,13 @@ def test_random_site_jobs_bit_exact_all_modes() -> None:
             state = CoreState()
             tasks = qm.tasks if layer >= 0 else qm.tasks[:1]
 
-            def run(job: SiteJob, st: CoreState = state) -> np.ndarray:
+            def run(job: SiteJob, st: CoreState = state, limits=limits) -> np.ndarray:
                 res = execute_job(job, st, limits)
                 assert res.status == 0, res.status
                 return res.y
 
-            def rand_x() -> np.ndarray:
-                return rng.integers(-128, 128, (p, sp.in_dim), dtype=np.int64).astype(np.int8)
+            def rand_x(shape: tuple[int, int] = (p, sp.in_dim)) -> np.ndarray:
+                return rng.integers(-128, 128, shape, dtype=np.int64).astype(np.int8)
 
             base = qm.base
             x0, x1 = rand_x(), rand_x()
