@@ -1,0 +1,118 @@
+// C-simulation testbench of fetch -> core -> commit over a byte-array "DDR".
+//
+//   tb_system CASES.dmtd [--verbose]
+// Each case (deltamtl.hls.descriptor.write_ddr_cases) is a memory image, the descriptor's
+// place, the expected fetch/commit status and the whole expected image afterwards: golden
+// results in the output regions for valid jobs, the image unchanged for refused ones.
+// The image is copied into an exactly sized heap block, so g++ -fsanitize=address (or
+// Vitis cosim of fetch/commit) also catches an access beyond the declared buffer.
+// Prints "RESULT <passed> <total>"; exit 0 iff all pass.
+#include <stdio.h>
+#include <string.h>
+
+#include <fstream>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+#include "../include/dmtl_kernels.h"
+
+namespace {
+
+struct Reader {
+  std::vector<unsigned char> data;
+  size_t pos = 0;
+  std::string path;
+  const unsigned char* take(size_t n, const std::string& what) {
+    if (pos + n > data.size()) throw std::runtime_error(path + ": truncated " + what);
+    const unsigned char* p = &data[pos];
+    pos += n;
+    return p;
+  }
+  uint32_t u32(const std::string& what) {
+    const unsigned char* p = take(4, what);
+    return uint32_t(p[0]) | (uint32_t(p[1]) << 8) | (uint32_t(p[2]) << 16) | (uint32_t(p[3]) << 24);
+  }
+  uint64_t u64(const std::string& what) {
+    const uint64_t lo = u32(what);
+    return lo | (uint64_t(u32(what)) << 32);
+  }
+};
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  if (argc < 2) {
+    fprintf(stderr, "usage: %s CASES.dmtd [--verbose]\n", argv[0]);
+    return 2;
+  }
+  const bool verbose = argc > 2 && strcmp(argv[2], "--verbose") == 0;
+  Reader rd;
+  rd.path = argv[1];
+  std::ifstream f(argv[1], std::ios::binary);
+  if (!f) {
+    fprintf(stderr, "tb_system: %s: cannot open\n", argv[1]);
+    return 2;
+  }
+  rd.data.assign(std::istreambuf_iterator<char>(f), std::istreambuf_iterator<char>());
+  long passed = 0, total = 0;
+  try {
+    const unsigned char* magic = rd.take(4, "file header");
+    if (memcmp(magic, "DMTD", 4) != 0) throw std::runtime_error(rd.path + ": magic is not DMTD");
+    if (rd.u32("file header") != 1) throw std::runtime_error(rd.path + ": version is not 1");
+    const uint32_t n = rd.u32("file header");
+    const uint32_t lim[5] = {rd.u32("limits"), rd.u32("limits"), rd.u32("limits"),
+                             rd.u32("limits"), rd.u32("limits")};
+    const int want[5] = {dmtl::MAX_TOKENS, dmtl::MAX_IN, dmtl::MAX_OUT, dmtl::MAX_NNZ_DW, dmtl::LANES};
+    for (int k = 0; k < 5; k++)
+      if (lim[k] != uint32_t(want[k]))
+        throw std::runtime_error(rd.path + ": generated for other limits than this build's params.h");
+    core_reset_state();
+    for (uint32_t c = 0; c < n; c++) {
+      const std::string at = "case " + std::to_string(c);
+      const uint32_t kind = rd.u32(at), exp_fetch = rd.u32(at), exp_commit = rd.u32(at);
+      rd.u32(at);
+      const uint64_t buf_bytes = rd.u64(at), desc_offset = rd.u64(at), image = rd.u64(at);
+      const unsigned char* before = rd.take(image, at + " image");
+      const unsigned char* after = rd.take(image, at + " expected image");
+      if (kind == 1) {
+        core_reset_state();
+        continue;
+      }
+      if (image % 8 != 0 || buf_bytes > image) throw std::runtime_error(at + ": bad image size");
+      // The kernels get a block of exactly buf_bytes (rounded up to a whole word); the rest
+      // of the image stays outside it and must come back unchanged by construction.
+      const size_t held = size_t((buf_bytes + 7) / 8 * 8);
+      std::vector<dmtl::mem_word>* mem = new std::vector<dmtl::mem_word>(held / 8 ? held / 8 : 1);
+      memcpy(mem->data(), before, held);
+      dmtl::axis_stream s_in, s_out;
+      uint32_t fst = 0, cst = 0;
+      fetch(mem->data(), buf_bytes, desc_offset, &fst, s_in);
+      if (!s_in.empty()) core(s_in, s_out);
+      commit(mem->data(), buf_bytes, desc_offset, &cst, s_out);
+      const bool ok = fst == exp_fetch && cst == exp_commit && s_in.empty() && s_out.empty() &&
+                      memcmp(mem->data(), after, held) == 0 &&
+                      memcmp(before + held, after + held, image - held) == 0;
+      total++;
+      if (ok) {
+        passed++;
+      } else if (verbose || total - passed <= 5) {
+        size_t k = 0;
+        const unsigned char* got = reinterpret_cast<const unsigned char*>(mem->data());
+        while (k < held && got[k] == after[k]) k++;
+        fprintf(stderr, "MISMATCH %s: fetch %u (expected %u), commit %u (expected %u), first "
+                "differing byte %zu of %llu\n", at.c_str(), fst, exp_fetch, cst, exp_commit, k,
+                (unsigned long long)image);
+      }
+      while (!s_in.empty()) s_in.read();
+      while (!s_out.empty()) s_out.read();
+      delete mem;
+    }
+    if (rd.pos != rd.data.size()) throw std::runtime_error(rd.path + ": trailing bytes");
+  } catch (const std::exception& e) {
+    fprintf(stderr, "tb_system: %s\n", e.what());
+    return 2;
+  }
+  printf("RESULT %ld %ld\n", passed, total);
+  return passed == total ? 0 : 1;
+}
