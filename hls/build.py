@@ -179,6 +179,19 @@ def run_csim(vectors: Path, limits: CoreLimits | None = None) -> CsimReport:
     return CsimReport(per_class, passed, total, seconds, proc.stdout + proc.stderr)
 
 
+def run_tb_system(cases: Path, limits: CoreLimits | None = None,
+                  sanitize: bool = False) -> tuple[int, int, str]:
+    """Build tb_system (optionally with AddressSanitizer) and run it over a .dmtd file:
+    (passed, total, log)."""
+    flags = ("-fsanitize=address", "-fno-omit-frame-pointer", "-g") if sanitize else ()
+    exe = build("tb_system", limits, extra_flags=flags)
+    proc = subprocess.run([str(exe), str(cases)], capture_output=True, text=True, check=False)
+    found = re.search(r"^RESULT (\d+) (\d+)$", proc.stdout, re.MULTILINE)
+    if proc.returncode not in (0, 1) or found is None:
+        raise BuildError(f"{exe} {cases}: exit {proc.returncode}\n{proc.stdout}{proc.stderr}")
+    return int(found.group(1)), int(found.group(2)), proc.stdout + proc.stderr
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="g++ builds and C simulation of the HLS kernels")
     sub = parser.add_subparsers(dest="cmd", required=True)
@@ -207,7 +220,22 @@ def main(argv: list[str] | None = None) -> int:
     print(report.table())
     if not report.ok:
         print(report.log, file=sys.stderr)
-    return 0 if report.ok else 1
+    # the same jobs as DDR images through fetch -> core -> commit (plus malformed descriptors)
+    import numpy as np
+    from deltamtl.hls.descriptor import ddr_cases_from_records, write_ddr_cases
+    from deltamtl.model.vectors import read_vectors
+
+    limits, records = read_vectors(vectors)
+    cases = ddr_cases_from_records(records, limits, np.random.default_rng(args.seed))
+    ddr = args.out.with_suffix(".dmtd")
+    write_ddr_cases(ddr, cases, limits)
+    start = time.monotonic()
+    passed, total, log = run_tb_system(ddr)
+    print(f"csim: tb_system (fetch -> core -> commit) over {ddr}: {passed} / {total} cases "
+          f"({time.monotonic() - start:.2f} s)")
+    if passed != total:
+        print(log, file=sys.stderr)
+    return 0 if report.ok and passed == total else 1
 
 
 if __name__ == "__main__":

@@ -15,6 +15,7 @@ import struct
 from dataclasses import dataclass, field
 
 import numpy as np
+from deltamtl.model.golden_core import SiteJob, pack_header, parse_header
 
 from deltamtl.contract import (
     CONTRACT_VERSION,
@@ -33,7 +34,6 @@ from deltamtl.contract import (
     region_bytes,
     regions_used,
 )
-from deltamtl.model.golden_core import SiteJob, pack_header, parse_header
 
 
 def align(n: int, to: int = REGION_ALIGN) -> int:
@@ -151,3 +151,154 @@ def read_outputs(buf: np.ndarray, layout: JobLayout) -> dict[str, np.ndarray]:
         out["x_ref"] = region(Region.XREF_OUT, "i1", (p, i))
         out["y_ref"] = region(Region.YREF_OUT, "<i4", (p, o))
     return out
+
+
+# ---------------------------------------------------------------------------------------
+# DDR test images for the C++ system testbench (hls/tb/tb_system.cpp, Vitis csim/cosim of
+# fetch and commit). File format ``.dmtd`` (little-endian):
+#   file header, 8 x uint32: magic "DMTD", version, n_cases, max_tokens, max_in, max_out,
+#                            max_nnz_dw, lanes
+#   per case: 4 x uint32 kind (0 run, 1 reset the core), expected fetch status, expected
+#             commit status, 0; 3 x uint64 buf_bytes, desc_offset, image_bytes;
+#             image_bytes of memory before, image_bytes of memory expected after.
+# Cases run in order on one core (resident state carries over, as in .dmtv files).
+# ---------------------------------------------------------------------------------------
+DDR_MAGIC = b"DMTD"
+DDR_VERSION = 1
+_DDR_HEADER = struct.Struct("<4s7I")
+_DDR_CASE = struct.Struct("<4I3Q")
+
+
+@dataclass
+class DdrCase:
+    name: str
+    before: np.ndarray  # uint8 image handed to the kernels
+    after: np.ndarray  # uint8 image expected afterwards
+    buf_bytes: int = 0
+    desc_offset: int = 0
+    fetch_status: int = 0
+    commit_status: int = 0
+    reset: bool = False
+
+
+def write_ddr_cases(path, cases: list[DdrCase], limits) -> None:
+    """Write cases atomically (temporary file in the same folder, then rename)."""
+    import os
+    import tempfile
+    from pathlib import Path
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(_DDR_HEADER.pack(DDR_MAGIC, DDR_VERSION, len(cases), limits.max_tokens,
+                                      limits.max_in, limits.max_out, limits.max_nnz_dw,
+                                      limits.lanes))
+            for c in cases:
+                if c.before.size != c.after.size:
+                    raise ValueError(f"case {c.name}: before/after images differ in size")
+                fh.write(_DDR_CASE.pack(int(c.reset), c.fetch_status, c.commit_status, 0,
+                                        c.buf_bytes, c.desc_offset, c.before.size))
+                fh.write(np.asarray(c.before, np.uint8).tobytes())
+                fh.write(np.asarray(c.after, np.uint8).tobytes())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def _put_u32(buf: np.ndarray, at: int, value: int) -> None:
+    buf[at: at + 4] = np.frombuffer(struct.pack("<I", value & 0xFFFFFFFF), np.uint8)
+
+
+def refusal_variants(buf: np.ndarray, layout: JobLayout) -> list[tuple[str, int, np.ndarray, int]]:
+    """Malformed copies of a valid job image: (name, KernelStatus bit, image, buf_bytes).
+
+    Each must be refused by fetch and commit with exactly that bit, memory untouched."""
+    from deltamtl.contract import KernelStatus
+
+    def region_word(region: Region) -> int:
+        return layout.desc_offset + 4 * (DESC_WORD_REGIONS + 2 * int(region))
+
+    out = []
+    b = buf.copy()
+    _put_u32(b, layout.desc_offset + 4 * DESC_WORD_MAGIC, 0)
+    out.append(("bad_magic", int(KernelStatus.BAD_DESC), b, layout.buf_bytes))
+    b = buf.copy()
+    _put_u32(b, region_word(Region.X), layout.offsets[Region.X] + 4)
+    out.append(("misaligned_x", int(KernelStatus.REGION), b, layout.buf_bytes))
+    b = buf.copy()
+    _put_u32(b, region_word(Region.X), layout.buf_bytes)
+    out.append(("x_beyond_buffer", int(KernelStatus.REGION), b, layout.buf_bytes))
+    out.append(("buffer_too_short", int(KernelStatus.REGION), buf.copy(), layout.buf_bytes - 8))
+    b = buf.copy()
+    _put_u32(b, region_word(Region.Y_OUT), layout.offsets[Region.X])
+    out.append(("y_overlaps_x", int(KernelStatus.OVERLAP), b, layout.buf_bytes))
+    if Region.DW_INDPTR in layout.offsets:
+        b = buf.copy()
+        _put_u32(b, layout.offsets[Region.DW_INDPTR], 1)
+        out.append(("indptr_not_zero", int(KernelStatus.CSR), b, layout.buf_bytes))
+    return out
+
+
+def ddr_cases_from_records(records, limits, rng: np.random.Generator,
+                           variants_every: int = 7) -> list[DdrCase]:
+    """DDR cases from .dmtv records: each job laid out in its own image, the expected image
+    holds the golden output packet's results. Hand-made malformed packets (which no
+    descriptor can express) are left out; they are refusals, so resident state is the same."""
+    from deltamtl.model.golden_core import check_header, pack_job, unpack_job, unpack_result
+
+    from deltamtl.contract import CoreStatus, KernelStatus
+
+    cases: list[DdrCase] = []
+    done = int(KernelStatus.DONE)
+    for k, rec in enumerate(records):
+        if rec.is_reset:
+            empty = np.zeros(0, np.uint8)
+            cases.append(DdrCase(f"reset{k}", empty, empty, reset=True))
+            continue
+        try:
+            job = unpack_job(rec.words_in)
+            same = np.array_equal(pack_job(job), rec.words_in)
+        except (ValueError, IndexError):
+            same = False
+        if not same:
+            if rec.words_out.size != 1:
+                raise ValueError(f"record {k} ({rec.cls}): packet not expressible as a "
+                                 "descriptor but not refused by the golden either")
+            continue
+        before, layout = layout_job(job, desc_offset=8 * int(rng.integers(0, 4)),
+                                    fill=int(rng.integers(0, 256)))
+        after = before.copy()
+        hdr = layout.header
+        refused = 0
+        if check_header(hdr, limits) in (CoreStatus.DIMS, CoreStatus.NNZ):
+            refused = int(KernelStatus.DIMS)
+        elif job.nnz_dw and int(job.dw.indices.max()) >= hdr["in_dim"]:
+            refused = int(KernelStatus.CSR)  # the core's INDEX refusal, caught by fetch
+        if refused:
+            cases.append(DdrCase(f"{rec.cls}{k}", before, after, layout.buf_bytes,
+                                 layout.desc_offset, done | refused, done | refused))
+            continue
+        result = unpack_result(rec.words_out, job)
+        commit = done
+        if result.status != CoreStatus.OK:
+            commit |= int(KernelStatus.CORE)
+        else:
+            arrays = {Region.Y_OUT: result.y}
+            if result.x_ref is not None:
+                arrays[Region.XREF_OUT] = result.x_ref
+                arrays[Region.YREF_OUT] = result.y_ref
+            for region, arr in arrays.items():
+                raw = np.ascontiguousarray(arr).view(np.uint8).reshape(-1)
+                off = layout.offsets[region]
+                after[off: off + raw.size] = raw
+        if result.status == CoreStatus.OK and k % variants_every == 0:
+            for name, bit, img, declared in refusal_variants(before, layout):
+                cases.append(DdrCase(f"{name}{k}", img, img.copy(), declared, layout.desc_offset,
+                                     done | bit, done | bit))
+        cases.append(DdrCase(f"{rec.cls}{k}", before, after, layout.buf_bytes, layout.desc_offset,
+                             done, commit))
+    return cases

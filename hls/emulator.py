@@ -19,6 +19,9 @@ import weakref
 from dataclasses import dataclass
 
 import numpy as np
+from deltamtl.hls import descriptor
+from deltamtl.hls.build import build
+from deltamtl.model.golden_core import JobResult, SiteJob, pack_job, unpack_result
 
 from deltamtl.contract import (
     TRAILER_FIELDS,
@@ -26,9 +29,6 @@ from deltamtl.contract import (
     CoreStatus,
     KernelStatus,
 )
-from deltamtl.hls import descriptor
-from deltamtl.hls.build import build
-from deltamtl.model.golden_core import JobResult, SiteJob, pack_job, unpack_result
 
 _TRL = {f.name: f for f in TRAILER_FIELDS}
 _LOCK = threading.RLock()

@@ -8,10 +8,10 @@ import shutil
 
 import numpy as np
 import pytest
-
-from deltamtl.contract import CoreLimits
 from deltamtl.hls.build import BUILD_ROOT, limits_from_params_header, run_csim
 from deltamtl.model.vectors import CLASSES, generate_random_vectors, read_vectors, write_vectors
+
+from deltamtl.contract import CoreLimits
 
 pytestmark = pytest.mark.skipif(shutil.which("g++") is None, reason="g++ not installed")
 
@@ -67,3 +67,29 @@ def test_build_cache_reuses_the_binary():
     assert first.is_file() and first.parent.parent == BUILD_ROOT
     mtime = first.stat().st_mtime_ns
     assert build("tb_core") == first and first.stat().st_mtime_ns == mtime
+
+
+def test_tb_system_ddr_images_with_address_sanitizer(tmp_path):
+    """fetch -> core -> commit in C++ over DDR images (golden results in the output regions,
+    malformed descriptors leave the image unchanged), built with AddressSanitizer so an
+    access beyond the declared buffer fails the run."""
+    from deltamtl.hls.build import run_tb_system
+    from deltamtl.hls.descriptor import ddr_cases_from_records, write_ddr_cases
+
+    limits = limits_from_params_header()
+    rng = np.random.default_rng(_seed())
+    records = generate_random_vectors(limits, n_sequences=10, seed=int(rng.integers(1 << 31)))
+    cases = ddr_cases_from_records(records, limits, rng, variants_every=3)
+    kinds = {c.name.rstrip("0123456789") for c in cases}
+    assert {"dense", "task", "bad_magic", "misaligned_x", "y_overlaps_x", "buffer_too_short",
+            "refused_dims", "refused_no_state"} <= kinds
+    path = tmp_path / "system.dmtd"
+    write_ddr_cases(path, cases, limits)
+    passed, total, log = run_tb_system(path, sanitize=True)
+    assert total >= 80 and passed == total, log
+    # a wrong expected byte is caught
+    bad = next(c for c in cases if c.name.startswith("dense"))
+    bad.after[-1] ^= 0xFF
+    write_ddr_cases(path, cases, limits)
+    passed, total, _ = run_tb_system(path, sanitize=True)
+    assert passed == total - 1

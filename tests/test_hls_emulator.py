@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-
-from deltamtl.contract import CoreLimits, CoreStatus, JobFlag, Mode, choose_requant
 from deltamtl.hls.emulator import HlsCoreExecutor
 from deltamtl.model.golden_core import CsrDelta, GoldenCore, SiteJob, pack_job
 from deltamtl.model.vectors import generate_random_vectors
+
+from deltamtl.contract import CoreLimits, CoreStatus, JobFlag, Mode, choose_requant
 
 # Small limits of their own: a second library build, and refusals at small sizes.
 SMALL = CoreLimits(max_tokens=20, max_in=40, max_out=36, max_nnz_dw=300, lanes=8)

@@ -15,6 +15,9 @@ import struct
 
 import numpy as np
 import pytest
+from deltamtl.hls import descriptor
+from deltamtl.hls.emulator import HlsKernelError, HlsSystemExecutor
+from deltamtl.model.golden_core import CsrDelta, GoldenCore, SiteJob, pack_job
 
 from deltamtl.contract import (
     DESC_BYTES,
@@ -31,9 +34,6 @@ from deltamtl.contract import (
     Region,
     choose_requant,
 )
-from deltamtl.hls import descriptor
-from deltamtl.hls.emulator import HlsKernelError, HlsSystemExecutor
-from deltamtl.model.golden_core import CsrDelta, GoldenCore, SiteJob, pack_job
 
 LIM = CoreLimits(max_tokens=24, max_in=48, max_out=40, max_nnz_dw=400, lanes=8)
 DONE = KernelStatus.DONE
@@ -182,39 +182,39 @@ def _refusals(rng):
         return name, bit, fn
 
     return [
-        case("magic", KernelStatus.BAD_DESC, lambda b, l: _set_word(b, l, DESC_WORD_MAGIC, 0x1234)),
-        case("version", KernelStatus.BAD_DESC, lambda b, l: _set_word(b, l, DESC_WORD_VERSION, 99)),
-        case("mode", KernelStatus.BAD_DESC, lambda b, l: _set_header_field(b, l, 0, 0, 2, 3)),
-        case("flags", KernelStatus.BAD_DESC, lambda b, l: _set_header_field(b, l, 0, 2, 6, 8)),
-        case("tokens0", KernelStatus.DIMS, lambda b, l: _set_header_field(b, l, 0, 16, 16, 0)),
+        case("magic", KernelStatus.BAD_DESC, lambda b, lay: _set_word(b, lay, DESC_WORD_MAGIC, 0x1234)),
+        case("version", KernelStatus.BAD_DESC, lambda b, lay: _set_word(b, lay, DESC_WORD_VERSION, 99)),
+        case("mode", KernelStatus.BAD_DESC, lambda b, lay: _set_header_field(b, lay, 0, 0, 2, 3)),
+        case("flags", KernelStatus.BAD_DESC, lambda b, lay: _set_header_field(b, lay, 0, 2, 6, 8)),
+        case("tokens0", KernelStatus.DIMS, lambda b, lay: _set_header_field(b, lay, 0, 16, 16, 0)),
         case("tokens_big", KernelStatus.DIMS,
-             lambda b, l: _set_header_field(b, l, 0, 16, 16, LIM.max_tokens + 1)),
-        case("in_big", KernelStatus.DIMS, lambda b, l: _set_header_field(b, l, 0, 32, 16, 60000)),
+             lambda b, lay: _set_header_field(b, lay, 0, 16, 16, LIM.max_tokens + 1)),
+        case("in_big", KernelStatus.DIMS, lambda b, lay: _set_header_field(b, lay, 0, 32, 16, 60000)),
         case("out_big", KernelStatus.DIMS,
-             lambda b, l: _set_header_field(b, l, 0, 48, 16, LIM.max_out + 1)),
+             lambda b, lay: _set_header_field(b, lay, 0, 48, 16, LIM.max_out + 1)),
         case("nnz_big", KernelStatus.DIMS,
-             lambda b, l: _set_header_field(b, l, 1, 0, 32, LIM.max_nnz_dw + 1)),
+             lambda b, lay: _set_header_field(b, lay, 1, 0, 32, LIM.max_nnz_dw + 1)),
         case("x_beyond", KernelStatus.REGION,
-             lambda b, l: _set_region(b, l, Region.X, l.buf_bytes - 8)),
+             lambda b, lay: _set_region(b, lay, Region.X, lay.buf_bytes - 8)),
         case("y_huge", KernelStatus.REGION,
-             lambda b, l: _set_region(b, l, Region.Y_OUT, (1 << 64) - 8)),
+             lambda b, lay: _set_region(b, lay, Region.Y_OUT, (1 << 64) - 8)),
         case("w_misaligned", KernelStatus.REGION,
-             lambda b, l: _set_region(b, l, Region.W, l.offsets[Region.W] + 4)),
+             lambda b, lay: _set_region(b, lay, Region.W, lay.offsets[Region.W] + 4)),
         case("y_misaligned", KernelStatus.REGION,
-             lambda b, l: _set_region(b, l, Region.Y_OUT, l.offsets[Region.Y_OUT] + 1)),
+             lambda b, lay: _set_region(b, lay, Region.Y_OUT, lay.offsets[Region.Y_OUT] + 1)),
         case("y_over_x", KernelStatus.OVERLAP,
-             lambda b, l: _set_region(b, l, Region.Y_OUT, l.offsets[Region.X])),
+             lambda b, lay: _set_region(b, lay, Region.Y_OUT, lay.offsets[Region.X])),
         case("y_over_desc", KernelStatus.OVERLAP,
-             lambda b, l: _set_region(b, l, Region.Y_OUT, l.desc_offset)),
+             lambda b, lay: _set_region(b, lay, Region.Y_OUT, lay.desc_offset)),
         case("yref_over_xref", KernelStatus.OVERLAP,
-             lambda b, l: _set_region(b, l, Region.YREF_OUT, l.offsets[Region.XREF_OUT] + 8)),
-        case("indptr0", KernelStatus.CSR, lambda b, l: _csr_i32(b, l, 0, 1)),
-        case("indptr_down", KernelStatus.CSR, lambda b, l: _csr_i32(b, l, 2, -1)),
+             lambda b, lay: _set_region(b, lay, Region.YREF_OUT, lay.offsets[Region.XREF_OUT] + 8)),
+        case("indptr0", KernelStatus.CSR, lambda b, lay: _csr_i32(b, lay, 0, 1)),
+        case("indptr_down", KernelStatus.CSR, lambda b, lay: _csr_i32(b, lay, 2, -1)),
         case("indptr_end", KernelStatus.CSR,
-             lambda b, l: _csr_i32(b, l, l.header["out_dim"], l.header["nnz_dw"] - 1)),
+             lambda b, lay: _csr_i32(b, lay, lay.header["out_dim"], lay.header["nnz_dw"] - 1)),
         case("col_big", KernelStatus.CSR,
-             lambda b, l: b.__setitem__(slice(l.offsets[Region.DW_INDICES],
-                                              l.offsets[Region.DW_INDICES] + 2),
+             lambda b, lay: b.__setitem__(slice(lay.offsets[Region.DW_INDICES],
+                                              lay.offsets[Region.DW_INDICES] + 2),
                                         np.frombuffer(struct.pack("<H", 19), np.uint8))),
     ]
 
@@ -344,6 +344,6 @@ def test_layout_is_aligned_and_disjoint():
         spans = [(lay.desc_offset, DESC_BYTES)] + [
             (off, lay.region_size(r)) for r, off in lay.offsets.items()]
         spans.sort()
-        for (a, an), (b, _bn) in zip(spans, spans[1:]):
+        for (a, an), (b, _bn) in zip(spans, spans[1:], strict=False):
             assert a % 8 == 0 and a + an <= b
         assert spans[-1][0] + spans[-1][1] <= lay.buf_bytes and lay.buf_bytes % 8 == 0
