@@ -14,6 +14,7 @@ A training checkpoint is a dict saved with ``torch.save``::
 
 from __future__ import annotations
 
+import math
 import os
 import random
 import tempfile
@@ -27,6 +28,13 @@ CHECKPOINT_FORMAT = "deltamtl-ckpt-1"
 REQUIRED_KEYS = ("format", "model", "step", "config", "recipe", "tasks")
 
 
+def _umask_mode() -> int:
+    """Permissions a plain ``open()`` would give (mkstemp files are 0600)."""
+    mask = os.umask(0)
+    os.umask(mask)
+    return 0o666 & ~mask
+
+
 class CheckpointError(ValueError):
     """A checkpoint file is missing, unreadable or of the wrong format."""
 
@@ -37,6 +45,7 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
+        os.chmod(tmp, _umask_mode())
         with os.fdopen(fd, "wb") as fh:
             fh.write(data)
             fh.flush()
@@ -52,12 +61,24 @@ def atomic_write_text(path: str | os.PathLike, text: str) -> None:
     atomic_write_bytes(path, text.encode("utf-8"))
 
 
+def json_safe(obj: Any) -> Any:
+    """Nested dicts/lists with NaN and infinities replaced by None (strict JSON)."""
+    if isinstance(obj, float):
+        return obj if math.isfinite(obj) else None
+    if isinstance(obj, dict):
+        return {k: json_safe(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [json_safe(v) for v in obj]
+    return obj
+
+
 def atomic_torch_save(obj: Any, path: str | os.PathLike) -> None:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     os.close(fd)
     try:
+        os.chmod(tmp, _umask_mode())
         torch.save(obj, tmp)
         os.replace(tmp, path)
     except BaseException:

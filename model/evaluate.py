@@ -33,7 +33,7 @@ from typing import Any
 import numpy as np
 import torch
 import torch.nn.functional as F
-from deltamtl.model.checkpoint import atomic_write_text, load_checkpoint
+from deltamtl.model.checkpoint import atomic_write_text, json_safe, load_checkpoint
 from deltamtl.model.losses import MM_PER_M
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
@@ -262,7 +262,7 @@ def main(argv: Sequence[str] | None = None) -> int:
           f"split {result['split']} ({result['n_images']} images)")
     print(format_report(result["model"], result["baselines"], result["acceptance"]))
     out = Path(args.out) if args.out else Path(args.ckpt).parent / f"eval_{result['split']}.json"
-    atomic_write_text(out, json.dumps(result, indent=2) + "\n")
+    atomic_write_text(out, json.dumps(json_safe(result), indent=2, allow_nan=False) + "\n")
     print(f"wrote {out}")
     return 0
 

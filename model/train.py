@@ -48,6 +48,7 @@ from deltamtl.model.checkpoint import (
     atomic_torch_save,
     atomic_write_text,
     capture_rng_state,
+    json_safe,
     load_checkpoint,
     restore_rng_state,
     seed_everything,
@@ -129,7 +130,7 @@ def _set_threads(cfg: dict, info: DistInfo) -> None:
 
 def _append_log(path: Path, record: dict) -> None:
     with open(path, "a", encoding="utf-8") as fh:
-        fh.write(json.dumps(record) + "\n")
+        fh.write(json.dumps(json_safe(record)) + "\n")
 
 
 def _fmt_metrics(metrics: dict[str, dict[str, float]]) -> str:
@@ -315,7 +316,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     cfg = load_config(args.config, overrides)
     result = train(cfg, args.recipe, args.out, task=args.task, resume=args.resume, progress=not args.no_progress)
     if int(os.environ.get("RANK", "0")) == 0:
-        print(json.dumps({"step": result["step"], "checkpoint": result["checkpoint"], "metrics": result["metrics"]}))
+        print(json.dumps(json_safe({"step": result["step"], "checkpoint": result["checkpoint"],
+                                    "metrics": result["metrics"]})))
     if dist.is_initialized():
         dist.destroy_process_group()
     return 0

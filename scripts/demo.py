@@ -25,11 +25,11 @@ from typing import Any
 
 import numpy as np
 import torch
-from deltamtl.model.checkpoint import atomic_write_text
+from deltamtl.model.checkpoint import atomic_write_text, json_safe
 from deltamtl.model.config import load_config
 
 DEFAULT_CONFIG = "configs/tiny.yaml"
-DEFAULT_STEPS = 1000  # tiny semseg ST model: a few minutes on two cores (passes acceptance at ~600)
+DEFAULT_STEPS = 1000  # tiny semseg ST model: a few minutes on two idle cores
 PREVIEW_FRAMES = 4
 
 
@@ -41,6 +41,7 @@ class DemoContext:
     steps: int
     split: str = "test"
     overrides: list[str] = field(default_factory=list)  # --set style config overrides
+    st_runs: Path | None = None  # folder with st_<task>/last.pt of other tasks, for previews
     results: dict[str, Any] = field(default_factory=dict)
     artifacts: list[str] = field(default_factory=list)
     models: dict[str, Any] = field(default_factory=dict)  # task -> trained model (for previews)
@@ -182,7 +183,7 @@ def step_evaluate(ctx: DemoContext) -> dict:
     ckpt = ctx.out / "st_semseg" / "last.pt"
     result = evaluate_checkpoint(ckpt, ctx.split)
     path = ctx.out / f"eval_{ctx.split}.json"
-    atomic_write_text(path, json.dumps(result, indent=2) + "\n")
+    atomic_write_text(path, json.dumps(json_safe(result), indent=2, allow_nan=False) + "\n")
     ctx.artifacts.append(path.name)
     print(format_report(result["model"], result["baselines"], result["acceptance"]))
     model, _, _ = load_trained_model(ckpt)
@@ -198,6 +199,7 @@ def step_preview(ctx: DemoContext) -> dict:
     clip = ds.clips[0]
     n = min(PREVIEW_FRAMES, clip.rgb.shape[0])
     images = torch.stack([ds[i]["image"] for i in range(n)])
+    borrowed = _borrow_st_models(ctx)
     pred = {}
     with torch.no_grad():
         for task, model in ctx.models.items():
@@ -207,7 +209,29 @@ def step_preview(ctx: DemoContext) -> dict:
     path = ctx.out / f"preview_{ctx.split}.png"
     save_grid(path, clip.rgb[:n], gt, pred, f"{ctx.split} clip 0: ground truth and predictions")
     ctx.artifacts.append(path.name)
-    return {"file": path.name, "tasks_predicted": sorted(pred)}
+    return {"file": path.name, "tasks_predicted": sorted(pred), "borrowed_checkpoints": borrowed}
+
+
+def _borrow_st_models(ctx: DemoContext) -> dict[str, str]:
+    """Load single-task models of the other tasks from ``ctx.st_runs`` (same model config)
+    so the preview shows every task; returns task -> checkpoint used."""
+    from deltamtl.model.checkpoint import load_checkpoint
+    from deltamtl.model.data.synthetic import TASKS
+    from deltamtl.model.evaluate import load_trained_model
+
+    used: dict[str, str] = {}
+    if ctx.st_runs is None:
+        return used
+    for task in TASKS:
+        path = ctx.st_runs / f"st_{task}" / "last.pt"
+        if task in ctx.models or not path.is_file():
+            continue
+        ckpt = load_checkpoint(path)
+        if ckpt["config"]["model"] != ctx.cfg["model"] or tuple(ckpt["tasks"]) != (task,):
+            continue
+        ctx.models[task], _, _ = load_trained_model(path)
+        used[task] = str(path)
+    return used
 
 
 STEPS: list[Step] = [
@@ -235,14 +259,14 @@ def _md_section(name: str, desc: str, res: dict, seconds: float) -> list[str]:
                                                  for k, v in metrics.items()))
         lines.append("")
     else:
-        lines += ["```json", json.dumps(res, indent=2, default=str), "```", ""]
+        lines += ["```json", json.dumps(json_safe(res), indent=2, default=str), "```", ""]
     return lines
 
 
 def write_report(ctx: DemoContext, timings: dict[str, float], steps: Sequence[Step]) -> None:
     report = {"config": ctx.config_path, "steps": ctx.steps, "split": ctx.split, "timings_s": timings,
               "results": ctx.results, "artifacts": ctx.artifacts}
-    atomic_write_text(ctx.out / "report.json", json.dumps(report, indent=2, default=str) + "\n")
+    atomic_write_text(ctx.out / "report.json", json.dumps(json_safe(report), indent=2, default=str, allow_nan=False) + "\n")
     md = ["# deltamtl demo report", "",
           f"config `{ctx.config_path}`, {ctx.steps} training steps, evaluation split `{ctx.split}`, "
           f"total {sum(timings.values()):.1f} s", ""]
@@ -274,12 +298,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--steps", type=int, default=DEFAULT_STEPS, help="training steps of the base model")
     p.add_argument("--split", default="test", choices=("val", "test"))
     p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--st-runs", default="runs",
+                   help="folder holding st_<task>/last.pt of other tasks to preview too ('' to skip)")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help="config override, repeatable")
     args = p.parse_args(argv)
     torch.set_num_threads(max(1, args.threads))
-    overrides = [f"train.threads={args.threads}"]
+    # Rendered clips are cached on disk beside the demo folder so re-runs skip rendering.
+    os.environ.setdefault("DELTAMTL_DATA_CACHE", str(Path(args.out).parent / "data_cache"))
+    overrides = [f"train.threads={args.threads}", *args.overrides]
     cfg = load_config(args.config, overrides)
     ctx = DemoContext(cfg=cfg, out=Path(args.out), config_path=args.config, steps=args.steps, split=args.split,
-                      overrides=overrides)
+                      overrides=overrides, st_runs=Path(args.st_runs) if args.st_runs else None)
     run_demo(ctx)
     accept = ctx.results.get("evaluate", {}).get("acceptance", {})
     return 0 if all(a["pass"] for a in accept.values()) else 1

@@ -50,7 +50,8 @@ def test_cli_prints_every_metric_and_baseline(cfg, tmp_path, capsys):
         assert set(result["model"][task]) == set(result["baselines"][task])
         for metric, value in result["model"][task].items():
             assert metric in text
-            assert isinstance(value, float)
+            assert value is None or isinstance(value, float)  # None: NaN (e.g. a class absent)
+        assert isinstance(result["model"][task][PRIMARY_METRIC[task][0]], float)
         a = result["acceptance"][task]
         assert a["metric"] == PRIMARY_METRIC[task][0] and isinstance(a["pass"], bool)
     for name in ("majority class", "mean depth", "constant mean normal", "all-edge"):
