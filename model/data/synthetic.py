@@ -481,14 +481,17 @@ def _hit_box(o, d, c, half, yaw):
     R = _rot_y(yaw)
     ol = (o - c) @ R  # world -> local: R^T (o - c)
     dl = d @ R
+    tnear = np.full(d.shape[0], -np.inf)
+    tfar = np.full(d.shape[0], np.inf)
     with np.errstate(divide="ignore", invalid="ignore"):
-        inv = 1.0 / dl
-        t1 = (-half - ol) * inv
-        t2 = (half - ol) * inv
-    tmin = np.nanmax(np.minimum(t1, t2), axis=1)
-    tmax = np.nanmin(np.maximum(t1, t2), axis=1)
-    hit = (tmax >= tmin) & (tmin > _EPS)
-    return np.where(hit, tmin, np.inf)
+        for i in range(3):
+            inv = 1.0 / dl[:, i]
+            t1 = (-half[i] - ol[i]) * inv
+            t2 = (half[i] - ol[i]) * inv
+            tnear = np.fmax(tnear, np.minimum(t1, t2))  # fmax/fmin skip the 0 * inf NaNs
+            tfar = np.fmin(tfar, np.maximum(t1, t2))
+    hit = (tfar >= tnear) & (tnear > _EPS)
+    return np.where(hit, tnear, np.inf)
 
 
 def _hit_sphere(o, d, c, r):
@@ -662,6 +665,38 @@ def _ray_dirs(K: np.ndarray, height: int, width: int) -> np.ndarray:
     return np.stack([x.ravel(), y.ravel(), np.ones(height * width)], axis=1)
 
 
+def _bounding_sphere(p: _Prim, c: np.ndarray) -> tuple[np.ndarray, float]:
+    if p.kind == "box":
+        return c, float(np.linalg.norm(p.size))
+    if p.kind == "sphere":
+        return c, float(p.size[0])
+    r, h = p.size
+    return np.array([c[0], c[1] + h / 2, c[2]]), float(math.hypot(r, h / 2))
+
+
+def _screen_rect(p: _Prim, c, R, o, K, height: int, width: int):
+    """Conservative pixel rectangle (v0, v1, u0, u1) that can see primitive p, or None."""
+    cen, rad = _bounding_sphere(p, c)
+    pc = R.T @ (cen - o)
+    if pc[2] + rad <= 1e-3:
+        return None  # behind the camera
+    if pc[2] - rad <= 1e-3:
+        return 0, height, 0, width  # spans the camera plane: test every pixel
+    zs = (pc[2] - rad, pc[2] + rad)
+    rng_ = []
+    for a in (0, 1):
+        ratios = [(pc[a] + s * rad) / z for s in (-1, 1) for z in zs]
+        f, cc = K[a, a], K[a, 2]
+        lo_, hi_ = f * min(ratios) + cc - 0.5, f * max(ratios) + cc - 0.5
+        rng_.append((int(math.floor(lo_)) - 1, int(math.ceil(hi_)) + 2))
+    (u0, u1), (v0, v1) = rng_
+    u0, u1 = max(u0, 0), min(u1, width)
+    v0, v1 = max(v0, 0), min(v1, height)
+    if u0 >= u1 or v0 >= v1:
+        return None
+    return v0, v1, u0, u1
+
+
 def _render_frame(shot: _Shot, t: float, K: np.ndarray, dirs_c: np.ndarray, height: int, width: int):
     R, o = _camera_pose(shot, t)
     d = dirs_c @ R.T  # world directions, camera-z component 1 -> t is z-depth
@@ -669,20 +704,30 @@ def _render_frame(shot: _Shot, t: float, K: np.ndarray, dirs_c: np.ndarray, heig
     hi = np.array([shot.half_x, shot.height, shot.half_z])
     best = _hit_room(o, d, lo, hi)
     pid = np.zeros(best.shape[0], np.int32)
+    best2 = best.reshape(height, width)
+    pid2 = pid.reshape(height, width)
+    d2 = d.reshape(height, width, 3)
     poses = []
     for k, p in enumerate(shot.prims, start=1):
         pose = _prim_pose(p, t)
         poses.append(pose)
         c, yaw, _ = pose
+        rect = _screen_rect(p, c, R, o, K, height, width)
+        if rect is None:
+            continue
+        v0, v1, u0, u1 = rect
+        dd = d2[v0:v1, u0:u1].reshape(-1, 3)
         if p.kind == "box":
-            tk = _hit_box(o, d, c, p.size, yaw)
+            tk = _hit_box(o, dd, c, p.size, yaw)
         elif p.kind == "sphere":
-            tk = _hit_sphere(o, d, c, p.size[0])
+            tk = _hit_sphere(o, dd, c, p.size[0])
         else:
-            tk = _hit_cyl(o, d, c, p.size[0], p.size[1])
-        m = tk < best
-        best[m] = tk[m]
-        pid[m] = k
+            tk = _hit_cyl(o, dd, c, p.size[0], p.size[1])
+        tk = tk.reshape(v1 - v0, u1 - u0)
+        bv = best2[v0:v1, u0:u1]
+        m = tk < bv
+        bv[m] = tk[m]
+        pid2[v0:v1, u0:u1][m] = k
     P = o + best[:, None] * d
     dn = np.linalg.norm(d, axis=1)
     dhat = d / dn[:, None]
@@ -691,7 +736,7 @@ def _render_frame(shot: _Shot, t: float, K: np.ndarray, dirs_c: np.ndarray, heig
     cls = np.empty(N, np.uint8)
     albedo = np.empty((N, 3))
     dist_px = best * dn / K[0, 0]  # metres per pixel at the hit distance
-    for k in np.unique(pid):
+    for k in np.flatnonzero(np.bincount(pid)):
         m = pid == k
         if k == 0:
             nrm, cl, alb = _shade_room(shot, P[m], dhat[m], dist_px[m])

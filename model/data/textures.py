@@ -149,7 +149,7 @@ def sample(name: str, u: np.ndarray, v: np.ndarray, texels_per_pixel: np.ndarray
         return out
     lod = np.log2(np.maximum(texels_per_pixel, 1.0))
     lvl = np.clip(np.rint(lod), 0, len(pyr) - 1).astype(np.int64)
-    for L in np.unique(lvl):
+    for L in np.flatnonzero(np.bincount(lvl)):
         m = lvl == L
         out[m] = _bilinear(pyr[L], u[m], v[m], wrap)
     return out

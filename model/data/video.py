@@ -72,10 +72,14 @@ def _iter_folder(files: list[Path]) -> Iterator[np.ndarray]:
 
 
 def _iter_file(p: Path) -> Iterator[np.ndarray]:
+    import warnings
+
     import imageio.v3 as iio
 
     try:
-        it = iio.imiter(p)
+        with warnings.catch_warnings():  # imageio warns about legacy plugins while probing
+            warnings.simplefilter("ignore", DeprecationWarning)
+            it = iio.imiter(p)
         first = True
         for i, fr in enumerate(it):
             first = False
