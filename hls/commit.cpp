@@ -20,10 +20,9 @@ using namespace dmtl;
 namespace {
 
 struct PacketIn {
-  axis_stream& s;
   bool ended;
   uint64_t last_data;  // the word that carried TLAST
-  bool next(uint64_t& data) {
+  bool next(axis_stream& s, uint64_t& data) {
     if (ended) return false;
     axis_word w = s.read();
     data = uint64_t(w.data);
@@ -42,7 +41,7 @@ struct PacketIn {
 // region (padding up to the next aligned region) keep their value. `first` is a word
 // already read from the packet (Y's first word) when has_first. Returns false when the
 // packet ended (TLAST) before all of the rows' words arrived; nothing more is written then.
-bool write_rows(mem_word* gmem, uint64_t base, int rows, int row_bytes, PacketIn& in,
+bool write_rows(mem_word* gmem, uint64_t base, int rows, int row_bytes, axis_stream& s, PacketIn& in,
                 bool has_first, uint64_t first) {
   const int wpr = ceil_div(row_bytes, 8);
   uint64_t waddr = base / 8;
@@ -55,7 +54,7 @@ rows_loop:
     uint64_t data;
     if (k == 0 && has_first)
       data = first;
-    else if (!in.next(data))
+    else if (!in.next(s, data))
       return false;
     const int j = k % wpr;
     const int n = cmin(8, row_bytes - 8 * j);
@@ -99,18 +98,18 @@ void commit(mem_word* gmem, uint64_t buf_bytes, uint64_t desc_offset, uint32_t* 
   const Header& h = d.h;
   const int P = h.tokens, I = h.in_dim, O = h.out_dim;
   int st = KSTATUS_DONE;
-  PacketIn in = {s_axis, false, 0};
+  PacketIn in = {false, 0};
   uint64_t first;
   bool late = false;  // the trailer position carried no TLAST
   uint64_t trl_late = 0;
-  if (in.next(first)) {
-    bool complete = write_rows(gmem, d.off[REGION_Y_OUT], P, O, in, true, first);
+  if (in.next(s_axis, first)) {
+    bool complete = write_rows(gmem, d.off[REGION_Y_OUT], P, O, s_axis, in, true, first);
     if (complete && (h.flags & FLAG_EMIT_REF)) {
-      complete = write_rows(gmem, d.off[REGION_XREF_OUT], P, I, in, false, 0);
-      if (complete) complete = write_rows(gmem, d.off[REGION_YREF_OUT], P, 4 * O, in, false, 0);
+      complete = write_rows(gmem, d.off[REGION_XREF_OUT], P, I, s_axis, in, false, 0);
+      if (complete) complete = write_rows(gmem, d.off[REGION_YREF_OUT], P, 4 * O, s_axis, in, false, 0);
     }
     uint64_t extra;
-    if (complete && in.next(extra)) {  // no TLAST where the trailer belongs: drain the rest
+    if (complete && in.next(s_axis, extra)) {  // no TLAST where the trailer belongs: drain the rest
       complete = false;
       late = true;
       trl_late = extra;
@@ -118,7 +117,7 @@ void commit(mem_word* gmem, uint64_t buf_bytes, uint64_t desc_offset, uint32_t* 
       for (int k = 0; k < MAX_PACKET_OUT; k++) {
 #pragma HLS LOOP_TRIPCOUNT min = 0 max = 1
 #pragma HLS PIPELINE II = 1
-        if (!in.next(extra)) break;
+        if (!in.next(s_axis, extra)) break;
       }
     }
     if (!complete) st |= KSTATUS_CORE;

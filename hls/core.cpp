@@ -61,10 +61,9 @@ inline int8_t requant(int32_t a, int mult, int shift) {
 // Reads the packet's words through TLAST. `remaining` counts the words the header implies;
 // TLAST before the last of them, or no TLAST on it, is a LENGTH error.
 struct Reader {
-  axis_stream& s;
   int remaining;
   bool ended, bad_length;
-  bool next(uint64_t& data) {
+  bool next(axis_stream& s, uint64_t& data) {
     if (ended) return false;
     axis_word w = s.read();
     data = uint64_t(w.data);
@@ -75,7 +74,7 @@ struct Reader {
     }
     return true;
   }
-  void drain() {
+  void drain(axis_stream& s) {
   drain_loop:
     for (int k = 0; k < (1 << 30) && !ended; k++) {
 #pragma HLS LOOP_TRIPCOUNT min = 0 max = 1
@@ -103,6 +102,7 @@ void core(axis_stream& s_axis, axis_stream& m_axis) {
 #pragma HLS BIND_STORAGE variable = acc type = ram_2p impl = uram
 #pragma HLS BIND_STORAGE variable = dw_buf type = ram_2p impl = uram
 #pragma HLS BIND_STORAGE variable = nz_act type = ram_2p impl = uram
+#pragma HLS ARRAY_PARTITION variable = nz_act type = cyclic factor = 8 dim = 1
 
   // ---- header ------------------------------------------------------------------------
   axis_word w0 = s_axis.read();
@@ -112,10 +112,10 @@ void core(axis_stream& s_axis, axis_stream& m_axis) {
   }
   axis_word w1 = s_axis.read();
   const Header h = parse_header(uint64_t(w0.data), uint64_t(w1.data));
-  Reader rd = {s_axis, 0, bool(w1.last), false};
+  Reader rd = {0, bool(w1.last), false};
   int status = check_header(h);
   if (status) {
-    rd.drain();
+    rd.drain(s_axis);
     send_trailer(m_axis, 0, h.tag, status);
     return;
   }
@@ -139,7 +139,7 @@ load_w_rows:
   for (int k = 0; k < lay.w; k++) {
 #pragma HLS LOOP_TRIPCOUNT min = 0 max = MAX_OUT * ROW_I8_IN
 #pragma HLS PIPELINE II = 1
-    if (!rd.next(d)) break;
+    if (!rd.next(s_axis, d)) break;
     const int o = k / row_in, j = k % row_in;
     for (int b = 0; b < INT8_PER_WORD; b++) {
 #pragma HLS UNROLL
@@ -153,7 +153,7 @@ load_dw:
   for (int k = 0; k < lay.dw; k++) {
 #pragma HLS LOOP_TRIPCOUNT min = 0 max = MAX_NNZ_DW
 #pragma HLS PIPELINE II = 1
-    if (!rd.next(d)) break;
+    if (!rd.next(s_axis, d)) break;
     dw_buf[k] = d;
     if (int(bits(d, NZ_ROW_LSB, NZ_ROW_WIDTH)) >= O || int(bits(d, NZ_COL_LSB, NZ_COL_WIDTH)) >= I)
       bad_index = true;
@@ -163,7 +163,7 @@ load_bias:
   for (int k = 0; k < lay.bias; k++) {
 #pragma HLS LOOP_TRIPCOUNT min = 0 max = ROW_I32_OUT
 #pragma HLS PIPELINE II = 1
-    if (!rd.next(d)) break;
+    if (!rd.next(s_axis, d)) break;
     for (int b = 0; b < INT32_PER_WORD; b++) {
       const int o = k * INT32_PER_WORD + b;
       if (o < O) bias_buf[o] = int32_t(uint32_t(bits(d, 32 * b, 32)));
@@ -173,7 +173,7 @@ load_req:
   for (int k = 0; k < lay.req; k++) {
 #pragma HLS LOOP_TRIPCOUNT min = 1 max = ROW_I32_OUT
 #pragma HLS PIPELINE II = 1
-    if (!rd.next(d)) break;
+    if (!rd.next(s_axis, d)) break;
     for (int b = 0; b < REQ_PER_WORD; b++) {
       const int o = k * REQ_PER_WORD + b;
       const uint64_t e = bits(d, REQ_ENTRY_BITS * b, REQ_ENTRY_BITS);
@@ -189,7 +189,7 @@ load_xref:
   for (int k = 0; k < lay.xref; k++) {
 #pragma HLS LOOP_TRIPCOUNT min = 0 max = MAX_TOKENS * ROW_I8_IN
 #pragma HLS PIPELINE II = 1
-    if (!rd.next(d)) break;
+    if (!rd.next(s_axis, d)) break;
     const int p = k / row_in, j = k % row_in;
     for (int b = 0; b < INT8_PER_WORD; b++) {
 #pragma HLS UNROLL
@@ -201,7 +201,7 @@ load_yref:
   for (int k = 0; k < lay.yref; k++) {
 #pragma HLS LOOP_TRIPCOUNT min = 0 max = MAX_TOKENS * ROW_I32_OUT
 #pragma HLS PIPELINE II = 1
-    if (!rd.next(d)) break;
+    if (!rd.next(s_axis, d)) break;
     const int p = k / row_out32, j = k % row_out32;
     for (int b = 0; b < INT32_PER_WORD; b++) {
 #pragma HLS UNROLL
@@ -220,7 +220,7 @@ load_x:
   for (int k = 0; k < lay.x; k++) {
 #pragma HLS LOOP_TRIPCOUNT min = 1 max = MAX_TOKENS * ROW_I8_IN
 #pragma HLS PIPELINE II = 1
-    if (!rd.next(d)) break;
+    if (!rd.next(s_axis, d)) break;
     const int p = k / row_in, j = k % row_in;
     for (int b = 0; b < INT8_PER_WORD; b++) {
 #pragma HLS UNROLL
@@ -240,7 +240,7 @@ load_x:
   }
   if (!rd.ended) {  // all words read but no TLAST on the last: drain the excess
     rd.bad_length = true;
-    rd.drain();
+    rd.drain(s_axis);
   }
 
   // ---- refusals after the payload, golden order: LENGTH, INDEX, NO_STATE --------------
@@ -291,20 +291,43 @@ patch_w:
   }
 
   // ---- activation-sparse pass: one broadcast (p, i, d) per cycle, lanes over outputs ----
+  // For each group of L output channels, walk the non-zero list (token-major by
+  // construction); the L partial sums of the current token stay in registers and are
+  // loaded/stored once per token run, so the accumulator RAM has no read-after-write
+  // hazard inside the II=1 loop.
   const int og = ceil_div(O, L);
-act_pass:
-  for (uint32_t k = 0; k < nnz_act * uint32_t(og); k++) {
-#pragma HLS LOOP_TRIPCOUNT min = 0 max = MAX_NNZ_ACT * OG
+act_groups:
+  for (int g = 0; g < og; g++) {
+#pragma HLS LOOP_TRIPCOUNT min = 1 max = OG
+    int32_t reg[L];
+#pragma HLS ARRAY_PARTITION variable = reg type = complete
+    int cur_p = -1;
+  act_pass:
+    for (uint32_t k = 0; k < nnz_act; k++) {
+#pragma HLS LOOP_TRIPCOUNT min = 0 max = MAX_NNZ_ACT
 #pragma HLS PIPELINE II = 1
-#pragma HLS DEPENDENCE variable = acc type = inter false
-    const uint64_t e = nz_act[k / og];
-    const int g = int(k % og);
-    const int p = int(e & 0xFFFF), i = int((e >> 16) & 0xFFFF);
-    const int dv = int(int32_t(uint32_t(e >> 32) << 23) >> 23);  // sign-extend 9 bits
+      const uint64_t e = nz_act[k];
+      const int p = int(e & 0xFFFF), i = int((e >> 16) & 0xFFFF);
+      const int dv = int(int32_t(uint32_t(e >> 32) << 23) >> 23);  // sign-extend 9 bits
+      if (p != cur_p) {
+        for (int l = 0; l < L; l++) {
+#pragma HLS UNROLL
+          const int o = g * L + l;
+          if (cur_p >= 0 && o < O) acc_set(ys, cur_p, o, reg[l]);
+          reg[l] = o < O ? acc_get(ys, p, o) : 0;
+        }
+        cur_p = p;
+      }
+      for (int l = 0; l < L; l++) {
+#pragma HLS UNROLL
+        const int o = g * L + l;
+        if (o < O) reg[l] = wadd(reg[l], dv * int(w_bank[wb][o][i]));
+      }
+    }
     for (int l = 0; l < L; l++) {
 #pragma HLS UNROLL
       const int o = g * L + l;
-      if (o < O) acc_set(ys, p, o, wadd(acc_get(ys, p, o), dv * int(w_bank[wb][o][i])));
+      if (cur_p >= 0 && o < O) acc_set(ys, cur_p, o, reg[l]);
     }
   }
 
@@ -319,21 +342,41 @@ unpatch_w:
   }
 
   // ---- TASK weight-sparse pass: acc += x_k dW^T, one dW non-zero per cycle, lanes over tokens
+  // Same register scheme, per run of equal output row (fetch emits CSR in row order; an
+  // unordered packet is still computed exactly, it only costs more register loads/stores).
   const int pg = ceil_div(P, L);
-  const uint32_t wpass = h.mode == MODE_TASK ? uint32_t(lay.dw) * uint32_t(pg) : 0;
-wgt_pass:
-  for (uint32_t k = 0; k < wpass; k++) {
-#pragma HLS LOOP_TRIPCOUNT min = 0 max = MAX_NNZ_DW * PG
+wgt_groups:
+  for (int g = 0; g < (h.mode == MODE_TASK ? pg : 0); g++) {
+#pragma HLS LOOP_TRIPCOUNT min = 0 max = PG
+    int32_t reg[L];
+#pragma HLS ARRAY_PARTITION variable = reg type = complete
+    int cur_r = -1;
+  wgt_pass:
+    for (int k = 0; k < lay.dw; k++) {
+#pragma HLS LOOP_TRIPCOUNT min = 0 max = MAX_NNZ_DW
 #pragma HLS PIPELINE II = 1
-#pragma HLS DEPENDENCE variable = acc type = inter false
-    const uint64_t e = dw_buf[k / pg];
-    const int g = int(k % pg);
-    const int r = int(bits(e, NZ_ROW_LSB, NZ_ROW_WIDTH)), c = int(bits(e, NZ_COL_LSB, NZ_COL_WIDTH));
-    const int v = int8_t(bits(e, NZ_VALUE_LSB, 8));
+      const uint64_t e = dw_buf[k];
+      const int r = int(bits(e, NZ_ROW_LSB, NZ_ROW_WIDTH)), c = int(bits(e, NZ_COL_LSB, NZ_COL_WIDTH));
+      const int v = int8_t(bits(e, NZ_VALUE_LSB, 8));
+      if (r != cur_r) {
+        for (int l = 0; l < L; l++) {
+#pragma HLS UNROLL
+          const int p = g * L + l;
+          if (cur_r >= 0 && p < P) acc_set(ys, p, cur_r, reg[l]);
+          reg[l] = p < P ? acc_get(ys, p, r) : 0;
+        }
+        cur_r = r;
+      }
+      for (int l = 0; l < L; l++) {
+#pragma HLS UNROLL
+        const int p = g * L + l;
+        if (p < P) reg[l] = wadd(reg[l], int(x_ref[ys][p][c]) * v);
+      }
+    }
     for (int l = 0; l < L; l++) {
 #pragma HLS UNROLL
       const int p = g * L + l;
-      if (p < P) acc_set(ys, p, r, wadd(acc_get(ys, p, r), int(x_ref[ys][p][c]) * v));
+      if (cur_r >= 0 && p < P) acc_set(ys, p, cur_r, reg[l]);
     }
   }
 
