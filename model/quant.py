@@ -559,12 +559,18 @@ def trained_multitask(cfg: dict) -> MultiTask:
 
 def calibration_batches(cfg: dict, n_batches: int, batch_size: int = 8, split: str = "train"
                         ) -> list[torch.Tensor]:
-    """Images of the synthetic video for calibration (consecutive frames of the split)."""
-    from deltamtl.model.recipe import synthetic_split
+    """Frames of the synthetic video for calibration: the first clips of ``split``, in order.
 
-    ds = synthetic_split(cfg, split)
-    idx = np.linspace(0, len(ds) - 1, n_batches * batch_size).astype(int)
-    imgs = torch.stack([ds[int(i)]["image"] for i in idx])
+    Only the clips needed are rendered (the images are those SyntheticVideoDataset gives).
+    """
+    from deltamtl.model.data.datasets import synthetic_clips
+
+    d, size = cfg["data"], int(cfg["model"]["img_size"])
+    fpc = int(d["frames_per_clip"])
+    n_clips = -(-n_batches * batch_size // fpc)
+    clips = synthetic_clips(split, n_clips, fpc, size, size, seed=int(d["seed"]))
+    rgb = np.concatenate([c.rgb for c in clips])[: n_batches * batch_size]
+    imgs = torch.from_numpy(np.ascontiguousarray(rgb.transpose(0, 3, 1, 2), np.float32) / 255.0)
     return list(imgs.split(batch_size))
 
 
