@@ -33,7 +33,7 @@ from typing import Any
 import numpy as np
 import torch
 import torch.nn.functional as F
-from deltamtl.model.checkpoint import atomic_write_text, json_safe, load_checkpoint
+from deltamtl.model.checkpoint import CheckpointError, atomic_write_text, json_safe, load_checkpoint
 from deltamtl.model.losses import MM_PER_M
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
@@ -257,7 +257,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--threads", type=int, default=2)
     args = p.parse_args(argv)
     torch.set_num_threads(max(1, args.threads))
-    result = evaluate_checkpoint(args.ckpt, args.split, args.batch_size)
+    try:
+        result = evaluate_checkpoint(args.ckpt, args.split, args.batch_size)
+    except CheckpointError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     print(f"checkpoint {result['checkpoint']} (recipe {result['recipe']}, step {result['step']}), "
           f"split {result['split']} ({result['n_images']} images)")
     print(format_report(result["model"], result["baselines"], result["acceptance"]))

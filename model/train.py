@@ -45,6 +45,7 @@ import torch
 import torch.distributed as dist
 from deltamtl.model.checkpoint import (
     CHECKPOINT_FORMAT,
+    CheckpointError,
     atomic_torch_save,
     atomic_write_text,
     capture_rng_state,
@@ -53,7 +54,7 @@ from deltamtl.model.checkpoint import (
     restore_rng_state,
     seed_everything,
 )
-from deltamtl.model.config import dump_config, load_config
+from deltamtl.model.config import ConfigError, dump_config, load_config
 from deltamtl.model.recipe import Recipe, RecipeArgs, make_recipe, unwrap
 from torch import nn
 from torch.utils.data import DataLoader, Dataset, DistributedSampler
@@ -313,8 +314,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     overrides = list(args.overrides)
     if args.steps is not None:
         overrides.append(f"train.steps={args.steps}")
-    cfg = load_config(args.config, overrides)
-    result = train(cfg, args.recipe, args.out, task=args.task, resume=args.resume, progress=not args.no_progress)
+    try:
+        cfg = load_config(args.config, overrides)
+        result = train(cfg, args.recipe, args.out, task=args.task, resume=args.resume,
+                       progress=not args.no_progress)
+    except (ConfigError, CheckpointError, FileNotFoundError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     if int(os.environ.get("RANK", "0")) == 0:
         print(json.dumps(json_safe({"step": result["step"], "checkpoint": result["checkpoint"],
                                     "metrics": result["metrics"]})))

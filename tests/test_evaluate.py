@@ -119,6 +119,15 @@ def test_baselines_match_direct_computation(cfg):
     assert base["edges"]["odsF"] == pytest.approx(2 * edge_frac / (1 + edge_frac), rel=0.15)
 
 
+def test_cli_names_a_missing_checkpoint(tmp_path, capsys):
+    assert main(["--ckpt", str(tmp_path / "absent.pt")]) == 2
+    assert f"{tmp_path / 'absent.pt'}: no such checkpoint file" in capsys.readouterr().err
+    junk = tmp_path / "junk.pt"
+    torch.save({"weights": 1}, junk)
+    assert main(["--ckpt", str(junk)]) == 2
+    assert "missing field(s) format" in capsys.readouterr().err
+
+
 def test_prediction_conversions():
     logits = torch.randn(2, 5, 4, 4)
     np.testing.assert_array_equal(predictions_to_numpy("semseg", logits), logits.argmax(1).numpy())
