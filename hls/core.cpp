@@ -165,6 +165,7 @@ load_bias:
 #pragma HLS PIPELINE II = 1
     if (!rd.next(s_axis, d)) break;
     for (int b = 0; b < INT32_PER_WORD; b++) {
+#pragma HLS UNROLL
       const int o = k * INT32_PER_WORD + b;
       if (o < O) bias_buf[o] = int32_t(uint32_t(bits(d, 32 * b, 32)));
     }
@@ -175,6 +176,7 @@ load_req:
 #pragma HLS PIPELINE II = 1
     if (!rd.next(s_axis, d)) break;
     for (int b = 0; b < REQ_PER_WORD; b++) {
+#pragma HLS UNROLL
       const int o = k * REQ_PER_WORD + b;
       const uint64_t e = bits(d, REQ_ENTRY_BITS * b, REQ_ENTRY_BITS);
       if (o < O) {

@@ -86,6 +86,7 @@ req_words:
 #pragma HLS PIPELINE II = 1
     uint64_t word = 0;
     for (int b = 0; b < per_word; b++) {
+#pragma HLS UNROLL
       const int o = j * per_word + b;
       if (o < O) {
         const uint64_t m = cm.get(d.off[REGION_REQ_MULT] + 2 * uint64_t(o), 2);

@@ -102,6 +102,7 @@ inline int read_and_validate(const mem_word* gmem, uint64_t buf_bytes, uint64_t 
   uint32_t w[DESC_WORDS];
 read_desc:
   for (int k = 0; k < DESC_WORDS / 2; k++) {
+#pragma HLS LOOP_TRIPCOUNT min = DESC_WORDS / 2 max = DESC_WORDS / 2
 #pragma HLS PIPELINE II = 1
     const uint64_t v = uint64_t(gmem[desc_offset / 8 + k]);
     w[2 * k] = uint32_t(v);
@@ -120,6 +121,7 @@ read_desc:
   bool bad_region = false;
 regions:
   for (int r = 0; r < NUM_REGIONS; r++) {
+#pragma HLS LOOP_TRIPCOUNT min = NUM_REGIONS max = NUM_REGIONS
 #pragma HLS PIPELINE II = 1
     d.off[r] = uint64_t(w[DESC_WORD_REGIONS + 2 * r]) |
                (uint64_t(w[DESC_WORD_REGIONS + 2 * r + 1]) << 32);
@@ -131,9 +133,11 @@ regions:
   bool bad_overlap = false;
 overlaps:
   for (int a = 0; a < NUM_REGIONS; a++) {
+#pragma HLS LOOP_TRIPCOUNT min = NUM_REGIONS max = NUM_REGIONS
     if (!(d.used[a] && is_output_region(a))) continue;
     if (overlap(d.off[a], d.bytes[a], desc_offset, DESC_BYTES)) bad_overlap = true;
     for (int b = 0; b < NUM_REGIONS; b++) {
+#pragma HLS LOOP_TRIPCOUNT min = NUM_REGIONS max = NUM_REGIONS
 #pragma HLS PIPELINE II = 1
       if (b != a && d.used[b] && overlap(d.off[a], d.bytes[a], d.off[b], d.bytes[b]))
         bad_overlap = true;

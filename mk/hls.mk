@@ -1,0 +1,36 @@
+# HLS kernels (fetch, core, commit): C simulation with g++, Vitis HLS flow. See docs/hls.md.
+#   make csim          random vectors -> tb_core (bit-exact vs golden) and tb_system
+#                      (fetch -> core -> commit over DDR images); g++ only
+#   make test-hls      the HLS pytest files (emulator, system, csim)
+#   make hls           Vitis HLS csim, csynth, export for every kernel (IP in build/ip/)
+#   make hls-params MANIFEST=path/manifest.yaml   size the core from a model's export
+# CSIM_SEQUENCES sets the size of the random vector set (80 -> about 550 jobs).
+CSIM_SEQUENCES ?= 80
+CSIM_SEED      ?= 0
+HLS_KERNELS    ?= fetch core commit
+HLS_STEPS      ?= csim,csynth,export
+VITIS_HLS      ?= vitis_hls
+
+.PHONY: csim test-hls hls hls-check hls-params $(addprefix hls-,$(HLS_KERNELS))
+
+csim: setup
+	nice $(PY) -m deltamtl.hls.build csim --sequences $(CSIM_SEQUENCES) --seed $(CSIM_SEED)
+
+test-hls: setup
+	$(PY) -m pytest -q tests/test_hls_emulator.py tests/test_hls_system.py tests/test_hls_csim.py
+
+hls-params: setup
+	@test -n "$(MANIFEST)" || { echo "hls-params: set MANIFEST=<export manifest.yaml>"; exit 2; }
+	$(PY) -m deltamtl.codegen --params $(MANIFEST)
+
+# hls-check first: without Vitis, stop before spending time on anything else
+hls: hls-check csim $(addprefix hls-,$(HLS_KERNELS))
+
+hls-check:
+	@command -v $(VITIS_HLS) >/dev/null || { \
+	  echo "hls: '$(VITIS_HLS)' not found on PATH. Install AMD Vitis (2023.2 or later) and run"; \
+	  echo "     'source <Vitis install>/settings64.sh' (e.g. /tools/Xilinx/Vitis/2023.2/settings64.sh),"; \
+	  echo "     then 'make hls' again. C simulation without Vitis: 'make csim'."; exit 2; }
+
+$(addprefix hls-,$(HLS_KERNELS)): hls-%: setup hls-check
+	$(VITIS_HLS) -f hls/tcl/run_hls.tcl -tclargs $* $(HLS_STEPS)
