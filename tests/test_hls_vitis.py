@@ -12,7 +12,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
 from deltamtl.hls.build import limits_from_params_header
 from deltamtl.hls.descriptor import ddr_cases_from_records, write_ddr_cases
 from deltamtl.model.vectors import generate_random_vectors, write_vectors
