@@ -1,0 +1,841 @@
+// deltamtl compute core, SystemVerilog twin of the HLS `core` (same AXI4-Stream ports).
+//
+// One input packet (header, W, dW, bias, req, x_ref, y_ref, X) -> one output packet
+// (Y, [x_ref', y_ref'], trailer), bit for bit as model/golden_core.py. Phases:
+//   input    1 word/cycle; header checks, INDEX check on dW words, X rows delta-encoded
+//            on the fly into a compacted non-zero list (8 banks, up to 8 entries/cycle)
+//   decide   refusal status (header > LENGTH > INDEX > NO_STATE); commit buffer flips
+//   patch    DENSE/TEMPORAL with dW: W_b += dW, one non-zero per cycle
+//   act      activation-sparse d W^T: lanes over output channels, one (col, d) per cycle
+//            broadcast to L lanes, ceil(O/L) passes over each token's non-zeros
+//   wpass    TASK with dW: weight-sparse x_k dW^T, lanes over tokens, one dW non-zero per
+//            cycle broadcast, ceil(P/L) passes over the dW list
+//   unpatch  W_b -= dW
+//   output   requantise 8 channels per cycle, stream Y, [x_ref', y_ref'], trailer
+// State that must survive a refused packet (W bank, x_ref, y_ref) is double-buffered:
+// loads go to the inactive half and a successful job flips the select bit, so a packet
+// refused after TLAST leaves the resident state untouched (golden run_packet rule).
+// docs/rtl.md documents the bank skew, the DSP packing and the cycle schedule.
+`default_nettype none
+module deltamtl_core
+  import deltamtl_contract_pkg::*;
+#(
+  parameter int MAX_TOKENS = deltamtl_params_pkg::MAX_TOKENS,
+  parameter int MAX_IN = deltamtl_params_pkg::MAX_IN,
+  parameter int MAX_OUT = deltamtl_params_pkg::MAX_OUT,
+  parameter int MAX_NNZ_DW = deltamtl_params_pkg::MAX_NNZ_DW,
+  parameter int LANES = deltamtl_params_pkg::LANES
+) (
+  input  wire         ap_clk,
+  input  wire         ap_rst_n,
+  input  wire  [63:0] s_axis_TDATA,
+  input  wire         s_axis_TVALID,
+  output logic        s_axis_TREADY,
+  input  wire         s_axis_TLAST,
+  output logic [63:0] m_axis_TDATA,
+  output logic        m_axis_TVALID,
+  input  wire         m_axis_TREADY,
+  output logic        m_axis_TLAST
+);
+  // -------------------------------------------------------------------------------------
+  // Sizes
+  // -------------------------------------------------------------------------------------
+  localparam int L = LANES;
+  localparam int LB = $clog2(L);
+  localparam int WI = (MAX_IN + 7) / 8;             // words per int8 input row
+  localparam int GO = (MAX_OUT + L - 1) / L;        // output-channel groups of L
+  localparam int TG = (MAX_TOKENS + L - 1) / L;     // token groups of L
+  localparam int HO4 = (MAX_OUT + 7) / 8;           // req entries: 8 per row of 4 banks
+  localparam int WDEPTH = 2 * GO * WI;              // per W bank, two halves
+  localparam int XDEPTH = 2 * TG * WI;              // per x bank, two halves
+  localparam int YDEPTH = 2 * MAX_TOKENS * GO;      // per y bank, two halves
+  localparam int NLIST = MAX_TOKENS * MAX_IN;       // activation non-zeros, worst case
+  localparam int LDEPTH = (NLIST + 7) / 8;
+  localparam int WAW = $clog2(WDEPTH);
+  localparam int XAW = $clog2(XDEPTH);
+  localparam int YAW = $clog2(YDEPTH);
+  localparam int LAW = (LDEPTH > 1) ? $clog2(LDEPTH) : 1;
+  localparam int NW = $clog2(NLIST + 1);            // list positions 0..NLIST
+  localparam int CI = (MAX_IN > 1) ? $clog2(MAX_IN) : 1;
+  localparam int CO = (MAX_OUT > 1) ? $clog2(MAX_OUT) : 1;
+  localparam int DAW = (MAX_NNZ_DW > 1) ? $clog2(MAX_NNZ_DW) : 1;
+  localparam int TAW = (MAX_TOKENS > 1) ? $clog2(MAX_TOKENS) : 1;
+  localparam int GAW = (GO > 1) ? $clog2(GO) : 1;
+  localparam int RAW = (HO4 > 1) ? $clog2(HO4) : 1;
+  localparam int DWE = CO + CI + 8 + 1;             // dW entry: row, col, value, row-first
+  localparam int LE = CI + 9;                       // list entry: col, d (int9)
+  localparam int FIFO_DEPTH = 16;
+
+  initial begin
+    if (L < 8 || (1 << LB) != L) $fatal(1, "deltamtl_core: LANES=%0d must be a power of two >= 8", L);
+  end
+
+  // -------------------------------------------------------------------------------------
+  // Header, job registers and persistent state descriptors
+  // -------------------------------------------------------------------------------------
+  typedef enum logic [3:0] {
+    ST_HDR0, ST_HDR1, ST_SETUP, ST_IN, ST_DRAIN, ST_DECIDE,
+    ST_PATCH, ST_ACT, ST_WPASS, ST_UNPATCH, ST_WAITPIPE, ST_OUT
+  } state_t;
+  state_t st, st_after_pipe;
+
+  logic [63:0] h0;
+  logic [15:0] prev_row;   // row of the previous dW word
+  logic [1:0]  j_mode;
+  logic [2:0]  j_flags;
+  logic [7:0]  j_th;
+  logic [15:0] j_p, j_i, j_o, j_tag;
+  logic [31:0] j_nnz;
+  logic [7:0]  j_status;
+  logic        j_idx_err, j_nostate;
+  logic [12:0] j_wi;        // ceil(I/8)
+  logic [15:0] j_ho2;       // ceil(O/2)
+  logic [12:0] j_ho8;       // ceil(O/8)
+  logic [15:0] j_go;        // ceil(O/L)
+  logic [15:0] j_tg;        // ceil(P/L)
+
+  wire j_load_w = j_flags[0];
+  wire j_load_ref = j_flags[1];
+  wire j_emit_ref = j_flags[2];
+  wire j_dense = (j_mode == 2'(MODE_DENSE));
+  wire j_task = (j_mode == 2'(MODE_TASK));
+  wire j_refs_in = !j_dense && j_load_ref;
+  wire j_has_bias = (j_mode != 2'(MODE_TEMPORAL));
+
+  // Resident state: which half holds it, and the dims it was written with.
+  logic wsel, rsel, w_valid, r_valid;
+  logic [15:0] w_o, w_i, r_p, r_i, r_o;
+  // Halves a job uses: loads and results go to the inactive half.
+  // 1-bit inactive halves (a size cast would widen ~x before inverting it)
+  wire wsel_n = ~wsel;
+  wire rsel_n = ~rsel;
+  // captured at SETUP: the flips in DECIDE must not move a running job's buffers
+  logic w_use, x_src, x_dst;
+
+  // header checks (golden check_header), on word 0 (registered) and word 1 (incoming)
+  function automatic logic [7:0] header_status(input logic [63:0] w0, input logic [31:0] nnz);
+    logic [15:0] p, i, o;
+    logic [7:0] th;
+    p = w0[HDR_TOKENS_LSB +: 16];
+    i = w0[HDR_IN_DIM_LSB +: 16];
+    o = w0[HDR_OUT_DIM_LSB +: 16];
+    th = w0[HDR_TH_LSB +: 8];
+    if (w0[HDR_MODE_LSB +: 2] == 2'd3 || (w0[HDR_FLAGS_LSB +: 6] & ~6'(VALID_FLAGS)) != 6'd0
+        || th == 8'd0)
+      return 8'(CORE_STATUS_BAD_HEADER);
+    if (p == 16'd0 || 32'(p) > MAX_TOKENS || i == 16'd0 || 32'(i) > MAX_IN
+        || o == 16'd0 || 32'(o) > MAX_OUT)
+      return 8'(CORE_STATUS_DIMS);
+    if (nnz > 32'(MAX_NNZ_DW))
+      return 8'(CORE_STATUS_NNZ);
+    return 8'd0;
+  endfunction
+
+  // -------------------------------------------------------------------------------------
+  // Input sections
+  // -------------------------------------------------------------------------------------
+  logic [3:0]  sec;          // SECTION_* of the current input word
+  logic [39:0] sec_left;     // words left in the current section
+  logic [15:0] sec_row;      // row (token or output channel) inside the section
+  logic [15:0] sec_col;      // word inside the row
+  logic [31:0] sec_idx;      // word index inside the section
+  logic [15:0] sec_rowlen;   // words per row of the current section
+
+  function automatic logic [39:0] sec_size(input logic [3:0] s);
+    case (s)
+      4'(SECTION_W): return j_load_w ? 40'(j_o) * 40'(j_wi) : 40'd0;
+      4'(SECTION_DW): return 40'(j_nnz);
+      4'(SECTION_BIAS): return j_has_bias ? 40'(j_ho2) : 40'd0;
+      4'(SECTION_REQ): return 40'(j_ho2);
+      4'(SECTION_XREF): return j_refs_in ? 40'(j_p) * 40'(j_wi) : 40'd0;
+      4'(SECTION_YREF): return j_refs_in ? 40'(j_p) * 40'(j_ho2) : 40'd0;
+      4'(SECTION_X): return 40'(j_p) * 40'(j_wi);
+      default: return 40'd0;
+    endcase
+  endfunction
+
+  function automatic logic [15:0] sec_row_len(input logic [3:0] s);
+    return (s == 4'(SECTION_YREF)) ? j_ho2 : 16'(j_wi);
+  endfunction
+
+  // first non-empty section after s (REQ and X are never empty)
+  function automatic logic [3:0] next_sec(input logic [3:0] s);
+    for (int k = int'(SECTION_W); k <= int'(SECTION_X); k++)
+      if (k > int'(s) && sec_size(4'(k)) != 40'd0) return 4'(k);
+    return 4'(SECTION_X);
+  endfunction
+
+  wire in_acc = s_axis_TVALID && s_axis_TREADY;
+  assign s_axis_TREADY = (st == ST_HDR0) || (st == ST_HDR1) || (st == ST_IN) || (st == ST_DRAIN);
+  wire in_data = in_acc && (st == ST_IN);
+  wire in_final = (sec == 4'(SECTION_X)) && (sec_left == 40'd1);
+
+  // -------------------------------------------------------------------------------------
+  // Memories
+  // -------------------------------------------------------------------------------------
+  // W bank: bank k holds rows o with o % L == k, 8 columns per word, two halves.
+  logic           w_we [L];
+  logic [WAW-1:0] w_waddr, w_raddr;
+  logic [63:0]    w_wdata;
+  logic [63:0]    w_rdata [L];
+  // x buffers: bank k holds tokens p with p % L == k, one 8-column word per address.
+  logic           x_we [L];
+  logic [XAW-1:0] x_waddr, x_raddr;
+  logic [63:0]    x_wdata;
+  logic [63:0]    x_rdata [L];
+  // y buffers (int32), skewed: element (p, o) lives in bank (p + o) % L at p*GO + o/L, so
+  // L consecutive channels of one token and one channel of L consecutive tokens both
+  // fall into L distinct banks (act pass and weight pass are conflict-free).
+  logic           y_we [L];
+  logic [YAW-1:0] y_waddr [L];
+  logic [YAW-1:0] y_raddr [L];
+  logic [31:0]    y_wdata [L];
+  logic [31:0]    y_rdata [L];
+  // activation non-zero list, 8 banks by position % 8
+  logic           l_we [8];
+  logic [LAW-1:0] l_waddr [8];
+  logic [LE-1:0]  l_wdata [8];
+  logic [LAW-1:0] l_raddr;
+  logic [LE-1:0]  l_rdata [8];
+  // dW non-zeros and their "last of row" bits
+  logic           d_we, dl_we;
+  logic [DAW-1:0] d_waddr, dl_waddr, d_raddr;
+  logic [DWE-1:0] d_wdata, d_rdata;
+  logic           dl_wdata, dl_rdata;
+  // bias (bank o % L at o / L) and requant entries (4 banks of 2 entries: 8 per address)
+  logic           b_we [L];
+  logic [GAW-1:0] b_waddr, b_raddr;
+  logic [31:0]    b_wlo, b_whi;
+  logic [31:0]    b_rdata [L];
+  logic           q_we [4];
+  logic [RAW-1:0] q_waddr, q_raddr;
+  logic [43:0]    q_wdata;
+  logic [43:0]    q_rdata [4];
+  // per-token end of the non-zero list (small: distributed RAM / registers)
+  logic [NW-1:0]  tok_end [MAX_TOKENS];
+
+  for (genvar k = 0; k < L; k++) begin : g_bank
+    dm_ram #(.WIDTH(64), .DEPTH(WDEPTH)) u_w (
+      .clk(ap_clk), .we(w_we[k]), .waddr(w_waddr), .wdata(w_wdata), .raddr(w_raddr), .rdata(w_rdata[k]));
+    dm_ram #(.WIDTH(64), .DEPTH(XDEPTH)) u_x (
+      .clk(ap_clk), .we(x_we[k]), .waddr(x_waddr), .wdata(x_wdata), .raddr(x_raddr), .rdata(x_rdata[k]));
+    dm_ram #(.WIDTH(32), .DEPTH(YDEPTH)) u_y (
+      .clk(ap_clk), .we(y_we[k]), .waddr(y_waddr[k]), .wdata(y_wdata[k]), .raddr(y_raddr[k]),
+      .rdata(y_rdata[k]));
+    dm_ram #(.WIDTH(32), .DEPTH(GO)) u_b (
+      .clk(ap_clk), .we(b_we[k]), .waddr(b_waddr), .wdata((k % 2 == 0) ? b_wlo : b_whi),
+      .raddr(b_raddr), .rdata(b_rdata[k]));
+  end
+  for (genvar k = 0; k < 8; k++) begin : g_list
+    dm_ram #(.WIDTH(LE), .DEPTH(LDEPTH)) u_l (
+      .clk(ap_clk), .we(l_we[k]), .waddr(l_waddr[k]), .wdata(l_wdata[k]), .raddr(l_raddr),
+      .rdata(l_rdata[k]));
+  end
+  for (genvar k = 0; k < 4; k++) begin : g_req
+    dm_ram #(.WIDTH(44), .DEPTH(HO4)) u_q (
+      .clk(ap_clk), .we(q_we[k]), .waddr(q_waddr), .wdata(q_wdata), .raddr(q_raddr), .rdata(q_rdata[k]));
+  end
+  dm_ram #(.WIDTH(DWE), .DEPTH(MAX_NNZ_DW)) u_dw (
+    .clk(ap_clk), .we(d_we), .waddr(d_waddr), .wdata(d_wdata), .raddr(d_raddr), .rdata(d_rdata));
+  dm_ram #(.WIDTH(1), .DEPTH(MAX_NNZ_DW)) u_dwl (
+    .clk(ap_clk), .we(dl_we), .waddr(dl_waddr), .wdata(dl_wdata), .raddr(d_raddr), .rdata(dl_rdata));
+
+  // -------------------------------------------------------------------------------------
+  // Delta encoder (input side): X word accepted at cycle c, x_ref read at c, encoded at c+1
+  // -------------------------------------------------------------------------------------
+  logic        e_v;
+  logic [63:0] e_x;
+  logic [15:0] e_p, e_w;
+  logic [NW-1:0] nnz_act;                  // list fill level = activation non-zeros
+  logic [7:0]  e_keep;
+  logic [8:0]  e_d [8];
+  logic [63:0] e_xnew;
+  logic [3:0]  e_cnt;
+  logic [3:0]  e_pre [8];
+  logic [63:0] e_xref;
+
+  assign e_xref = x_rdata[e_p[LB-1:0]];
+  always_comb begin
+    logic [15:0] col;
+    logic signed [8:0] xv, rv, dv;
+    logic [8:0] mag;
+    e_cnt = 4'd0;
+    for (int j = 0; j < 8; j++) begin
+      col = {e_w[12:0], 3'(j)};
+      xv = 9'($signed(e_x[8*j +: 8]));
+      rv = 9'($signed(e_xref[8*j +: 8]));
+      dv = j_dense ? xv : xv - rv;
+      mag = dv[8] ? 9'(-dv) : dv;
+      e_pre[j] = e_cnt;
+      e_keep[j] = (col < j_i) && (j_dense ? (xv != 9'sd0) : (mag >= {1'b0, j_th}));
+      e_d[j] = dv;
+      e_xnew[8*j +: 8] = (col >= j_i) ? 8'd0 : ((j_dense || e_keep[j]) ? e_x[8*j +: 8] : e_xref[8*j +: 8]);
+      e_cnt = e_cnt + {3'd0, e_keep[j]};
+    end
+  end
+
+  // -------------------------------------------------------------------------------------
+  // Compute pipeline (act and weight passes): s0 generator, s1 list/dW data, s2 operand
+  // data, s3 lane operands -> DSPs, s4 products -> accumulate and write back.
+  // -------------------------------------------------------------------------------------
+  // generators
+  logic [15:0]   g_p, g_g, g_t;
+  logic [NW-1:0] g_r;
+  logic [31:0]   g_dr;
+  wire [NW-1:0]  a_start = (g_p == 16'd0) ? NW'(0) : tok_end[TAW'(g_p - 16'd1)];
+  wire [NW-1:0]  a_end = tok_end[TAW'(g_p)];
+  wire           a_empty = (a_start == a_end);
+  wire           a_lastr = a_empty || (g_r == a_end - NW'(1));
+
+  // stage registers
+  logic        v1, v2, v3, v4, pw1, pw2, pw3, pw4;   // valid, pass is weight pass
+  logic        f1, f2, f3, f4, l1, l2, l3, l4;       // segment first/last
+  logic        e1, lr1;                               // empty item; last dW entry
+  logic [15:0] p1, p2, p3, g1, g2, g3;
+  logic [2:0]  ls1;
+  logic [15:0] o2, o3;
+  logic [8:0]  a2, a3;
+  logic [2:0]  bs2;
+  logic [LB-1:0] rot2, rot3;
+  logic [L*8-1:0] op_bank, op_lane;
+  logic [7:0]  ops3 [L];
+  logic [L*32-1:0] bias_bank, bias_lane;
+  logic [31:0] bias4 [L];
+  logic [YAW-1:0] ya4 [L];
+  logic        m4 [L];
+  logic signed [17:0] prod4 [L];
+  logic [31:0] sum [L];
+  logic [31:0] nsum [L];
+
+  // s1 decode
+  wire [LE-1:0]  s1_le = l_rdata[ls1];
+  wire [CO-1:0]  s1_drow = d_rdata[DWE-1 -: CO];
+  wire [CI-1:0]  s1_dcol = d_rdata[DWE-1-CO -: CI];
+  wire [7:0]     s1_dval = d_rdata[8:1];
+  wire           s1_dfirst = d_rdata[0];
+  wire [CI-1:0]  s1_col = pw1 ? s1_dcol : s1_le[LE-1 -: CI];
+  wire [8:0]     s1_val = pw1 ? 9'($signed(s1_dval)) : (e1 ? 9'd0 : s1_le[8:0]);
+
+  // operand bytes of every bank, rotated onto the lanes
+  for (genvar k = 0; k < L; k++) begin : g_opsel
+    assign op_bank[k*8 +: 8] = pw2 ? x_rdata[k][8*bs2 +: 8] : w_rdata[k][8*bs2 +: 8];
+    assign bias_bank[k*32 +: 32] = b_rdata[k];
+  end
+  dm_rotate #(.N(L), .W(8)) u_rot_op (.din(op_bank), .s(rot2), .dout(op_lane));
+  dm_rotate #(.N(L), .W(32)) u_rot_bias (.din(bias_bank), .s(rot3), .dout(bias_lane));
+
+  // the MAC lanes: L/2 DSP48E2, each two int8 products sharing the broadcast value
+  for (genvar j = 0; j < L / 2; j++) begin : g_mac
+    dm_mac_pair u_mac (.clk(ap_clk), .a(a3), .w0(ops3[2*j]), .w1(ops3[2*j+1]),
+                       .p0(prod4[2*j]), .p1(prod4[2*j+1]));
+  end
+
+  // y address of lane b at stage 3 (act: all lanes p*GO+g; weight: token t*L+((b-o)%L))
+  function automatic logic [YAW-1:0] y_addr(input logic half, input logic [31:0] p,
+                                            input logic [31:0] g);
+    return YAW'(half) * YAW'(MAX_TOKENS * GO) + YAW'(p * GO + g);
+  endfunction
+
+  logic [15:0] s3_tok [L];
+  for (genvar b = 0; b < L; b++) begin : g_lane
+    logic [LB-1:0] off;
+    assign off = LB'(b) - o3[LB-1:0];
+    assign s3_tok[b] = pw3 ? {g3[15-LB:0], off} : p3;
+  end
+
+  // -------------------------------------------------------------------------------------
+  // Patch pipeline (W_b +/- dW): s0 dW read, s1 W read, s2 modify and write (forwarded)
+  // -------------------------------------------------------------------------------------
+  logic          pv1, pv2, psub;
+  logic [2:0]    pcol2;
+  logic [7:0]    pval2;
+  logic [WAW-1:0] pa2, pa_last;
+  logic [LB-1:0] pbank2, pbank_last;
+  logic          pw_last_v;
+  logic [63:0]   pw_last;
+  logic [63:0]   p_word, p_new;
+  assign p_word = (pw_last_v && pa_last == pa2 && pbank_last == pbank2) ? pw_last : w_rdata[pbank2];
+  always_comb begin
+    p_new = p_word;
+    p_new[8*pcol2 +: 8] = psub ? p_word[8*pcol2 +: 8] - pval2 : p_word[8*pcol2 +: 8] + pval2;
+  end
+  wire [WAW-1:0] s1_pw_addr = WAW'(w_use) * WAW'(GO * WI)
+                              + WAW'(32'(s1_drow >> LB) * WI + 32'(s1_dcol >> 3));
+
+  // -------------------------------------------------------------------------------------
+  // Output pipeline: o0 issue reads, o1 select, o2 multiply, o3 round/clamp, push FIFO
+  // -------------------------------------------------------------------------------------
+  typedef enum logic [1:0] {K_Y, K_XO, K_YO, K_TRL} okind_t;
+  okind_t ok0, ok1, ok2, ok3;
+  logic  ov1, ov2, ov3, ov4;
+  logic [15:0] op_p, op_m;                   // generator position
+  logic [LB-1:0] op1p;
+  logic [14:0] op1m;
+  logic [63:0] od1, od2, od3, od4;           // pass-through data (XO, YO, trailer)
+  logic [63:0] o_word;
+  okind_t      ok4;
+  logic [7:0]  omask4;
+  logic [31:0] oacc2 [8];
+  logic [15:0] omul2 [8];
+  logic [5:0]  osh2 [8];
+  logic [7:0]  omask2, omask3;
+  logic signed [7:0] oy4 [8];
+  logic [4:0]  fifo_cnt, inflight;
+  logic [64:0] fifo [FIFO_DEPTH];
+  logic [3:0]  fifo_rd, fifo_wr;
+  wire         o_space = (32'(fifo_cnt) + 32'(inflight)) < FIFO_DEPTH;
+  wire         fifo_pop = m_axis_TVALID && m_axis_TREADY;
+  logic        o_issue;
+  logic        o_last_item;
+
+  for (genvar j = 0; j < 8; j++) begin : g_rq
+    dm_requant u_rq (.clk(ap_clk), .acc(oacc2[j]), .mult(omul2[j]), .shift(osh2[j]), .y(oy4[j]));
+  end
+  always_comb begin
+    o_word = od4;
+    if (ok4 == K_Y) for (int j = 0; j < 8; j++) o_word[8*j +: 8] = omask4[j] ? oy4[j] : 8'd0;
+  end
+
+  assign m_axis_TVALID = (fifo_cnt != 5'd0);
+  assign m_axis_TDATA = fifo[fifo_rd][63:0];
+  assign m_axis_TLAST = fifo[fifo_rd][64];
+
+  // output generator: next item
+  always_comb begin
+    o_issue = (st == ST_OUT) && o_space;
+    case (ok0)
+      K_Y: o_last_item = (op_m == 16'(j_ho8) - 16'd1) && (op_p == j_p - 16'd1);
+      K_XO: o_last_item = (op_m == 16'(j_wi) - 16'd1) && (op_p == j_p - 16'd1);
+      K_YO: o_last_item = (op_m == j_ho2 - 16'd1) && (op_p == j_p - 16'd1);
+      default: o_last_item = 1'b1;
+    endcase
+  end
+
+  // -------------------------------------------------------------------------------------
+  // Memory port muxes
+  // -------------------------------------------------------------------------------------
+  always_comb begin : p_wport
+    for (int k = 0; k < L; k++) w_we[k] = 1'b0;
+    w_waddr = WAW'(wsel_n) * WAW'(GO * WI) + WAW'(32'(sec_row >> LB) * WI + 32'(sec_col));
+    w_wdata = s_axis_TDATA;
+    if (in_data && sec == 4'(SECTION_W)) w_we[sec_row[LB-1:0]] = 1'b1;
+    if (pv2) begin
+      w_we[pbank2] = 1'b1;
+      w_waddr = pa2;
+      w_wdata = p_new;
+    end
+    if (pv1) w_raddr = s1_pw_addr;
+    else w_raddr = WAW'(w_use) * WAW'(GO * WI) + WAW'(32'(g1) * WI + 32'(s1_col >> 3));
+  end
+
+  always_comb begin : p_xport
+    for (int k = 0; k < L; k++) x_we[k] = 1'b0;
+    x_waddr = XAW'(rsel_n) * XAW'(TG * WI) + XAW'(32'(sec_row >> LB) * WI + 32'(sec_col));
+    x_wdata = s_axis_TDATA;
+    if (in_data && sec == 4'(SECTION_XREF)) x_we[sec_row[LB-1:0]] = 1'b1;
+    if (e_v) begin
+      x_we[e_p[LB-1:0]] = 1'b1;
+      x_waddr = XAW'(x_dst) * XAW'(TG * WI) + XAW'(32'(e_p >> LB) * WI + 32'(e_w));
+      x_wdata = e_xnew;
+    end
+    if (in_data && sec == 4'(SECTION_X))
+      x_raddr = XAW'(x_src) * XAW'(TG * WI) + XAW'(32'(sec_row >> LB) * WI + 32'(sec_col));
+    else if (st == ST_OUT)
+      x_raddr = XAW'(x_dst) * XAW'(TG * WI) + XAW'(32'(op_p >> LB) * WI + 32'(op_m));
+    else
+      x_raddr = XAW'(x_dst) * XAW'(TG * WI) + XAW'(32'(g1) * WI + 32'(s1_col >> 3));
+  end
+
+  // y_ref loads: entries (p, 2m) and (p, 2m+1) go to banks (p + 2m) % L and the next one
+  wire [15:0]    yl_o = {sec_col[14:0], 1'b0};
+  wire [LB-1:0]  yl_bank = LB'(sec_row) + LB'(yl_o);
+  wire           yl_we = in_data && sec == 4'(SECTION_YREF);
+  wire [15:0]    oq_lo = (ok0 == K_Y) ? {op_m[12:0], 3'b0} : {op_m[14:0], 1'b0};
+  always_comb begin : p_yport
+    for (int k = 0; k < L; k++) begin
+      if (yl_we) begin
+        y_we[k] = (LB'(k) == yl_bank) || (LB'(k) == yl_bank + LB'(1));
+        y_waddr[k] = y_addr(rsel_n, 32'(sec_row), 32'(yl_o >> LB));
+        y_wdata[k] = (LB'(k) == yl_bank) ? s_axis_TDATA[31:0] : s_axis_TDATA[63:32];
+      end else begin
+        y_we[k] = v4 && l4 && m4[k];
+        y_waddr[k] = ya4[k];
+        y_wdata[k] = nsum[k];
+      end
+      if (st == ST_OUT) y_raddr[k] = y_addr(x_dst, 32'(op_p), 32'(oq_lo >> LB));
+      else if (pw3) y_raddr[k] = y_addr(x_dst, 32'(s3_tok[k]), 32'(o3 >> LB));
+      else y_raddr[k] = y_addr(x_src, 32'(p3), 32'(g3));
+    end
+  end
+
+  // list banks: the encoder's kept entries j land at positions nnz_act + e_pre[j]; at most
+  // one per bank in a cycle (8 banks, at most 8 entries)
+  logic [NW-1:0] e_pos [8];
+  always_comb begin : p_lport
+    for (int j = 0; j < 8; j++) e_pos[j] = nnz_act + NW'(e_pre[j]);
+    for (int b = 0; b < 8; b++) begin
+      l_we[b] = 1'b0;
+      l_waddr[b] = LAW'(e_pos[0] >> 3);
+      l_wdata[b] = '0;
+      for (int j = 0; j < 8; j++) begin
+        if (e_v && e_keep[j] && e_pos[j][2:0] == 3'(b)) begin
+          l_we[b] = 1'b1;
+          l_waddr[b] = LAW'(e_pos[j] >> 3);
+          l_wdata[b] = {CI'({e_w[12:0], 3'(j)}), e_d[j]};
+        end
+      end
+    end
+  end
+  assign l_raddr = LAW'(g_r >> 3);
+
+  // dW list; the first/last-of-row bits let the weight pass close a row without look-ahead
+  wire [15:0] nz_row = s_axis_TDATA[NZ_ROW_LSB +: 16];
+  wire        nz_newrow = (sec_idx == 32'd0) || (nz_row != prev_row);
+  assign d_we = in_data && sec == 4'(SECTION_DW);
+  assign d_waddr = DAW'(sec_idx);
+  assign d_wdata = {CO'(nz_row), CI'(s_axis_TDATA[NZ_COL_LSB +: 16]),
+                    s_axis_TDATA[NZ_VALUE_LSB +: 8], nz_newrow};
+  assign dl_we = d_we && sec_idx != 32'd0;
+  assign dl_waddr = DAW'(sec_idx - 32'd1);
+  assign dl_wdata = nz_newrow;
+  assign d_raddr = DAW'(g_dr);
+
+  // bias: entries 2k, 2k+1 to banks (2k) % L, (2k+1) % L at (2k) / L
+  wire [31:0] bl_o = {sec_idx[30:0], 1'b0};
+  always_comb begin : p_bport
+    for (int k = 0; k < L; k++)
+      b_we[k] = in_data && sec == 4'(SECTION_BIAS) && (LB'(k) == LB'(bl_o) || LB'(k) == LB'(bl_o) + LB'(1));
+  end
+  assign b_waddr = GAW'(bl_o >> LB);
+  assign b_wlo = s_axis_TDATA[31:0];
+  assign b_whi = s_axis_TDATA[63:32];
+  assign b_raddr = GAW'(g2);
+  // requant: word k to bank k % 4 at k / 4, so one address holds channels 8m..8m+7
+  for (genvar k = 0; k < 4; k++) begin : g_qwe
+    assign q_we[k] = in_data && sec == 4'(SECTION_REQ) && sec_idx[1:0] == 2'(k);
+  end
+  assign q_waddr = RAW'(sec_idx >> 2);
+  assign q_wdata = {s_axis_TDATA[32 +: 22], s_axis_TDATA[0 +: 22]};
+  assign q_raddr = RAW'(op_m);
+
+  // -------------------------------------------------------------------------------------
+  // Sequential control
+  // -------------------------------------------------------------------------------------
+  wire pipe_busy = v1 || v2 || v3 || v4 || pv1 || pv2;
+  wire [7:0] final_status = j_idx_err ? 8'(CORE_STATUS_INDEX)
+                          : (j_nostate ? 8'(CORE_STATUS_NO_STATE) : 8'd0);
+
+  always_ff @(posedge ap_clk) begin
+    if (!ap_rst_n) begin
+      st <= ST_HDR0;
+      st_after_pipe <= ST_OUT;
+      wsel <= 1'b0;
+      rsel <= 1'b0;
+      w_valid <= 1'b0;
+      r_valid <= 1'b0;
+      e_v <= 1'b0;
+      v1 <= 1'b0; v2 <= 1'b0; v3 <= 1'b0; v4 <= 1'b0;
+      pv1 <= 1'b0; pv2 <= 1'b0;
+      ov1 <= 1'b0; ov2 <= 1'b0; ov3 <= 1'b0; ov4 <= 1'b0;
+      fifo_cnt <= '0; fifo_rd <= '0; fifo_wr <= '0; inflight <= '0;
+      pw_last_v <= 1'b0;
+      j_status <= 8'd0;
+      j_tag <= 16'd0;
+      nnz_act <= '0;
+    end else begin
+      // ---------------- encoder stage ----------------
+      e_v <= in_data && sec == 4'(SECTION_X);
+      e_x <= s_axis_TDATA;
+      e_p <= sec_row;
+      e_w <= sec_col;
+      if (e_v) begin
+        nnz_act <= nnz_act + NW'(e_cnt);
+        if (e_w == 16'(j_wi) - 16'd1) tok_end[TAW'(e_p)] <= nnz_act + NW'(e_cnt);
+      end
+
+      // ---------------- input FSM ----------------
+      case (st)
+        ST_HDR0: if (in_acc) begin
+          h0 <= s_axis_TDATA;
+          j_tag <= 16'd0;
+          if (s_axis_TLAST) begin
+            j_status <= 8'(CORE_STATUS_LENGTH);
+            st <= ST_DECIDE;
+          end else st <= ST_HDR1;
+        end
+        ST_HDR1: if (in_acc) begin
+          logic [7:0] hs;
+          hs = header_status(h0, s_axis_TDATA[HDR_NNZ_DW_LSB +: 32]);
+          j_tag <= s_axis_TDATA[HDR_TAG_LSB +: 16];
+          j_mode <= h0[HDR_MODE_LSB +: 2];
+          j_flags <= h0[HDR_FLAGS_LSB +: 3];
+          j_th <= h0[HDR_TH_LSB +: 8];
+          j_p <= h0[HDR_TOKENS_LSB +: 16];
+          j_i <= h0[HDR_IN_DIM_LSB +: 16];
+          j_o <= h0[HDR_OUT_DIM_LSB +: 16];
+          j_nnz <= s_axis_TDATA[HDR_NNZ_DW_LSB +: 32];
+          j_wi <= 13'((32'(h0[HDR_IN_DIM_LSB +: 16]) + 32'd7) >> 3);
+          j_ho2 <= 16'((32'(h0[HDR_OUT_DIM_LSB +: 16]) + 32'd1) >> 1);
+          j_ho8 <= 13'((32'(h0[HDR_OUT_DIM_LSB +: 16]) + 32'd7) >> 3);
+          j_go <= 16'((32'(h0[HDR_OUT_DIM_LSB +: 16]) + 32'(L) - 32'd1) >> LB);
+          j_tg <= 16'((32'(h0[HDR_TOKENS_LSB +: 16]) + 32'(L) - 32'd1) >> LB);
+          j_idx_err <= 1'b0;
+          nnz_act <= '0;
+          if (s_axis_TLAST) begin
+            j_status <= (hs != 8'd0) ? hs : 8'(CORE_STATUS_LENGTH);
+            st <= ST_DECIDE;
+          end else if (hs != 8'd0) begin
+            j_status <= hs;
+            st <= ST_DRAIN;
+          end else begin
+            j_status <= 8'd0;
+            st <= ST_SETUP;
+          end
+        end
+        ST_SETUP: begin
+          logic [3:0] s;
+          s = next_sec(4'(SECTION_HEADER));
+          sec <= s;
+          sec_left <= sec_size(s);
+          sec_rowlen <= sec_row_len(s);
+          sec_row <= 16'd0; sec_col <= 16'd0; sec_idx <= 32'd0;
+          w_use <= j_load_w ? ~wsel : wsel;
+          x_src <= j_load_ref ? ~rsel : rsel;
+          x_dst <= ~rsel;
+          j_nostate <= (!j_load_w && (!w_valid || w_o != j_o || w_i != j_i))
+                    || (!j_dense && !j_load_ref
+                        && (!r_valid || r_p != j_p || r_i != j_i || r_o != j_o));
+          st <= ST_IN;
+        end
+        ST_IN: if (in_acc) begin
+          if (sec == 4'(SECTION_DW)) begin
+            if (32'(s_axis_TDATA[NZ_ROW_LSB +: 16]) >= 32'(j_o)
+                || 32'(s_axis_TDATA[NZ_COL_LSB +: 16]) >= 32'(j_i)) j_idx_err <= 1'b1;
+            prev_row <= nz_row;
+          end
+          if (s_axis_TLAST && !in_final) begin
+            j_status <= 8'(CORE_STATUS_LENGTH);
+            st <= ST_DECIDE;
+          end else if (in_final && !s_axis_TLAST) begin
+            j_status <= 8'(CORE_STATUS_LENGTH);
+            st <= ST_DRAIN;
+          end else if (in_final) begin
+            st <= ST_DECIDE;
+          end else if (sec_left == 40'd1) begin
+            logic [3:0] s;
+            s = next_sec(sec);
+            sec <= s;
+            sec_left <= sec_size(s);
+            sec_rowlen <= sec_row_len(s);
+            sec_row <= 16'd0; sec_col <= 16'd0; sec_idx <= 32'd0;
+          end else begin
+            sec_left <= sec_left - 40'd1;
+            sec_idx <= sec_idx + 32'd1;
+            if (sec_col == sec_rowlen - 16'd1) begin
+              sec_col <= 16'd0;
+              sec_row <= sec_row + 16'd1;
+            end else sec_col <= sec_col + 16'd1;
+          end
+        end
+        ST_DRAIN: if (in_acc && s_axis_TLAST) st <= ST_DECIDE;
+        ST_DECIDE: begin
+          // a header refusal or LENGTH is already in j_status; else INDEX > NO_STATE
+          logic [7:0] fs;
+          fs = (j_status != 8'd0) ? j_status : final_status;
+          j_status <= fs;
+          g_p <= 16'd0; g_g <= 16'd0; g_t <= 16'd0; g_r <= '0; g_dr <= 32'd0;
+          ok0 <= K_Y; op_p <= 16'd0; op_m <= 16'd0;
+          if (fs != 8'd0) begin
+            ok0 <= K_TRL;
+            st <= ST_OUT;
+          end else begin
+            if (j_load_w) begin
+              wsel <= ~wsel;
+              w_valid <= 1'b1; w_o <= j_o; w_i <= j_i;
+            end
+            if (!j_task) begin
+              rsel <= ~rsel;
+              r_valid <= 1'b1; r_p <= j_p; r_i <= j_i; r_o <= j_o;
+            end
+            psub <= 1'b0;
+            st <= (!j_task && j_nnz != 32'd0) ? ST_PATCH : ST_ACT;
+          end
+        end
+        ST_PATCH, ST_UNPATCH: begin
+          if (g_dr == j_nnz - 32'd1) begin
+            g_dr <= 32'd0;
+            st <= ST_WAITPIPE;
+            st_after_pipe <= (st == ST_PATCH) ? ST_ACT : ST_OUT;
+          end else g_dr <= g_dr + 32'd1;
+        end
+        ST_ACT: begin
+          if (a_lastr) begin
+            g_r <= a_start;
+            if (g_g == j_go - 16'd1) begin
+              g_g <= 16'd0;
+              g_r <= a_end;
+              g_p <= g_p + 16'd1;
+              if (g_p == j_p - 16'd1) begin
+                st <= ST_WAITPIPE;
+                st_after_pipe <= (j_task && j_nnz != 32'd0) ? ST_WPASS
+                               : ((j_nnz != 32'd0) ? ST_UNPATCH : ST_OUT);
+                psub <= 1'b1;
+              end
+            end else g_g <= g_g + 16'd1;
+          end else g_r <= g_r + NW'(1);
+        end
+        ST_WPASS: begin
+          if (g_dr == j_nnz - 32'd1) begin
+            g_dr <= 32'd0;
+            g_t <= g_t + 16'd1;
+            if (g_t == j_tg - 16'd1) begin
+              st <= ST_WAITPIPE;
+              st_after_pipe <= ST_OUT;
+            end
+          end else g_dr <= g_dr + 32'd1;
+        end
+        ST_WAITPIPE: if (!pipe_busy) st <= st_after_pipe;
+        ST_OUT: if (o_issue) begin
+          if (o_last_item) begin
+            op_p <= 16'd0; op_m <= 16'd0;
+            if (ok0 == K_Y) ok0 <= j_emit_ref ? K_XO : K_TRL;
+            else if (ok0 == K_XO) ok0 <= K_YO;
+            else if (ok0 == K_YO) ok0 <= K_TRL;
+            else st <= ST_HDR0;
+          end else begin
+            logic [15:0] rl;
+            rl = (ok0 == K_Y) ? 16'(j_ho8) : ((ok0 == K_XO) ? 16'(j_wi) : j_ho2);
+            if (op_m == rl - 16'd1) begin
+              op_m <= 16'd0;
+              op_p <= op_p + 16'd1;
+            end else op_m <= op_m + 16'd1;
+          end
+        end
+        default: st <= ST_HDR0;
+      endcase
+
+      // ---------------- compute pipeline ----------------
+      // s0 -> s1
+      v1 <= (st == ST_ACT) || (st == ST_WPASS);
+      pw1 <= (st == ST_WPASS);
+      e1 <= a_empty;
+      f1 <= a_empty || (g_r == a_start);
+      l1 <= a_lastr;
+      lr1 <= (g_dr == j_nnz - 32'd1);
+      p1 <= g_p;
+      g1 <= (st == ST_WPASS) ? g_t : g_g;
+      ls1 <= g_r[2:0];
+      // s1 -> s2
+      v2 <= v1;
+      pw2 <= pw1;
+      f2 <= pw1 ? s1_dfirst : f1;
+      l2 <= pw1 ? (dl_rdata || lr1) : l1;
+      a2 <= s1_val;
+      bs2 <= s1_col[2:0];
+      o2 <= 16'(s1_drow);
+      rot2 <= pw1 ? LB'(s1_drow) : p1[LB-1:0];
+      p2 <= p1;
+      g2 <= g1;
+      // s2 -> s3
+      v3 <= v2;
+      pw3 <= pw2;
+      f3 <= f2;
+      l3 <= l2;
+      a3 <= a2;
+      rot3 <= rot2;
+      p3 <= p2;
+      g3 <= g2;
+      o3 <= o2;
+      for (int b = 0; b < L; b++) ops3[b] <= op_lane[b*8 +: 8];
+      // s3 -> s4
+      v4 <= v3;
+      pw4 <= pw3;
+      f4 <= f3;
+      l4 <= l3;
+      for (int b = 0; b < L; b++) begin
+        bias4[b] <= bias_lane[b*32 +: 32];
+        if (pw3) begin
+          ya4[b] <= y_addr(x_dst, 32'(s3_tok[b]), 32'(o3 >> LB));
+          m4[b] <= s3_tok[b] < j_p;
+        end else begin
+          ya4[b] <= y_addr(x_dst, 32'(p3), 32'(g3));
+          m4[b] <= 1'b1;
+        end
+      end
+      // s4: accumulate
+      if (v4) for (int b = 0; b < L; b++) sum[b] <= nsum[b];
+
+      // ---------------- patch pipeline ----------------
+      pv1 <= (st == ST_PATCH) || (st == ST_UNPATCH);
+      pv2 <= pv1;
+      pcol2 <= s1_dcol[2:0];
+      pval2 <= s1_dval;
+      pa2 <= s1_pw_addr;
+      pbank2 <= LB'(s1_drow);
+      pw_last_v <= pv2;
+      pa_last <= pa2;
+      pbank_last <= pbank2;
+      pw_last <= p_new;
+
+      // ---------------- output pipeline ----------------
+      ov1 <= o_issue;
+      ok1 <= ok0;
+      op1p <= op_p[LB-1:0];
+      op1m <= op_m[14:0];
+      od1 <= {8'd0, j_status, j_tag, (j_status != 8'd0) ? 32'd0 : 32'(nnz_act)};
+      // o1: select
+      ov2 <= ov1;
+      ok2 <= ok1;
+      for (int j = 0; j < 8; j++) begin
+        logic [LB-1:0] bk;
+        logic [15:0] oo;
+        oo = {op1m[12:0], 3'(j)};
+        bk = op1p + LB'(oo);
+        oacc2[j] <= y_rdata[bk];
+        omul2[j] <= q_rdata[j / 2][22*(j%2) +: 16];
+        osh2[j] <= q_rdata[j / 2][22*(j%2) + 16 +: 6];
+        omask2[j] <= oo < j_o;
+      end
+      case (ok1)
+        K_XO: od2 <= x_rdata[op1p];
+        K_YO: begin
+          logic [LB-1:0] bk;
+          logic [15:0] oo;
+          oo = {op1m[14:0], 1'b0};
+          bk = op1p + LB'(oo);
+          od2[31:0] <= y_rdata[bk];
+          od2[63:32] <= (oo + 16'd1 < j_o) ? y_rdata[bk + LB'(1)] : 32'd0;
+        end
+        default: od2 <= od1;
+      endcase
+      // o2 -> o3 -> o4: the requantisers' two register stages run beside these
+      ov3 <= ov2;
+      ok3 <= ok2;
+      od3 <= od2;
+      omask3 <= omask2;
+      ov4 <= ov3;
+      ok4 <= ok3;
+      od4 <= od3;
+      omask4 <= omask3;
+      // push / pop
+      if (ov4) begin
+        fifo[fifo_wr] <= {ok4 == K_TRL, o_word};
+        fifo_wr <= fifo_wr + 4'd1;
+      end
+      if (fifo_pop) fifo_rd <= fifo_rd + 4'd1;
+      fifo_cnt <= fifo_cnt + 5'(ov4) - 5'(fifo_pop);
+      inflight <= inflight + 5'(o_issue) - 5'(ov4);
+    end
+  end
+
+  // stage 4: segment start value (act: y_ref or 0, plus bias; weight pass: the act result)
+  always_comb begin
+    for (int b = 0; b < L; b++) begin
+      logic [31:0] init;
+      if (pw4) init = y_rdata[b];
+      else init = (j_dense ? 32'd0 : y_rdata[b]) + (j_has_bias ? bias4[b] : 32'd0);
+      nsum[b] = (f4 ? init : sum[b]) + 32'(prod4[b]);
+    end
+  end
+endmodule
+`default_nettype wire

