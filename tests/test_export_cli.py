@@ -1,0 +1,50 @@
+"""`deltamtl quant` CLI: quantise (accuracy report), export (+ONNX), inspect, verify, refusal."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import torch
+from deltamtl.model.cli_quant import main
+
+torch.set_num_threads(1)
+ROOT = Path(__file__).resolve().parents[1]
+SMALL_DATA = ["--set", "data.val_clips=1", "--set", "data.test_clips=1", "--set", "data.frames_per_clip=4",
+              "--set", "sharing.quant={calib_batches: 1}", "--set", "model.img_size=32"]
+
+
+def test_quantise_inspect_verify(tmp_path: Path, capsys) -> None:
+    seed = str(int(np.random.default_rng().integers(1 << 20)))
+    cfg = str(ROOT / "configs" / "tiny.yaml")
+    out = tmp_path / "q"
+    assert main(["quantise", "--config", cfg, "--random", seed, "--out", str(out), *SMALL_DATA]) == 0
+    rep = json.loads((out / "quant_report.json").read_text())
+    assert set(rep["accuracy"]) == {"semseg", "depth", "normals", "edges"}
+    for a in rep["accuracy"].values():
+        assert np.isfinite(a["float"]) and np.isfinite(a["quant"]) and "worse_rel" in a
+    assert "[quant] semseg" in capsys.readouterr().out
+    assert main(["inspect", str(out / "bundle")]) == 0
+    text = capsys.readouterr().out
+    assert "blocks.1.mlp.fc2" in text and "dW depth" in text
+    res = tmp_path / "verify.json"
+    assert main(["verify", str(out / "bundle"), "--config", cfg, "--frames", "3", "--json", str(res)]) == 0
+    v = json.loads(res.read_text())
+    assert v["frames"] == 3 and set(v["metrics"]) == {"semseg", "depth", "normals", "edges"}
+    assert all(pf["macs"] > 0 for pf in v["per_frame"].values())
+    # a corrupted bundle is refused with the file named
+    w = next((out / "bundle" / "arrays" / "sites" / "blocks.0.attn.qkv").glob("w.bin"))
+    w.write_bytes(w.read_bytes()[:-1])
+    assert main(["verify", str(out / "bundle"), "--config", cfg]) == 1
+    assert "w.bin" in capsys.readouterr().err
+
+
+def test_export_with_onnx(tmp_path: Path, capsys) -> None:
+    cfg = str(ROOT / "configs" / "tiny.yaml")
+    assert main(["export", "--config", cfg, "--random", "1", "--out", str(tmp_path / "b"),
+                 "--onnx", str(tmp_path / "onnx"), *SMALL_DATA]) == 0
+    res = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert Path(res["bundle"]) == tmp_path / "b" and (tmp_path / "b" / "manifest.yaml").is_file()
+    assert sorted(p.name for p in (tmp_path / "onnx").iterdir()) == [
+        "depth.onnx", "edges.onnx", "normals.onnx", "semseg.onnx"]
