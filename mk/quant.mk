@@ -1,0 +1,50 @@
+# Quantisation, export bundle, ONNX, trained-model test vectors. See docs/quantisation.md and
+# docs/export-format.md.
+#   make quant          calibrate the trained model, compare int8 vs float accuracy on every
+#                       task, write $(QUANT_OUT)/bundle and $(QUANT_OUT)/quant_report.json
+#   make qat            QAT fine-tune (recipe_qat, one training entry point) -> $(QAT_OUT)
+#   make quant-qat      quantise the QAT checkpoint instead of the post-training model
+#   make quant-onnx     float ONNX graph per task (opset 17) under $(QUANT_OUT)/onnx
+#   make quant-inspect  print the bundle's summary (sites, densities, storage)
+#   make quant-verify   re-validate the bundle and run the golden model on a test clip
+#   make model-vectors  every site job of a few frames of the bundle -> build/vectors/model.dmtv
+#   make test-quant     the quantisation / golden / export / ONNX tests (fast tier)
+QUANT_CONFIG  ?= configs/tiny.yaml
+QUANT_OUT     ?= $(RUNS)/quant
+QAT_OUT       ?= $(RUNS)/qat
+QAT_STEPS     ?= 300
+QUANT_SET     ?=
+QUANT_SETS     = $(foreach s,$(QUANT_SET),--set $(s))
+VECTOR_FRAMES ?= 3
+
+.PHONY: quant qat quant-qat quant-onnx quant-inspect quant-verify model-vectors test-quant
+
+quant: setup
+	nice $(PY) -m deltamtl.model.cli_quant quantise --config $(QUANT_CONFIG) --out $(QUANT_OUT) $(QUANT_SETS)
+
+qat: setup
+	nice $(PY) -m deltamtl.model.train --config $(QUANT_CONFIG) --recipe deltamtl.model.quant:recipe_qat \
+	  --out $(QAT_OUT) --steps $(QAT_STEPS) --set train.warmup_steps=0 $(QUANT_SETS)
+
+quant-qat: setup
+	nice $(PY) -m deltamtl.model.cli_quant quantise --config $(QUANT_CONFIG) --qat $(QAT_OUT)/last.pt \
+	  --out $(QUANT_OUT)_qat $(QUANT_SETS)
+
+quant-onnx: setup
+	nice $(PY) -m deltamtl.model.cli_quant export --config $(QUANT_CONFIG) --out $(QUANT_OUT)/bundle \
+	  --onnx $(QUANT_OUT)/onnx $(QUANT_SETS)
+
+quant-inspect: setup
+	$(PY) -m deltamtl.model.cli_quant inspect $(QUANT_OUT)/bundle
+
+quant-verify: setup
+	nice $(PY) -m deltamtl.model.cli_quant verify $(QUANT_OUT)/bundle --config $(QUANT_CONFIG) \
+	  --json $(QUANT_OUT)/verify.json
+
+model-vectors: setup
+	nice $(PY) -m deltamtl.model.vectors_model --bundle $(QUANT_OUT)/bundle --frames $(VECTOR_FRAMES) \
+	  --out build/vectors/model.dmtv
+
+test-quant: setup
+	$(PY) -m pytest -q tests/test_quant.py tests/test_quant_qat.py tests/test_golden.py \
+	  tests/test_golden_vectors.py tests/test_export.py tests/test_export_cli.py tests/test_onnx_export.py
