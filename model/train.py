@@ -60,6 +60,12 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset, DistributedSampler
 
 CHECKPOINT_NAME = "last.pt"
+
+
+class TrainSetupError(ValueError):
+    """The run cannot start as asked (resume mismatch, batch size vs ranks, empty data)."""
+
+
 LOG_NAME = "log.jsonl"
 
 
@@ -159,7 +165,7 @@ def train(
     tcfg = cfg["train"]
     total_steps = int(tcfg["steps"])
     if tcfg["batch_size"] % info.world_size:
-        raise ValueError(f"train.batch_size {tcfg['batch_size']} is not divisible by {info.world_size} ranks")
+        raise TrainSetupError(f"train.batch_size {tcfg['batch_size']} is not divisible by {info.world_size} ranks")
     batch_per_rank = tcfg["batch_size"] // info.world_size
 
     seed_everything(int(tcfg["seed"]))  # identical init on every rank
@@ -172,14 +178,17 @@ def train(
             raise FileNotFoundError(f"--resume: {ckpt_path} does not exist")
         ckpt = load_checkpoint(ckpt_path, map_location=info.device)
         if ckpt["config"]["model"] != cfg["model"]:
-            raise ValueError(f"--resume: model section of {ckpt_path} differs from the given config")
+            raise TrainSetupError(f"--resume: model section of {ckpt_path} differs from the given config")
         if ckpt["recipe"] != recipe_name:
-            raise ValueError(f"--resume: {ckpt_path} was written by recipe {ckpt['recipe']!r}, not {recipe_name!r}")
+            raise TrainSetupError(f"--resume: {ckpt_path} was written by recipe {ckpt['recipe']!r}, not {recipe_name!r}")
         model.load_state_dict(ckpt["model"])
         recipe.load_state_dict(ckpt.get("recipe_state", {}))
     else:
         recipe.initialize(model)
 
+    # Data sets are built before the per-rank reseed / RNG restore, so any randomness they
+    # use at construction cannot shift the RNG stream between a fresh and a resumed run.
+    train_ds, val_ds = recipe.datasets()
     groups = recipe.param_groups(model)
     base_lr = float(tcfg["lr"])
     optimizer = torch.optim.AdamW(groups, lr=base_lr, betas=tuple(tcfg["betas"]), weight_decay=float(tcfg["weight_decay"]))
@@ -204,10 +213,9 @@ def train(
             find_unused_parameters=recipe.find_unused_parameters,
         )
 
-    train_ds, val_ds = recipe.datasets()
     steps_per_epoch = len(batch_plan(train_ds, batch_per_rank, tcfg["seed"], 0, info.rank, info.world_size))
     if steps_per_epoch == 0:
-        raise ValueError(f"training set has {len(train_ds)} items, fewer than one batch of {batch_per_rank} per rank")
+        raise TrainSetupError(f"training set has {len(train_ds)} items, fewer than one batch of {batch_per_rank} per rank")
 
     if info.is_main:
         out.mkdir(parents=True, exist_ok=True)
@@ -318,7 +326,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         cfg = load_config(args.config, overrides)
         result = train(cfg, args.recipe, args.out, task=args.task, resume=args.resume,
                        progress=not args.no_progress)
-    except (ConfigError, CheckpointError, FileNotFoundError) as exc:
+    except (ConfigError, CheckpointError, FileNotFoundError, TrainSetupError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     if int(os.environ.get("RANK", "0")) == 0:

@@ -96,6 +96,37 @@ def test_resume_is_equivalent_to_uninterrupted(tmp_path):
     assert not torch.equal(init["encoder.patch_embed.weight"], a["model"]["encoder.patch_embed.weight"])
 
 
+class _NoisyRecipe(DenseRecipe):
+    """Draws from torch's RNG every step, so resume must restore RNG state to match."""
+
+    def training_loss(self, model, batch, step):
+        noisy = dict(batch, image=(batch["image"] + 0.1 * torch.randn_like(batch["image"])).clamp(0, 1))
+        return super().training_loss(model, noisy, step)
+
+
+def recipe_noisy(args: RecipeArgs) -> Recipe:
+    return _NoisyRecipe(args, ("depth",))
+
+
+def test_resume_restores_rng_for_stochastic_recipes(tmp_path):
+    cfg = small_cfg("train.steps=4")
+    name = f"{__name__}:recipe_noisy"
+    train(cfg, name, tmp_path / "a", progress=False)
+    train(cfg, name, tmp_path / "b", stop_after=2, progress=False)
+    train(cfg, name, tmp_path / "b", resume=True, progress=False)
+    a, b = load_checkpoint(tmp_path / "a" / "last.pt"), load_checkpoint(tmp_path / "b" / "last.pt")
+    for key, value in a["model"].items():
+        torch.testing.assert_close(b["model"][key], value, rtol=0, atol=1e-6, msg=key)
+    # without the RNG restore the noise differs and so do the weights
+    train(cfg, name, tmp_path / "c", stop_after=2, progress=False)
+    ckpt = load_checkpoint(tmp_path / "c" / "last.pt")
+    ckpt["rng"] = []
+    torch.save(ckpt, tmp_path / "c" / "last.pt")
+    train(cfg, name, tmp_path / "c", resume=True, progress=False)
+    c = load_checkpoint(tmp_path / "c" / "last.pt")
+    assert not torch.equal(c["model"]["heads.depth.out.weight"], a["model"]["heads.depth.out.weight"])
+
+
 def test_checkpoint_contents_and_logs(tmp_path, capsys):
     out = tmp_path / "run"
     rc = main(["--config", "configs/tiny.yaml", "--task", "edges", "--out", str(out), "--steps", "2",
