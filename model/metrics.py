@@ -578,7 +578,7 @@ class SaliencyMeter:
 
     def compute(self) -> dict[str, float]:
         if not self.n:
-            return {"maxF": float("nan"), "maxF_threshold": float("nan"), "mae": float("nan")}
+            return {"maxF": float("nan"), "maxF_threshold": float("nan")}
         with np.errstate(invalid="ignore", divide="ignore"):
             prec = self.tp / np.maximum(self.pp, 1)
             rec = self.tp / max(self.ap, 1)

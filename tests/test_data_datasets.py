@@ -91,3 +91,19 @@ def test_disk_cache(tmp_path):
     _MEM_CACHE.clear()
     b = SyntheticVideoDataset("test", 1, 2, 16, 16, seed=7, cache_dir=tmp_path)
     np.testing.assert_array_equal(b.clips[0].rgb, a.clips[0].rgb)
+
+
+def test_cli_bench_preview_export(tmp_path, capsys):
+    import json
+
+    from deltamtl.model.data import NYUDDataset
+    from deltamtl.model.data.__main__ import main
+
+    assert main(["bench", "--sizes", "16", "--frames", "2", "--clips", "1"]) == 0
+    assert "16x16" in json.loads(capsys.readouterr().out)
+    assert main(["preview", "--out", str(tmp_path / "p.png"), "--size", "16", "--frames", "2"]) == 0
+    assert (tmp_path / "p.png").is_file()
+    assert main(["export", "--root", str(tmp_path / "nyud"), "--split", "val", "--clips", "2",
+                 "--frames", "2", "--size", "16"]) == 0
+    ds = NYUDDataset(tmp_path / "nyud", "val")
+    assert len(ds) == 4 and ds[3]["image"].shape == (3, 16, 16)

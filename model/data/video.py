@@ -77,13 +77,13 @@ def _iter_file(p: Path) -> Iterator[np.ndarray]:
     import imageio.v3 as iio
 
     try:
-        with warnings.catch_warnings():  # imageio warns about legacy plugins while probing
+        with open(p, "rb") as fh, warnings.catch_warnings():
+            # imageio warns about legacy plugins while probing the format
             warnings.simplefilter("ignore", DeprecationWarning)
-            it = iio.imiter(p)
-        first = True
-        for i, fr in enumerate(it):
-            first = False
-            yield _to_rgb8(fr, str(p), i)
+            first = True
+            for i, fr in enumerate(iio.imiter(fh, extension=p.suffix.lower() or None)):
+                first = False
+                yield _to_rgb8(fr, str(p), i)
         if first:
             raise DataFormatError(f"video: {p} has no frames")
     except DataFormatError:
