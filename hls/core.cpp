@@ -5,10 +5,10 @@
 // deltamtl.model.golden_core.GoldenCore.run_packet, including resident state and refusals.
 //
 // Resident state (file-scope statics, kept between packets):
-//   w_bank[2][O][I]     two weight banks; `w_cur` is the resident one. LOAD_W writes the
+//   w_bank[2][O][I/8]   two weight banks; `w_cur` is the resident one. LOAD_W writes the
 //                       other bank and the pointer flips only when the job succeeds, so a
 //                       refused packet (LENGTH is known only at TLAST) leaves W_b intact.
-//   x_ref[2][P][I], acc[2][...][...]   reference inputs / accumulators, same two-slot
+//   x_ref[2][P][I/8], acc[2][...][...]   reference inputs / accumulators, same two-slot
 //                       scheme (`ref_cur`): a job always writes slot !ref_cur (loaded refs,
 //                       x_new, y accumulators); DENSE and TEMPORAL flip on success, TASK
 //                       leaves the base state untouched and uses the slot as scratch.
@@ -30,8 +30,11 @@ constexpr int ACC_DEPTH = MAX_TOKENS * OG;
 constexpr int MAX_NNZ_ACT = MAX_TOKENS * MAX_IN;
 constexpr int REQ_PER_WORD = 64 / REQ_ENTRY_BITS;
 
-int8_t w_bank[2][MAX_OUT][MAX_IN];
-int8_t x_ref[2][MAX_TOKENS][MAX_IN];
+// int8 rows packed 8 per 64-bit word (the stream's row layout, padding bytes zero): the
+// loaders write and the delta encoder reads one word per cycle, and the lanes read one
+// word from each of their L banks and select the byte.
+uint64_t w_bank[2][MAX_OUT][ROW_I8_IN];
+uint64_t x_ref[2][MAX_TOKENS][ROW_I8_IN];
 int32_t acc[2][L][ACC_DEPTH];
 uint64_t dw_buf[MAX_NNZ_DW];     // raw NZ words (col, row, value)
 uint64_t nz_act[MAX_NNZ_ACT];    // delta non-zeros: token | input << 16 | (d & 0x1FF) << 32
@@ -44,6 +47,15 @@ int w_cur = 0, w_o = 0, w_i = 0;
 bool ref_valid = false;
 int ref_cur = 0, ref_p = 0, ref_i = 0, ref_o = 0;
 
+inline int8_t byte_of(uint64_t w, int b) { return int8_t(uint8_t(w >> (8 * b))); }
+inline uint64_t with_byte(uint64_t w, int b, int8_t v) {
+  return (w & ~(uint64_t(0xFF) << (8 * b))) | (uint64_t(uint8_t(v)) << (8 * b));
+}
+// Zeroes the padding bytes of word j of an int8 row of n elements.
+inline uint64_t row_mask(uint64_t w, int j, int n) {
+  const int valid = n - j * INT8_PER_WORD;
+  return valid >= INT8_PER_WORD ? w : (w & ((uint64_t(1) << (8 * valid)) - 1));
+}
 inline int bank_of(int p, int o) { return (p + o) % L; }
 inline int addr_of(int p, int o) { return p * OG + o / L; }
 inline int32_t acc_get(int s, int p, int o) { return acc[s][bank_of(p, o)][addr_of(p, o)]; }
@@ -99,6 +111,9 @@ void core(axis_stream& s_axis, axis_stream& m_axis) {
 #pragma HLS ARRAY_PARTITION variable = x_ref type = cyclic factor = LANES dim = 2
 #pragma HLS ARRAY_PARTITION variable = acc type = complete dim = 2
 #pragma HLS BIND_STORAGE variable = w_bank type = ram_2p impl = bram
+#pragma HLS ARRAY_PARTITION variable = bias_buf type = cyclic factor = LANES dim = 1
+#pragma HLS ARRAY_PARTITION variable = mult_buf type = cyclic factor = 8 dim = 1
+#pragma HLS ARRAY_PARTITION variable = shift_buf type = cyclic factor = 8 dim = 1
 #pragma HLS BIND_STORAGE variable = acc type = ram_2p impl = uram
 #pragma HLS BIND_STORAGE variable = dw_buf type = ram_2p impl = uram
 #pragma HLS BIND_STORAGE variable = nz_act type = ram_2p impl = uram
@@ -141,11 +156,7 @@ load_w_rows:
 #pragma HLS PIPELINE II = 1
     if (!rd.next(s_axis, d)) break;
     const int o = k / row_in, j = k % row_in;
-    for (int b = 0; b < INT8_PER_WORD; b++) {
-#pragma HLS UNROLL
-      const int i = j * INT8_PER_WORD + b;
-      if (i < I) w_bank[wb][o][i] = int8_t(bits(d, 8 * b, 8));
-    }
+    w_bank[wb][o][j] = row_mask(d, j, I);
   }
   // ---- dW non-zeros --------------------------------------------------------------------
   bool bad_index = false;
@@ -193,11 +204,7 @@ load_xref:
 #pragma HLS PIPELINE II = 1
     if (!rd.next(s_axis, d)) break;
     const int p = k / row_in, j = k % row_in;
-    for (int b = 0; b < INT8_PER_WORD; b++) {
-#pragma HLS UNROLL
-      const int i = j * INT8_PER_WORD + b;
-      if (i < I) x_ref[ys][p][i] = int8_t(bits(d, 8 * b, 8));
-    }
+    x_ref[ys][p][j] = row_mask(d, j, I);
   }
 load_yref:
   for (int k = 0; k < lay.yref; k++) {
@@ -224,21 +231,24 @@ load_x:
 #pragma HLS PIPELINE II = 1
     if (!rd.next(s_axis, d)) break;
     const int p = k / row_in, j = k % row_in;
+    const uint64_t ref = dense ? 0 : x_ref[src][p][j];
+    uint64_t x_new = 0;
     for (int b = 0; b < INT8_PER_WORD; b++) {
 #pragma HLS UNROLL
       const int i = j * INT8_PER_WORD + b;
       if (i < I) {
-        const int x = int8_t(bits(d, 8 * b, 8));
-        const int r = dense ? 0 : int(x_ref[src][p][i]);
+        const int x = byte_of(d, b);
+        const int r = byte_of(ref, b);
         const int dv = x - r;
         const bool keep = dense ? dv != 0 : (dv >= h.th || dv <= -h.th);
-        x_ref[ys][p][i] = int8_t(keep ? x : r);  // x_ref + d: "the last value sent"
+        x_new = with_byte(x_new, b, int8_t(keep ? x : r));  // x_ref + d: "the last value sent"
         if (keep) {
           nz_act[nnz_act] = uint64_t(p) | (uint64_t(i) << 16) | (uint64_t(dv & 0x1FF) << 32);
           nnz_act++;
         }
       }
     }
+    x_ref[ys][p][j] = x_new;
   }
   if (!rd.ended) {  // all words read but no TLAST on the last: drain the excess
     rd.bad_length = true;
@@ -289,7 +299,10 @@ patch_w:
     if (!patch) break;
     const uint64_t e = dw_buf[k];
     const int r = int(bits(e, NZ_ROW_LSB, NZ_ROW_WIDTH)), c = int(bits(e, NZ_COL_LSB, NZ_COL_WIDTH));
-    w_bank[wb][r][c] = int8_t(uint8_t(w_bank[wb][r][c] + int8_t(bits(e, NZ_VALUE_LSB, 8))));
+    const uint64_t w = w_bank[wb][r][c / INT8_PER_WORD];
+    const int b = c % INT8_PER_WORD;
+    w_bank[wb][r][c / INT8_PER_WORD] =
+        with_byte(w, b, int8_t(uint8_t(byte_of(w, b) + int8_t(bits(e, NZ_VALUE_LSB, 8)))));
   }
 
   // ---- activation-sparse pass: one broadcast (p, i, d) per cycle, lanes over outputs ----
@@ -323,7 +336,8 @@ act_groups:
       for (int l = 0; l < L; l++) {
 #pragma HLS UNROLL
         const int o = g * L + l;
-        if (o < O) reg[l] = wadd(reg[l], dv * int(w_bank[wb][o][i]));
+        if (o < O)
+          reg[l] = wadd(reg[l], dv * int(byte_of(w_bank[wb][o][i / INT8_PER_WORD], i % INT8_PER_WORD)));
       }
     }
     for (int l = 0; l < L; l++) {
@@ -340,7 +354,10 @@ unpatch_w:
     if (!patch) break;
     const uint64_t e = dw_buf[k];
     const int r = int(bits(e, NZ_ROW_LSB, NZ_ROW_WIDTH)), c = int(bits(e, NZ_COL_LSB, NZ_COL_WIDTH));
-    w_bank[wb][r][c] = int8_t(uint8_t(w_bank[wb][r][c] - int8_t(bits(e, NZ_VALUE_LSB, 8))));
+    const uint64_t w = w_bank[wb][r][c / INT8_PER_WORD];
+    const int b = c % INT8_PER_WORD;
+    w_bank[wb][r][c / INT8_PER_WORD] =
+        with_byte(w, b, int8_t(uint8_t(byte_of(w, b) - int8_t(bits(e, NZ_VALUE_LSB, 8)))));
   }
 
   // ---- TASK weight-sparse pass: acc += x_k dW^T, one dW non-zero per cycle, lanes over tokens
@@ -372,7 +389,8 @@ wgt_groups:
       for (int l = 0; l < L; l++) {
 #pragma HLS UNROLL
         const int p = g * L + l;
-        if (p < P) reg[l] = wadd(reg[l], int(x_ref[ys][p][c]) * v);
+        if (p < P)
+          reg[l] = wadd(reg[l], int(byte_of(x_ref[ys][p][c / INT8_PER_WORD], c % INT8_PER_WORD)) * v);
       }
     }
     for (int l = 0; l < L; l++) {
@@ -403,13 +421,7 @@ out_xref:
 #pragma HLS LOOP_TRIPCOUNT min = 0 max = MAX_TOKENS * ROW_I8_IN
 #pragma HLS PIPELINE II = 1
     const int p = k / row_in, j = k % row_in;
-    uint64_t word = 0;
-    for (int b = 0; b < INT8_PER_WORD; b++) {
-#pragma HLS UNROLL
-      const int i = j * INT8_PER_WORD + b;
-      if (i < I) word |= uint64_t(uint8_t(x_ref[ys][p][i])) << (8 * b);
-    }
-    put(m_axis, word, false);
+    put(m_axis, x_ref[ys][p][j], false);
   }
 out_yref:
   for (int k = 0; k < (emit_ref ? P * row_out32 : 0); k++) {
