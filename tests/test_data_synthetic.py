@@ -208,3 +208,12 @@ def test_bad_args():
         render_clip(0, 0)
     with pytest.raises(ValueError):
         render_clip(0, 2, 1, 10)
+
+
+def test_same_scene_at_any_resolution():
+    a = render_clip(9, 1, 64, 64)
+    b = render_clip(9, 1, 128, 128)
+    fa = np.bincount(a.semseg.ravel(), minlength=NUM_CLASSES) / a.semseg.size
+    fb = np.bincount(b.semseg.ravel(), minlength=NUM_CLASSES) / b.semseg.size
+    np.testing.assert_allclose(fa, fb, atol=0.01)
+    np.testing.assert_array_equal(a.meta["poses_c2w"], b.meta["poses_c2w"])
