@@ -19,11 +19,11 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
-
-from deltamtl.contract import TINY_LIMITS, CoreLimits
 from deltamtl.model.golden import GoldenRunner, QuantizedModel
 from deltamtl.model.golden_core import GoldenCore, JobResult, SiteJob, pack_job, unpack_result
 from deltamtl.model.vectors import Record, write_vectors
+
+from deltamtl.contract import TINY_LIMITS, CoreLimits
 
 
 class RecordingExecutor:
@@ -94,7 +94,6 @@ def main(argv: Sequence[str] | None = None) -> int:
             return 1
     else:
         import torch
-
         from deltamtl.model.quant import Quantizer, random_multitask
 
         torch.set_num_threads(1)

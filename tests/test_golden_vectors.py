@@ -6,12 +6,13 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from deltamtl.contract import JobFlag, Mode
 from deltamtl.model.golden import ReusePolicy
 from deltamtl.model.golden_core import GoldenCore, parse_header
 from deltamtl.model.quant import Quantizer, random_multitask
 from deltamtl.model.vectors import read_vectors
 from deltamtl.model.vectors_model import main, model_vectors
+
+from deltamtl.contract import JobFlag, Mode
 
 torch.set_num_threads(1)
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from deltamtl.contract import REQ_MULT_MAX, WEIGHT_MAX, WEIGHT_MIN
 from deltamtl.model.delta import DeltaLinear
 from deltamtl.model.golden import site_order
 from deltamtl.model.quant import (
@@ -17,6 +16,8 @@ from deltamtl.model.quant import (
     ste_round,
 )
 from deltamtl.model.reuse import Policy
+
+from deltamtl.contract import REQ_MULT_MAX, WEIGHT_MAX, WEIGHT_MIN
 
 torch.set_num_threads(1)
 SEED = int(np.random.default_rng().integers(1 << 30))

@@ -1,0 +1,82 @@
+"""The trained model: a whole 30-frame, 4-task clip bit-exact against the fake-quant model at
+every site and frame, and int8 accuracy within 2 % of float on every task's primary metric.
+
+Needs the trained checkpoints named by configs/tiny.yaml (base + step-3 sub-tasks); skipped
+with the reason when they are absent.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from deltamtl.model.config import load_config
+from deltamtl.model.golden import GoldenRunner, ReusePolicy
+
+ROOT = Path(__file__).resolve().parents[1]
+pytestmark = pytest.mark.slow
+torch.set_num_threads(1)
+
+
+@pytest.fixture(scope="module")
+def quantised():
+    import os
+
+    from deltamtl.model.cli_quant import build_quantizer
+
+    cwd = os.getcwd()
+    os.chdir(ROOT)  # checkpoint paths in the config are relative to the repository root
+    try:
+        cfg = load_config(ROOT / "configs" / "tiny.yaml")
+        try:
+            q = build_quantizer(cfg)
+        except FileNotFoundError as exc:
+            pytest.skip(str(exc))
+    finally:
+        os.chdir(cwd)
+    if len(q.mt.tasks) < 4:
+        pytest.skip(f"trained model has tasks {q.mt.tasks}, not all four")
+    return cfg, q
+
+
+def test_trained_clip_30_frames_bit_exact(quantised) -> None:
+    from deltamtl.model.data.datasets import synthetic_clips
+
+    cfg, q = quantised
+    qm = q.to_quantized(keyframe_interval=5)
+    qm.policy = ReusePolicy(depth=qm.depth, keyframe_interval=5, key_offset=2,
+                            boundaries={"depth": 1, "normals": 3, "edges": -1})
+    q.bind(qm)
+    q.set_mode("int")
+    size = int(cfg["model"]["img_size"])
+    rgb = synthetic_clips("test", 1, 30, size, size, seed=int(cfg["data"]["seed"]))[0].rgb
+    runner = GoldenRunner(qm, trace=True)
+    compared = 0
+    try:
+        for i, frame in enumerate(rgb):
+            img = torch.from_numpy(np.ascontiguousarray(frame.transpose(2, 0, 1), np.float32) / 255.0)
+            with torch.no_grad(), q.recording() as log:
+                q.mt(img[None])
+            tr = {(t, n): (x[0], y[0]) for t, n, x, y in log}
+            runner.run_frame(frame, override=lambda t, n, tr=tr: tr[(t, n)][0])
+            for key, (_x, y) in tr.items():
+                np.testing.assert_array_equal(runner.trace[i][key][1], y, err_msg=f"frame {i} {key}")
+                compared += 1
+    finally:
+        q.set_mode("float")
+    assert compared == 30 * (1 + 4 * qm.depth * 4)
+    assert {r.mode.name for r in runner.records} == {"DENSE", "TEMPORAL", "TASK"}
+
+
+def test_trained_int8_accuracy_within_2_percent(quantised) -> None:
+    from deltamtl.model.quant import compare_accuracy
+    from deltamtl.model.recipe import synthetic_split
+
+    cfg, q = quantised
+    qm = q.to_quantized()
+    q.bind(qm)
+    acc = compare_accuracy(q, synthetic_split(cfg, "val"), batch_size=16)
+    bad = {t: round(100 * a["worse_rel"], 2) for t, a in acc.items() if not a["pass"]}
+    assert not bad, f"int8 worse than float by more than 2 % (relative, %): {bad}"
