@@ -153,6 +153,66 @@ def read_outputs(buf: np.ndarray, layout: JobLayout) -> dict[str, np.ndarray]:
     return out
 
 
+def validate_descriptor(buf: np.ndarray, buf_bytes: int, desc_offset: int, limits) -> int:
+    """The fetch/commit validation (hls/include/dmtl_desc.h) in Python: 0 or the one
+    KernelStatus error bit the kernels set. The host can check a job before starting the
+    board; the tests hold the C++ kernels to it."""
+    from deltamtl.contract import (
+        CONTRACT_VERSION,
+        DESC_BYTES,
+        DESC_MAGIC,
+        DESC_WORD_HEADER,
+        DESC_WORD_MAGIC,
+        DESC_WORD_VERSION,
+        VALID_FLAGS,
+        KernelStatus,
+    )
+
+    buf = np.asarray(buf, dtype=np.uint8)
+    buf_bytes, desc_offset = int(buf_bytes), int(desc_offset)
+
+    def inside(off: int, size: int) -> bool:
+        return off % REGION_ALIGN == 0 and off <= buf_bytes and align(size, 8) <= buf_bytes - off
+
+    if not inside(desc_offset, DESC_BYTES):
+        return int(KernelStatus.REGION)
+    words = struct.unpack_from(f"<{DESC_WORDS}I", buf.tobytes(), desc_offset)
+    hw = [words[DESC_WORD_HEADER + 2 * k] | (words[DESC_WORD_HEADER + 2 * k + 1] << 32)
+          for k in range(2)]
+    h = parse_header(np.array(hw, dtype=np.uint64))
+    if words[DESC_WORD_MAGIC] != DESC_MAGIC or words[DESC_WORD_VERSION] != CONTRACT_VERSION:
+        return int(KernelStatus.BAD_DESC)
+    if h["mode"] > int(Mode.TASK) or h["flags"] & ~VALID_FLAGS:
+        return int(KernelStatus.BAD_DESC)
+    p, i, o, nnz = h["tokens"], h["in_dim"], h["out_dim"], h["nnz_dw"]
+    if not (1 <= p <= limits.max_tokens and 1 <= i <= limits.max_in and 1 <= o <= limits.max_out
+            and nnz <= limits.max_nnz_dw):
+        return int(KernelStatus.DIMS)
+    used = regions_used(Mode(h["mode"]), JobFlag(h["flags"]), nnz)
+    off = {r: words[DESC_WORD_REGIONS + 2 * int(r)] | (words[DESC_WORD_REGIONS + 2 * int(r) + 1] << 32)
+           for r in used}
+    size = {r: region_bytes(r, p, i, o, nnz) for r in used}
+    if not all(inside(off[r], size[r]) for r in used):
+        return int(KernelStatus.REGION)
+
+    def overlap(a: int, an: int, b: int, bn: int) -> bool:
+        return a < b + align(bn, 8) and b < a + align(an, 8)
+
+    for a in (r for r in used if r in OUTPUT_REGIONS):
+        if overlap(off[a], size[a], desc_offset, DESC_BYTES) or any(
+                b != a and overlap(off[a], size[a], off[b], size[b]) for b in used):
+            return int(KernelStatus.OVERLAP)
+    if nnz:
+        at = off[Region.DW_INDPTR]
+        indptr = np.frombuffer(buf[at: at + 4 * (o + 1)].tobytes(), dtype="<i4")
+        at = off[Region.DW_INDICES]
+        indices = np.frombuffer(buf[at: at + 2 * nnz].tobytes(), dtype="<u2")
+        if (indptr[0] != 0 or np.any(np.diff(indptr.astype(np.int64)) < 0)
+                or int(indptr[-1]) != nnz or int(indices.max()) >= i):
+            return int(KernelStatus.CSR)
+    return 0
+
+
 # ---------------------------------------------------------------------------------------
 # DDR test images for the C++ system testbench (hls/tb/tb_system.cpp, Vitis csim/cosim of
 # fetch and commit). File format ``.dmtd`` (little-endian):
