@@ -61,7 +61,7 @@ def float_policy(cfg: dict, report: str | Path | None) -> Any | None:
 
 
 def build_quantizer(cfg: dict, qat: str | None = None, random_seed: int | None = None,
-                    calib_batches: int | None = None) -> Quantizer:
+                    calib_batches: int | None = None, require_subtasks: bool = True) -> Quantizer:
     """A calibrated quantiser over the trained (or QAT, or random) multi-task model."""
     torch.manual_seed(0)
     if qat:
@@ -85,7 +85,7 @@ def build_quantizer(cfg: dict, qat: str | None = None, random_seed: int | None =
                     num_classes=cfg["model"]["num_classes"])
         mt = random_multitask(random_seed, mcfg)
     else:
-        mt = trained_multitask(cfg)
+        mt = trained_multitask(cfg, require_subtasks, log=lambda m: print(f"[quant] {m}", file=sys.stderr))
     q = Quantizer(mt, percentile=float(qat_value(cfg, "calib_percentile")))
     n = calib_batches if calib_batches is not None else int(qat_value(cfg, "calib_batches"))
     q.calibrate(calibration_batches(cfg, n))
@@ -94,17 +94,17 @@ def build_quantizer(cfg: dict, qat: str | None = None, random_seed: int | None =
 
 def quantise(cfg: dict, bundle_path: Path, qat: str | None = None, random_seed: int | None = None,
              report: str | None = None, accuracy: bool = True, key_offset: int = 0,
-             report_json: Path | None = None, log=print) -> dict:
+             report_json: Path | None = None, require_subtasks: bool = True, log=print) -> dict:
     """Quantise, (optionally) compare accuracy on the eval split, write the bundle."""
     from deltamtl.model.recipe import synthetic_split
 
     t0 = time.perf_counter()
-    q = build_quantizer(cfg, qat, random_seed)
+    q = build_quantizer(cfg, qat, random_seed, require_subtasks=require_subtasks)
     policy = float_policy(cfg, report)
     k = int((cfg.get("sharing") or {}).get("keyframe_interval", 5))
     qm = q.to_quantized(policy, keyframe_interval=k, key_offset=key_offset)
     result: dict[str, Any] = {"source": qat or ("random" if random_seed is not None else "trained"),
-                              "policy_from_report": policy is not None}
+                              "tasks": list(qm.tasks), "policy_from_report": policy is not None}
     if accuracy:
         q.bind(qm)
         acc = compare_accuracy(q, synthetic_split(cfg, cfg["eval"]["split"]),
@@ -172,18 +172,20 @@ def _metric_inputs(task: str, y: np.ndarray, clip: Any, i: int) -> tuple[np.ndar
     raise ValueError(f"unknown task {task!r}")
 
 
-def run_quant_export_demo(out_dir: Path) -> dict:
+def run_quant_export_demo(out_dir: Path, config: str | Path = DEFAULT_CONFIG) -> dict:
     """`make demo` step: quantise + export the trained model, print the bundle summary.
 
-    Uses the trained checkpoints named by configs/tiny.yaml; without them (no training run
-    yet) it says so and quantises a small random model, so the step never silently fakes.
+    Uses the checkpoints named by the config: the base and every step-3 sub-task present
+    (missing sub-tasks are named on stderr and left out). Without even a base checkpoint
+    it says so and quantises a small random model, so the step never silently fakes.
     """
     from deltamtl.model.config import load_config
 
-    cfg = load_config(DEFAULT_CONFIG)
+    cfg = load_config(config)
     out_dir = Path(out_dir)
     try:
-        res = quantise(cfg, out_dir / "bundle", accuracy=True, report_json=out_dir / "quant_report.json")
+        res = quantise(cfg, out_dir / "bundle", accuracy=True, report_json=out_dir / "quant_report.json",
+                       require_subtasks=False)
     except FileNotFoundError as exc:
         print(f"[quant] {exc}; quantising a random model instead", file=sys.stderr)
         res = quantise(cfg, out_dir / "bundle", random_seed=0, accuracy=False,

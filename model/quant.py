@@ -544,17 +544,25 @@ def qat_value(cfg: dict, key: str) -> Any:
     return q.get(key, QAT_DEFAULTS[key])
 
 
-def trained_multitask(cfg: dict) -> MultiTask:
-    """The trained delta-shared model named by the config (base + step-3 sub-tasks)."""
+def trained_multitask(cfg: dict, require_subtasks: bool = True, log: Any = None) -> MultiTask:
+    """The trained delta-shared model named by the config (base + step-3 sub-tasks).
+
+    With ``require_subtasks=False`` sub-tasks whose checkpoint is missing are left out (and
+    named through ``log``); the base checkpoint is always required.
+    """
     from deltamtl.model.sharing_train import sharing_value
 
     root = str(sharing_value(cfg, "out_root"))
-    subs = {t: str(qat_value(cfg, "sub_checkpoint")).format(out_root=root, task=t)
-            for t in sharing_value(cfg, "subtasks")} if "subtasks" in (cfg.get("sharing") or {}) else {}
-    missing = [p for p in [sharing_value(cfg, "base_checkpoint"), *subs.values()] if not Path(p).is_file()]
-    if missing:
-        raise FileNotFoundError(f"trained model: missing checkpoint(s) {missing} (run the sharing training first)")
-    return load_multitask(cfg, sharing_value(cfg, "base_checkpoint"), subs)
+    names = (cfg.get("sharing") or {}).get("subtasks") or []
+    subs = {t: str(qat_value(cfg, "sub_checkpoint")).format(out_root=root, task=t) for t in names}
+    base_ckpt = str(sharing_value(cfg, "base_checkpoint"))
+    missing = [p for p in [base_ckpt, *subs.values()] if not Path(p).is_file()]
+    if missing and (require_subtasks or base_ckpt in missing):
+        raise FileNotFoundError(f"trained model: missing checkpoint(s) {missing} (run the training first)")
+    if missing and log is not None:
+        log(f"trained model: sub-task checkpoint(s) {missing} missing; quantising without them")
+    subs = {t: p for t, p in subs.items() if p not in missing}
+    return load_multitask(cfg, base_ckpt, subs)
 
 
 def calibration_batches(cfg: dict, n_batches: int, batch_size: int = 8, split: str = "train"

@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 import numpy as np
+import pytest
 import torch
 from deltamtl.model.cli_quant import main
 
@@ -48,3 +49,21 @@ def test_export_with_onnx(tmp_path: Path, capsys) -> None:
     assert Path(res["bundle"]) == tmp_path / "b" and (tmp_path / "b" / "manifest.yaml").is_file()
     assert sorted(p.name for p in (tmp_path / "onnx").iterdir()) == [
         "depth.onnx", "edges.onnx", "normals.onnx", "semseg.onnx"]
+
+
+@pytest.mark.slow
+def test_demo_step_quantises_and_exports(tmp_path: Path, capsys) -> None:
+    """The `make demo` step on whatever the repository has (trained checkpoints or not)."""
+    import os
+
+    from deltamtl.model.cli_quant import run_quant_export_demo
+
+    cwd = os.getcwd()
+    os.chdir(ROOT)
+    try:
+        res = run_quant_export_demo(tmp_path / "demo")
+    finally:
+        os.chdir(cwd)
+    assert (tmp_path / "demo" / "bundle" / "manifest.yaml").is_file()
+    assert res["summary"]["n_sites"] == 1 + 4 * 6 or res["source"] == "random"
+    assert "storage:" in capsys.readouterr().out
