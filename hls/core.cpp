@@ -37,7 +37,7 @@ uint64_t w_bank[2][MAX_OUT][ROW_I8_IN];
 uint64_t x_ref[2][MAX_TOKENS][ROW_I8_IN];
 int32_t acc[2][L][ACC_DEPTH];
 uint64_t dw_buf[MAX_NNZ_DW];     // raw NZ words (col, row, value)
-uint64_t nz_act[MAX_NNZ_ACT];    // delta non-zeros: token | input << 16 | (d & 0x1FF) << 32
+uint64_t nz_act[MAX_NNZ_ACT];    // delta non-zeros: token | input << 16 | d (DELTA_BITS) << 32
 int32_t bias_buf[MAX_OUT];
 uint16_t mult_buf[MAX_OUT];
 uint8_t shift_buf[MAX_OUT];
@@ -47,6 +47,10 @@ int w_cur = 0, w_o = 0, w_i = 0;
 bool ref_valid = false;
 int ref_cur = 0, ref_p = 0, ref_i = 0, ref_o = 0;
 
+// Two's-complement value of the low `width` bits of v.
+inline int sext(uint64_t v, int width) {
+  return int(int64_t(v << (64 - width)) >> (64 - width));
+}
 inline int8_t byte_of(uint64_t w, int b) { return int8_t(uint8_t(w >> (8 * b))); }
 inline uint64_t with_byte(uint64_t w, int b, int8_t v) {
   return (w & ~(uint64_t(0xFF) << (8 * b))) | (uint64_t(uint8_t(v)) << (8 * b));
@@ -243,7 +247,8 @@ load_x:
         const bool keep = dense ? dv != 0 : (dv >= h.th || dv <= -h.th);
         x_new = with_byte(x_new, b, int8_t(keep ? x : r));  // x_ref + d: "the last value sent"
         if (keep) {
-          nz_act[nnz_act] = uint64_t(p) | (uint64_t(i) << 16) | (uint64_t(dv & 0x1FF) << 32);
+          nz_act[nnz_act] = uint64_t(p) | (uint64_t(i) << 16) |
+                            (bits(uint64_t(int64_t(dv)), 0, DELTA_BITS) << 32);
           nnz_act++;
         }
       }
@@ -322,8 +327,8 @@ act_groups:
 #pragma HLS LOOP_TRIPCOUNT min = 0 max = MAX_NNZ_ACT
 #pragma HLS PIPELINE II = 1
       const uint64_t e = nz_act[k];
-      const int p = int(e & 0xFFFF), i = int((e >> 16) & 0xFFFF);
-      const int dv = int(int32_t(uint32_t(e >> 32) << 23) >> 23);  // sign-extend 9 bits
+      const int p = int(bits(e, 0, 16)), i = int(bits(e, 16, 16));
+      const int dv = sext(bits(e, 32, DELTA_BITS), DELTA_BITS);
       if (p != cur_p) {
         for (int l = 0; l < L; l++) {
 #pragma HLS UNROLL

@@ -110,3 +110,21 @@ def test_refused_packet_keeps_resident_state():
 def test_empty_packet_is_an_error():
     with pytest.raises(ValueError, match="at least one word"):
         HlsCoreExecutor(SMALL).run_packet(np.zeros(0, np.uint64))
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("limits", [
+    CoreLimits(max_tokens=9, max_in=13, max_out=11, max_nnz_dw=40, lanes=1),
+    CoreLimits(max_tokens=33, max_in=70, max_out=67, max_nnz_dw=900, lanes=3),
+    CoreLimits(max_tokens=64, max_in=96, max_out=384, max_nnz_dw=5000, lanes=64),
+], ids=["lanes1", "lanes3", "lanes64"])
+def test_other_limits_and_lane_counts(limits):
+    """The kernels are generic in the compiled maxima and L (one library build each)."""
+    rng = _rng()
+    records = generate_random_vectors(limits, n_sequences=30, seed=int(rng.integers(1 << 31)))
+    core = HlsCoreExecutor(limits)
+    for k, rec in enumerate(records):
+        if rec.is_reset:
+            core.reset()
+            continue
+        assert np.array_equal(core.run_packet(rec.words_in), rec.words_out), (k, rec.cls)

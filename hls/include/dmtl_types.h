@@ -91,8 +91,9 @@ inline InLayout in_layout(const Header& h) {
 }
 
 inline uint64_t trailer_word(uint32_t nnz_act, int tag, int status) {
-  return (uint64_t(nnz_act) << TRL_NNZ_ACT_LSB) | (uint64_t(tag & 0xFFFF) << TRL_TAG_LSB) |
-         (uint64_t(status & 0xFF) << TRL_STATUS_LSB);
+  return (bits(nnz_act, 0, TRL_NNZ_ACT_WIDTH) << TRL_NNZ_ACT_LSB) |
+         (bits(uint64_t(tag), 0, TRL_TAG_WIDTH) << TRL_TAG_LSB) |
+         (bits(uint64_t(status), 0, TRL_STATUS_WIDTH) << TRL_STATUS_LSB);
 }
 
 inline void put(axis_stream& s, uint64_t data, bool last) {
