@@ -6,16 +6,23 @@
 #include <hls_stream.h>  // Xilinx's, or hls4ml's copy of it for g++ C simulation
 #include <stdint.h>
 
+// Vitis HLS maps only hls::axis / ap_axiu members onto TLAST (a plain struct {data; last}
+// would be packed into TDATA), so the stream word is hls::axis with TLAST as its only side
+// channel. hls4ml's headers lack ap_axi_sdata.h: then the project's stand-in is used.
+#if __has_include(<ap_axi_sdata.h>)
+#include <ap_axi_sdata.h>
+#else
+#include "compat/ap_axi_sdata.h"
+#endif
+
 #include "contract.h"
 #include "params.h"
 
 namespace dmtl {
 
-// One AXI4-Stream beat. Vitis HLS names the ports <arg>_TDATA/_TVALID/_TREADY/_TLAST.
-struct axis_word {
-  ap_uint<64> data;
-  ap_uint<1> last;
-};
+// One AXI4-Stream beat: members `data` and `last`; Vitis HLS names the ports
+// <arg>_TDATA/_TVALID/_TREADY/_TLAST (no TKEEP/TSTRB: only TLAST is enabled, strictly).
+typedef hls::axis<ap_uint<STREAM_DATA_BITS>, 0, 0, 0, AXIS_ENABLE_LAST, true> axis_word;
 typedef hls::stream<axis_word> axis_stream;
 
 // One m_axi word of the gmem bundle (64-bit data bus).
