@@ -210,6 +210,8 @@ def build_parser() -> argparse.ArgumentParser:
                          help="quantise a small random model instead of the trained one")
         sp.add_argument("--report", default=None, help="sharing report.json (thresholds, boundaries)")
         sp.add_argument("--key-offset", type=int, default=0, help="keyframe offset in [0, K)")
+        sp.add_argument("--allow-missing-subtasks", action="store_true",
+                        help="quantise the base and whichever sub-task checkpoints exist")
         sp.add_argument("--out", required=True)
 
     q = sub.add_parser("quantise", help="calibrate, compare accuracy with float, write bundle")
@@ -242,9 +244,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             out = Path(args.out)
             if args.cmd == "quantise":
                 res = quantise(cfg, out / "bundle", args.qat, args.random, args.report, True,
-                               args.key_offset, report_json=out / "quant_report.json")
+                               args.key_offset, report_json=out / "quant_report.json",
+                               require_subtasks=not args.allow_missing_subtasks)
             else:
-                res = quantise(cfg, out, args.qat, args.random, args.report, False, args.key_offset)
+                res = quantise(cfg, out, args.qat, args.random, args.report, False, args.key_offset,
+                               require_subtasks=not args.allow_missing_subtasks)
                 if args.onnx:
                     from deltamtl.model.onnx_export import export_onnx
 
