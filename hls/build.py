@@ -126,7 +126,7 @@ def build(target: str, limits: CoreLimits | None = None,
         fd, tmp = tempfile.mkstemp(dir=out_dir, prefix=f".{out_name}.")
         os.close(fd)
         cmd = ["nice", CXX, *flags, f"-I{out_dir}", f"-I{HLS_DIR / 'include'}",
-               f"-I{HLS_DIR / 'generated'}", f"-I{ap_types_dir()}", *(str(HLS_DIR / src) for src in sources),
+               f"-I{HLS_DIR / 'generated'}", "-isystem", str(ap_types_dir()), *(str(HLS_DIR / src) for src in sources),
                "-o", tmp]
         proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
         if proc.returncode != 0:
