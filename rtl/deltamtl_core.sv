@@ -17,9 +17,7 @@
 // refused after TLAST leaves the resident state untouched (golden run_packet rule).
 // docs/rtl.md documents the bank skew, the DSP packing and the cycle schedule.
 `default_nettype none
-module deltamtl_core
-  import deltamtl_contract_pkg::*;
-#(
+module deltamtl_core #(
   parameter int MAX_TOKENS = deltamtl_params_pkg::MAX_TOKENS,
   parameter int MAX_IN = deltamtl_params_pkg::MAX_IN,
   parameter int MAX_OUT = deltamtl_params_pkg::MAX_OUT,
@@ -65,6 +63,26 @@ module deltamtl_core
   localparam int DWE = CO + CI + 8 + 1;             // dW entry: row, col, value, row-first
   localparam int LE = CI + 9;                       // list entry: col, d (int9)
   localparam int FIFO_DEPTH = 16;
+  localparam logic [31:0] MAX_TOKENS_U = 32'(MAX_TOKENS);
+  localparam logic [31:0] MAX_IN_U = 32'(MAX_IN);
+  localparam logic [31:0] MAX_OUT_U = 32'(MAX_OUT);
+  localparam logic [31:0] MAX_NNZ_U = 32'(MAX_NNZ_DW);
+  // contract constants at the widths used here
+  localparam logic [5:0] VALID6 = 6'(deltamtl_contract_pkg::VALID_FLAGS);
+  localparam logic [7:0] CS_BAD_HEADER = 8'(deltamtl_contract_pkg::CORE_STATUS_BAD_HEADER);
+  localparam logic [7:0] CS_DIMS = 8'(deltamtl_contract_pkg::CORE_STATUS_DIMS);
+  localparam logic [7:0] CS_NNZ = 8'(deltamtl_contract_pkg::CORE_STATUS_NNZ);
+  localparam logic [7:0] CS_INDEX = 8'(deltamtl_contract_pkg::CORE_STATUS_INDEX);
+  localparam logic [7:0] CS_NO_STATE = 8'(deltamtl_contract_pkg::CORE_STATUS_NO_STATE);
+  localparam logic [7:0] CS_LENGTH = 8'(deltamtl_contract_pkg::CORE_STATUS_LENGTH);
+  localparam int SEC_HEADER = deltamtl_contract_pkg::SECTION_HEADER;
+  localparam int SEC_W = deltamtl_contract_pkg::SECTION_W;
+  localparam int SEC_DW = deltamtl_contract_pkg::SECTION_DW;
+  localparam int SEC_BIAS = deltamtl_contract_pkg::SECTION_BIAS;
+  localparam int SEC_REQ = deltamtl_contract_pkg::SECTION_REQ;
+  localparam int SEC_XREF = deltamtl_contract_pkg::SECTION_XREF;
+  localparam int SEC_YREF = deltamtl_contract_pkg::SECTION_YREF;
+  localparam int SEC_X = deltamtl_contract_pkg::SECTION_X;
 
   initial begin
     if (L < 8 || (1 << LB) != L) $fatal(1, "deltamtl_core: LANES=%0d must be a power of two >= 8", L);
@@ -97,10 +115,10 @@ module deltamtl_core
   wire j_load_w = j_flags[0];
   wire j_load_ref = j_flags[1];
   wire j_emit_ref = j_flags[2];
-  wire j_dense = (j_mode == 2'(MODE_DENSE));
-  wire j_task = (j_mode == 2'(MODE_TASK));
+  wire j_dense = (j_mode == 2'(deltamtl_contract_pkg::MODE_DENSE));
+  wire j_task = (j_mode == 2'(deltamtl_contract_pkg::MODE_TASK));
   wire j_refs_in = !j_dense && j_load_ref;
-  wire j_has_bias = (j_mode != 2'(MODE_TEMPORAL));
+  wire j_has_bias = (j_mode != 2'(deltamtl_contract_pkg::MODE_TEMPORAL));
 
   // Resident state: which half holds it, and the dims it was written with.
   logic wsel, rsel, w_valid, r_valid;
@@ -115,20 +133,20 @@ module deltamtl_core
   // header checks (golden check_header), on word 0 (registered) and word 1 (incoming)
   function automatic logic [7:0] header_status(input logic [63:0] w0, input logic [31:0] nnz);
     logic [15:0] p, i, o;
-    logic [7:0] th;
-    p = w0[HDR_TOKENS_LSB +: 16];
-    i = w0[HDR_IN_DIM_LSB +: 16];
-    o = w0[HDR_OUT_DIM_LSB +: 16];
-    th = w0[HDR_TH_LSB +: 8];
-    if (w0[HDR_MODE_LSB +: 2] == 2'd3 || (w0[HDR_FLAGS_LSB +: 6] & ~6'(VALID_FLAGS)) != 6'd0
-        || th == 8'd0)
-      return 8'(CORE_STATUS_BAD_HEADER);
-    if (p == 16'd0 || 32'(p) > MAX_TOKENS || i == 16'd0 || 32'(i) > MAX_IN
-        || o == 16'd0 || 32'(o) > MAX_OUT)
-      return 8'(CORE_STATUS_DIMS);
-    if (nnz > 32'(MAX_NNZ_DW))
-      return 8'(CORE_STATUS_NNZ);
-    return 8'd0;
+    p = w0[deltamtl_contract_pkg::HDR_TOKENS_LSB +: 16];
+    i = w0[deltamtl_contract_pkg::HDR_IN_DIM_LSB +: 16];
+    o = w0[deltamtl_contract_pkg::HDR_OUT_DIM_LSB +: 16];
+    if (w0[deltamtl_contract_pkg::HDR_MODE_LSB +: 2] == 2'd3
+        || (w0[deltamtl_contract_pkg::HDR_FLAGS_LSB +: 6] & ~VALID6) != 6'd0
+        || w0[deltamtl_contract_pkg::HDR_TH_LSB +: 8] == 8'd0)
+      header_status = CS_BAD_HEADER;
+    else if (p == 16'd0 || {16'd0, p} > MAX_TOKENS_U || i == 16'd0 || {16'd0, i} > MAX_IN_U
+             || o == 16'd0 || {16'd0, o} > MAX_OUT_U)
+      header_status = CS_DIMS;
+    else if (nnz > MAX_NNZ_U)
+      header_status = CS_NNZ;
+    else
+      header_status = 8'd0;
   endfunction
 
   // -------------------------------------------------------------------------------------
@@ -141,34 +159,30 @@ module deltamtl_core
   logic [31:0] sec_idx;      // word index inside the section
   logic [15:0] sec_rowlen;   // words per row of the current section
 
-  function automatic logic [39:0] sec_size(input logic [3:0] s);
-    case (s)
-      4'(SECTION_W): return j_load_w ? 40'(j_o) * 40'(j_wi) : 40'd0;
-      4'(SECTION_DW): return 40'(j_nnz);
-      4'(SECTION_BIAS): return j_has_bias ? 40'(j_ho2) : 40'd0;
-      4'(SECTION_REQ): return 40'(j_ho2);
-      4'(SECTION_XREF): return j_refs_in ? 40'(j_p) * 40'(j_wi) : 40'd0;
-      4'(SECTION_YREF): return j_refs_in ? 40'(j_p) * 40'(j_ho2) : 40'd0;
-      4'(SECTION_X): return 40'(j_p) * 40'(j_wi);
-      default: return 40'd0;
-    endcase
-  endfunction
-
-  function automatic logic [15:0] sec_row_len(input logic [3:0] s);
-    return (s == 4'(SECTION_YREF)) ? j_ho2 : 16'(j_wi);
-  endfunction
-
-  // first non-empty section after s (REQ and X are never empty)
-  function automatic logic [3:0] next_sec(input logic [3:0] s);
-    for (int k = int'(SECTION_W); k <= int'(SECTION_X); k++)
-      if (k > int'(s) && sec_size(4'(k)) != 40'd0) return 4'(k);
-    return 4'(SECTION_X);
-  endfunction
+  // section sizes of the current job, and the first non-empty section after the current
+  // one (REQ and X are never empty)
+  logic [39:0] sz [8];
+  logic [3:0]  sec_from, nsec;
+  always_comb begin : p_sections
+    for (int k = 0; k < 8; k++) sz[k] = 40'd0;
+    sz[SEC_W] = j_load_w ? 40'(j_o) * 40'(j_wi) : 40'd0;
+    sz[SEC_DW] = 40'(j_nnz);
+    sz[SEC_BIAS] = j_has_bias ? 40'(j_ho2) : 40'd0;
+    sz[SEC_REQ] = 40'(j_ho2);
+    sz[SEC_XREF] = j_refs_in ? 40'(j_p) * 40'(j_wi) : 40'd0;
+    sz[SEC_YREF] = j_refs_in ? 40'(j_p) * 40'(j_ho2) : 40'd0;
+    sz[SEC_X] = 40'(j_p) * 40'(j_wi);
+    sec_from = (st == ST_SETUP) ? 4'(SEC_HEADER) : sec;
+    nsec = 4'(SEC_X);
+    for (int k = SEC_X; k >= SEC_W; k--)
+      if (4'(k) > sec_from && sz[k] != 40'd0) nsec = 4'(k);
+  end
+  wire [15:0] nsec_rowlen = (nsec == 4'(SEC_YREF)) ? j_ho2 : 16'(j_wi);
 
   wire in_acc = s_axis_TVALID && s_axis_TREADY;
   assign s_axis_TREADY = (st == ST_HDR0) || (st == ST_HDR1) || (st == ST_IN) || (st == ST_DRAIN);
   wire in_data = in_acc && (st == ST_IN);
-  wire in_final = (sec == 4'(SECTION_X)) && (sec_left == 40'd1);
+  wire in_final = (sec == 4'(SEC_X)) && (sec_left == 40'd1);
 
   // -------------------------------------------------------------------------------------
   // Memories
@@ -333,7 +347,7 @@ module deltamtl_core
   // y address of lane b at stage 3 (act: all lanes p*GO+g; weight: token t*L+((b-o)%L))
   function automatic logic [YAW-1:0] y_addr(input logic half, input logic [31:0] p,
                                             input logic [31:0] g);
-    return YAW'(half) * YAW'(MAX_TOKENS * GO) + YAW'(p * GO + g);
+    y_addr = (half ? YAW'(MAX_TOKENS * GO) : YAW'(0)) + YAW'(p * GO + g);
   endfunction
 
   logic [15:0] s3_tok [L];
@@ -418,7 +432,7 @@ module deltamtl_core
     for (int k = 0; k < L; k++) w_we[k] = 1'b0;
     w_waddr = WAW'(wsel_n) * WAW'(GO * WI) + WAW'(32'(sec_row >> LB) * WI + 32'(sec_col));
     w_wdata = s_axis_TDATA;
-    if (in_data && sec == 4'(SECTION_W)) w_we[sec_row[LB-1:0]] = 1'b1;
+    if (in_data && sec == 4'(SEC_W)) w_we[sec_row[LB-1:0]] = 1'b1;
     if (pv2) begin
       w_we[pbank2] = 1'b1;
       w_waddr = pa2;
@@ -432,13 +446,13 @@ module deltamtl_core
     for (int k = 0; k < L; k++) x_we[k] = 1'b0;
     x_waddr = XAW'(rsel_n) * XAW'(TG * WI) + XAW'(32'(sec_row >> LB) * WI + 32'(sec_col));
     x_wdata = s_axis_TDATA;
-    if (in_data && sec == 4'(SECTION_XREF)) x_we[sec_row[LB-1:0]] = 1'b1;
+    if (in_data && sec == 4'(SEC_XREF)) x_we[sec_row[LB-1:0]] = 1'b1;
     if (e_v) begin
       x_we[e_p[LB-1:0]] = 1'b1;
       x_waddr = XAW'(x_dst) * XAW'(TG * WI) + XAW'(32'(e_p >> LB) * WI + 32'(e_w));
       x_wdata = e_xnew;
     end
-    if (in_data && sec == 4'(SECTION_X))
+    if (in_data && sec == 4'(SEC_X))
       x_raddr = XAW'(x_src) * XAW'(TG * WI) + XAW'(32'(sec_row >> LB) * WI + 32'(sec_col));
     else if (st == ST_OUT)
       x_raddr = XAW'(x_dst) * XAW'(TG * WI) + XAW'(32'(op_p >> LB) * WI + 32'(op_m));
@@ -449,7 +463,7 @@ module deltamtl_core
   // y_ref loads: entries (p, 2m) and (p, 2m+1) go to banks (p + 2m) % L and the next one
   wire [15:0]    yl_o = {sec_col[14:0], 1'b0};
   wire [LB-1:0]  yl_bank = LB'(sec_row) + LB'(yl_o);
-  wire           yl_we = in_data && sec == 4'(SECTION_YREF);
+  wire           yl_we = in_data && sec == 4'(SEC_YREF);
   wire [15:0]    oq_lo = (ok0 == K_Y) ? {op_m[12:0], 3'b0} : {op_m[14:0], 1'b0};
   always_comb begin : p_yport
     for (int k = 0; k < L; k++) begin
@@ -489,12 +503,12 @@ module deltamtl_core
   assign l_raddr = LAW'(g_r >> 3);
 
   // dW list; the first/last-of-row bits let the weight pass close a row without look-ahead
-  wire [15:0] nz_row = s_axis_TDATA[NZ_ROW_LSB +: 16];
+  wire [15:0] nz_row = s_axis_TDATA[deltamtl_contract_pkg::NZ_ROW_LSB +: 16];
   wire        nz_newrow = (sec_idx == 32'd0) || (nz_row != prev_row);
-  assign d_we = in_data && sec == 4'(SECTION_DW);
+  assign d_we = in_data && sec == 4'(SEC_DW);
   assign d_waddr = DAW'(sec_idx);
-  assign d_wdata = {CO'(nz_row), CI'(s_axis_TDATA[NZ_COL_LSB +: 16]),
-                    s_axis_TDATA[NZ_VALUE_LSB +: 8], nz_newrow};
+  assign d_wdata = {CO'(nz_row), CI'(s_axis_TDATA[deltamtl_contract_pkg::NZ_COL_LSB +: 16]),
+                    s_axis_TDATA[deltamtl_contract_pkg::NZ_VALUE_LSB +: 8], nz_newrow};
   assign dl_we = d_we && sec_idx != 32'd0;
   assign dl_waddr = DAW'(sec_idx - 32'd1);
   assign dl_wdata = nz_newrow;
@@ -504,7 +518,7 @@ module deltamtl_core
   wire [31:0] bl_o = {sec_idx[30:0], 1'b0};
   always_comb begin : p_bport
     for (int k = 0; k < L; k++)
-      b_we[k] = in_data && sec == 4'(SECTION_BIAS) && (LB'(k) == LB'(bl_o) || LB'(k) == LB'(bl_o) + LB'(1));
+      b_we[k] = in_data && sec == 4'(SEC_BIAS) && (LB'(k) == LB'(bl_o) || LB'(k) == LB'(bl_o) + LB'(1));
   end
   assign b_waddr = GAW'(bl_o >> LB);
   assign b_wlo = s_axis_TDATA[31:0];
@@ -512,7 +526,7 @@ module deltamtl_core
   assign b_raddr = GAW'(g2);
   // requant: word k to bank k % 4 at k / 4, so one address holds channels 8m..8m+7
   for (genvar k = 0; k < 4; k++) begin : g_qwe
-    assign q_we[k] = in_data && sec == 4'(SECTION_REQ) && sec_idx[1:0] == 2'(k);
+    assign q_we[k] = in_data && sec == 4'(SEC_REQ) && sec_idx[1:0] == 2'(k);
   end
   assign q_waddr = RAW'(sec_idx >> 2);
   assign q_wdata = {s_axis_TDATA[32 +: 22], s_axis_TDATA[0 +: 22]};
@@ -522,8 +536,8 @@ module deltamtl_core
   // Sequential control
   // -------------------------------------------------------------------------------------
   wire pipe_busy = v1 || v2 || v3 || v4 || pv1 || pv2;
-  wire [7:0] final_status = j_idx_err ? 8'(CORE_STATUS_INDEX)
-                          : (j_nostate ? 8'(CORE_STATUS_NO_STATE) : 8'd0);
+  wire [7:0] final_status = j_idx_err ? CS_INDEX
+                          : (j_nostate ? CS_NO_STATE : 8'd0);
 
   always_ff @(posedge ap_clk) begin
     if (!ap_rst_n) begin
@@ -544,7 +558,7 @@ module deltamtl_core
       nnz_act <= '0;
     end else begin
       // ---------------- encoder stage ----------------
-      e_v <= in_data && sec == 4'(SECTION_X);
+      e_v <= in_data && sec == 4'(SEC_X);
       e_x <= s_axis_TDATA;
       e_p <= sec_row;
       e_w <= sec_col;
@@ -559,30 +573,30 @@ module deltamtl_core
           h0 <= s_axis_TDATA;
           j_tag <= 16'd0;
           if (s_axis_TLAST) begin
-            j_status <= 8'(CORE_STATUS_LENGTH);
+            j_status <= CS_LENGTH;
             st <= ST_DECIDE;
           end else st <= ST_HDR1;
         end
         ST_HDR1: if (in_acc) begin
           logic [7:0] hs;
-          hs = header_status(h0, s_axis_TDATA[HDR_NNZ_DW_LSB +: 32]);
-          j_tag <= s_axis_TDATA[HDR_TAG_LSB +: 16];
-          j_mode <= h0[HDR_MODE_LSB +: 2];
-          j_flags <= h0[HDR_FLAGS_LSB +: 3];
-          j_th <= h0[HDR_TH_LSB +: 8];
-          j_p <= h0[HDR_TOKENS_LSB +: 16];
-          j_i <= h0[HDR_IN_DIM_LSB +: 16];
-          j_o <= h0[HDR_OUT_DIM_LSB +: 16];
-          j_nnz <= s_axis_TDATA[HDR_NNZ_DW_LSB +: 32];
-          j_wi <= 13'((32'(h0[HDR_IN_DIM_LSB +: 16]) + 32'd7) >> 3);
-          j_ho2 <= 16'((32'(h0[HDR_OUT_DIM_LSB +: 16]) + 32'd1) >> 1);
-          j_ho8 <= 13'((32'(h0[HDR_OUT_DIM_LSB +: 16]) + 32'd7) >> 3);
-          j_go <= 16'((32'(h0[HDR_OUT_DIM_LSB +: 16]) + 32'(L) - 32'd1) >> LB);
-          j_tg <= 16'((32'(h0[HDR_TOKENS_LSB +: 16]) + 32'(L) - 32'd1) >> LB);
+          hs = header_status(h0, s_axis_TDATA[deltamtl_contract_pkg::HDR_NNZ_DW_LSB +: 32]);
+          j_tag <= s_axis_TDATA[deltamtl_contract_pkg::HDR_TAG_LSB +: 16];
+          j_mode <= h0[deltamtl_contract_pkg::HDR_MODE_LSB +: 2];
+          j_flags <= h0[deltamtl_contract_pkg::HDR_FLAGS_LSB +: 3];
+          j_th <= h0[deltamtl_contract_pkg::HDR_TH_LSB +: 8];
+          j_p <= h0[deltamtl_contract_pkg::HDR_TOKENS_LSB +: 16];
+          j_i <= h0[deltamtl_contract_pkg::HDR_IN_DIM_LSB +: 16];
+          j_o <= h0[deltamtl_contract_pkg::HDR_OUT_DIM_LSB +: 16];
+          j_nnz <= s_axis_TDATA[deltamtl_contract_pkg::HDR_NNZ_DW_LSB +: 32];
+          j_wi <= 13'((32'(h0[deltamtl_contract_pkg::HDR_IN_DIM_LSB +: 16]) + 32'd7) >> 3);
+          j_ho2 <= 16'((32'(h0[deltamtl_contract_pkg::HDR_OUT_DIM_LSB +: 16]) + 32'd1) >> 1);
+          j_ho8 <= 13'((32'(h0[deltamtl_contract_pkg::HDR_OUT_DIM_LSB +: 16]) + 32'd7) >> 3);
+          j_go <= 16'((32'(h0[deltamtl_contract_pkg::HDR_OUT_DIM_LSB +: 16]) + 32'(L) - 32'd1) >> LB);
+          j_tg <= 16'((32'(h0[deltamtl_contract_pkg::HDR_TOKENS_LSB +: 16]) + 32'(L) - 32'd1) >> LB);
           j_idx_err <= 1'b0;
           nnz_act <= '0;
           if (s_axis_TLAST) begin
-            j_status <= (hs != 8'd0) ? hs : 8'(CORE_STATUS_LENGTH);
+            j_status <= (hs != 8'd0) ? hs : CS_LENGTH;
             st <= ST_DECIDE;
           end else if (hs != 8'd0) begin
             j_status <= hs;
@@ -593,11 +607,9 @@ module deltamtl_core
           end
         end
         ST_SETUP: begin
-          logic [3:0] s;
-          s = next_sec(4'(SECTION_HEADER));
-          sec <= s;
-          sec_left <= sec_size(s);
-          sec_rowlen <= sec_row_len(s);
+          sec <= nsec;
+          sec_left <= sz[nsec[2:0]];
+          sec_rowlen <= nsec_rowlen;
           sec_row <= 16'd0; sec_col <= 16'd0; sec_idx <= 32'd0;
           w_use <= j_load_w ? ~wsel : wsel;
           x_src <= j_load_ref ? ~rsel : rsel;
@@ -608,25 +620,23 @@ module deltamtl_core
           st <= ST_IN;
         end
         ST_IN: if (in_acc) begin
-          if (sec == 4'(SECTION_DW)) begin
-            if (32'(s_axis_TDATA[NZ_ROW_LSB +: 16]) >= 32'(j_o)
-                || 32'(s_axis_TDATA[NZ_COL_LSB +: 16]) >= 32'(j_i)) j_idx_err <= 1'b1;
+          if (sec == 4'(SEC_DW)) begin
+            if (32'(s_axis_TDATA[deltamtl_contract_pkg::NZ_ROW_LSB +: 16]) >= 32'(j_o)
+                || 32'(s_axis_TDATA[deltamtl_contract_pkg::NZ_COL_LSB +: 16]) >= 32'(j_i)) j_idx_err <= 1'b1;
             prev_row <= nz_row;
           end
           if (s_axis_TLAST && !in_final) begin
-            j_status <= 8'(CORE_STATUS_LENGTH);
+            j_status <= CS_LENGTH;
             st <= ST_DECIDE;
           end else if (in_final && !s_axis_TLAST) begin
-            j_status <= 8'(CORE_STATUS_LENGTH);
+            j_status <= CS_LENGTH;
             st <= ST_DRAIN;
           end else if (in_final) begin
             st <= ST_DECIDE;
           end else if (sec_left == 40'd1) begin
-            logic [3:0] s;
-            s = next_sec(sec);
-            sec <= s;
-            sec_left <= sec_size(s);
-            sec_rowlen <= sec_row_len(s);
+            sec <= nsec;
+            sec_left <= sz[nsec[2:0]];
+            sec_rowlen <= nsec_rowlen;
             sec_row <= 16'd0; sec_col <= 16'd0; sec_idx <= 32'd0;
           end else begin
             sec_left <= sec_left - 40'd1;

@@ -1,0 +1,139 @@
+"""yosys UltraScale+ resource estimates of the RTL core: `make rtl-synth`.
+
+    python -m deltamtl.rtl.yosys_synth --lanes 32 64 128 --limits board   # writes build/synth/
+    python -m deltamtl.rtl.yosys_synth --lanes 8 --limits ci
+
+Runs rtl/synth/synth_core.ys (synth_xilinx -family xcup) once per lane count, parses the
+cell statistics into LUT, FF, DSP48E2, BRAM36 (RAMB18 counted as half) and URAM counts,
+compares them with the ZCU104 (XCZU7EV) budget and writes synth_report.{json,md}.
+The estimate is yosys's mapping, not Vivado's: treat it as an order-of-magnitude check.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import shutil
+import subprocess
+import time
+from pathlib import Path
+
+from deltamtl.contract import CoreLimits
+from deltamtl.rtl.sim import CI_LIMITS, RTL_SOURCES, ROOT, core_parameters, limits_tag
+
+SCRIPT = ROOT / "rtl" / "synth" / "synth_core.ys"
+OUT_DIR = ROOT / "build" / "synth"
+
+# XCZU7EV (ZCU104) resources.
+ZCU104_BUDGET = {"LUT": 230_400, "FF": 460_800, "DSP48E2": 1_728, "BRAM36": 312, "URAM": 96}
+
+# Board target: ViT-Tiny sites (197 tokens, width 192, MLP 768: in/out up to 768). A dW
+# list of 64K non-zeros holds 44% of the largest (768x192) delta matrix.
+BOARD_LIMITS = CoreLimits(max_tokens=197, max_in=768, max_out=768, max_nnz_dw=65536, lanes=64)
+LIMITS = {"board": BOARD_LIMITS, "ci": CI_LIMITS}
+
+# LUTs taken by each distributed-RAM primitive
+_LUTRAM_LUTS = {"RAM16X1D": 2, "RAM32X1D": 2, "RAM64X1D": 2, "RAM128X1D": 4, "RAM256X1D": 8,
+                "RAM32M": 4, "RAM32M16": 8, "RAM64M": 4, "RAM64M8": 8, "RAM32X1S": 1,
+                "RAM64X1S": 1, "RAM128X1S": 2, "RAM256X1S": 4, "RAM512X1S": 8}
+
+
+class SynthError(RuntimeError):
+    pass
+
+
+def parse_stat(text: str) -> dict[str, int]:
+    """yosys `stat` output -> cell counts by type (the flattened top's section)."""
+    cells: dict[str, int] = {}
+    for m in re.finditer(r"^\s+(\S+)\s+(\d+)\s*$", text, re.M):
+        name, count = m.group(1), int(m.group(2))
+        if name.isupper() or name[:1].isupper():
+            cells[name] = cells.get(name, 0) + count
+    return cells
+
+
+def summarise(cells: dict[str, int]) -> dict[str, float]:
+    lut_logic = sum(n for c, n in cells.items() if re.fullmatch(r"LUT[1-6]", c))
+    lutram = sum(n * _LUTRAM_LUTS[c] for c, n in cells.items() if c in _LUTRAM_LUTS)
+    ff = sum(n for c, n in cells.items() if re.fullmatch(r"FD[RSCP]E", c))
+    return {
+        "LUT": lut_logic + lutram,
+        "LUT_logic": lut_logic,
+        "LUT_as_RAM": lutram,
+        "FF": ff,
+        "DSP48E2": cells.get("DSP48E2", 0),
+        "BRAM36": cells.get("RAMB36E2", 0) + 0.5 * cells.get("RAMB18E2", 0),
+        "URAM": cells.get("URAM288", 0),
+        "CARRY8": cells.get("CARRY8", 0),
+    }
+
+
+def synth(limits: CoreLimits, uram: bool = True, out_dir: Path = OUT_DIR,
+          timeout_s: int = 7200) -> dict:
+    """Synthesise one configuration; returns its summary (and writes the yosys log)."""
+    if shutil.which("yosys") is None:
+        raise SynthError("yosys not on PATH (Debian: apt-get install yosys)")
+    out_dir.mkdir(parents=True, exist_ok=True)
+    tag = limits_tag(limits)
+    stat = out_dir / f"stat_{tag}.txt"
+    script = out_dir / f"synth_{tag}.ys"
+    params = " ".join(f"-set {k} {v}" for k, v in core_parameters(limits).items())
+    script.write_text(SCRIPT.read_text().format(
+        sources=" ".join(str(s) for s in RTL_SOURCES), params=params,
+        options="-uram" if uram else "", stat=stat))
+    log = out_dir / f"yosys_{tag}.log"
+    start = time.monotonic()
+    with open(log, "w") as fh:
+        proc = subprocess.run(["nice", "yosys", "-q", "-l", str(log.with_suffix(".full.log")),
+                               "-s", str(script)], stdout=fh, stderr=subprocess.STDOUT,
+                              timeout=timeout_s, check=False)
+    seconds = time.monotonic() - start
+    if proc.returncode != 0 or not stat.exists():
+        raise SynthError(f"yosys failed ({proc.returncode}) on {script}: see {log}")
+    cells = parse_stat(stat.read_text())
+    summary = summarise(cells)
+    return {"limits": limits.__dict__, "uram": uram, "seconds": round(seconds, 1),
+            "summary": summary, "cells": cells,
+            "utilisation": {k: summary[k] / v for k, v in ZCU104_BUDGET.items()}}
+
+
+def markdown(rows: list[dict]) -> str:
+    head = ("| lanes | tokens/in/out/nnz | LUT | FF | DSP48E2 | BRAM36 | URAM | yosys s |\n"
+            "|---|---|---|---|---|---|---|---|\n")
+    lines = []
+    for r in rows:
+        s, u, lim = r["summary"], r["utilisation"], r["limits"]
+        lines.append(
+            f"| {lim['lanes']} | {lim['max_tokens']}/{lim['max_in']}/{lim['max_out']}/"
+            f"{lim['max_nnz_dw']} | {s['LUT']:,} ({u['LUT']:.0%}) | {s['FF']:,} ({u['FF']:.0%}) "
+            f"| {s['DSP48E2']} ({u['DSP48E2']:.0%}) | {s['BRAM36']:g} ({u['BRAM36']:.0%}) "
+            f"| {s['URAM']} ({u['URAM']:.0%}) | {r['seconds']} |")
+    budget = ", ".join(f"{k} {v:,}" for k, v in ZCU104_BUDGET.items())
+    return f"ZCU104 (XCZU7EV) budget: {budget}\n\n" + head + "\n".join(lines) + "\n"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description="yosys UltraScale+ estimates of the RTL core")
+    parser.add_argument("--lanes", type=int, nargs="+", default=[32, 64, 128])
+    parser.add_argument("--limits", choices=sorted(LIMITS), default="board")
+    parser.add_argument("--no-uram", action="store_true", help="map memories to BRAM/LUTRAM only")
+    parser.add_argument("--out", type=Path, default=OUT_DIR)
+    args = parser.parse_args(argv)
+    base = LIMITS[args.limits]
+    rows = []
+    for lanes in args.lanes:
+        limits = CoreLimits(base.max_tokens, base.max_in, base.max_out, base.max_nnz_dw, lanes)
+        print(f"yosys synth_xilinx -family xcup: {limits_tag(limits)} ...", flush=True)
+        row = synth(limits, uram=not args.no_uram, out_dir=args.out)
+        print(f"  {row['summary']} in {row['seconds']} s", flush=True)
+        rows.append(row)
+        # written after every configuration so a long run leaves partial results
+        (args.out / f"synth_report_{args.limits}.json").write_text(json.dumps(rows, indent=1))
+        (args.out / f"synth_report_{args.limits}.md").write_text(markdown(rows))
+    print(markdown(rows))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
