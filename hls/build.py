@@ -103,6 +103,10 @@ def build(target: str, limits: CoreLimits | None = None,
     if target not in TARGETS:
         raise ValueError(f"unknown build target {target!r}; known: {sorted(TARGETS)}")
     sources, tflags, out_name = TARGETS[target]
+    # include order: the build folder's params.h first, then the project's headers; the
+    # ap_types as system headers (their own warnings are not ours)
+    includes = (f"-I{HLS_DIR / 'include'}", f"-I{HLS_DIR / 'generated'}",
+                "-isystem", str(ap_types_dir()))
     flags = (*BASE_FLAGS, *tflags, *extra_flags)
     params = params_text(limits)
     digest = hashlib.sha256()
@@ -110,7 +114,7 @@ def build(target: str, limits: CoreLimits | None = None,
         digest.update(str(path.relative_to(HLS_DIR)).encode())
         digest.update(path.read_bytes())
     digest.update(params.encode())
-    digest.update(" ".join(flags).encode())
+    digest.update(" ".join((*flags, *includes, *sources)).encode())
     digest.update(_compiler_id().encode())
     out_dir = BUILD_ROOT / f"{target}-{digest.hexdigest()[:16]}"
     out = out_dir / out_name
@@ -125,9 +129,8 @@ def build(target: str, limits: CoreLimits | None = None,
         (out_dir / "params.h").write_text(params)
         fd, tmp = tempfile.mkstemp(dir=out_dir, prefix=f".{out_name}.")
         os.close(fd)
-        cmd = ["nice", CXX, *flags, f"-I{out_dir}", f"-I{HLS_DIR / 'include'}",
-               f"-I{HLS_DIR / 'generated'}", "-isystem", str(ap_types_dir()), *(str(HLS_DIR / src) for src in sources),
-               "-o", tmp]
+        cmd = ["nice", CXX, *flags, f"-I{out_dir}", *includes,
+               *(str(HLS_DIR / src) for src in sources), "-o", tmp]
         proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
         if proc.returncode != 0:
             Path(tmp).unlink(missing_ok=True)
