@@ -188,6 +188,7 @@ def write_bundle(qm: QuantizedModel, out_dir: str | Path, lanes: int = 32,
             "extra": dict(extra or {}),
         }
         (tmp / MANIFEST).write_text(yaml.safe_dump(manifest, sort_keys=False), encoding="utf-8")
+        os.chmod(tmp, 0o755)  # mkdtemp makes it private; a bundle is meant to be shared
         _replace_dir(tmp, out)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
