@@ -325,7 +325,8 @@ class ReuseEngine:
         for task, model in self.subs.items():
             out[task] = model(images)[task]
         for task, extra in self._extras.items():
-            self.ledger.add((task, EXTRAS_BLOCK, EXTRAS_SITE, Mode.DENSE.name), extra)
+            self.ledger.add((task, EXTRAS_BLOCK, EXTRAS_SITE, Mode.DENSE.name),
+                            extra * images.shape[0])
         self.ledger.frames += 1
         return out
 

@@ -149,7 +149,8 @@ def evaluate_dense_video(models: Mapping[str, MultiTaskViT], clips: Sequence, k:
 def select_thresholds(base: MultiTaskViT, subs: Mapping[str, MultiTaskViT], val_clips: Sequence,
                       st_val: Mapping[str, Mapping[str, float]], grid: Sequence[float],
                       margin: float, k: int, log=print) -> tuple[dict[str, float], list[dict]]:
-    """Per task, the largest relative threshold whose val metric stays within ``margin``."""
+    """Per task, the largest relative threshold whose val metric stays within ``margin``
+    (relative) of the task's ST model under task+temporal reuse."""
     depth = len(base.encoder.blocks)
     trials = []
     chosen = dict.fromkeys([BASE_TASK, *subs], 0.0)
@@ -169,9 +170,13 @@ def select_thresholds(base: MultiTaskViT, subs: Mapping[str, MultiTaskViT], val_
         trials.append(trial)
         log(f"[thresholds] rel={rel}: gaps {json.dumps({t: round(g, 4) for t, g in gaps.items()})} "
             f"MACs {res['total_macs_per_image'] / 1e6:.2f}M")
-        for t, g in gaps.items():
-            if g <= margin and rel >= chosen[t]:
-                chosen[t] = rel
+    # A task whose model is already worse than ST by more than the margin at every level
+    # keeps within 1 point of its best level instead of falling back to dense (no reuse).
+    for t in chosen:
+        best = min(tr["gaps"][t] for tr in trials)
+        allowed = max(margin, best + 0.01)
+        ok = [tr["rel"] for tr in trials if tr["gaps"][t] <= allowed]
+        chosen[t] = max(ok) if ok else min(grid)
     return chosen, trials
 
 

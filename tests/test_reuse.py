@@ -139,7 +139,7 @@ def test_temporal_error_bounded_by_threshold_without_drift() -> None:
 
 def test_ledger_equals_formulas_and_flop_counter() -> None:
     base, subs = make_system(int(torch.randint(0, 10_000, ()).item()))
-    frames = torch.rand(4, 1, 3, 16, 16, dtype=torch.float64)
+    frames = torch.rand(4, 2, 3, 16, 16, dtype=torch.float64)
     # Dense policy: executed MACs == FlopCounterMode of the four models minus shared embeds.
     dense = Policy(depth=3, task_reuse=False, temporal=False)
     with ReuseEngine(base, subs, dense) as eng:
@@ -147,7 +147,7 @@ def test_ledger_equals_formulas_and_flop_counter() -> None:
     embed = dense_site_macs(16, 48, 24)
     expected = flop_counter_macs(base, BASE_TASK) + sum(
         flop_counter_macs(m, t) - embed for t, m in subs.items())
-    assert eng.ledger.total() == expected
+    assert eng.ledger.total() == 2 * expected  # two images per frame
     # Reuse policy with thresholds: every site's MACs == the mode's formula on its nnz(d).
     ths = {t: [0.02, 0.05, 0.1] for t in [BASE_TASK, *subs]}
     policy = Policy(depth=3, keyframe_interval=2, boundaries={"depth": 1, "normals": 0,
@@ -162,7 +162,7 @@ def test_ledger_equals_formulas_and_flop_counter() -> None:
     for key, macs in eng.ledger.macs.items():
         t, b, s, mode = key
         if b == EXTRAS_BLOCK:
-            assert macs == 4 * (attention_core_macs(base) + head_macs(subs.get(t, base), t))
+            assert macs == 4 * 2 * (attention_core_macs(base) + head_macs(subs.get(t, base), t))
             continue
         if s == "patch_embed":
             continue
@@ -170,10 +170,10 @@ def test_ledger_equals_formulas_and_flop_counter() -> None:
         nnz = eng.ledger.nnz[key]
         if mode == Mode.TASK.name:
             calls = eng.ledger.calls[key]
-            assert macs == task_site_macs(nnz, calls * nnz_dw, 16, out_dim)
+            assert macs == task_site_macs(nnz, calls * nnz_dw, 2 * 16, out_dim)
         elif mode == Mode.TEMPORAL.name:
             assert macs == temporal_site_macs(nnz, out_dim)
-    assert eng.ledger.total() < expected * 4  # reuse saves MACs over 4 dense frames
+    assert eng.ledger.total() < 2 * expected * 4  # reuse saves MACs over 4 dense frames
 
 
 def test_policy_validation_and_order_errors() -> None:
