@@ -80,7 +80,7 @@ rows_loop:
 void commit(mem_word* gmem, uint64_t buf_bytes, uint64_t desc_offset, uint32_t* status,
             axis_stream& s_axis) {
   DMTL_AXILITE_PRAGMAS
-#pragma HLS INTERFACE mode = m_axi port = gmem bundle = gmem offset = slave depth = 65536 max_write_burst_length = 64
+#pragma HLS INTERFACE mode = m_axi port = gmem bundle = gmem offset = slave depth = GMEM_COSIM_DEPTH max_write_burst_length = 64
 #pragma HLS INTERFACE mode = axis port = s_axis
   Desc d;
   const int err = read_and_validate(gmem, buf_bytes, desc_offset, d);

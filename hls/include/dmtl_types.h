@@ -27,6 +27,9 @@ typedef hls::stream<axis_word> axis_stream;
 
 // One m_axi word of the gmem bundle (64-bit data bus).
 typedef ap_uint<64> mem_word;
+// m_axi `depth` of gmem, in words: used only by Vitis cosim to size its memory model (the
+// kernels bound every access by buf_bytes). 2^18 words = 2 MiB covers the test images.
+constexpr int GMEM_COSIM_DEPTH = 1 << 18;
 
 inline uint64_t bits(uint64_t w, int lsb, int width) {
   return width >= 64 ? (w >> lsb) : ((w >> lsb) & ((uint64_t(1) << width) - 1));

@@ -83,7 +83,13 @@ int main(int argc, char** argv) {
       // The kernels get a block of exactly buf_bytes (rounded up to a whole word); the rest
       // of the image stays outside it and must come back unchanged by construction.
       const size_t held = size_t((buf_bytes + 7) / 8 * 8);
-      std::vector<dmtl::mem_word>* mem = new std::vector<dmtl::mem_word>(held / 8 ? held / 8 : 1);
+#ifdef DMTL_COSIM
+      // Vitis cosim copies `depth` words between the array and its memory model
+      const size_t words = held / 8 > size_t(dmtl::GMEM_COSIM_DEPTH) ? held / 8 : size_t(dmtl::GMEM_COSIM_DEPTH);
+#else
+      const size_t words = held / 8 ? held / 8 : 1;
+#endif
+      std::vector<dmtl::mem_word>* mem = new std::vector<dmtl::mem_word>(words);
       memcpy(mem->data(), before, held);
       dmtl::axis_stream s_in, s_out;
       uint32_t fst = 0, cst = 0;

@@ -60,7 +60,7 @@ foreach src {fetch core commit} {
         add_files -tb $root/hls/$src.cpp -cflags "$cflags -Wno-unknown-pragmas"
     }
 }
-add_files -tb $root/$tb -cflags "$cflags -Wno-unknown-pragmas"
+add_files -tb $root/$tb -cflags "$cflags -Wno-unknown-pragmas -DDMTL_COSIM"
 
 open_solution -reset sol -flow_target vivado
 set_part xczu7ev-ffvc1156-2-e
