@@ -82,6 +82,11 @@ def _sequence(rng, n_frames=3):
         load_w = JobFlag.LOAD_W if rng.random() < 0.3 else JobFlag.NONE
         yield _job(rng, Mode.TASK, JobFlag.EMIT_REF | load_w, dims, w, dw_density=0.3)
         yield _job(rng, Mode.TASK, JobFlag.NONE, dims, w, dw_density=0.05)
+        if refs is not None:  # a sub-task reusing references it brings along
+            yield _job(rng, Mode.TASK, JobFlag.LOAD_REF | JobFlag.EMIT_REF, dims, w,
+                       dw_density=0.2, refs=refs)
+        # a keyframe that names LOAD_REF (ignored in DENSE: no reference sections)
+        yield _job(rng, Mode.DENSE, JobFlag.LOAD_REF | JobFlag.EMIT_REF, dims, w)
         refs = (rng.integers(-128, 128, (dims[0], dims[1])).astype(np.int8),
                 rng.integers(-(1 << 20), 1 << 20, (dims[0], dims[2])).astype(np.int32))
 
