@@ -1,7 +1,7 @@
 # Computation sharing (delta weights, threshold reuse, accounting, report). See docs/sharing.md.
 #   make sharing-train    steps 1-3 for every sub-task (needs the ST checkpoints)
 #   make sharing-report   tables + figures under $(SHARING_OUT)
-#   make sharing-sweep    lambda_w / lambda_a sweep (fig 5), then the report
+#   make sharing-sweep    lambda_w / lambda_a sweep (fig 5; retrains one sub-task, reduced budget)
 #   make test-sharing     the sharing unit tests and the reduced end-to-end pipeline test
 SHARING_CONFIG ?= configs/tiny.yaml
 SHARING_OUT    ?= $(RUNS)/sharing
@@ -14,10 +14,10 @@ sharing-train: setup
 	$(PY) -m deltamtl.model.sharing_train --config $(SHARING_CONFIG) --set sharing.out_root=$(SHARING_OUT) $(SHARING_SETS)
 
 sharing-report: setup
-	$(PY) -m deltamtl.model.sharing_report --config $(SHARING_CONFIG) --out $(SHARING_OUT) --set sharing.out_root=$(SHARING_OUT) $(SHARING_SETS)
+	$(PY) -m deltamtl.model.sharing_report --config $(SHARING_CONFIG) --out $(SHARING_OUT) --set sharing.out_root=$(SHARING_OUT) $(SHARING_SETS) $(if $(wildcard $(SHARING_OUT)/sweep.json),--sweep $(SHARING_OUT)/sweep.json)
 
 sharing-sweep: setup
-	$(PY) -m deltamtl.model.sharing_report --config $(SHARING_CONFIG) --out $(SHARING_OUT) --set sharing.out_root=$(SHARING_OUT) $(SHARING_SETS) --sweep-train
+	$(PY) -m deltamtl.model.sharing_report --config $(SHARING_CONFIG) --out $(SHARING_OUT) --set sharing.out_root=$(SHARING_OUT) $(SHARING_SETS) --sweep-only
 
 test-sharing: setup
 	$(PY) -m pytest -q tests/test_delta.py tests/test_accounting.py tests/test_reuse.py tests/test_sharing_pipeline.py

@@ -3,7 +3,9 @@
 One command::
 
     python -m deltamtl.model.sharing_report --config configs/tiny.yaml [--out runs/sharing]
-        [--split test] [--sweep-root runs/sharing/sweep]
+        [--split test] [--sweep runs/sharing/sweep.json]
+    python -m deltamtl.model.sharing_report --config configs/tiny.yaml --sweep-only
+        [--sweep-task depth] [--sweep-steps-scale 0.3]     # fig 5: retrains one sub-task
 
 reads the single-task checkpoints (``sharing.st_checkpoint``; the base is
 ``sharing.base_checkpoint``) and the sub-task checkpoints of steps 2 and 3
@@ -468,24 +470,32 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--out", default=None, help="output folder (default: sharing.out_root)")
     p.add_argument("--split", default="test", choices=("val", "test"))
     p.add_argument("--sweep", default=None,
-                   help="sweep.json written by an earlier --sweep-train (plotted as fig 5)")
-    p.add_argument("--sweep-train", action="store_true",
-                   help="first train the lambda_w / lambda_a sweep (reduced budget), then report")
-    p.add_argument("--sweep-task", default="edges")
+                   help="sweep.json written by an earlier --sweep-only run (plotted as fig 5)")
+    p.add_argument("--sweep-only", action="store_true",
+                   help="train and score the lambda_w / lambda_a sweep (fig 5) only; writes "
+                        "sweep.json and fig_sweep.png under --out")
+    p.add_argument("--sweep-task", default="depth")
     p.add_argument("--sweep-steps-scale", type=float, default=0.3)
+    p.add_argument("--sweep-rel", type=float, default=0.2,
+                   help="relative threshold of every task while scoring sweep points")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
     p.add_argument("--threads", type=int, default=2)
     a = p.parse_args(argv)
     torch.set_num_threads(a.threads)
     cfg = load_config(a.config, a.overrides)
     out = Path(a.out or sharing_value(cfg, "out_root"))
-    report = build_report(cfg, a.split, log=lambda m: print(m, file=sys.stderr, flush=True))
-    sweep = None
-    if a.sweep_train:
-        sweep = run_sweep(cfg, a.sweep_task, a.sweep_steps_scale, out / "sweep",
-                          report["threshold_rel"], log=lambda m: print(m, file=sys.stderr, flush=True))
-    elif a.sweep:
-        sweep = json.loads(Path(a.sweep).read_text())
+    log = lambda m: print(m, file=sys.stderr, flush=True)  # noqa: E731
+    if a.sweep_only:
+        rels = dict.fromkeys((BASE_TASK, *SUB_TASKS), a.sweep_rel)
+        points = run_sweep(cfg, a.sweep_task, a.sweep_steps_scale, out / "sweep", rels, log=log)
+        out.mkdir(parents=True, exist_ok=True)
+        atomic_write_text(out / "sweep.json", json.dumps(points, indent=1))
+        plot_sweep(points, out / "fig_sweep.png")
+        print(out / "sweep.json")
+        print(out / "fig_sweep.png")
+        return 0
+    report = build_report(cfg, a.split, log=log)
+    sweep = json.loads(Path(a.sweep).read_text()) if a.sweep else None
     for path in write_report(report, out, sweep):
         print(path)
     print(json.dumps(report["acceptance"], indent=1))
