@@ -161,9 +161,22 @@ def build_core(limits: CoreLimits = CI_LIMITS, jobs: int = 2, impl: str = "rtl",
     return Build(impl=impl, limits=limits, build_dir=build_dir, toplevel=toplevel)
 
 
+def testcase_results(results_xml: Path) -> dict[str, str]:
+    """junit results.xml -> {testcase name: "pass" | failure message}."""
+    from xml.etree import ElementTree
+
+    out: dict[str, str] = {}
+    for case in ElementTree.parse(results_xml).getroot().iter("testcase"):
+        bad = case.find("failure") if case.find("failure") is not None else case.find("error")
+        out[case.get("name", "?")] = "pass" if bad is None else (
+            bad.get("message") or (bad.text or "failed"))[:2000]
+    return out
+
+
 def run_cocotb(build: Build, testcases: str | list[str], env: dict[str, str] | None = None,
-               tag: str = "run", seed: int | None = None) -> Path:
-    """Run bench test cases on a build; raises SimError naming failures. Returns results.xml."""
+               tag: str = "run", seed: int | None = None, check: bool = True) -> Path:
+    """Run bench test cases on a build. With check, raises SimError naming failures.
+    Returns the junit results.xml (see testcase_results)."""
     verilator_env()
     import cocotb_tools.runner as runner_mod
 
@@ -186,8 +199,11 @@ def run_cocotb(build: Build, testcases: str | list[str], env: dict[str, str] | N
         seed=seed,
         log_file=build.build_dir / f"log_{tag}.txt",
     )
+    if not results.exists():
+        raise SimError(f"simulation ended without {results} (crash?): see "
+                       f"{build.build_dir / f'log_{tag}.txt'}")
     n_tests, n_failed = runner_mod.get_results(results)
-    if n_tests == 0 or n_failed:
+    if check and (n_tests == 0 or n_failed):
         log = build.build_dir / f"log_{tag}.txt"
         tail = log.read_text(errors="replace")[-4000:] if log.exists() else ""
         raise SimError(f"cocotb {testcases}: {n_failed} of {n_tests} failed (log {log})\n{tail}")
@@ -205,3 +221,58 @@ def write_ci_vectors(path: Path, limits: CoreLimits = CI_LIMITS, n_sequences: in
     for rec in records:
         counts[rec.cls] = counts.get(rec.cls, 0) + 1
     return counts
+
+
+def hls_limits(params_h: Path = ROOT / "hls" / "generated" / "params.h") -> CoreLimits:
+    """The maxima the HLS core is compiled with (hls/generated/params.h)."""
+    import re
+
+    text = params_h.read_text()
+    values = {}
+    for name in ("MAX_TOKENS", "MAX_IN", "MAX_OUT", "MAX_NNZ_DW", "LANES"):
+        m = re.search(rf"\b{name}\s*=\s*(\d+)", text)
+        if not m:
+            raise SimError(f"{params_h}: no {name} constant")
+        values[name] = int(m.group(1))
+    return CoreLimits(values["MAX_TOKENS"], values["MAX_IN"], values["MAX_OUT"],
+                      values["MAX_NNZ_DW"], values["LANES"])
+
+
+def hls_export_sources(root: Path = ROOT / "build" / "hls_prj" / "core") -> list[Path]:
+    """Verilog files of the core that Vitis HLS wrote (csynth output)."""
+    for sub in ("sol/syn/verilog", "sol/impl/verilog"):
+        files = sorted((root / sub).glob("*.v"))
+        if files:
+            if list((root / sub).glob("*_ip.tcl")):
+                raise SimError(f"{root / sub}: the export instantiates vendor IP (*_ip.tcl); "
+                               "the integer-only core must not")
+            return files
+    raise SimError(f"no exported Verilog under {root}/sol/syn/verilog: run "
+                   "`vitis_hls -f hls/tcl/run_hls.tcl -tclargs core csynth` first")
+
+
+def main(argv: list[str] | None = None) -> int:
+    """`python -m deltamtl.rtl.sim lint` (make rtl-lint): verilator --lint-only -Wall."""
+    import argparse
+    import subprocess
+
+    parser = argparse.ArgumentParser(description="RTL core helpers")
+    parser.add_argument("command", choices=["lint"])
+    args = parser.parse_args(argv)
+    if args.command == "lint":
+        rc = 0
+        for limits in (None, CI_LIMITS):
+            cmd = lint_command(limits)
+            what = "default maxima" if limits is None else limits_tag(limits)
+            proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
+            status = "clean" if proc.returncode == 0 and "%Warning" not in proc.stderr else "FAIL"
+            print(f"verilator --lint-only -Wall ({what}): {status}")
+            if status != "clean":
+                print(proc.stdout + proc.stderr)
+                rc = 1
+        return rc
+    return 2
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

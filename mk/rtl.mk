@@ -1,0 +1,25 @@
+# RTL core (SystemVerilog twin of the HLS core): co-simulation, lint, resource estimates.
+#   make cosim              fast + slow cocotb/Verilator tiers on the RTL core (all vectors)
+#   make cosim IMPL=hls     the same bench on the Vitis HLS export (needs vitis_hls)
+#   make rtl-lint           verilator --lint-only -Wall (default and CI maxima)
+#   make rtl-synth          yosys synth_xilinx -family xcup, L in RTL_LANES, board maxima
+IMPL ?= rtl
+RTL_LANES ?= 32 64 128
+RTL_SYNTH_LIMITS ?= board
+
+.PHONY: cosim rtl-lint rtl-synth
+
+cosim: setup
+ifeq ($(IMPL),hls)
+	$(PY) -m pytest -m vitis tests/test_rtl_cosim.py $(PYTEST_ARGS)
+else ifeq ($(IMPL),rtl)
+	$(PY) -m pytest -m "not vitis and not vivado and not board" tests/test_rtl_cosim.py tests/test_rtl_cycle_model.py $(PYTEST_ARGS)
+else
+	@echo "cosim: IMPL=$(IMPL) unknown (rtl or hls)"; exit 2
+endif
+
+rtl-lint: setup
+	$(PY) -m deltamtl.rtl.sim lint
+
+rtl-synth: setup
+	$(PY) -m deltamtl.rtl.yosys_synth --lanes $(RTL_LANES) --limits $(RTL_SYNTH_LIMITS)
