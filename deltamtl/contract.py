@@ -22,6 +22,13 @@ Site arithmetic (BRIEF section 3), with P tokens, I inputs, O outputs:
 db_k in TASK (y_ref_b already holds b_b), absent in TEMPORAL (y_ref already holds it).
 The accumulator is int32 with two's-complement wrap-around at every addition, so any
 implementation that accumulates in int32 agrees with the numpy definition here.
+
+Preconditions the producers of jobs guarantee (the export loader and the packers check
+them; hardware is only required to stay inside its buffers when they are broken):
+* W_b + dW stays inside int8. DENSE/TEMPORAL jobs with dW patch the int8 weight bank, so a
+  merged weight outside int8 wraps modulo 256 (the golden model does the same).
+* requantisation parameters lie in [0, REQ_MULT_MAX] x [REQ_SHIFT_MIN, REQ_SHIFT_MAX].
+* dW non-zero words may come in any order (each carries its row); fetch sends CSR order.
 """
 
 from __future__ import annotations

@@ -202,7 +202,9 @@ def execute_job(job: SiteJob, state: CoreState, limits: CoreLimits) -> JobResult
     if mode in (Mode.TEMPORAL, Mode.TASK):
         x_ref = job.x_ref if flags & JobFlag.LOAD_REF else state.x_ref
         y_ref = job.y_ref if flags & JobFlag.LOAD_REF else state.y_ref
-    w_eff = w_b if dw is None else w_b + dw
+    # DENSE/TEMPORAL patch the int8 weight bank (W_b += dW), so the merged weight wraps
+    # like the bank does; the export guarantees it never needs to.
+    w_eff = w_b if dw is None else ((w_b + dw + 128) % 256) - 128
 
     if mode == Mode.DENSE:
         acc = wrap_int32(x @ w_eff.T + np.asarray(job.bias, dtype=np.int64)[None, :])
@@ -346,9 +348,13 @@ def unpack_job(words: np.ndarray) -> SiteJob:
         cols = ((nz >> np.uint64(_NZ["col"].lsb)) & np.uint64(0xFFFF)).astype(np.uint16)
         rows = ((nz >> np.uint64(_NZ["row"].lsb)) & np.uint64(0xFFFF)).astype(np.int64)
         vals = ((nz >> np.uint64(_NZ["value"].lsb)) & np.uint64(0xFF)).astype(np.uint8).view(np.int8)
+        if np.any(rows >= o):
+            raise ValueError(f"dW non-zero names row {int(rows.max())} >= out_dim {o}")
+        # each word carries its own row: the hardware needs no order, so sort (stably) here
+        order = np.argsort(rows, kind="stable")
         indptr = np.zeros(o + 1, dtype=np.int64)
-        np.add.at(indptr, np.minimum(rows, o) + 1, 1)
-        job.dw = CsrDelta(np.cumsum(indptr).astype(np.int32)[: o + 1], cols, vals)
+        np.add.at(indptr, rows + 1, 1)
+        job.dw = CsrDelta(np.cumsum(indptr).astype(np.int32), cols[order], vals[order])
     return job
 
 

@@ -198,3 +198,31 @@ def test_csr_from_dense_matches_scipy() -> None:
     ref = sp.csr_matrix((csr.values, csr.indices, csr.indptr), shape=dense.shape)
     assert np.array_equal(ref.toarray(), dense)
     assert csr.indptr.dtype == np.int32 and csr.indices.dtype == np.uint16
+
+
+def test_dw_words_in_any_order_give_the_same_result() -> None:
+    rng = np.random.default_rng()
+    p, i, o, w, dw, mult, shift, bias = _site(rng, i=20, o=20)
+    dw[0, 0] = 5
+    x = _x(rng, (p, i))
+    core = GoldenCore(LIMITS)
+    core.run_packet(pack_job(SiteJob(Mode.DENSE, JobFlag.LOAD_W, 1, x, mult, shift, o, w=w,
+                                     bias=bias)))
+    task = SiteJob(Mode.TASK, JobFlag.NONE, 1, x, mult, shift, o, dw=CsrDelta.from_dense(dw),
+                   bias=bias)
+    words = pack_job(task)
+    nnz = task.nnz_dw
+    shuffled = words.copy()
+    shuffled[2:2 + nnz] = rng.permutation(words[2:2 + nnz])
+    assert np.array_equal(unpack_job(shuffled).dw.to_dense(o, i), dw)
+    assert np.array_equal(core.run_packet(shuffled), core.run_packet(words))
+
+
+def test_merged_weight_wraps_like_the_int8_bank() -> None:
+    w = np.full((1, 1), 120, np.int8)
+    dw = np.full((1, 1), 20, np.int8)  # 140 wraps to -116 in the bank
+    x = np.ones((1, 1), np.int8)
+    job = SiteJob(Mode.DENSE, JobFlag.LOAD_W | JobFlag.EMIT_REF, 1, x, np.array([1], np.uint16),
+                  np.array([1], np.uint8), 1, w=w, dw=CsrDelta.from_dense(dw),
+                  bias=np.zeros(1, np.int32))
+    assert execute_job(job, CoreState(), LIMITS).y_ref[0, 0] == -116
