@@ -655,3 +655,41 @@ def recipe_qat(args: Any) -> Any:
             self.quantizer.set_mode("qat")
 
     return QatRecipe(args)
+
+
+# ---------------------------------------------------------------------------------------
+# Bit-exactness of a whole clip: golden runner vs the integer-mode torch model
+# ---------------------------------------------------------------------------------------
+@torch.no_grad()
+def bitexact_clip(q: Quantizer, qm: QuantizedModel, frames: np.ndarray, executor: Any = None
+                  ) -> dict[str, Any]:
+    """Run ``frames`` (uint8 [T, H, W, 3]) through the torch model in ``int`` mode and the
+    golden runner fed the torch model's int8 site inputs; compare every site output.
+
+    Returns counts and the first mismatches as (frame, task, site). Thresholds of ``qm``
+    should be 1 (lossless) for the dense torch model to be the reference in every mode.
+    """
+    from deltamtl.model.golden import GoldenRunner
+
+    q.bind(qm)
+    q.set_mode("int")
+    runner = GoldenRunner(qm, executor, trace=True)
+    compared, mismatches = 0, []
+    try:
+        for i, frame in enumerate(frames):
+            img = torch.from_numpy(np.ascontiguousarray(frame.transpose(2, 0, 1), np.float32) / 255.0)
+            with q.recording() as log:
+                q.mt(img[None])
+            tr = {(t, n): (x[0], y[0]) for t, n, x, y in log}
+            runner.run_frame(frame, override=lambda t, n, tr=tr: tr[(t, n)][0])
+            if runner.trace[i].keys() != tr.keys():
+                raise RuntimeError(f"frame {i}: golden and torch ran different sites")
+            for key, (_x, y) in tr.items():
+                compared += 1
+                if not np.array_equal(runner.trace[i][key][1], y):
+                    mismatches.append((i, *key))
+    finally:
+        q.set_mode("float")
+    modes = sorted({r.mode.name for r in runner.records})
+    return {"frames": len(frames), "site_outputs_compared": compared, "mismatches": len(mismatches),
+            "first_mismatches": mismatches[:10], "modes": modes, "jobs": len(runner.records)}

@@ -67,3 +67,16 @@ def test_demo_step_quantises_and_exports(tmp_path: Path, capsys) -> None:
     assert (tmp_path / "demo" / "bundle" / "manifest.yaml").is_file()
     assert res["summary"]["n_sites"] == 1 + 4 * 6 or res["source"] == "random"
     assert "storage:" in capsys.readouterr().out
+
+
+def test_float_policy_from_sharing_report(tmp_path: Path) -> None:
+    from deltamtl.model.cli_quant import float_policy
+    from deltamtl.model.config import load_config
+
+    cfg = load_config(ROOT / "configs" / "tiny.yaml")
+    assert float_policy(cfg, tmp_path / "absent.json") is None
+    rep = {"thresholds": {"semseg": [0.1] * 6, "depth": [0.05] * 6}, "boundaries": {"depth": 2}}
+    (tmp_path / "report.json").write_text(json.dumps(rep))
+    pol = float_policy(cfg, tmp_path / "report.json")
+    assert pol.keyframe_interval == cfg["sharing"]["keyframe_interval"]
+    assert pol.thresholds["depth"] == [0.05] * 6 and pol.boundaries == {"depth": 2}

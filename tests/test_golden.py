@@ -18,7 +18,7 @@ from deltamtl.model.golden import (
     site_order,
 )
 from deltamtl.model.golden_core import CoreState, GoldenCore, SiteJob, execute_job
-from deltamtl.model.quant import Quantizer, random_multitask
+from deltamtl.model.quant import Quantizer, bitexact_clip, random_multitask
 from deltamtl.model.vit import gelu_tanh_reference, patchify
 
 from deltamtl.contract import JobFlag, Mode, quantize_activation
@@ -190,20 +190,29 @@ def test_clip_bit_exact_against_fake_quant_model(task_reuse: bool) -> None:
                          boundaries={"depth": -1, "normals": 0, "edges": 1})
     q, qm = quantised_system(SEED, policy)
     frames = _frames(SEED, 7)
+    res = bitexact_clip(q, qm, frames)
+    assert res["mismatches"] == 0, res["first_mismatches"]
+    assert res["modes"] == (["DENSE", "TASK", "TEMPORAL"] if task_reuse else ["DENSE", "TEMPORAL"])
+    assert res["site_outputs_compared"] == len(frames) * (1 + 4 * qm.depth * len(qm.tasks))
+
+
+def test_site_comparison_detects_a_wrong_integer_model() -> None:
+    """The comparison is not vacuous: one changed requantiser multiplier is caught, at that
+    site only (every other site gets the torch model's inputs and stays exact)."""
+    import copy
+
+    q, qm = quantised_system(SEED)
+    bad = copy.deepcopy(qm)
+    sp = bad.site(1, "mlp.fc1")
+    sp.req_mult["normals"] = (sp.req_mult["normals"].astype(np.int64) * 3 // 4).astype(np.uint16)
+    frames = _frames(SEED, 2)
     traces = torch_traces(q, frames)
-    runner = GoldenRunner(qm, trace=True)
+    golden = GoldenRunner(bad, trace=True)
     for i, f in enumerate(frames):
-        runner.run_frame(f, override=lambda t, n, tr=traces[i]: tr[(t, n)][0])
-    modes = {r.mode for r in runner.records}
-    assert modes == ({Mode.DENSE, Mode.TEMPORAL, Mode.TASK} if task_reuse else {Mode.DENSE, Mode.TEMPORAL})
-    compared = 0
-    for i in range(len(frames)):
-        assert traces[i].keys() == runner.trace[i].keys()
-        for key, (x, y) in traces[i].items():
-            np.testing.assert_array_equal(runner.trace[i][key][0], x)
-            np.testing.assert_array_equal(runner.trace[i][key][1], y, err_msg=f"frame {i} {key}")
-            compared += 1
-    assert compared == len(frames) * (1 + 4 * qm.depth * len(qm.tasks))
+        golden.run_frame(f, override=lambda t, n, tr=traces[i]: tr[(t, n)][0])
+    diff = {k for i in range(2) for k, (_x, y) in traces[i].items()
+            if not np.array_equal(golden.trace[i][k][1], y)}
+    assert diff == {("normals", "blocks.1.mlp.fc1")}
 
 
 def test_runner_job_order_flags_and_bytes() -> None:

@@ -9,11 +9,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import numpy as np
 import pytest
 import torch
 from deltamtl.model.config import load_config
-from deltamtl.model.golden import GoldenRunner, ReusePolicy
+from deltamtl.model.golden import ReusePolicy
 
 ROOT = Path(__file__).resolve().parents[1]
 pytestmark = pytest.mark.slow
@@ -43,31 +42,18 @@ def quantised():
 
 def test_trained_clip_30_frames_bit_exact(quantised) -> None:
     from deltamtl.model.data.datasets import synthetic_clips
+    from deltamtl.model.quant import bitexact_clip
 
     cfg, q = quantised
     qm = q.to_quantized(keyframe_interval=5)
     qm.policy = ReusePolicy(depth=qm.depth, keyframe_interval=5, key_offset=2,
                             boundaries={"depth": 1, "normals": 3, "edges": -1})
-    q.bind(qm)
-    q.set_mode("int")
     size = int(cfg["model"]["img_size"])
     rgb = synthetic_clips("test", 1, 30, size, size, seed=int(cfg["data"]["seed"]))[0].rgb
-    runner = GoldenRunner(qm, trace=True)
-    compared = 0
-    try:
-        for i, frame in enumerate(rgb):
-            img = torch.from_numpy(np.ascontiguousarray(frame.transpose(2, 0, 1), np.float32) / 255.0)
-            with torch.no_grad(), q.recording() as log:
-                q.mt(img[None])
-            tr = {(t, n): (x[0], y[0]) for t, n, x, y in log}
-            runner.run_frame(frame, override=lambda t, n, tr=tr: tr[(t, n)][0])
-            for key, (_x, y) in tr.items():
-                np.testing.assert_array_equal(runner.trace[i][key][1], y, err_msg=f"frame {i} {key}")
-                compared += 1
-    finally:
-        q.set_mode("float")
-    assert compared == 30 * (1 + 4 * qm.depth * 4)
-    assert {r.mode.name for r in runner.records} == {"DENSE", "TEMPORAL", "TASK"}
+    res = bitexact_clip(q, qm, rgb)
+    assert res["mismatches"] == 0, res["first_mismatches"]
+    assert res["site_outputs_compared"] == 30 * (1 + 4 * qm.depth * 4)
+    assert res["modes"] == ["DENSE", "TASK", "TEMPORAL"]
 
 
 def test_trained_int8_accuracy_within_2_percent(quantised) -> None:
