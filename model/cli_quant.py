@@ -146,11 +146,14 @@ def verify(bundle: Path, cfg: dict, frames: int = 10, clip: int = 0, log=print) 
             meters[t].update(pred, target)
     n = len(outs)
     tot = runner.totals()
-    result = {"bundle": str(bundle), "frames": n, "seconds": dt,
+    result = {"bundle": str(bundle), "frames": n, "seconds": dt, "resident_savings": runner.resident_savings(),
               "metrics": {t: {k: float(v) for k, v in m.compute().items()} for t, m in meters.items()},
               "per_frame": {t: {k: v / n for k, v in tv.items()} for t, tv in tot.items()}}
     log(f"[verify] {bundle}: valid; golden ran {n} frames x {len(qm.tasks)} tasks in {dt:.2f} s "
         f"({len(runner.records)} site jobs)")
+    sv = result["resident_savings"]
+    log(f"[verify]   DDR read {sv['bytes_read'] / n:.0f} B/frame with resident base refs, "
+        f"{sv['bytes_read_without_residency'] / n:.0f} B/frame if every task loaded its own")
     for t in qm.tasks:
         pf = result["per_frame"][t]
         log(f"[verify]   {t:8s} MACs/frame {pf['macs']:12.0f}  DDR read {pf['bytes_read']:10.0f} B  "

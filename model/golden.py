@@ -399,6 +399,22 @@ class GoldenRunner:
         return out
 
 
+    def resident_savings(self) -> dict[str, int]:
+        """DDR bytes the resident base weights/references saved: what every TASK job would
+        read if it loaded W_b, x_ref_b and y_ref_b itself (one job per task, no residency)."""
+        saved_w = saved_ref = 0
+        for r in self.records:
+            if r.mode != Mode.TASK:
+                continue
+            sp = self.qm.site(r.layer, r.site)
+            p, i, o = self.qm.tokens, sp.in_dim, sp.out_dim
+            saved_w += o * i
+            saved_ref += p * i + 4 * p * o
+        total_read = sum(r.bytes_read for r in self.records)
+        return {"weights": saved_w, "references": saved_ref, "bytes_read": total_read,
+                "bytes_read_without_residency": total_read + saved_w + saved_ref}
+
+
 class PacketExecutor:
     """A :class:`SiteExecutor` that goes through the AXI4-Stream packets of the core.
 

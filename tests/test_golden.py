@@ -241,6 +241,10 @@ def test_runner_job_order_flags_and_bytes() -> None:
                     seen_own = True
                     assert r.mode == Mode.TEMPORAL and not key and above
                     assert r.flags & JobFlag.LOAD_REF
+    sv = runner.resident_savings()
+    n_task = sum(r.mode == Mode.TASK for r in runner.records)
+    assert n_task > 0 and sv["references"] > 0 and sv["weights"] > 0
+    assert sv["bytes_read_without_residency"] == sv["bytes_read"] + sv["weights"] + sv["references"]
     tot = runner.totals()
     assert set(tot) == set(qm.tasks) and all(v["macs"] > 0 and v["bytes_read"] > 0 for v in tot.values())
 
