@@ -100,7 +100,7 @@ def bench_executors(quick: bool) -> dict:
                                 ("hls_emulator", HlsCoreExecutor(limits))):
             executor.run_job(jobs[0])  # warm up (and build the library once)
 
-            def run(ex=executor) -> None:
+            def run(ex=executor, jobs=jobs) -> None:
                 for _ in range(rounds):
                     for job in jobs:
                         ex.run_job(job)
@@ -142,7 +142,7 @@ def bench_board(config: Path) -> dict:
                 nnz_dw = int(round(dw_density * in_dim * out_dim))
                 nnz_act = int(round(density * p * in_dim))
 
-                def cyc(mode, flags, nnz, dw=0, i=in_dim, o=out_dim):
+                def cyc(mode, flags, nnz, dw=0, i=in_dim, o=out_dim, lanes=lanes):
                     hdr = {"mode": mode, "flags": flags, "tokens": p, "in_dim": i,
                            "out_dim": o, "nnz_dw": dw, "nnz_act": max(nnz, p)}
                     return cycle_breakdown(hdr, lanes).total
