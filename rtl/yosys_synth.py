@@ -54,18 +54,21 @@ def parse_stat(text: str) -> dict[str, int]:
 
 
 def summarise(cells: dict[str, int]) -> dict[str, float]:
-    lut_logic = sum(n for c, n in cells.items() if re.fullmatch(r"LUT[1-6]", c))
+    # INV cells become LUT1s (or fold into a LUT) in Vivado; shift registers are LUTs too
+    lut_logic = sum(n for c, n in cells.items() if re.fullmatch(r"LUT[1-6]|INV", c))
+    srl = sum(n for c, n in cells.items() if c.startswith("SRL"))
     lutram = sum(n * _LUTRAM_LUTS[c] for c, n in cells.items() if c in _LUTRAM_LUTS)
     ff = sum(n for c, n in cells.items() if re.fullmatch(r"FD[RSCP]E", c))
     return {
-        "LUT": lut_logic + lutram,
+        "LUT": lut_logic + lutram + srl,
         "LUT_logic": lut_logic,
         "LUT_as_RAM": lutram,
+        "LUT_as_SRL": srl,
         "FF": ff,
         "DSP48E2": cells.get("DSP48E2", 0),
         "BRAM36": cells.get("RAMB36E2", 0) + 0.5 * cells.get("RAMB18E2", 0),
         "URAM": cells.get("URAM288", 0),
-        "CARRY8": cells.get("CARRY8", 0),
+        "CARRY": cells.get("CARRY8", 0) + cells.get("CARRY4", 0),
     }
 
 

@@ -28,7 +28,7 @@ from deltamtl.model.golden_core import GoldenCore
 from deltamtl.model.vectors import CLASSES, read_vectors
 from deltamtl.rtl import sim
 
-BENCH_TESTS = ["run_vectors", "run_vectors_stress", "reset_mid_job", "long_jobs"]
+BENCH_TESTS = ["run_vectors", "run_vectors_stress", "reset_mid_job", "long_jobs", "unordered_dw"]
 JOB_CLASSES = [c for c in CLASSES if c not in ("reset", "model")]
 MODEL_TOLERANCE = 0.05
 NNZ_PER_CYCLE_TARGET = 0.9
@@ -138,6 +138,11 @@ def test_rtl_all_records(ci_run):
 def test_rtl_reset_mid_job(ci_run):
     """Reset during input and during output; the core then answers like a fresh golden."""
     assert ci_run["status"]["reset_mid_job"] == "pass", ci_run["status"]["reset_mid_job"]
+
+
+def test_rtl_unordered_and_repeated_dw(ci_run):
+    """dW non-zeros out of row order, each split in two entries: summed like the golden."""
+    assert ci_run["status"]["unordered_dw"] == "pass", ci_run["status"]["unordered_dw"]
 
 
 def test_rtl_long_jobs_nnz_per_cycle(ci_run):

@@ -264,3 +264,49 @@ async def long_jobs(dut):
                      if timing["compute_cycles"] else None})
         dut._log.info("long %s: %s", name, rows[-1])
     _write_report("long_jobs", {"limits": limits.__dict__, "long_jobs": rows})
+
+
+@cocotb.test()
+async def unordered_dw(dut):
+    """dW non-zeros out of row order and with repeated (row, col) entries: the golden sums
+    them (np.add.at); so must the weight pass (TASK) and the W patch (DENSE)."""
+    from deltamtl.contract import HEADER_WORDS, INT8_PER_WORD, words_for
+
+    seed = int(os.environ.get("DMTV_SEED", "1"))
+    rng = np.random.default_rng(seed + 7)
+    limits = _limits()
+    h = Harness(dut, seed, stress=True)
+    await h.reset()
+    golden = GoldenCore(limits)
+    p, i, o = min(limits.max_tokens, 12), min(limits.max_in, 40), min(limits.max_out, 40)
+    w = rng.integers(-60, 60, (o, i)).astype(np.int8)
+    mask = rng.random((o, i)) < 0.15
+    dense_dw = np.where(mask, rng.integers(-10, 11, (o, i)), 0).astype(np.int8)
+    dw = CsrDelta.from_dense(dense_dw)
+    nnz = min(dw.nnz, limits.max_nnz_dw // 2)
+    dw = CsrDelta.from_dense(np.where(np.cumsum(mask).reshape(o, i) <= nnz, dense_dw, 0)
+                             .astype(np.int8))
+    for name in ("dense", "task"):
+        if name == "dense":
+            job = _job(rng, Mode.DENSE, JobFlag.LOAD_W | JobFlag.EMIT_REF, p, i, o, w=w, dw=dw)
+        else:
+            job = _job(rng, Mode.TASK, JobFlag.EMIT_REF, p, i, o, x_ref=golden.state.x_ref,
+                       dw=dw, th=1, frac=0.5)
+        words = pack_job(job)
+        start = HEADER_WORDS + (o * words_for(i, INT8_PER_WORD) if name == "dense" else 0)
+        nz = words[start:start + dw.nnz].copy()
+        # split every entry v into (v - v//2, v//2) twice over, shuffled across rows
+        half = ((nz >> np.uint64(32)) & np.uint64(0xFF)).astype(np.uint8).view(np.int8) // 2
+        rest = ((nz >> np.uint64(32)) & np.uint64(0xFF)).astype(np.uint8).view(np.int8) - half
+        keep = nz & np.uint64(0xFFFFFFFF)
+        part1 = keep | (half.view(np.uint8).astype(np.uint64) << np.uint64(32))
+        part2 = keep | (rest.view(np.uint8).astype(np.uint64) << np.uint64(32))
+        shuffled = np.concatenate([part1, part2])[rng.permutation(2 * nz.size)]
+        hdr = words[:HEADER_WORDS].copy()
+        hdr[1] = (int(hdr[1]) & ~0xFFFFFFFF) | shuffled.size
+        packet = np.concatenate([hdr, words[HEADER_WORDS:start], shuffled,
+                                 words[start + nz.size:]]).astype(np.uint64)
+        exp_words = [int(x) for x in golden.run_packet(packet)]
+        assert (exp_words[-1] >> 48) & 0xFF == 0, "the golden refused the shuffled packet"
+        got, _ = await h.run_packet(packet)
+        assert got == exp_words, f"unordered dW ({name}): {_first_diff(got, exp_words)}"
