@@ -19,8 +19,9 @@ import subprocess
 import time
 from pathlib import Path
 
+from deltamtl.rtl.sim import CI_LIMITS, ROOT, RTL_SOURCES, core_parameters, limits_tag
+
 from deltamtl.contract import CoreLimits
-from deltamtl.rtl.sim import CI_LIMITS, RTL_SOURCES, ROOT, core_parameters, limits_tag
 
 SCRIPT = ROOT / "rtl" / "synth" / "synth_core.ys"
 OUT_DIR = ROOT / "build" / "synth"

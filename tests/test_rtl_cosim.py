@@ -21,12 +21,12 @@ import subprocess
 from pathlib import Path
 
 import pytest
-
-from deltamtl.contract import TINY_LIMITS, CoreLimits
-from deltamtl.cycle_model import packet_breakdown
 from deltamtl.model.golden_core import GoldenCore
 from deltamtl.model.vectors import CLASSES, read_vectors
 from deltamtl.rtl import sim
+
+from deltamtl.contract import TINY_LIMITS, CoreLimits
+from deltamtl.cycle_model import packet_breakdown
 
 BENCH_TESTS = ["run_vectors", "run_vectors_stress", "reset_mid_job", "long_jobs", "unordered_dw"]
 JOB_CLASSES = [c for c in CLASSES if c not in ("reset", "model")]

@@ -8,6 +8,7 @@ import secrets
 
 import numpy as np
 import pytest
+from deltamtl.model.golden_core import CsrDelta, GoldenCore, SiteJob, pack_job
 
 from deltamtl.contract import CoreLimits, JobFlag, Mode
 from deltamtl.cycle_model import (
@@ -17,7 +18,6 @@ from deltamtl.cycle_model import (
     cycle_breakdown,
     packet_breakdown,
 )
-from deltamtl.model.golden_core import CsrDelta, GoldenCore, SiteJob, pack_job
 
 LIMITS = CoreLimits(max_tokens=24, max_in=64, max_out=64, max_nnz_dw=1024, lanes=8)
 

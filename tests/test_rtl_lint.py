@@ -5,7 +5,6 @@ from __future__ import annotations
 import subprocess
 
 import pytest
-
 from deltamtl.rtl import sim
 
 pytestmark = pytest.mark.skipif(sim.verilator_root() is None,

@@ -8,7 +8,6 @@ import shutil
 import subprocess
 
 import pytest
-
 from deltamtl.rtl import sim
 from deltamtl.rtl.yosys_synth import parse_stat, summarise, synth
 

@@ -25,10 +25,10 @@ import numpy as np
 from cocotb.clock import Clock
 from cocotb.triggers import ClockCycles, RisingEdge
 from cocotbext.axi import AxiStreamBus, AxiStreamFrame, AxiStreamSink, AxiStreamSource
-
-from deltamtl.contract import CoreLimits, JobFlag, Mode, choose_requant
 from deltamtl.model.golden_core import CsrDelta, GoldenCore, SiteJob, pack_job
 from deltamtl.model.vectors import read_vectors
+
+from deltamtl.contract import CoreLimits, JobFlag, Mode, choose_requant
 
 CLK_NS = 4  # 250 MHz in simulation time; cycles are what is measured
 # RTL state encoding (deltamtl_core.sv state_t): compute phases are these states
