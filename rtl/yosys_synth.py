@@ -102,6 +102,22 @@ def synth(limits: CoreLimits, uram: bool = True, out_dir: Path = OUT_DIR,
             "utilisation": {k: summary[k] / v for k, v in ZCU104_BUDGET.items()}}
 
 
+def memory_bits(limits: CoreLimits) -> dict[str, int]:
+    """Bits each on-chip buffer of rtl/deltamtl_core.sv holds (both halves where doubled)."""
+    lanes, wi = limits.lanes, -(-limits.max_in // 8)
+    go, tg = -(-limits.max_out // lanes), -(-limits.max_tokens // lanes)
+    ci = max(1, (limits.max_in - 1).bit_length())
+    co = max(1, (limits.max_out - 1).bit_length())
+    return {
+        "W bank (2 halves)": lanes * 2 * go * wi * 64,
+        "y_ref/acc (2 halves)": lanes * 2 * limits.max_tokens * go * 32,
+        "x_ref/x_new (2 halves)": lanes * 2 * tg * wi * 64,
+        "non-zero list": limits.max_tokens * limits.max_in * (ci + 9),
+        "dW list": limits.max_nnz_dw * (co + ci + 8 + 2),
+        "bias + requant": lanes * go * 32 + limits.max_out * 22,
+    }
+
+
 def markdown(rows: list[dict]) -> str:
     head = ("| lanes | tokens/in/out/nnz | LUT | FF | DSP48E2 | BRAM36 | URAM | yosys s |\n"
             "|---|---|---|---|---|---|---|---|\n")
@@ -114,7 +130,16 @@ def markdown(rows: list[dict]) -> str:
             f"| {s['DSP48E2']} ({u['DSP48E2']:.0%}) | {s['BRAM36']:g} ({u['BRAM36']:.0%}) "
             f"| {s['URAM']} ({u['URAM']:.0%}) | {r['seconds']} |")
     budget = ", ".join(f"{k} {v:,}" for k, v in ZCU104_BUDGET.items())
-    return f"ZCU104 (XCZU7EV) budget: {budget}\n\n" + head + "\n".join(lines) + "\n"
+    mem = ["", "On-chip buffers (Mbit, from the parameters; ZCU104: 11.0 BRAM + 27.0 URAM):", "",
+           "| lanes | " + " | ".join(memory_bits(BOARD_LIMITS)) + " | total |",
+           "|---" * (len(memory_bits(BOARD_LIMITS)) + 2) + "|"]
+    for r in rows:
+        lim = CoreLimits(**r["limits"])
+        bits = memory_bits(lim)
+        mem.append(f"| {lim.lanes} | " + " | ".join(f"{b / 1e6:.2f}" for b in bits.values())
+                   + f" | {sum(bits.values()) / 1e6:.2f} |")
+    return (f"ZCU104 (XCZU7EV) budget: {budget}\n\n" + head + "\n".join(lines) + "\n"
+            + "\n".join(mem) + "\n")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -123,7 +148,19 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--limits", choices=sorted(LIMITS), default="board")
     parser.add_argument("--no-uram", action="store_true", help="map memories to BRAM/LUTRAM only")
     parser.add_argument("--out", type=Path, default=OUT_DIR)
+    parser.add_argument("--report-only", action="store_true",
+                        help="re-summarise the existing JSON (cell counts) without yosys")
     args = parser.parse_args(argv)
+    if args.report_only:
+        path = args.out / f"synth_report_{args.limits}.json"
+        rows = json.loads(path.read_text())
+        for r in rows:
+            r["summary"] = summarise(r["cells"])
+            r["utilisation"] = {k: r["summary"][k] / v for k, v in ZCU104_BUDGET.items()}
+        path.write_text(json.dumps(rows, indent=1))
+        (args.out / f"synth_report_{args.limits}.md").write_text(markdown(rows))
+        print(markdown(rows))
+        return 0
     base = LIMITS[args.limits]
     rows = []
     for lanes in args.lanes:
