@@ -28,7 +28,8 @@ from deltamtl.rtl import sim
 from deltamtl.contract import TINY_LIMITS, CoreLimits
 from deltamtl.cycle_model import packet_breakdown
 
-BENCH_TESTS = ["run_vectors", "run_vectors_stress", "reset_mid_job", "long_jobs", "unordered_dw"]
+BENCH_TESTS = ["run_vectors", "run_vectors_stress", "reset_mid_job", "long_jobs", "unordered_dw",
+               "refusal_keeps_state"]
 JOB_CLASSES = [c for c in CLASSES if c not in ("reset", "model")]
 MODEL_TOLERANCE = 0.05
 NNZ_PER_CYCLE_TARGET = 0.9
@@ -143,6 +144,11 @@ def test_rtl_reset_mid_job(ci_run):
 def test_rtl_unordered_and_repeated_dw(ci_run):
     """dW non-zeros out of row order, each split in two entries: summed like the golden."""
     assert ci_run["status"]["unordered_dw"] == "pass", ci_run["status"]["unordered_dw"]
+
+
+def test_rtl_refusal_keeps_state(ci_run):
+    """LENGTH (early/late), INDEX and NO_STATE after W/refs were streamed in: state kept."""
+    assert ci_run["status"]["refusal_keeps_state"] == "pass", ci_run["status"]["refusal_keeps_state"]
 
 
 def test_rtl_long_jobs_nnz_per_cycle(ci_run):

@@ -192,9 +192,7 @@ async def reset_mid_job(dut):
     for where in ("input", "output"):
         golden = GoldenCore(limits)
         w = rng.integers(-128, 128, (o, i)).astype(np.int8)
-        big = _job(rng, Mode.DENSE, JobFlag.LOAD_W | JobFlag.EMIT_REF, p, i, o, w=w)
-        golden.run_packet(pack_job(big))  # what the interrupted job would have left
-        words = pack_job(big)
+        words = pack_job(_job(rng, Mode.DENSE, JobFlag.LOAD_W | JobFlag.EMIT_REF, p, i, o, w=w))
         send = cocotb.start_soon(h.source.send(_frame(words)))
         if where == "input":
             await ClockCycles(dut.ap_clk, int(rng.integers(3, max(4, len(words) // 2))))
@@ -310,3 +308,52 @@ async def unordered_dw(dut):
         assert (exp_words[-1] >> 48) & 0xFF == 0, "the golden refused the shuffled packet"
         got, _ = await h.run_packet(packet)
         assert got == exp_words, f"unordered dW ({name}): {_first_diff(got, exp_words)}"
+
+
+@cocotb.test()
+async def refusal_keeps_state(dut):
+    """Packets refused after they carried W and refs (LENGTH early and late, INDEX,
+    NO_STATE) leave the resident weight bank and reuse buffer as they were."""
+    seed = int(os.environ.get("DMTV_SEED", "1"))
+    rng = np.random.default_rng(seed + 11)
+    limits = _limits()
+    h = Harness(dut, seed, stress=True)
+    await h.reset()
+    golden = GoldenCore(limits)
+    p, i, o = min(limits.max_tokens, 10), min(limits.max_in, 30), min(limits.max_out, 20)
+
+    async def check(words, what):
+        exp = [int(x) for x in golden.run_packet(np.asarray(words, dtype=np.uint64))]
+        got, _ = await h.run_packet(words)
+        assert got == exp, f"{what}: {_first_diff(got, exp)}"
+        return exp
+
+    w = rng.integers(-128, 128, (o, i)).astype(np.int8)
+    await check(pack_job(_job(rng, Mode.DENSE, JobFlag.LOAD_W, p, i, o, w=w)), "keyframe")
+    for _ in range(2):
+        w_new = rng.integers(-128, 128, (o, i)).astype(np.int8)
+        x_ref = rng.integers(-128, 128, (p, i)).astype(np.int8)
+        y_ref = rng.integers(-(1 << 20), 1 << 20, (p, o)).astype(np.int32)
+        job = _job(rng, Mode.TEMPORAL, JobFlag.LOAD_W | JobFlag.LOAD_REF | JobFlag.EMIT_REF,
+                   p, i, o, w=w_new, x_ref=x_ref, y_ref=y_ref)
+        words = pack_job(job)
+        exp = await check(words[:-1], "LENGTH (early TLAST)")
+        assert (exp[-1] >> 48) & 0xFF == 32
+        exp = await check(np.concatenate([words, words[:3]]), "LENGTH (late TLAST)")
+        assert (exp[-1] >> 48) & 0xFF == 32
+        dense_dw = np.zeros((o, i), np.int8)
+        dense_dw[o - 1, i - 1] = 5
+        bad = pack_job(_job(rng, Mode.DENSE, JobFlag.LOAD_W, p, i, o, w=w_new,
+                            dw=CsrDelta.from_dense(dense_dw)))
+        at = 2 + o * (-(-i // 8))
+        bad[at] = np.uint64(int(bad[at]) | (0xFFFF << 16))  # row beyond out_dim
+        exp = await check(bad, "INDEX")
+        assert (exp[-1] >> 48) & 0xFF == 8
+        other = _job(rng, Mode.TASK, JobFlag.LOAD_W, p + 1, i, o, w=w_new)
+        exp = await check(pack_job(other), "NO_STATE (refs of other dims)")
+        assert (exp[-1] >> 48) & 0xFF == 16
+        # the resident state is still the keyframe's: TEMPORAL and TASK on it agree
+        await check(pack_job(_job(rng, Mode.TEMPORAL, JobFlag.EMIT_REF, p, i, o, th=1,
+                                  x_ref=golden.state.x_ref, frac=0.3)), "resident TEMPORAL")
+        await check(pack_job(_job(rng, Mode.TASK, JobFlag.EMIT_REF, p, i, o, th=2,
+                                  x_ref=golden.state.x_ref, frac=0.3)), "resident TASK")
