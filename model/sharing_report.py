@@ -230,7 +230,7 @@ def markdown(report: dict) -> str:
                      f"{parts.get('patch_embed', 0) / 1e6:.2f}M | {parts.get('attention+head', 0) / 1e6:.2f}M |")
     lines += ["", "## Thresholds and boundaries", "",
               f"relative thresholds: {json.dumps(report['threshold_rel'])}",
-              f"boundaries l_k: {json.dumps(report['boundaries'])}",
+              f"boundaries l_k (0-based block; task reuse for blocks <= l_k, -1: temporal everywhere): {json.dumps(report['boundaries'])}",
               f"keyframe interval K = {report['keyframe_interval']}", ""]
     return "\n".join(lines)
 
