@@ -92,6 +92,20 @@ def relative_gap(task: str, value: float, reference: float) -> float:
     return (reference - value) / abs(reference) if higher else (value - reference) / abs(reference)
 
 
+def configured_boundaries(cfg: dict, depth: int) -> dict[str, int] | None:
+    """``sharing.boundary``: 'auto' (None: measured) or per-sub-task ints (list or mapping)."""
+    value = (cfg.get("sharing") or {}).get("boundary", "auto")
+    if value == "auto":
+        return None
+    if isinstance(value, list) and len(value) == len(SUB_TASKS):
+        value = dict(zip(SUB_TASKS, value, strict=True))
+    if not isinstance(value, dict) or set(value) != set(SUB_TASKS) or not all(
+            isinstance(v, int) and -1 <= v < depth for v in value.values()):
+        raise ValueError(f"sharing.boundary must be 'auto' or one block index in [-1, {depth - 1}] "
+                         f"per sub-task {SUB_TASKS}, got {value!r}")
+    return dict(value)
+
+
 # -- loading ----------------------------------------------------------------------------------
 def _load_plain(path: Path, device: torch.device) -> MultiTaskViT:
     ckpt = load_checkpoint(path, map_location=device)
@@ -339,7 +353,7 @@ def build_report(cfg: dict, split: str = "test", device: str = "cpu", log=print)
     rels, trials = select_thresholds(base, subs3, val_clips, st_val, grid, margin, k, log)
     ths = calibrate_thresholds(base, subs3, val_clips, rels)
     dens, base_s_a2 = measure_densities(base, subs3, val_clips, ths, k)
-    boundaries = {t: d.boundary for t, d in dens.items()}
+    boundaries = configured_boundaries(cfg, depth) or {t: d.boundary for t, d in dens.items()}
     log(f"[report] relative thresholds {rels}, boundaries {boundaries}")
 
     # Row 1: four independent single-task models, dense.
