@@ -74,3 +74,13 @@ def test_measured_densities_fall_with_threshold_and_boundary_is_optimal() -> Non
             assert 0 <= b <= a <= 1
         assert hi.boundary == _brute_boundary(hi.macs_task, hi.macs_temporal)
         assert all(0 < w < 1 for w in hi.s_w)
+
+
+def test_configured_boundaries() -> None:
+    from deltamtl.model.sharing_report import configured_boundaries
+
+    assert configured_boundaries({"sharing": {"boundary": "auto"}}, 6) is None
+    assert configured_boundaries({"sharing": {"boundary": [0, 5, -1]}}, 6) == {
+        "depth": 0, "normals": 5, "edges": -1}
+    with pytest.raises(ValueError, match="sharing.boundary"):
+        configured_boundaries({"sharing": {"boundary": [0, 6, -1]}}, 6)
