@@ -89,6 +89,7 @@ _SCHEMA: dict[str, dict[str, tuple[tuple[type, ...], bool]]] = {
         "weight_decay": (_NUM, True),
         "betas": ((list,), True),
         "grad_clip": (_NUM, True),
+        "hflip": ((bool,), True),
         "loss_weights": ((dict,), True),
         "depth_loss": ((str,), True),
         "normals_loss": ((str,), True),

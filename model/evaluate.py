@@ -96,7 +96,9 @@ def _num_classes() -> int:
 
 
 def _loader(dataset: Dataset, batch_size: int) -> DataLoader:
-    return DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=0)
+    # own generator: evaluation inside a training run must not advance the global RNG
+    return DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=0,
+                      generator=torch.Generator().manual_seed(0))
 
 
 @torch.no_grad()

@@ -169,8 +169,11 @@ class DenseRecipe(Recipe):
         self.weights = {t: float(weights[t]) for t in self.tasks}
 
     def training_loss(self, model: nn.Module, batch: dict[str, Any], step: int) -> tuple[torch.Tensor, dict[str, float]]:
+        from deltamtl.model.augment import hflip_batch
         from deltamtl.model.losses import task_loss
 
+        if self.cfg["train"]["hflip"]:
+            batch = hflip_batch(batch)
         outputs = model(batch["image"], self.tasks if len(self.tasks) > 1 else self.tasks[0])
         total = torch.zeros((), device=batch["image"].device)
         logs: dict[str, float] = {}

@@ -261,7 +261,11 @@ def train(
     while step < end_step:
         epoch, offset = divmod(step, steps_per_epoch)
         plan = batch_plan(train_ds, batch_per_rank, tcfg["seed"], epoch, info.rank, info.world_size)[offset:]
-        loader = DataLoader(train_ds, batch_sampler=plan, num_workers=int(tcfg["num_workers"]))
+        # A private generator: creating a DataLoader iterator draws a base seed, which must
+        # not advance the global RNG (resumed runs create it at a different point).
+        loader_rng = torch.Generator().manual_seed(int(tcfg["seed"]) * 100003 + epoch)
+        loader = DataLoader(train_ds, batch_sampler=plan, num_workers=int(tcfg["num_workers"]),
+                            generator=loader_rng)
         for batch in loader:
             batch = to_device(batch, info.device)
             loss, logs = recipe.training_loss(train_model, batch, step)

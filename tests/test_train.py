@@ -189,3 +189,32 @@ def test_cli_rejects_bad_input_with_a_clear_message(tmp_path, capsys):
     assert not Path(tmp_path / "last.pt").exists()
     assert main(["--config", str(tmp_path / "nope.yaml"), "--task", "semseg", "--out", str(tmp_path)]) == 2
     assert "nope.yaml: no such config file" in capsys.readouterr().err
+
+
+def test_hflip_mirrors_every_task_consistently():
+    from deltamtl.model.augment import hflip_batch
+
+    torch.manual_seed(4)
+    b, h, w = 6, 5, 7
+    normals = torch.nn.functional.normalize(torch.randn(b, 3, h, w), dim=1)
+    batch = {"image": torch.rand(b, 3, h, w), "semseg": torch.randint(0, 8, (b, h, w)),
+             "depth": torch.rand(b, 1, h, w), "edges": (torch.rand(b, 1, h, w) > 0.8).float(),
+             "normals": normals, "clip": torch.arange(b)}
+    torch.manual_seed(9)
+    out = hflip_batch(batch, p=0.5)
+    torch.manual_seed(9)
+    flipped = torch.rand(b) < 0.5
+    assert 0 < int(flipped.sum()) < b
+    for i in range(b):
+        for key in ("image", "semseg", "depth", "edges"):
+            expect = batch[key][i].flip(-1) if flipped[i] else batch[key][i]
+            assert torch.equal(out[key][i], expect), (key, i)
+        n = batch["normals"][i].flip(-1) if flipped[i] else batch["normals"][i]
+        if flipped[i]:
+            n = n * torch.tensor([-1.0, 1.0, 1.0]).view(3, 1, 1)
+        assert torch.equal(out["normals"][i], n)
+    assert torch.equal(out["clip"], batch["clip"])
+    # mirroring twice is the identity
+    all_flipped = hflip_batch(hflip_batch(batch, p=1.0), p=1.0)
+    for key in ("image", "semseg", "depth", "edges", "normals"):
+        assert torch.equal(all_flipped[key], batch[key])
