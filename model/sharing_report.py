@@ -434,7 +434,7 @@ def run_sweep(cfg: dict, task: str, steps_scale: float, root: Path, rels: Mappin
     from deltamtl.model.recipe import synthetic_split
     from deltamtl.model.sharing_train import run_all
 
-    base = load_st_models(cfg, torch.device("cpu"))[BASE_TASK]
+    base = _load_plain(Path(sharing_value(cfg, "base_checkpoint")), torch.device("cpu"))
     val_clips = synthetic_split(cfg, "val").clips
     k = int(report_value(cfg, "keyframe_interval"))
     lw, la1, la2 = (float(sharing_value(cfg, n)) for n in ("lambda_w", "lambda_a1", "lambda_a2"))
