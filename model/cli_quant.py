@@ -94,8 +94,10 @@ def build_quantizer(cfg: dict, qat: str | None = None, random_seed: int | None =
 
 def quantise(cfg: dict, bundle_path: Path, qat: str | None = None, random_seed: int | None = None,
              report: str | None = None, accuracy: bool = True, key_offset: int = 0,
-             report_json: Path | None = None, require_subtasks: bool = True, log=print) -> dict:
-    """Quantise, (optionally) compare accuracy on the eval split, write the bundle."""
+             report_json: Path | None = None, require_subtasks: bool = True,
+             onnx_dir: Path | None = None, log=print) -> dict:
+    """Quantise, (optionally) compare accuracy on the eval split, write the bundle (and the
+    float ONNX graphs of the same model when ``onnx_dir`` is given)."""
     from deltamtl.model.recipe import synthetic_split
 
     t0 = time.perf_counter()
@@ -115,6 +117,12 @@ def quantise(cfg: dict, bundle_path: Path, qat: str | None = None, random_seed: 
                 f"worse by {100 * a['worse_rel']:+.2f}%  {'PASS' if a['pass'] else 'FAIL'} (<= 2%)")
     bundle = write_bundle(qm, bundle_path, extra={"source": result["source"]})
     result["bundle"] = str(bundle)
+    if onnx_dir is not None:
+        from deltamtl.model.onnx_export import OPSET, export_onnx
+
+        q.remove()  # the float model
+        result["onnx"] = {t: str(p) for t, p in export_onnx(q.mt, Path(onnx_dir)).items()}
+        result["onnx_opset"] = OPSET
     result["seconds"] = time.perf_counter() - t0
     if report_json is not None:
         _atomic_json(report_json, result)
@@ -251,13 +259,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                                require_subtasks=not args.allow_missing_subtasks)
             else:
                 res = quantise(cfg, out, args.qat, args.random, args.report, False, args.key_offset,
-                               require_subtasks=not args.allow_missing_subtasks)
-                if args.onnx:
-                    from deltamtl.model.onnx_export import export_onnx
-
-                    q = build_quantizer(cfg, args.qat, args.random, calib_batches=1)
-                    q.remove()
-                    res["onnx"] = {t: str(p) for t, p in export_onnx(q.mt, Path(args.onnx)).items()}
+                               require_subtasks=not args.allow_missing_subtasks,
+                               onnx_dir=Path(args.onnx) if args.onnx else None)
             print(json.dumps({k: v for k, v in res.items() if k != "accuracy"}, default=float))
         elif args.cmd == "inspect":
             s = bundle_summary(args.bundle)

@@ -79,6 +79,7 @@ def export_onnx(mt: nn.Module, out_dir: Path, tasks: tuple[str, ...] | None = No
         try:
             _export(graph, torch.rand(1, 3, img_size, img_size), Path(tmp))
             check_onnx(Path(tmp), graph, img_size)
+            os.chmod(tmp, 0o644)  # mkstemp files are private
             os.replace(tmp, out_dir / f"{task}.onnx")
         finally:
             if os.path.exists(tmp):
