@@ -79,6 +79,7 @@ DEFAULTS: dict[str, Any] = {
     "lr_log_alpha": 0.05,
     "delta_weight_decay": 0.0,
     "temporal_offsets": [-2, -1, 1, 2],
+    "init_delta": "zero",   # 'zero' (Diff-pruning) or 'st': dW = W_st - W_b, LayerNorms from ST
 }
 
 # ViT-B/16 at 416x416 (the paper's NYUD-v2 video setting): counts for coefficient scaling.
@@ -131,6 +132,24 @@ def load_single_task(cfg: dict, task: str, device: torch.device) -> MultiTaskViT
     model = MultiTaskViT(ckpt["config"], tuple(ckpt["tasks"])).to(device)
     model.load_state_dict(ckpt["model"])
     return model
+
+
+@torch.no_grad()
+def init_from_single_task(model: MultiTaskViT, st: MultiTaskViT) -> None:
+    """Start step 1 at the single-task model: dW = W_st - W_b, db = b_st - b_b, and the
+    ST LayerNorms (the embeddings stay the base's, shared). Useful when the ST models share
+    the base's initialisation (same seed), as the paper's ImageNet-initialised ViTs do."""
+    for b, site, module in block_sites(model):
+        st_lin = st.encoder.blocks[b]
+        for part in site.split("."):
+            st_lin = getattr(st_lin, part)
+        module.weight_delta.delta.copy_(st_lin.weight - module.base.weight)
+        if module.bias_delta is not None:
+            module.bias_delta.delta.copy_(st_lin.bias - module.base.bias)
+    for b, block in enumerate(model.encoder.blocks):
+        block.norm1.load_state_dict(st.encoder.blocks[b].norm1.state_dict())
+        block.norm2.load_state_dict(st.encoder.blocks[b].norm2.state_dict())
+    model.encoder.norm.load_state_dict(st.encoder.norm.state_dict())
 
 
 class SiteInputs:
@@ -190,6 +209,8 @@ class SharingStepRecipe(Recipe):
             st = load_single_task(self.cfg, self.task, self.args.device)
             if st is not None:
                 model.heads[self.task].load_state_dict(st.heads[self.task].state_dict())
+                if sharing_value(self.cfg, "init_delta") == "st":
+                    init_from_single_task(model, st)
             else:
                 print(f"step1: no single-task checkpoint for {self.task}; head starts fresh",
                       file=sys.stderr)
