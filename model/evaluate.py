@@ -34,6 +34,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from deltamtl.model.checkpoint import CheckpointError, atomic_write_text, json_safe, load_checkpoint
+from deltamtl.model.config import ConfigError
 from deltamtl.model.losses import MM_PER_M
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
@@ -229,12 +230,23 @@ def load_trained_model(ckpt_path: str | Path, device: torch.device | str = "cpu"
 
 
 def evaluate_checkpoint(ckpt_path: str | Path, split: str | None = None, batch_size: int | None = None,
-                        device: str = "cpu") -> dict:
-    """Everything the CLI prints, as a dict (also what it writes as JSON)."""
+                        device: str = "cpu", overrides: Sequence[str] = ()) -> dict:
+    """Everything the CLI prints, as a dict (also what it writes as JSON).
+
+    ``overrides`` (``data.test_clips=32``, ...) change the checkpoint's ``data``/``eval``
+    sections for this evaluation only, e.g. to score on more held-out clips.
+    """
+    from deltamtl.model.config import ConfigError, apply_overrides, validate_config
     from deltamtl.model.recipe import synthetic_split
 
     model, ckpt, recipe = load_trained_model(ckpt_path, device)
     cfg = ckpt["config"]
+    if overrides:
+        bad = [o for o in overrides if not o.split("=", 1)[0].startswith(("data.", "eval."))]
+        if bad:
+            raise ConfigError(f"{ckpt_path}: override {bad[0]!r}: only data.* and eval.* keys can change at evaluation")
+        cfg = apply_overrides(cfg, overrides, source=f"{ckpt_path} (override)")
+        validate_config(cfg, f"{ckpt_path} (override)")
     split = split or cfg["eval"]["split"]
     bs = batch_size or int(cfg["eval"]["batch_size"])
     dataset = synthetic_split(cfg, split)
@@ -245,6 +257,7 @@ def evaluate_checkpoint(ckpt_path: str | Path, split: str | None = None, batch_s
     base_metrics = evaluate_baselines(stats, dataset, tasks, batch_size=bs)
     return {
         "checkpoint": str(ckpt_path), "recipe": ckpt["recipe"], "step": int(ckpt["step"]), "split": split,
+        "overrides": list(overrides),
         "n_images": len(dataset), "tasks": list(tasks), "model": model_metrics, "baselines": base_metrics,
         "baseline_stats": stats, "acceptance": acceptance(model_metrics, base_metrics),
     }
@@ -257,17 +270,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--batch-size", type=int, default=None)
     p.add_argument("--out", default=None, help="JSON path (default: <ckpt dir>/eval_<split>.json)")
     p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help="change data.*/eval.* of the checkpoint's config, e.g. data.test_clips=32")
     args = p.parse_args(argv)
     torch.set_num_threads(max(1, args.threads))
     try:
-        result = evaluate_checkpoint(args.ckpt, args.split, args.batch_size)
-    except CheckpointError as exc:
+        result = evaluate_checkpoint(args.ckpt, args.split, args.batch_size, overrides=args.overrides)
+    except (CheckpointError, ConfigError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     print(f"checkpoint {result['checkpoint']} (recipe {result['recipe']}, step {result['step']}), "
           f"split {result['split']} ({result['n_images']} images)")
     print(format_report(result["model"], result["baselines"], result["acceptance"]))
-    out = Path(args.out) if args.out else Path(args.ckpt).parent / f"eval_{result['split']}.json"
+    suffix = "" if not args.overrides else "_" + "_".join(o.split(".")[-1].replace("=", "") for o in args.overrides)
+    out = Path(args.out) if args.out else Path(args.ckpt).parent / f"eval_{result['split']}{suffix}.json"
     atomic_write_text(out, json.dumps(json_safe(result), indent=2, allow_nan=False) + "\n")
     print(f"wrote {out}")
     return 0

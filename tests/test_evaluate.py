@@ -57,6 +57,13 @@ def test_cli_prints_every_metric_and_baseline(cfg, tmp_path, capsys):
     for name in ("majority class", "mean depth", "constant mean normal", "all-edge"):
         assert name in text
     assert "IoU/" + CLASS_NAMES[0] in text
+    # more held-out clips at evaluation time; the model section cannot change
+    assert main(["--ckpt", str(tmp_path / "run" / "last.pt"), "--split", "val", "--out", str(out_json),
+                 "--set", "data.val_clips=2", "--threads", "1"]) == 0
+    assert json.loads(out_json.read_text())["n_images"] == 6
+    capsys.readouterr()
+    assert main(["--ckpt", str(tmp_path / "run" / "last.pt"), "--set", "model.depth=3"]) == 2
+    assert "only data.* and eval.* keys" in capsys.readouterr().err
 
 
 class _Oracle(nn.Module):
