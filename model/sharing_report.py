@@ -427,7 +427,7 @@ SWEEP_FACTORS = (0.1, 1.0, 10.0)
 
 
 def run_sweep(cfg: dict, task: str, steps_scale: float, root: Path, rels: Mapping[str, float],
-              log=print) -> list[dict]:
+              log=print, n_clips: int | None = None) -> list[dict]:
     """Fig. 5: retrain ``task`` (steps 1-3, reduced budget) with lambda_w and lambda_a scaled
     by SWEEP_FACTORS one at a time; score weight density, sub-task MACs and the metric on val."""
     from deltamtl.model.config import apply_overrides
@@ -435,7 +435,7 @@ def run_sweep(cfg: dict, task: str, steps_scale: float, root: Path, rels: Mappin
     from deltamtl.model.sharing_train import run_all
 
     base = _load_plain(Path(sharing_value(cfg, "base_checkpoint")), torch.device("cpu"))
-    val_clips = synthetic_split(cfg, "val").clips
+    val_clips = synthetic_split(cfg, "val").clips[:n_clips]
     k = int(report_value(cfg, "keyframe_interval"))
     lw, la1, la2 = (float(sharing_value(cfg, n)) for n in ("lambda_w", "lambda_a1", "lambda_a2"))
     name, _ = primary_metric(task)
@@ -460,7 +460,7 @@ def run_sweep(cfg: dict, task: str, steps_scale: float, root: Path, rels: Mappin
             dens, _ = measure_densities(base, {task: sub}, val_clips, ths, k)
             policy = Policy(depth=len(base.encoder.blocks), keyframe_interval=k, thresholds=ths,
                             boundaries={task: dens[task].boundary})
-            res = evaluate_video(base, {task: sub}, policy, val_clips)
+            res = evaluate_video(base, {task: sub}, policy, val_clips, key_offsets=[0])
             fp = subtask_footprint(sub)
             sw = dens[task].s_w
             points.append({"vary": vary, "factor": f, "task": task, "metric_name": name,
@@ -490,6 +490,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                         "sweep.json and fig_sweep.png under --out")
     p.add_argument("--sweep-task", default="depth")
     p.add_argument("--sweep-steps-scale", type=float, default=0.3)
+    p.add_argument("--sweep-clips", type=int, default=4,
+                   help="validation clips scored per sweep point (keyframe offset 0 only)")
     p.add_argument("--sweep-rel", type=float, default=0.2,
                    help="relative threshold of every task while scoring sweep points")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
@@ -501,7 +503,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     log = lambda m: print(m, file=sys.stderr, flush=True)  # noqa: E731
     if a.sweep_only:
         rels = dict.fromkeys((BASE_TASK, *SUB_TASKS), a.sweep_rel)
-        points = run_sweep(cfg, a.sweep_task, a.sweep_steps_scale, out / "sweep", rels, log=log)
+        points = run_sweep(cfg, a.sweep_task, a.sweep_steps_scale, out / "sweep", rels, log=log,
+                           n_clips=a.sweep_clips)
         out.mkdir(parents=True, exist_ok=True)
         atomic_write_text(out / "sweep.json", json.dumps(points, indent=1))
         plot_sweep(points, out / "fig_sweep.png")
