@@ -103,8 +103,8 @@ def _block_macs(ledger, task: str, depth: int) -> list[float]:
 
 @torch.no_grad()
 def measure_densities(base: MultiTaskViT, subs: Mapping[str, MultiTaskViT], clips: Sequence,
-                      thresholds: Mapping[str, list[float]], keyframe_interval: int
-                      ) -> tuple[dict[str, LayerDensities], dict[str, list[float]]]:
+                      thresholds: Mapping[str, list[float]], keyframe_interval: int,
+                      sparse_exec: bool = True) -> tuple[dict[str, LayerDensities], dict[str, list[float]]]:
     """Densities and the MAC-minimising boundary per sub-task; also the base's S_a2 per block."""
     depth = len(base.encoder.blocks)
     frames, _ = clip_frames(clips)
@@ -113,7 +113,7 @@ def measure_densities(base: MultiTaskViT, subs: Mapping[str, MultiTaskViT], clip
     for name, bound in (("task", depth - 1), ("temporal", -1)):
         policy = Policy(depth=depth, keyframe_interval=keyframe_interval,
                         boundaries={t: bound for t in subs}, thresholds=dict(thresholds))
-        eng = ReuseEngine(base, subs, policy, count_dense_extras=False)
+        eng = ReuseEngine(base, subs, policy, count_dense_extras=False, sparse_exec=sparse_exec)
         with eng:
             for _ in eng.run_clip(frames):
                 pass

@@ -56,18 +56,32 @@ def keep(d: torch.Tensor, th: float) -> torch.Tensor:
     return torch.where(d.abs() >= th, d, torch.zeros_like(d))
 
 
-def act_sparse_matmul(d: torch.Tensor, weight: torch.Tensor) -> tuple[torch.Tensor, int]:
-    """d W^T over the non-zeros of d ([..., I] x [O, I]); returns (result, MACs formed)."""
+def act_sparse_matmul(d: torch.Tensor, weight: torch.Tensor, sparse: bool = True
+                      ) -> tuple[torch.Tensor, int]:
+    """d W^T over the non-zeros of d ([..., I] x [O, I]); returns (result, MACs).
+
+    ``sparse=True`` executes only the non-zero products (gather, multiply, scatter-add) and
+    returns the number of multiplications formed. ``sparse=False`` is the fast path for long
+    evaluations: one dense matmul (zeros contribute exactly zero) and the same count,
+    nnz(d) * O; tests check both paths agree in value and count.
+    """
     lead, in_dim = d.shape[:-1], d.shape[-1]
     flat = d.reshape(-1, in_dim)
+    if not sparse:
+        return (flat @ weight.t()).reshape(*lead, weight.shape[0]), int(
+            torch.count_nonzero(flat)) * weight.shape[0]
     rows, cols = flat.nonzero(as_tuple=True)
     prod = flat[rows, cols].unsqueeze(1) * weight.t()[cols]  # [nnz, O]: one MAC per element
     out = flat.new_zeros(flat.shape[0], weight.shape[0]).index_add_(0, rows, prod)
     return out.reshape(*lead, weight.shape[0]), prod.numel()
 
 
-def weight_sparse_matmul(x: torch.Tensor, dweight: torch.Tensor) -> tuple[torch.Tensor, int]:
-    """x dW^T over the non-zeros of dW ([..., I] x [O, I]); returns (result, MACs formed)."""
+def weight_sparse_matmul(x: torch.Tensor, dweight: torch.Tensor, sparse: bool = True
+                         ) -> tuple[torch.Tensor, int]:
+    """x dW^T over the non-zeros of dW ([..., I] x [O, I]); returns (result, MACs)."""
+    if not sparse:
+        rows = x.numel() // x.shape[-1]
+        return x @ dweight.t(), rows * int(torch.count_nonzero(dweight))
     orow, icol = dweight.nonzero(as_tuple=True)
     prod = x[..., icol] * dweight[orow, icol]  # [..., nnz(dW)]
     out = x.new_zeros(*x.shape[:-1], dweight.shape[0]).index_add_(-1, orow, prod)
@@ -214,7 +228,7 @@ class ReuseSite(nn.Module):
                 )
             w = w_b if dw is None else w_b + dw
             d = keep(x - self.x_ref, th)
-            dy, macs = act_sparse_matmul(d, w)
+            dy, macs = act_sparse_matmul(d, w, eng.sparse_exec)
             self.x_ref = self.x_ref + d
             self.y_ref = self.y_ref + dy
             y = self.y_ref
@@ -226,12 +240,12 @@ class ReuseSite(nn.Module):
                     f"{self.task} block {self.block} {self.site}: TASK before the base ran this frame"
                 )
             d = keep(x - base_site.x_ref, th)
-            y1, m1 = act_sparse_matmul(d, w_b)
+            y1, m1 = act_sparse_matmul(d, w_b, eng.sparse_exec)
             x_k = base_site.x_ref + d
             y = base_site.y_ref + y1
             m2 = 0
             if dw is not None:
-                y2, m2 = weight_sparse_matmul(x_k, dw)
+                y2, m2 = weight_sparse_matmul(x_k, dw, eng.sparse_exec)
                 y = y + y2
             if db is not None:
                 y = y + db
@@ -252,12 +266,13 @@ class ReuseEngine:
     """
 
     def __init__(self, base: MultiTaskViT, subs: Mapping[str, MultiTaskViT], policy: Policy,
-                 count_dense_extras: bool = True) -> None:
+                 count_dense_extras: bool = True, sparse_exec: bool = True) -> None:
         from deltamtl.model.accounting import attention_core_macs, head_macs
 
         if len(base.encoder.blocks) != policy.depth:
             raise ValueError(f"policy depth {policy.depth} != model depth {len(base.encoder.blocks)}")
         self.base, self.subs, self.policy = base, dict(subs), policy
+        self.sparse_exec = sparse_exec  # False: dense matmuls on the kept deltas (fast path)
         self.ledger = Ledger()
         self.frame_id = -1
         self.keyframe = True
@@ -373,7 +388,7 @@ def clip_frames(clips: Sequence) -> tuple[torch.Tensor, list[dict[str, torch.Ten
 @torch.no_grad()
 def evaluate_video(base: MultiTaskViT, subs: Mapping[str, MultiTaskViT], policy: Policy,
                    clips: Sequence, key_offsets: Sequence[int] | None = None,
-                   num_classes: int | None = None) -> dict:
+                   num_classes: int | None = None, sparse_exec: bool = True) -> dict:
     """Metrics and executed MACs of threshold inference on video clips.
 
     For each keyframe offset o in ``key_offsets`` (default 0..K-1) the clips start their
@@ -394,7 +409,7 @@ def evaluate_video(base: MultiTaskViT, subs: Mapping[str, MultiTaskViT], policy:
     n_cls = num_classes if num_classes is not None else base.num_classes
     tasks = [BASE_TASK, *subs]
     meters = {d: {t: _meter(t, n_cls) for t in tasks} for d in range(k)}
-    engine = ReuseEngine(base, subs, policy)
+    engine = ReuseEngine(base, subs, policy, sparse_exec=sparse_exec)
     images = 0
     with engine:
         for o in offsets:

@@ -173,10 +173,10 @@ def select_thresholds(base: MultiTaskViT, subs: Mapping[str, MultiTaskViT], val_
     for rel in grid:
         rels = dict.fromkeys([BASE_TASK, *subs], rel)
         ths = calibrate_thresholds(base, subs, val_clips, rels)
-        dens, _ = measure_densities(base, subs, val_clips, ths, k)
+        dens, _ = measure_densities(base, subs, val_clips, ths, k, sparse_exec=False)
         policy = Policy(depth=depth, keyframe_interval=k, thresholds=ths,
                         boundaries={t: d.boundary for t, d in dens.items()})
-        res = evaluate_video(base, subs, policy, val_clips)
+        res = evaluate_video(base, subs, policy, val_clips, sparse_exec=False)
         gaps = {}
         for t in res["metrics"]:
             name, _ = primary_metric(t)
@@ -352,7 +352,7 @@ def build_report(cfg: dict, split: str = "test", device: str = "cpu", log=print)
     st_val = evaluate_dense_video(st, val_clips, k)
     rels, trials = select_thresholds(base, subs3, val_clips, st_val, grid, margin, k, log)
     ths = calibrate_thresholds(base, subs3, val_clips, rels)
-    dens, base_s_a2 = measure_densities(base, subs3, val_clips, ths, k)
+    dens, base_s_a2 = measure_densities(base, subs3, val_clips, ths, k, sparse_exec=False)
     boundaries = configured_boundaries(cfg, depth) or {t: d.boundary for t, d in dens.items()}
     log(f"[report] relative thresholds {rels}, boundaries {boundaries}")
 
@@ -367,18 +367,18 @@ def build_report(cfg: dict, split: str = "test", device: str = "cpu", log=print)
 
     # Row 2: weight sharing only (step-2 deltas), every site dense.
     dense_policy = Policy(depth=depth, task_reuse=False, temporal=False)
-    r2 = evaluate_video(base, subs2, dense_policy, eval_clips, key_offsets=[0])
+    r2 = evaluate_video(base, subs2, dense_policy, eval_clips, key_offsets=[0], sparse_exec=False)
     rows.append(_row(ROWS[1], r2["metrics"], sum(f.params for f in shared_fp[2]),
                      sum(f.storage_mbit for f in shared_fp[2]), r2["macs_per_image"]))
     # Row 3: task activation sharing (every frame is a keyframe for the base).
     task_policy = Policy(depth=depth, task_reuse=True, temporal=False, thresholds=ths)
-    r3 = evaluate_video(base, subs3, task_policy, eval_clips, key_offsets=[0])
+    r3 = evaluate_video(base, subs3, task_policy, eval_clips, key_offsets=[0], sparse_exec=False)
     rows.append(_row(ROWS[2], r3["metrics"], sum(f.params for f in shared_fp[3]),
                      sum(f.storage_mbit for f in shared_fp[3]), r3["macs_per_image"]))
     # Row 4: task + temporal activation sharing, keyframe every K, offsets 0..K-1.
     tt_policy = Policy(depth=depth, keyframe_interval=k, task_reuse=True, temporal=True,
                        thresholds=ths, boundaries=boundaries)
-    r4 = evaluate_video(base, subs3, tt_policy, eval_clips)
+    r4 = evaluate_video(base, subs3, tt_policy, eval_clips, sparse_exec=False)
     rows.append(_row(ROWS[3], r4["metrics"], sum(f.params for f in shared_fp[3]),
                      sum(f.storage_mbit for f in shared_fp[3]), r4["macs_per_image"]))
 
@@ -457,10 +457,10 @@ def run_sweep(cfg: dict, task: str, steps_scale: float, root: Path, rels: Mappin
             ckpt = load_checkpoint(sub_root / task / "step3" / "last.pt")
             sub = load_subtask(base, task, scfg, gate_cfg, ckpt["model"]).eval()
             ths = calibrate_thresholds(base, {task: sub}, val_clips, rels)
-            dens, _ = measure_densities(base, {task: sub}, val_clips, ths, k)
+            dens, _ = measure_densities(base, {task: sub}, val_clips, ths, k, sparse_exec=False)
             policy = Policy(depth=len(base.encoder.blocks), keyframe_interval=k, thresholds=ths,
                             boundaries={task: dens[task].boundary})
-            res = evaluate_video(base, {task: sub}, policy, val_clips, key_offsets=[0])
+            res = evaluate_video(base, {task: sub}, policy, val_clips, key_offsets=[0], sparse_exec=False)
             fp = subtask_footprint(sub)
             sw = dens[task].s_w
             points.append({"vary": vary, "factor": f, "task": task, "metric_name": name,

@@ -194,3 +194,19 @@ def test_policy_validation_and_order_errors() -> None:
                 torch.zeros(1, 16, 24, dtype=torch.float64))
     finally:
         eng.remove()
+
+
+def test_fast_path_matches_sparse_execution() -> None:
+    base, subs = make_system(int(torch.randint(0, 10_000, ()).item()))
+    frames = torch.rand(4, 2, 3, 16, 16, dtype=torch.float64)
+    ths = {t: [0.02, 0.05, 0.1] for t in [BASE_TASK, *subs]}
+    policy = Policy(depth=3, keyframe_interval=2, thresholds=ths,
+                    boundaries={"depth": 1, "normals": 0, "edges": -1})
+    runs = {}
+    for sparse in (True, False):
+        with ReuseEngine(base, subs, policy, sparse_exec=sparse) as eng:
+            runs[sparse] = (list(eng.run_clip(frames)), eng.ledger)
+    for a, b in zip(runs[True][0], runs[False][0], strict=True):
+        for t in a:
+            torch.testing.assert_close(a[t], b[t], rtol=0, atol=1e-12)
+    assert dict(runs[True][1].macs) == dict(runs[False][1].macs)
