@@ -3,6 +3,8 @@ against the PyTorch fake-quant (integer-mode) model, job order and accounting.""
 
 from __future__ import annotations
 
+import os
+
 import numpy as np
 import pytest
 import torch
@@ -24,7 +26,13 @@ from deltamtl.model.vit import gelu_tanh_reference, patchify
 from deltamtl.contract import JobFlag, Mode, quantize_activation
 
 torch.set_num_threads(1)
-SEED = int(np.random.default_rng().integers(1 << 30))
+# Fresh random inputs every run; a failing run prints its seed (DELTAMTL_TEST_SEED replays it).
+SEED = int(os.environ.get("DELTAMTL_TEST_SEED", np.random.default_rng().integers(1 << 30)))
+
+
+@pytest.fixture(autouse=True)
+def _show_seed() -> None:
+    print(f"DELTAMTL_TEST_SEED={SEED}")
 
 
 def quantised_system(seed: int, policy: ReusePolicy | None = None) -> tuple[Quantizer, QuantizedModel]:

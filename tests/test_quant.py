@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import numpy as np
 import pytest
 import torch
@@ -20,7 +22,13 @@ from deltamtl.model.reuse import Policy
 from deltamtl.contract import REQ_MULT_MAX, WEIGHT_MAX, WEIGHT_MIN
 
 torch.set_num_threads(1)
-SEED = int(np.random.default_rng().integers(1 << 30))
+# Fresh random inputs every run; a failing run prints its seed (DELTAMTL_TEST_SEED replays it).
+SEED = int(os.environ.get("DELTAMTL_TEST_SEED", np.random.default_rng().integers(1 << 30)))
+
+
+@pytest.fixture(autouse=True)
+def _show_seed() -> None:
+    print(f"DELTAMTL_TEST_SEED={SEED}")
 
 
 @pytest.fixture(scope="module")
