@@ -297,7 +297,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--out", default="runs/demo")
     p.add_argument("--steps", type=int, default=DEFAULT_STEPS, help="training steps of the base model")
     p.add_argument("--split", default="test", choices=("val", "test"))
-    p.add_argument("--threads", type=int, default=2)
+    # One intra-op thread: on a shared 2-core machine two threads oversubscribe and run
+    # several times slower; on an idle machine one thread costs ~1.5x at most.
+    p.add_argument("--threads", type=int, default=1)
     p.add_argument("--st-runs", default="runs",
                    help="folder holding st_<task>/last.pt of other tasks to preview too ('' to skip)")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
