@@ -1,7 +1,8 @@
 """cocotb + Verilator co-simulation of the RTL core against the golden vectors.
 
 Fast tier (CI): one Verilator build at small maxima (deltamtl.rtl.sim.CI_LIMITS), fresh
-random vectors every run (the seed is printed), four bench tests in one simulator run:
+random vectors every run (DELTAMTL_TEST_SEED printed; set it to replay), six bench tests
+in one simulator run:
 bit-exact on every record without and with random gaps/back-pressure, reset mid-job, long
 jobs. Every class of model.vectors.CLASSES gets its own pytest result; the cycle model is
 held to the measured cycles per class (5%) and the compute phase to >= 0.9 non-zeros per
@@ -41,8 +42,9 @@ pytestmark = pytest.mark.skipif(sim.verilator_root() is None,
 def _cosim(tag: str, limits: CoreLimits, n_sequences: int, impl: str = "rtl",
            hls_sources: list[Path] | None = None) -> dict:
     """Build, write fresh vectors, run the bench; returns statuses and reports."""
-    seed = int(os.environ.get("DMTV_SEED", secrets.randbelow(2**31)))
-    print(f"\n[{tag}] vectors seed {seed} (DMTV_SEED={seed} to reproduce)")
+    # fresh random vectors every run; DELTAMTL_TEST_SEED replays one (project convention)
+    seed = int(os.environ.get("DELTAMTL_TEST_SEED", secrets.randbelow(2**30)))
+    print(f"\n[{tag}] DELTAMTL_TEST_SEED={seed}")
     build = sim.build_core(limits, jobs=2, impl=impl, hls_sources=hls_sources)
     out = sim.BUILD_ROOT / tag
     shutil.rmtree(out, ignore_errors=True)

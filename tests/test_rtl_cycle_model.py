@@ -4,6 +4,7 @@ test_rtl_cosim.py)."""
 from __future__ import annotations
 
 import copy
+import os
 import secrets
 
 import numpy as np
@@ -24,7 +25,9 @@ LIMITS = CoreLimits(max_tokens=24, max_in=64, max_out=64, max_nnz_dw=1024, lanes
 
 @pytest.fixture
 def rng():
-    return np.random.default_rng(secrets.randbelow(2**31))
+    seed = int(os.environ.get("DELTAMTL_TEST_SEED", secrets.randbelow(2**30)))
+    print(f"DELTAMTL_TEST_SEED={seed}")
+    return np.random.default_rng(seed)
 
 
 def _dense(rng, p, i, o, flags=JobFlag.LOAD_W, dw=None):
