@@ -5,7 +5,11 @@
 #   make test-sharing     the sharing unit tests and the reduced end-to-end pipeline test
 SHARING_CONFIG ?= configs/tiny.yaml
 SHARING_OUT    ?= $(RUNS)/sharing
-SHARING_SET    ?=
+# The schedule of the reported tiny run (the config keeps the paper's ViT-B values).
+SHARING_SET    ?= train.threads=1 sharing.lr_step1=1e-3 sharing.lr_step2=5e-4 sharing.lr_step3=2e-4 \
+                  sharing.lr_log_alpha=0.05 sharing.lambda_w=1.5e-6 sharing.lambda_a1=2e-6 \
+                  sharing.lambda_a2=2e-6 sharing.steps_step1=1000 sharing.steps_step2=400 \
+                  sharing.steps_step3=200
 SHARING_SETS    = $(foreach s,$(SHARING_SET),--set $(s))
 
 .PHONY: sharing-train sharing-report sharing-sweep test-sharing
