@@ -118,7 +118,7 @@ def params_package(limits: c.CoreLimits) -> str:
 def _limit_rows(limits: c.CoreLimits) -> list[tuple[str, int]]:
     return [("MAX_TOKENS", limits.max_tokens), ("MAX_IN", limits.max_in),
             ("MAX_OUT", limits.max_out), ("MAX_NNZ_DW", limits.max_nnz_dw),
-            ("LANES", limits.lanes)]
+            ("LANES", limits.lanes), ("MAX_WEIGHTS", limits.max_weights)]
 
 
 def write_atomic(path: Path, text: str) -> bool:
@@ -143,7 +143,9 @@ def generated_files(limits: c.CoreLimits = c.TINY_LIMITS) -> dict[Path, str]:
 
 
 def limits_from_manifest(path: Path) -> c.CoreLimits:
-    """Read `core_limits` from an export manifest (written by deltamtl.model.export)."""
+    """Read `core_limits` from an export manifest (written by deltamtl.model.export).
+
+    Keys: max_tokens, max_in, max_out, max_nnz_dw, lanes, and optionally max_weights."""
     import yaml
 
     with open(path) as fh:
@@ -164,7 +166,7 @@ def main(argv: Iterable[str] | None = None) -> int:
     limits = limits_from_manifest(args.params) if args.params else c.TINY_LIMITS
     if args.lanes:
         limits = c.CoreLimits(limits.max_tokens, limits.max_in, limits.max_out,
-                              limits.max_nnz_dw, args.lanes)
+                              limits.max_nnz_dw, args.lanes, limits.max_weights)
     for path, text in generated_files(limits).items():
         changed = write_atomic(path, text)
         print(f"{'wrote' if changed else 'up to date'}: {path.relative_to(ROOT)}")

@@ -228,7 +228,7 @@ class CoreStatus(enum.IntFlag):
 
     OK = 0
     BAD_HEADER = 1  # unknown mode or flag bits, th outside [TH_MIN, TH_MAX]
-    DIMS = 2  # a dimension is zero or above the compiled maxima
+    DIMS = 2  # a dimension is zero or above the compiled maxima, or O*I above max_weights
     NNZ = 4  # nnz_dw above the compiled maximum
     INDEX = 8  # a dW non-zero names a row or column outside [O, I]
     NO_STATE = 16  # resident weights/references requested but absent or of other dims
@@ -370,7 +370,8 @@ class KernelStatus(enum.IntFlag):
     OK = 0
     DONE = 1  # the run finished (set on success and on refusal)
     BAD_DESC = 2  # magic, version, mode or flag bits wrong
-    DIMS = 4  # a dimension zero or above the compiled maxima, or nnz above its maximum
+    DIMS = 4  # a dimension zero or above the compiled maxima, O*I above max_weights, or nnz
+    #           above its maximum
     REGION = 8  # a used region (or the descriptor) outside the declared buffer or misaligned
     OVERLAP = 16  # an output region overlaps another used region or the descriptor
     CSR = 32  # row pointers not monotone, not 0..nnz, or a column index >= in_dim
@@ -421,21 +422,36 @@ def register(name: str) -> Register:
 # ---------------------------------------------------------------------------------------
 @dataclass(frozen=True)
 class CoreLimits:
+    """Compiled maxima. ``max_weights`` bounds O*I of one site (the weight bank's size),
+    which is far below max_out * max_in for a ViT (no site is both 768 wide and 768 tall);
+    0 means max_in * max_out."""
+
     max_tokens: int
     max_in: int
     max_out: int
     max_nnz_dw: int
     lanes: int = 32
+    max_weights: int = 0
 
     def __post_init__(self) -> None:
-        for name in ("max_tokens", "max_in", "max_out", "max_nnz_dw", "lanes"):
+        if self.max_weights == 0 and isinstance(self.max_in, int) and isinstance(self.max_out, int):
+            object.__setattr__(self, "max_weights", self.max_in * self.max_out)
+        for name in ("max_tokens", "max_in", "max_out", "max_nnz_dw", "lanes", "max_weights"):
             value = getattr(self, name)
             if not (isinstance(value, int) and 1 <= value <= (1 << 24)):
                 raise ValueError(f"CoreLimits.{name}={value!r} must be an int in [1, 2^24]")
         for name in ("max_tokens", "max_in", "max_out"):
             if getattr(self, name) > MAX_DIM:
                 raise ValueError(f"CoreLimits.{name} above the 16-bit field maximum {MAX_DIM}")
+        if not max(self.max_in, self.max_out) <= self.max_weights <= self.max_in * self.max_out:
+            raise ValueError(
+                f"CoreLimits.max_weights={self.max_weights} must lie in "
+                f"[max(max_in, max_out), max_in * max_out] = "
+                f"[{max(self.max_in, self.max_out)}, {self.max_in * self.max_out}]"
+            )
 
 
-# Maxima large enough for the embedded `tiny` config (64 tokens, width <= 96, MLP x4).
-TINY_LIMITS = CoreLimits(max_tokens=64, max_in=384, max_out=384, max_nnz_dw=384 * 96, lanes=32)
+# Maxima large enough for the embedded `tiny` config (64 tokens, width <= 96, MLP x4):
+# the largest site is fc1/fc2 with 96 x 384 weights.
+TINY_LIMITS = CoreLimits(max_tokens=64, max_in=384, max_out=384, max_nnz_dw=384 * 96, lanes=32,
+                         max_weights=384 * 96)

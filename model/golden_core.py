@@ -145,6 +145,8 @@ def check_header(hdr: dict[str, int], limits: CoreLimits) -> CoreStatus:
     p, i, o = hdr["tokens"], hdr["in_dim"], hdr["out_dim"]
     if not (1 <= p <= limits.max_tokens and 1 <= i <= limits.max_in and 1 <= o <= limits.max_out):
         return CoreStatus.DIMS
+    if o * i > limits.max_weights:
+        return CoreStatus.DIMS
     if hdr["nnz_dw"] > limits.max_nnz_dw:
         return CoreStatus.NNZ
     return CoreStatus.OK

@@ -3,8 +3,9 @@
 File format (``.dmtv``, all little-endian), read by this module, by hls/tb/vectors.h and
 by the cocotb benches:
 
-    file header, 8 x uint32:  magic "DMTV", version, n_records,
-                              max_tokens, max_in, max_out, max_nnz_dw, lanes
+    file header, 10 x uint32: magic "DMTV", version, n_records,
+                              max_tokens, max_in, max_out, max_nnz_dw, lanes, max_weights,
+                              reserved (0)
     n_records x record:       4 x uint32: class_id, n_in_words, n_out_words, reserved (0)
                               n_in_words  x uint64: the core input packet (TLAST on the last)
                               n_out_words x uint64: the expected core output packet
@@ -43,8 +44,8 @@ from deltamtl.contract import (
 )
 
 MAGIC = b"DMTV"
-VERSION = 1
-_FILE_HEADER = struct.Struct("<4s7I")
+VERSION = 2
+_FILE_HEADER = struct.Struct("<4s9I")
 _RECORD_HEADER = struct.Struct("<4I")
 
 # Job classes, by id. Benches report per class; the cycle model is checked per class.
@@ -90,7 +91,7 @@ def write_vectors(path: str | Path, records: list[Record], limits: CoreLimits) -
         with os.fdopen(fd, "wb") as fh:
             fh.write(_FILE_HEADER.pack(MAGIC, VERSION, len(records), limits.max_tokens,
                                        limits.max_in, limits.max_out, limits.max_nnz_dw,
-                                       limits.lanes))
+                                       limits.lanes, limits.max_weights, 0))
             for rec in records:
                 fh.write(_RECORD_HEADER.pack(CLASS_ID[rec.cls], rec.words_in.size,
                                              rec.words_out.size, 0))
@@ -109,12 +110,15 @@ def read_vectors(path: str | Path) -> tuple[CoreLimits, list[Record]]:
     data = path.read_bytes()
     if len(data) < _FILE_HEADER.size:
         raise ValueError(f"{path}: {len(data)} bytes, shorter than the file header")
-    magic, version, n, mt, mi, mo, mn, lanes = _FILE_HEADER.unpack_from(data, 0)
+    magic, version, n, mt, mi, mo, mn, lanes, mw, _ = _FILE_HEADER.unpack_from(data, 0)
     if magic != MAGIC:
         raise ValueError(f"{path}: magic {magic!r}, expected {MAGIC!r}")
     if version != VERSION:
         raise ValueError(f"{path}: version {version}, this reader knows {VERSION}")
-    limits = CoreLimits(mt, mi, mo, mn, lanes)
+    try:
+        limits = CoreLimits(mt, mi, mo, mn, lanes, mw)
+    except ValueError as exc:
+        raise ValueError(f"{path}: file header limits: {exc}") from exc
     pos, records = _FILE_HEADER.size, []
     for k in range(n):
         if pos + _RECORD_HEADER.size > len(data):
@@ -152,8 +156,8 @@ class _Gen:
     # -- helpers -----------------------------------------------------------------------
     def _dims(self, big: bool = False) -> tuple[int, int, int]:
         lim = self.limits
-        if big:
-            return lim.max_tokens, lim.max_in, lim.max_out
+        if big:  # the largest job the build accepts: O = max_out, I as large as max_weights allows
+            return lim.max_tokens, min(lim.max_in, lim.max_weights // lim.max_out), lim.max_out
         return (int(self.rng.integers(1, min(lim.max_tokens, 16) + 1)),
                 int(self.rng.integers(1, min(lim.max_in, 48) + 1)),
                 int(self.rng.integers(1, min(lim.max_out, 48) + 1)))
@@ -276,6 +280,12 @@ class _Gen:
         big = SiteJob(Mode.DENSE, JobFlag.LOAD_W, 1, self._i8((1, lim.max_in + 1)),
                       mult[:1], shift[:1], 1, w=self._i8((1, lim.max_in + 1)), bias=self._bias(1))
         self.emit("refused_dims", big)
+        if lim.max_weights < lim.max_in * lim.max_out:  # each dim fits, the weight bank not
+            o_big = lim.max_out
+            i_big = lim.max_weights // o_big + 1
+            big = SiteJob(Mode.DENSE, JobFlag.LOAD_W, 1, self._i8((1, i_big)), *self._requant(
+                o_big, i_big), o_big, w=self._i8((o_big, i_big)), bias=self._bias(o_big))
+            self.emit("refused_dims", big)
         over = words.copy()
         over[1] = (int(over[1]) & ~0xFFFFFFFF) | (lim.max_nnz_dw + 1)
         self.emit("refused_nnz", good, np.asarray(over, dtype=np.uint64))

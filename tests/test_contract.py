@@ -133,3 +133,12 @@ def test_core_limits_validation() -> None:
         c.CoreLimits(max_tokens=4, max_in=0, max_out=4, max_nnz_dw=4)
     with pytest.raises(ValueError, match="16-bit"):
         c.CoreLimits(max_tokens=70000, max_in=4, max_out=4, max_nnz_dw=4)
+
+
+def test_core_limits_weight_bank_bound() -> None:
+    assert c.CoreLimits(4, 8, 16, 4).max_weights == 8 * 16  # default: the full product
+    assert c.TINY_LIMITS.max_weights < c.TINY_LIMITS.max_in * c.TINY_LIMITS.max_out
+    with pytest.raises(ValueError, match="max_weights"):
+        c.CoreLimits(4, 8, 16, 4, max_weights=8 * 16 + 1)
+    with pytest.raises(ValueError, match="max_weights"):
+        c.CoreLimits(4, 8, 16, 4, max_weights=15)

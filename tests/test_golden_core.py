@@ -226,3 +226,15 @@ def test_merged_weight_wraps_like_the_int8_bank() -> None:
                   np.array([1], np.uint8), 1, w=w, dw=CsrDelta.from_dense(dw),
                   bias=np.zeros(1, np.int32))
     assert execute_job(job, CoreState(), LIMITS).y_ref[0, 0] == -116
+
+
+def test_weight_bank_size_is_a_compiled_maximum() -> None:
+    limits = CoreLimits(max_tokens=8, max_in=64, max_out=64, max_nnz_dw=64, lanes=8,
+                        max_weights=64 * 16)
+    rng = np.random.default_rng()
+    for (o, i), expected in (((64, 16), CoreStatus.OK), ((16, 64), CoreStatus.OK),
+                             ((64, 17), CoreStatus.DIMS)):
+        mult, shift = choose_requant(np.full(o, 1e-3))
+        job = SiteJob(Mode.DENSE, JobFlag.LOAD_W, 1, _x(rng, (2, i)), mult, shift, o,
+                      w=_x(rng, (o, i)), bias=np.zeros(o, np.int32))
+        assert unpack_result(GoldenCore(limits).run_packet(pack_job(job)), job).status == expected
