@@ -62,7 +62,11 @@ def float_policy(cfg: dict, report: str | Path | None) -> Any | None:
 
 def build_quantizer(cfg: dict, qat: str | None = None, random_seed: int | None = None,
                     calib_batches: int | None = None, require_subtasks: bool = True) -> Quantizer:
-    """A calibrated quantiser over the trained (or QAT, or random) multi-task model."""
+    """A calibrated quantiser over the trained (or QAT, or random) multi-task model.
+
+    Sub-task checkpoints: ``sharing.quant.sub_checkpoints`` {task: path} overrides the
+    ``sharing.quant.sub_checkpoint`` template per task.
+    """
     torch.manual_seed(0)
     if qat:
         from deltamtl.model.checkpoint import load_checkpoint
@@ -85,7 +89,8 @@ def build_quantizer(cfg: dict, qat: str | None = None, random_seed: int | None =
                     num_classes=cfg["model"]["num_classes"])
         mt = random_multitask(random_seed, mcfg)
     else:
-        mt = trained_multitask(cfg, require_subtasks, log=lambda m: print(f"[quant] {m}", file=sys.stderr))
+        mt = trained_multitask(cfg, require_subtasks, log=lambda m: print(f"[quant] {m}", file=sys.stderr),
+                               sub_paths=qat_value(cfg, "sub_checkpoints"))
     q = Quantizer(mt, percentile=float(qat_value(cfg, "calib_percentile")))
     n = calib_batches if calib_batches is not None else int(qat_value(cfg, "calib_batches"))
     q.calibrate(calibration_batches(cfg, n))
@@ -221,6 +226,8 @@ def build_parser() -> argparse.ArgumentParser:
                          help="quantise a small random model instead of the trained one")
         sp.add_argument("--report", default=None, help="sharing report.json (thresholds, boundaries)")
         sp.add_argument("--key-offset", type=int, default=0, help="keyframe offset in [0, K)")
+        sp.add_argument("--sub", action="append", default=[], metavar="TASK=CKPT",
+                        help="checkpoint of one sub-task (repeatable; default: the config's template)")
         sp.add_argument("--allow-missing-subtasks", action="store_true",
                         help="quantise the base and whichever sub-task checkpoints exist")
         sp.add_argument("--out", required=True)
@@ -252,6 +259,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if args.cmd in ("quantise", "export"):
             cfg = load_config(args.config, args.overrides)
+            subs = dict(item.split("=", 1) for item in args.sub if "=" in item)
+            if len(subs) != len(args.sub):
+                raise ValueError(f"--sub expects TASK=CKPT, got {args.sub}")
+            if subs:
+                quant_cfg = cfg.setdefault("sharing", {}).setdefault("quant", {})
+                quant_cfg["sub_checkpoints"] = {**(quant_cfg.get("sub_checkpoints") or {}), **subs}
             out = Path(args.out)
             if args.cmd == "quantise":
                 res = quantise(cfg, out / "bundle", args.qat, args.random, args.report, True,

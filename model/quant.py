@@ -536,7 +536,7 @@ def compare_accuracy(q: Quantizer, dataset: Any, batch_size: int = 16,
 # QAT fine-tuning recipe for the one training entry point (deltamtl.model.train)
 # ---------------------------------------------------------------------------------------
 QAT_DEFAULTS = {"lr_qat": 1.0e-5, "calib_batches": 8, "calib_percentile": 99.99,
-                "sub_checkpoint": "{out_root}/{task}/step3/last.pt"}
+                "sub_checkpoint": "{out_root}/{task}/step3/last.pt", "sub_checkpoints": {}}
 
 
 def qat_value(cfg: dict, key: str) -> Any:
@@ -544,10 +544,12 @@ def qat_value(cfg: dict, key: str) -> Any:
     return q.get(key, QAT_DEFAULTS[key])
 
 
-def trained_multitask(cfg: dict, require_subtasks: bool = True, log: Any = None) -> MultiTask:
+def trained_multitask(cfg: dict, require_subtasks: bool = True, log: Any = None,
+                      sub_paths: Mapping[str, str] | None = None) -> MultiTask:
     """The trained delta-shared model named by the config (base + step-3 sub-tasks).
 
-    With ``require_subtasks=False`` sub-tasks whose checkpoint is missing are left out (and
+    ``sub_paths`` overrides the checkpoint of individual sub-tasks. With
+    ``require_subtasks=False`` sub-tasks whose checkpoint is missing are left out (and
     named through ``log``); the base checkpoint is always required.
     """
     from deltamtl.model.sharing_train import sharing_value
@@ -555,6 +557,10 @@ def trained_multitask(cfg: dict, require_subtasks: bool = True, log: Any = None)
     root = str(sharing_value(cfg, "out_root"))
     names = (cfg.get("sharing") or {}).get("subtasks") or []
     subs = {t: str(qat_value(cfg, "sub_checkpoint")).format(out_root=root, task=t) for t in names}
+    unknown = sorted(set(sub_paths or {}) - set(names))
+    if unknown:
+        raise ValueError(f"sub-task checkpoint given for {unknown}, not in sharing.subtasks {names}")
+    subs.update(sub_paths or {})
     base_ckpt = str(sharing_value(cfg, "base_checkpoint"))
     missing = [p for p in [base_ckpt, *subs.values()] if not Path(p).is_file()]
     if missing and (require_subtasks or base_ckpt in missing):
@@ -608,7 +614,7 @@ def recipe_qat(args: Any) -> Any:
             self.quantizer: Quantizer | None = None
 
         def build_model(self) -> nn.Module:
-            mt = trained_multitask(self.cfg)
+            mt = trained_multitask(self.cfg, sub_paths=qat_value(self.cfg, "sub_checkpoints"))
             self.quantizer = Quantizer(mt, percentile=float(qat_value(self.cfg, "calib_percentile")))
             self.quantizer.set_mode("qat")
             return mt

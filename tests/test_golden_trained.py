@@ -29,6 +29,9 @@ def quantised():
     os.chdir(ROOT)  # checkpoint paths in the config are relative to the repository root
     try:
         cfg = load_config(ROOT / "configs" / "tiny.yaml")
+        # DELTAMTL_SUB_CKPTS="normals=runs/x/last.pt,edges=..." overrides sub-task checkpoints
+        subs = dict(i.split("=", 1) for i in os.environ.get("DELTAMTL_SUB_CKPTS", "").split(",") if "=" in i)
+        cfg["sharing"].setdefault("quant", {})["sub_checkpoints"] = subs
         try:
             q = build_quantizer(cfg)
         except FileNotFoundError as exc:
