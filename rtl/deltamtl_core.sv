@@ -22,7 +22,8 @@ module deltamtl_core #(
   parameter int MAX_IN = deltamtl_params_pkg::MAX_IN,
   parameter int MAX_OUT = deltamtl_params_pkg::MAX_OUT,
   parameter int MAX_NNZ_DW = deltamtl_params_pkg::MAX_NNZ_DW,
-  parameter int LANES = deltamtl_params_pkg::LANES
+  parameter int LANES = deltamtl_params_pkg::LANES,
+  parameter int MAX_WEIGHTS = deltamtl_params_pkg::MAX_WEIGHTS
 ) (
   input  wire         ap_clk,
   input  wire         ap_rst_n,
@@ -44,9 +45,13 @@ module deltamtl_core #(
   localparam int GO = (MAX_OUT + L - 1) / L;        // output-channel groups of L
   localparam int TG = (MAX_TOKENS + L - 1) / L;     // token groups of L
   localparam int HO4 = (MAX_OUT + 7) / 8;           // req entries: 8 per row of 4 banks
-  localparam int WDEPTH = 2 * GO * WI;              // per W bank, two halves
+  // W bank half, per lane: rows o = l, l+L, ... of the job at (o/L)*ceil(I/8) + i/8, so a
+  // half needs ceil(O/L)*ceil(I/8) words <= (O+L-1)(I+7)/(8L) for O*I <= MAX_WEIGHTS
+  localparam int WH_BOUND = (MAX_WEIGHTS + 7 * MAX_OUT + (L - 1) * MAX_IN + 7 * (L - 1) + 8 * L - 1) / (8 * L);
+  localparam int WH = (WH_BOUND < GO * WI) ? WH_BOUND : GO * WI;
+  localparam int WDEPTH = 2 * WH;                   // per W bank, two halves
   localparam int XDEPTH = 2 * TG * WI;              // per x bank, two halves
-  localparam int YDEPTH = 2 * MAX_TOKENS * GO;      // per y bank, two halves
+  localparam int YDEPTH = MAX_TOKENS * GO;          // per y bank; halves in one 64-bit word
   localparam int NLIST = MAX_TOKENS * MAX_IN;       // activation non-zeros, worst case
   localparam int LDEPTH = (NLIST + 7) / 8;
   localparam int WAW = $clog2(WDEPTH);
@@ -67,6 +72,7 @@ module deltamtl_core #(
   localparam logic [31:0] MAX_IN_U = 32'(MAX_IN);
   localparam logic [31:0] MAX_OUT_U = 32'(MAX_OUT);
   localparam logic [31:0] MAX_NNZ_U = 32'(MAX_NNZ_DW);
+  localparam logic [31:0] MAX_WEIGHTS_U = 32'(MAX_WEIGHTS);
   // contract constants at the widths used here
   localparam logic [5:0] VALID6 = 6'(deltamtl_contract_pkg::VALID_FLAGS);
   localparam logic [7:0] CS_BAD_HEADER = 8'(deltamtl_contract_pkg::CORE_STATUS_BAD_HEADER);
@@ -141,7 +147,7 @@ module deltamtl_core #(
         || w0[deltamtl_contract_pkg::HDR_TH_LSB +: 8] == 8'd0)
       header_status = CS_BAD_HEADER;
     else if (p == 16'd0 || {16'd0, p} > MAX_TOKENS_U || i == 16'd0 || {16'd0, i} > MAX_IN_U
-             || o == 16'd0 || {16'd0, o} > MAX_OUT_U)
+             || o == 16'd0 || {16'd0, o} > MAX_OUT_U || {16'd0, o} * {16'd0, i} > MAX_WEIGHTS_U)
       header_status = CS_DIMS;
     else if (nnz > MAX_NNZ_U)
       header_status = CS_NNZ;
@@ -200,11 +206,15 @@ module deltamtl_core #(
   // y buffers (int32), skewed: element (p, o) lives in bank (p + o) % L at p*GO + o/L, so
   // L consecutive channels of one token and one channel of L consecutive tokens both
   // fall into L distinct banks (act pass and weight pass are conflict-free).
-  logic           y_we [L];
+  // The two halves of element (p, o) share one 64-bit word (half 0 low, half 1 high):
+  // one write-enable segment each, so the second half costs no extra primitive depth.
+  logic [1:0]     y_we [L];
   logic [YAW-1:0] y_waddr [L];
   logic [YAW-1:0] y_raddr [L];
   logic [31:0]    y_wdata [L];
   logic [31:0]    y_rdata [L];
+  logic [63:0]    y_rword [L];
+  logic           y_whalf, y_rhalf, y_rhalf_q;
   // activation non-zero list, 8 banks by position % 8
   logic           l_we [8];
   logic [LAW-1:0] l_waddr [8];
@@ -233,9 +243,10 @@ module deltamtl_core #(
       .clk(ap_clk), .we(w_we[k]), .waddr(w_waddr), .wdata(w_wdata), .raddr(w_raddr), .rdata(w_rdata[k]));
     dm_ram #(.WIDTH(64), .DEPTH(XDEPTH)) u_x (
       .clk(ap_clk), .we(x_we[k]), .waddr(x_waddr), .wdata(x_wdata), .raddr(x_raddr), .rdata(x_rdata[k]));
-    dm_ram #(.WIDTH(32), .DEPTH(YDEPTH)) u_y (
-      .clk(ap_clk), .we(y_we[k]), .waddr(y_waddr[k]), .wdata(y_wdata[k]), .raddr(y_raddr[k]),
-      .rdata(y_rdata[k]));
+    dm_ram #(.WIDTH(64), .DEPTH(YDEPTH), .SEGS(2)) u_y (
+      .clk(ap_clk), .we(y_we[k]), .waddr(y_waddr[k]), .wdata({y_wdata[k], y_wdata[k]}),
+      .raddr(y_raddr[k]), .rdata(y_rword[k]));
+    assign y_rdata[k] = y_rhalf_q ? y_rword[k][63:32] : y_rword[k][31:0];
     dm_ram #(.WIDTH(32), .DEPTH(GO)) u_b (
       .clk(ap_clk), .we(b_we[k]), .waddr(b_waddr), .wdata((k % 2 == 0) ? b_wlo : b_whi),
       .raddr(b_raddr), .rdata(b_rdata[k]));
@@ -345,9 +356,8 @@ module deltamtl_core #(
   end
 
   // y address of lane b at stage 3 (act: all lanes p*GO+g; weight: token t*L+((b-o)%L))
-  function automatic logic [YAW-1:0] y_addr(input logic half, input logic [31:0] p,
-                                            input logic [31:0] g);
-    y_addr = (half ? YAW'(MAX_TOKENS * GO) : YAW'(0)) + YAW'(p * GO + g);
+  function automatic logic [YAW-1:0] y_addr(input logic [31:0] p, input logic [31:0] g);
+    y_addr = YAW'(p * GO + g);
   endfunction
 
   logic [15:0] s3_tok [L];
@@ -373,8 +383,8 @@ module deltamtl_core #(
     p_new = p_word;
     p_new[8*pcol2 +: 8] = psub ? p_word[8*pcol2 +: 8] - pval2 : p_word[8*pcol2 +: 8] + pval2;
   end
-  wire [WAW-1:0] s1_pw_addr = WAW'(w_use) * WAW'(GO * WI)
-                              + WAW'(32'(s1_drow >> LB) * WI + 32'(s1_dcol >> 3));
+  wire [WAW-1:0] s1_pw_addr = WAW'(w_use) * WAW'(WH)
+                              + WAW'(32'(s1_drow >> LB) * 32'(j_wi) + 32'(s1_dcol >> 3));
 
   // -------------------------------------------------------------------------------------
   // Output pipeline: o0 issue reads, o1 select, o2 multiply, o3 round/clamp, push FIFO
@@ -430,7 +440,7 @@ module deltamtl_core #(
   // -------------------------------------------------------------------------------------
   always_comb begin : p_wport
     for (int k = 0; k < L; k++) w_we[k] = 1'b0;
-    w_waddr = WAW'(wsel_n) * WAW'(GO * WI) + WAW'(32'(sec_row >> LB) * WI + 32'(sec_col));
+    w_waddr = WAW'(wsel_n) * WAW'(WH) + WAW'(32'(sec_row >> LB) * 32'(j_wi) + 32'(sec_col));
     w_wdata = s_axis_TDATA;
     if (in_data && sec == 4'(SEC_W)) w_we[sec_row[LB-1:0]] = 1'b1;
     if (pv2) begin
@@ -439,7 +449,7 @@ module deltamtl_core #(
       w_wdata = p_new;
     end
     if (pv1) w_raddr = s1_pw_addr;
-    else w_raddr = WAW'(w_use) * WAW'(GO * WI) + WAW'(32'(g1) * WI + 32'(s1_col >> 3));
+    else w_raddr = WAW'(w_use) * WAW'(WH) + WAW'(32'(g1) * 32'(j_wi) + 32'(s1_col >> 3));
   end
 
   always_comb begin : p_xport
@@ -465,20 +475,25 @@ module deltamtl_core #(
   wire [LB-1:0]  yl_bank = LB'(sec_row) + LB'(yl_o);
   wire           yl_we = in_data && sec == 4'(SEC_YREF);
   wire [15:0]    oq_lo = (ok0 == K_Y) ? {op_m[12:0], 3'b0} : {op_m[14:0], 1'b0};
+  // halves: y_ref loads go to the inactive one, results to x_dst, act reads y_ref at x_src
+  assign y_whalf = yl_we ? rsel_n : x_dst;
+  assign y_rhalf = (st == ST_OUT || pw3) ? x_dst : x_src;
   always_comb begin : p_yport
     for (int k = 0; k < L; k++) begin
+      logic we;
       if (yl_we) begin
-        y_we[k] = (LB'(k) == yl_bank) || (LB'(k) == yl_bank + LB'(1));
-        y_waddr[k] = y_addr(rsel_n, 32'(sec_row), 32'(yl_o >> LB));
+        we = (LB'(k) == yl_bank) || (LB'(k) == yl_bank + LB'(1));
+        y_waddr[k] = y_addr(32'(sec_row), 32'(yl_o >> LB));
         y_wdata[k] = (LB'(k) == yl_bank) ? s_axis_TDATA[31:0] : s_axis_TDATA[63:32];
       end else begin
-        y_we[k] = v4 && l4 && m4[k];
+        we = v4 && l4 && m4[k];
         y_waddr[k] = ya4[k];
         y_wdata[k] = nsum[k];
       end
-      if (st == ST_OUT) y_raddr[k] = y_addr(x_dst, 32'(op_p), 32'(oq_lo >> LB));
-      else if (pw3) y_raddr[k] = y_addr(x_dst, 32'(s3_tok[k]), 32'(o3 >> LB));
-      else y_raddr[k] = y_addr(x_src, 32'(p3), 32'(g3));
+      y_we[k] = {we && y_whalf, we && !y_whalf};
+      if (st == ST_OUT) y_raddr[k] = y_addr(32'(op_p), 32'(oq_lo >> LB));
+      else if (pw3) y_raddr[k] = y_addr(32'(s3_tok[k]), 32'(o3 >> LB));
+      else y_raddr[k] = y_addr(32'(p3), 32'(g3));
     end
   end
 
@@ -557,6 +572,7 @@ module deltamtl_core #(
       j_tag <= 16'd0;
       nnz_act <= '0;
     end else begin
+      y_rhalf_q <= y_rhalf;
       // ---------------- encoder stage ----------------
       e_v <= in_data && sec == 4'(SEC_X);
       e_x <= s_axis_TDATA;
@@ -765,10 +781,10 @@ module deltamtl_core #(
       for (int b = 0; b < L; b++) begin
         bias4[b] <= bias_lane[b*32 +: 32];
         if (pw3) begin
-          ya4[b] <= y_addr(x_dst, 32'(s3_tok[b]), 32'(o3 >> LB));
+          ya4[b] <= y_addr(32'(s3_tok[b]), 32'(o3 >> LB));
           m4[b] <= s3_tok[b] < j_p;
         end else begin
-          ya4[b] <= y_addr(x_dst, 32'(p3), 32'(g3));
+          ya4[b] <= y_addr(32'(p3), 32'(g3));
           m4[b] <= 1'b1;
         end
       end

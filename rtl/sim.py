@@ -40,8 +40,10 @@ RTL_SOURCES = (
 )
 
 # Small maxima for the CI build: compiles in about a minute on one core and still
-# exercises several output groups, token groups and a multi-bank list.
-CI_LIMITS = CoreLimits(max_tokens=24, max_in=64, max_out=64, max_nnz_dw=1024, lanes=8)
+# exercises several output groups, token groups and a multi-bank list. max_weights below
+# max_in * max_out, so jobs with every dimension in range but O*I too large are refused.
+CI_LIMITS = CoreLimits(max_tokens=24, max_in=64, max_out=64, max_nnz_dw=1024, lanes=8,
+                       max_weights=64 * 48)
 
 
 class SimError(RuntimeError):
@@ -85,12 +87,13 @@ def core_parameters(limits: CoreLimits) -> dict[str, int]:
         "MAX_OUT": limits.max_out,
         "MAX_NNZ_DW": limits.max_nnz_dw,
         "LANES": limits.lanes,
+        "MAX_WEIGHTS": limits.max_weights,
     }
 
 
 def limits_tag(limits: CoreLimits) -> str:
     return (f"t{limits.max_tokens}_i{limits.max_in}_o{limits.max_out}"
-            f"_n{limits.max_nnz_dw}_l{limits.lanes}")
+            f"_n{limits.max_nnz_dw}_l{limits.lanes}_w{limits.max_weights}")
 
 
 @dataclass(frozen=True)
@@ -229,13 +232,13 @@ def hls_limits(params_h: Path = ROOT / "hls" / "generated" / "params.h") -> Core
 
     text = params_h.read_text()
     values = {}
-    for name in ("MAX_TOKENS", "MAX_IN", "MAX_OUT", "MAX_NNZ_DW", "LANES"):
+    for name in ("MAX_TOKENS", "MAX_IN", "MAX_OUT", "MAX_NNZ_DW", "LANES", "MAX_WEIGHTS"):
         m = re.search(rf"\b{name}\s*=\s*(\d+)", text)
         if not m:
             raise SimError(f"{params_h}: no {name} constant")
         values[name] = int(m.group(1))
     return CoreLimits(values["MAX_TOKENS"], values["MAX_IN"], values["MAX_OUT"],
-                      values["MAX_NNZ_DW"], values["LANES"])
+                      values["MAX_NNZ_DW"], values["LANES"], values["MAX_WEIGHTS"])
 
 
 def hls_export_sources(root: Path = ROOT / "build" / "hls_prj" / "core") -> list[Path]:

@@ -167,6 +167,17 @@ def _limits() -> CoreLimits:
     return limits
 
 
+def _bank_filling_dims(limits: CoreLimits) -> tuple[int, int]:
+    """(O, I) within max_weights that fill the most weight-bank words per lane,
+    ceil(O/L) * ceil(I/8) (ties: the larger O*I): the bank's worst case."""
+    best = (0, 0, 0, 0)
+    for o in range(1, limits.max_out + 1):
+        i = min(limits.max_in, limits.max_weights // o)
+        if i >= 1:
+            best = max(best, (-(-o // limits.lanes) * -(-i // 8), o * i, o, i))
+    return best[2], best[3]
+
+
 def _job(rng: np.random.Generator, mode: Mode, flags: JobFlag, p: int, i: int, o: int,
          x_ref=None, y_ref=None, w=None, dw=None, th: int = 1, frac: float = 1.0) -> SiteJob:
     mult, shift = choose_requant(127.0 / (128 * 128 * np.sqrt(i)) * rng.uniform(0.5, 2, o))
@@ -188,7 +199,8 @@ async def reset_mid_job(dut):
     limits = _limits()
     h = Harness(dut, seed, stress=True)
     await h.reset()
-    p, i, o = limits.max_tokens, limits.max_in, limits.max_out
+    p, o = limits.max_tokens, limits.max_out
+    i = min(limits.max_in, limits.max_weights // o)  # O*I within the weight bank
     for where in ("input", "output"):
         golden = GoldenCore(limits)
         w = rng.integers(-128, 128, (o, i)).astype(np.int8)
@@ -223,15 +235,17 @@ async def reset_mid_job(dut):
 
 @cocotb.test()
 async def long_jobs(dut):
-    """Long jobs at the build's maxima without back-pressure: bit-exact, and the compute
-    phase's broadcast non-zeros per cycle (per lane group) written to DMTV_REPORT."""
+    """Long jobs at the build's maxima (all tokens, the O x I that fills the most weight-bank
+    words) without back-pressure: bit-exact, and the compute phase's broadcast non-zeros
+    per cycle (per lane group) written to DMTV_REPORT."""
     seed = int(os.environ.get("DMTV_SEED", "1"))
     rng = np.random.default_rng(seed)
     limits = _limits()
     h = Harness(dut, seed, stress=False)
     await h.reset()
     golden = GoldenCore(limits)
-    p, i, o, lanes = limits.max_tokens, limits.max_in, limits.max_out, limits.lanes
+    p, lanes = limits.max_tokens, limits.lanes
+    o, i = _bank_filling_dims(limits)
     w = rng.integers(-100, 100, (o, i)).astype(np.int8)
     dense_dw = np.where(rng.random((o, i)) < 0.2, rng.integers(-20, 21, (o, i)), 0)
     dense_dw[np.cumsum(np.ones(o, int)) % 5 == 0] = 0  # some rows without non-zeros
