@@ -57,7 +57,6 @@ module deltamtl_core #(
   localparam int WAW = $clog2(WDEPTH);
   localparam int XAW = $clog2(XDEPTH);
   localparam int YAW = $clog2(YDEPTH);
-  localparam int LAW = (LDEPTH > 1) ? $clog2(LDEPTH) : 1;
   localparam int NW = $clog2(NLIST + 1);            // list positions 0..NLIST
   localparam int CI = (MAX_IN > 1) ? $clog2(MAX_IN) : 1;
   localparam int CO = (MAX_OUT > 1) ? $clog2(MAX_OUT) : 1;
@@ -67,6 +66,18 @@ module deltamtl_core #(
   localparam int RAW = (HO4 > 1) ? $clog2(HO4) : 1;
   localparam int DWE = CO + CI + 8 + 1;             // dW entry: row, col, value, row-first
   localparam int LE = CI + 9;                       // list entry: col, d (int9)
+  // Packed lists: entries padded to whole bytes, so each one is a byte-enable group of the
+  // BRAM/URAM word (yosys maps segment enables only on byte boundaries).
+  localparam int LEP = (LE + 7) / 8 * 8;
+  localparam int DWP = (DWE + 7) / 8 * 8;
+  localparam int LDEPTH2 = (LDEPTH + 1) / 2;        // list rows of one parity
+  localparam int DDEPTH2 = (MAX_NNZ_DW + 1) / 2;    // dW entry pairs
+  localparam int LAW2 = (LDEPTH2 > 1) ? $clog2(LDEPTH2) : 1;
+  localparam int DAW2 = (DDEPTH2 > 1) ? $clog2(DDEPTH2) : 1;
+  // dm_ram STYLE: the deep buffers (y, lists) in UltraRAM, the per-lane W/x banks in block
+  // RAM; small ones left to the tool
+  localparam int RAM_BLOCK = 1;
+  localparam int RAM_ULTRA = 2;
   localparam int FIFO_DEPTH = 16;
   localparam logic [31:0] MAX_TOKENS_U = 32'(MAX_TOKENS);
   localparam logic [31:0] MAX_IN_U = 32'(MAX_IN);
@@ -215,17 +226,24 @@ module deltamtl_core #(
   logic [31:0]    y_rdata [L];
   logic [63:0]    y_rword [L];
   logic           y_whalf, y_rhalf, y_rhalf_q;
-  // activation non-zero list, 8 banks by position % 8
-  logic           l_we [8];
-  logic [LAW-1:0] l_waddr [8];
-  logic [LE-1:0]  l_wdata [8];
-  logic [LAW-1:0] l_raddr;
-  logic [LE-1:0]  l_rdata [8];
-  // dW non-zeros and their "last of row" bits
-  logic           d_we, dl_we;
-  logic [DAW-1:0] d_waddr, dl_waddr, d_raddr;
-  logic [DWE-1:0] d_wdata, d_rdata;
-  logic           dl_wdata, dl_rdata;
+  // activation non-zero list: position n is entry n % 8 of row n / 8; rows alternate
+  // between two 8-entry-wide memories (a cycle's up to 8 entries span two rows)
+  logic [7:0]       l_we [2];
+  logic [LAW2-1:0]  l_waddr [2];
+  logic [8*LEP-1:0] l_wdata;
+  logic [LAW2-1:0]  l_raddr;
+  logic [8*LEP-1:0] l_rword [2];
+  // dW non-zeros, two per word (entry n in segment n % 2 of word n / 2), and their
+  // "last of row" bits
+  logic [1:0]       d_we;
+  logic             dl_we;
+  logic [DAW2-1:0]  d_waddr, d_raddr;
+  logic [DAW-1:0]   dl_waddr, dl_raddr;
+  logic [DWE-1:0]   d_wdata, d_rdata;
+  /* verilator lint_off UNUSEDSIGNAL */
+  logic [2*DWP-1:0] d_rword;              // the byte padding of each entry is never read
+  /* verilator lint_on UNUSEDSIGNAL */
+  logic             dl_wdata, dl_rdata;
   // bias (bank o % L at o / L) and requant entries (4 banks of 2 entries: 8 per address)
   logic           b_we [L];
   logic [GAW-1:0] b_waddr, b_raddr;
@@ -239,11 +257,11 @@ module deltamtl_core #(
   logic [NW-1:0]  tok_end [MAX_TOKENS];
 
   for (genvar k = 0; k < L; k++) begin : g_bank
-    dm_ram #(.WIDTH(64), .DEPTH(WDEPTH)) u_w (
+    dm_ram #(.WIDTH(64), .DEPTH(WDEPTH), .STYLE(RAM_BLOCK)) u_w (
       .clk(ap_clk), .we(w_we[k]), .waddr(w_waddr), .wdata(w_wdata), .raddr(w_raddr), .rdata(w_rdata[k]));
-    dm_ram #(.WIDTH(64), .DEPTH(XDEPTH)) u_x (
+    dm_ram #(.WIDTH(64), .DEPTH(XDEPTH), .STYLE(RAM_BLOCK)) u_x (
       .clk(ap_clk), .we(x_we[k]), .waddr(x_waddr), .wdata(x_wdata), .raddr(x_raddr), .rdata(x_rdata[k]));
-    dm_ram #(.WIDTH(64), .DEPTH(YDEPTH), .SEGS(2)) u_y (
+    dm_ram #(.WIDTH(64), .DEPTH(YDEPTH), .SEGS(2), .STYLE(RAM_ULTRA)) u_y (
       .clk(ap_clk), .we(y_we[k]), .waddr(y_waddr[k]), .wdata({y_wdata[k], y_wdata[k]}),
       .raddr(y_raddr[k]), .rdata(y_rword[k]));
     assign y_rdata[k] = y_rhalf_q ? y_rword[k][63:32] : y_rword[k][31:0];
@@ -251,19 +269,20 @@ module deltamtl_core #(
       .clk(ap_clk), .we(b_we[k]), .waddr(b_waddr), .wdata((k % 2 == 0) ? b_wlo : b_whi),
       .raddr(b_raddr), .rdata(b_rdata[k]));
   end
-  for (genvar k = 0; k < 8; k++) begin : g_list
-    dm_ram #(.WIDTH(LE), .DEPTH(LDEPTH)) u_l (
-      .clk(ap_clk), .we(l_we[k]), .waddr(l_waddr[k]), .wdata(l_wdata[k]), .raddr(l_raddr),
-      .rdata(l_rdata[k]));
+  for (genvar k = 0; k < 2; k++) begin : g_list
+    dm_ram #(.WIDTH(8 * LEP), .DEPTH(LDEPTH2), .SEGS(8), .STYLE(RAM_ULTRA)) u_l (
+      .clk(ap_clk), .we(l_we[k]), .waddr(l_waddr[k]), .wdata(l_wdata), .raddr(l_raddr),
+      .rdata(l_rword[k]));
   end
   for (genvar k = 0; k < 4; k++) begin : g_req
     dm_ram #(.WIDTH(44), .DEPTH(HO4)) u_q (
       .clk(ap_clk), .we(q_we[k]), .waddr(q_waddr), .wdata(q_wdata), .raddr(q_raddr), .rdata(q_rdata[k]));
   end
-  dm_ram #(.WIDTH(DWE), .DEPTH(MAX_NNZ_DW)) u_dw (
-    .clk(ap_clk), .we(d_we), .waddr(d_waddr), .wdata(d_wdata), .raddr(d_raddr), .rdata(d_rdata));
+  dm_ram #(.WIDTH(2 * DWP), .DEPTH(DDEPTH2), .SEGS(2), .STYLE(RAM_ULTRA)) u_dw (
+    .clk(ap_clk), .we(d_we), .waddr(d_waddr), .wdata({2{DWP'(d_wdata)}}), .raddr(d_raddr),
+    .rdata(d_rword));
   dm_ram #(.WIDTH(1), .DEPTH(MAX_NNZ_DW)) u_dwl (
-    .clk(ap_clk), .we(dl_we), .waddr(dl_waddr), .wdata(dl_wdata), .raddr(d_raddr), .rdata(dl_rdata));
+    .clk(ap_clk), .we(dl_we), .waddr(dl_waddr), .wdata(dl_wdata), .raddr(dl_raddr), .rdata(dl_rdata));
 
   // -------------------------------------------------------------------------------------
   // Delta encoder (input side): X word accepted at cycle c, x_ref read at c, encoded at c+1
@@ -318,6 +337,7 @@ module deltamtl_core #(
   logic        e1, lr1;                               // empty item; last dW entry
   logic [15:0] p1, p2, p3, g1, g2, g3;
   logic [2:0]  ls1;
+  logic        lpar1, dpar1;                          // list row parity; dW entry parity
   logic [15:0] o2, o3;
   logic [8:0]  a2, a3;
   logic [2:0]  bs2;
@@ -333,7 +353,9 @@ module deltamtl_core #(
   logic [31:0] nsum [L];
 
   // s1 decode
-  wire [LE-1:0]  s1_le = l_rdata[ls1];
+  wire [8*LEP-1:0] s1_lrow = l_rword[lpar1];
+  wire [LE-1:0]  s1_le = s1_lrow[LEP*ls1 +: LE];
+  assign d_rdata = dpar1 ? d_rword[DWP +: DWE] : d_rword[0 +: DWE];
   wire [CO-1:0]  s1_drow = d_rdata[DWE-1 -: CO];
   wire [CI-1:0]  s1_dcol = d_rdata[DWE-1-CO -: CI];
   wire [7:0]     s1_dval = d_rdata[8:1];
@@ -500,34 +522,39 @@ module deltamtl_core #(
   // list banks: the encoder's kept entries j land at positions nnz_act + e_pre[j]; at most
   // one per bank in a cycle (8 banks, at most 8 entries)
   logic [NW-1:0] e_pos [8];
+  wire [NW-1:0] l_row0 = nnz_act >> 3;   // row of the cycle's first entry; the rest may
+  wire [NW-1:0] l_row1 = l_row0 + NW'(1); // spill into the next row (other parity)
   always_comb begin : p_lport
     for (int j = 0; j < 8; j++) e_pos[j] = nnz_act + NW'(e_pre[j]);
+    for (int m = 0; m < 2; m++) begin
+      l_we[m] = 8'd0;
+      l_waddr[m] = LAW2'((l_row0[0] == 1'(m) ? l_row0 : l_row1) >> 1);
+    end
+    l_wdata = '0;
     for (int b = 0; b < 8; b++) begin
-      l_we[b] = 1'b0;
-      l_waddr[b] = LAW'(e_pos[0] >> 3);
-      l_wdata[b] = '0;
       for (int j = 0; j < 8; j++) begin
         if (e_v && e_keep[j] && e_pos[j][2:0] == 3'(b)) begin
-          l_we[b] = 1'b1;
-          l_waddr[b] = LAW'(e_pos[j] >> 3);
-          l_wdata[b] = {CI'({e_w[12:0], 3'(j)}), e_d[j]};
+          l_we[e_pos[j][3]][b] = 1'b1;
+          l_wdata[LEP*b +: LEP] = LEP'({CI'({e_w[12:0], 3'(j)}), e_d[j]});
         end
       end
     end
   end
-  assign l_raddr = LAW'(g_r >> 3);
+  assign l_raddr = LAW2'(g_r >> 4);
 
   // dW list; the first/last-of-row bits let the weight pass close a row without look-ahead
   wire [15:0] nz_row = s_axis_TDATA[deltamtl_contract_pkg::NZ_ROW_LSB +: 16];
   wire        nz_newrow = (sec_idx == 32'd0) || (nz_row != prev_row);
-  assign d_we = in_data && sec == 4'(SEC_DW);
-  assign d_waddr = DAW'(sec_idx);
+  wire        dw_in = in_data && sec == 4'(SEC_DW);
+  assign d_we = {dw_in && sec_idx[0], dw_in && !sec_idx[0]};
+  assign d_waddr = DAW2'(sec_idx >> 1);
   assign d_wdata = {CO'(nz_row), CI'(s_axis_TDATA[deltamtl_contract_pkg::NZ_COL_LSB +: 16]),
                     s_axis_TDATA[deltamtl_contract_pkg::NZ_VALUE_LSB +: 8], nz_newrow};
-  assign dl_we = d_we && sec_idx != 32'd0;
+  assign dl_we = dw_in && sec_idx != 32'd0;
   assign dl_waddr = DAW'(sec_idx - 32'd1);
   assign dl_wdata = nz_newrow;
-  assign d_raddr = DAW'(g_dr);
+  assign d_raddr = DAW2'(g_dr >> 1);
+  assign dl_raddr = DAW'(g_dr);
 
   // bias: entries 2k, 2k+1 to banks (2k) % L, (2k+1) % L at (2k) / L
   wire [31:0] bl_o = {sec_idx[30:0], 1'b0};
@@ -751,6 +778,8 @@ module deltamtl_core #(
       p1 <= g_p;
       g1 <= (st == ST_WPASS) ? g_t : g_g;
       ls1 <= g_r[2:0];
+      lpar1 <= g_r[3];
+      dpar1 <= g_dr[0];
       // s1 -> s2
       v2 <= v1;
       pw2 <= pw1;

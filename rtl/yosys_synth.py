@@ -29,9 +29,10 @@ OUT_DIR = ROOT / "build" / "synth"
 # XCZU7EV (ZCU104) resources.
 ZCU104_BUDGET = {"LUT": 230_400, "FF": 460_800, "DSP48E2": 1_728, "BRAM36": 312, "URAM": 96}
 
-# Board target: ViT-Tiny sites (197 tokens, width 192, MLP 768: in/out up to 768). A dW
-# list of 64K non-zeros holds 44% of the largest (768x192) delta matrix.
-BOARD_LIMITS = CoreLimits(max_tokens=197, max_in=768, max_out=768, max_nnz_dw=65536, lanes=64)
+# Board target: ViT-Tiny sites (197 tokens, width 192, MLP 768: in/out up to 768, no site
+# above 768x192 weights). A dW list of 64K non-zeros holds 44% of the largest delta matrix.
+BOARD_LIMITS = CoreLimits(max_tokens=197, max_in=768, max_out=768, max_nnz_dw=65536, lanes=64,
+                          max_weights=768 * 192)
 LIMITS = {"board": BOARD_LIMITS, "ci": CI_LIMITS}
 
 # LUTs taken by each distributed-RAM primitive
@@ -103,30 +104,35 @@ def synth(limits: CoreLimits, uram: bool = True, out_dir: Path = OUT_DIR,
 
 
 def memory_bits(limits: CoreLimits) -> dict[str, int]:
-    """Bits each on-chip buffer of rtl/deltamtl_core.sv holds (both halves where doubled)."""
+    """Bits each on-chip buffer of rtl/deltamtl_core.sv holds (both halves where doubled,
+    padding included), from the same size formulas as the RTL's localparams."""
     lanes, wi = limits.lanes, -(-limits.max_in // 8)
     go, tg = -(-limits.max_out // lanes), -(-limits.max_tokens // lanes)
     ci = max(1, (limits.max_in - 1).bit_length())
     co = max(1, (limits.max_out - 1).bit_length())
+    wh = min(go * wi, (limits.max_weights + 7 * limits.max_out + (lanes - 1) * limits.max_in
+                       + 7 * (lanes - 1) + 8 * lanes - 1) // (8 * lanes))
+    lep, dwp = -(-(ci + 9) // 8) * 8, -(-(co + ci + 9) // 8) * 8
+    rows = -(-limits.max_tokens * limits.max_in // 8)
     return {
-        "W bank (2 halves)": lanes * 2 * go * wi * 64,
-        "y_ref/acc (2 halves)": lanes * 2 * limits.max_tokens * go * 32,
+        "W bank (2 halves)": lanes * 2 * wh * 64,
+        "y_ref/acc (2 halves)": lanes * limits.max_tokens * go * 64,
         "x_ref/x_new (2 halves)": lanes * 2 * tg * wi * 64,
-        "non-zero list": limits.max_tokens * limits.max_in * (ci + 9),
-        "dW list": limits.max_nnz_dw * (co + ci + 8 + 2),
+        "non-zero list": 2 * -(-rows // 2) * 8 * lep,
+        "dW list": -(-limits.max_nnz_dw // 2) * 2 * dwp + limits.max_nnz_dw,
         "bias + requant": lanes * go * 32 + limits.max_out * 22,
     }
 
 
 def markdown(rows: list[dict]) -> str:
-    head = ("| lanes | tokens/in/out/nnz | LUT | FF | DSP48E2 | BRAM36 | URAM | yosys s |\n"
+    head = ("| lanes | tokens/in/out/nnz/weights | LUT | FF | DSP48E2 | BRAM36 | URAM | yosys s |\n"
             "|---|---|---|---|---|---|---|---|\n")
     lines = []
     for r in rows:
         s, u, lim = r["summary"], r["utilisation"], r["limits"]
         lines.append(
             f"| {lim['lanes']} | {lim['max_tokens']}/{lim['max_in']}/{lim['max_out']}/"
-            f"{lim['max_nnz_dw']} | {s['LUT']:,} ({u['LUT']:.0%}) | {s['FF']:,} ({u['FF']:.0%}) "
+            f"{lim['max_nnz_dw']}/{lim['max_weights']} | {s['LUT']:,} ({u['LUT']:.0%}) | {s['FF']:,} ({u['FF']:.0%}) "
             f"| {s['DSP48E2']} ({u['DSP48E2']:.0%}) | {s['BRAM36']:g} ({u['BRAM36']:.0%}) "
             f"| {s['URAM']} ({u['URAM']:.0%}) | {r['seconds']} |")
     budget = ", ".join(f"{k} {v:,}" for k, v in ZCU104_BUDGET.items())
@@ -164,7 +170,8 @@ def main(argv: list[str] | None = None) -> int:
     base = LIMITS[args.limits]
     rows = []
     for lanes in args.lanes:
-        limits = CoreLimits(base.max_tokens, base.max_in, base.max_out, base.max_nnz_dw, lanes)
+        limits = CoreLimits(base.max_tokens, base.max_in, base.max_out, base.max_nnz_dw, lanes,
+                            base.max_weights)
         print(f"yosys synth_xilinx -family xcup: {limits_tag(limits)} ...", flush=True)
         row = synth(limits, uram=not args.no_uram, out_dir=args.out)
         print(f"  {row['summary']} in {row['seconds']} s", flush=True)
