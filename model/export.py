@@ -53,6 +53,7 @@ from deltamtl.contract import (
 SCHEMA_VERSION = 1
 FORMAT = "deltamtl-bundle"
 MANIFEST = "manifest.yaml"
+LIMIT_KEYS = ("max_tokens", "max_in", "max_out", "max_nnz_dw", "lanes", "max_weights")
 ARRAY_DIR = "arrays"
 
 # field -> little-endian dtype the loader insists on
@@ -177,7 +178,7 @@ def write_bundle(qm: QuantizedModel, out_dir: str | Path, lanes: int = 32,
             "base_task": qm.base,
             "core_limits": {"max_tokens": limits.max_tokens, "max_in": limits.max_in,
                             "max_out": limits.max_out, "max_nnz_dw": limits.max_nnz_dw,
-                            "lanes": limits.lanes},
+                            "lanes": limits.lanes, "max_weights": limits.max_weights},
             "policy": {"keyframe_interval": pol.keyframe_interval, "key_offset": pol.key_offset,
                        "task_reuse": pol.task_reuse,
                        "thresholds": {t: [int(v) for v in ths] for t, ths in pol.thresholds.items()},
@@ -382,11 +383,11 @@ def load_bundle(path: str | Path, verify_checksums: bool = True) -> QuantizedMod
     lim = _need(manifest, "core_limits", where, dict)
     try:
         declared = CoreLimits(**{k: _need(lim, k, f"{where}: core_limits", int)
-                                 for k in ("max_tokens", "max_in", "max_out", "max_nnz_dw", "lanes")})
+                                 for k in LIMIT_KEYS})
     except (TypeError, ValueError) as exc:
         raise BundleError(f"{where}: core_limits: {exc}") from exc
     need = qm.core_limits(declared.lanes)
-    for k in ("max_tokens", "max_in", "max_out", "max_nnz_dw"):
+    for k in ("max_tokens", "max_in", "max_out", "max_nnz_dw", "max_weights"):
         if getattr(declared, k) < getattr(need, k):
             raise BundleError(f"{where}: core_limits.{k}: {getattr(declared, k)} is below the "
                               f"model's {getattr(need, k)}")
@@ -410,7 +411,7 @@ def _policy(p: Mapping, depth: int, where: str) -> ReusePolicy:
 def core_limits_of(path: str | Path) -> CoreLimits:
     """The manifest's core_limits (what ``deltamtl.codegen --params`` reads)."""
     lim = read_manifest(path)["core_limits"]
-    return CoreLimits(**{k: int(lim[k]) for k in ("max_tokens", "max_in", "max_out", "max_nnz_dw", "lanes")})
+    return CoreLimits(**{k: int(lim[k]) for k in LIMIT_KEYS})
 
 
 # ---------------------------------------------------------------------------------------

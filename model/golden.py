@@ -186,6 +186,7 @@ class QuantizedModel:
             max_out=max(s.out_dim for s in self.sites),
             max_nnz_dw=int(nnz),
             lanes=lanes,
+            max_weights=max(s.in_dim * s.out_dim for s in self.sites),
         )
 
 

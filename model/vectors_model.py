@@ -46,7 +46,8 @@ class RecordingExecutor:
 
 def fits(qm: QuantizedModel, limits: CoreLimits) -> bool:
     need = qm.core_limits(limits.lanes)
-    return all(getattr(need, k) <= getattr(limits, k) for k in ("max_tokens", "max_in", "max_out", "max_nnz_dw"))
+    keys = ("max_tokens", "max_in", "max_out", "max_nnz_dw", "max_weights")
+    return all(getattr(need, k) <= getattr(limits, k) for k in keys)
 
 
 def model_vectors(qm: QuantizedModel, frames: np.ndarray, limits: CoreLimits | None = None
