@@ -48,7 +48,7 @@ from deltamtl.model.accounting import (
     subtask_footprint,
 )
 from deltamtl.model.checkpoint import atomic_write_text, load_checkpoint
-from deltamtl.model.delta import GateConfig
+from deltamtl.model.delta import GateConfig, delta_modules
 from deltamtl.model.density import calibrate_thresholds, measure_densities
 from deltamtl.model.reuse import Policy, clip_frames, evaluate_video
 from deltamtl.model.sharing import BASE_TASK, SUB_TASKS, load_subtask
@@ -301,26 +301,28 @@ def plot_macs(rows: Sequence[dict], path: Path) -> None:
 
 
 def plot_sweep(points: Sequence[dict], path: Path) -> None:
+    """One panel per (swept coefficient, task): its cost (S_w or MACs) and the task metric."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, axes = plt.subplots(1, 2, figsize=(9, 3.4))
-    for ax, key, xlabel, ylabel, yfield in (
-        (axes[0], "lambda_w", "lambda_w", "delta weight density S_w", "weight_density"),
-        (axes[1], "lambda_a", "lambda_a1 = lambda_a2", "sub-task MMACs per image", "sub_mmacs"),
-    ):
-        pts = sorted((p for p in points if p["vary"] == key), key=lambda p: p[key])
-        if not pts:
-            continue
-        ax.plot([p[key] for p in pts], [p[yfield] for p in pts], "o-", color="tab:blue")
+    panels = sorted({(p["vary"], p["task"]) for p in points})
+    fig, axes = plt.subplots(1, len(panels), figsize=(4.5 * len(panels), 3.4), squeeze=False)
+    for ax, (vary, task) in zip(axes[0], panels, strict=True):
+        pts = sorted((p for p in points if (p["vary"], p["task"]) == (vary, task)),
+                     key=lambda p: p[vary])
+        yfield, ylabel = (("weight_density", "delta weight density S_w") if vary == "lambda_w"
+                          else ("sub_mmacs", "sub-task MMACs per image"))
+        xs = [p[vary] for p in pts]
+        ax.plot(xs, [p[yfield] for p in pts], "o-", color="tab:blue")
         ax.set_xscale("log")
-        ax.set_xlabel(xlabel)
+        ax.set_xlabel("lambda_w" if vary == "lambda_w" else "lambda_a1 = lambda_a2")
         ax.set_ylabel(ylabel, color="tab:blue")
+        ax.set_title(task)
         ax2 = ax.twinx()
-        ax2.plot([p[key] for p in pts], [p["metric"] for p in pts], "s--", color="tab:red")
-        ax2.set_ylabel(f"{pts[0]['task']} {pts[0]['metric_name']}", color="tab:red")
+        ax2.plot(xs, [p["metric"] for p in pts], "s--", color="tab:red")
+        ax2.set_ylabel(f"{task} {pts[0]['metric_name']}", color="tab:red")
     fig.tight_layout()
     _save_fig(fig, path)
 
@@ -436,53 +438,71 @@ def write_report(report: dict, out: Path, sweep: Sequence[dict] | None = None) -
 SWEEP_FACTORS = (0.1, 1.0, 10.0)
 
 
-def run_sweep(cfg: dict, task: str, steps_scale: float, root: Path, rels: Mapping[str, float],
-              log=print, n_clips: int | None = None) -> list[dict]:
-    """Fig. 5: retrain ``task`` (steps 1-3, reduced budget) with lambda_w and lambda_a scaled
-    by SWEEP_FACTORS one at a time; score weight density, sub-task MACs and the metric on val."""
-    from deltamtl.model.config import apply_overrides
+def score_sweep_point(cfg: dict, base: MultiTaskViT, task: str, root: Path,
+                      rels: Mapping[str, float], val_clips: Sequence, k: int) -> dict:
+    """Weight density, stored parameters, sub-task MACs and metric of one trained sub-task."""
+    gate_cfg = GateConfig.from_sharing(cfg.get("sharing"))
+    ckpt = load_checkpoint(root / task / "step3" / "last.pt")
+    sub = load_subtask(base, task, cfg, gate_cfg, ckpt["model"]).eval()
+    ths = calibrate_thresholds(base, {task: sub}, val_clips, rels)
+    dens, _ = measure_densities(base, {task: sub}, val_clips, ths, k, sparse_exec=False)
+    policy = Policy(depth=len(base.encoder.blocks), keyframe_interval=k, thresholds=ths,
+                    boundaries={task: dens[task].boundary})
+    res = evaluate_video(base, {task: sub}, policy, val_clips, key_offsets=[0], sparse_exec=False)
+    fp = subtask_footprint(sub)
+    nnz = sum(m.nnz() for _, m in delta_modules(sub))
+    numel = sum(m.numel() for _, m in delta_modules(sub))
+    name, _ = primary_metric(task)
+    return {"task": task, "metric_name": name, "metric": res["metrics"][task][name],
+            "weight_density": nnz / numel, "params": fp.params,
+            "sub_mmacs": res["macs_per_image"][task] / 1e6}
+
+
+def sweep_from_runs(cfg: dict, spec: Sequence[Mapping[str, Any]], rels: Mapping[str, float],
+                    n_clips: int | None = None, log=print) -> list[dict]:
+    """Fig. 5 from finished runs: each spec entry names ``vary`` (lambda_w or lambda_a),
+    ``task``, ``lambda_w``, ``lambda_a`` and ``root`` (an out_root holding task/step3)."""
     from deltamtl.model.recipe import synthetic_split
-    from deltamtl.model.sharing_train import run_all
 
     base = _load_plain(Path(sharing_value(cfg, "base_checkpoint")), torch.device("cpu"))
     val_clips = synthetic_split(cfg, "val").clips[:n_clips]
     k = int(report_value(cfg, "keyframe_interval"))
-    lw, la1, la2 = (float(sharing_value(cfg, n)) for n in ("lambda_w", "lambda_a1", "lambda_a2"))
-    name, _ = primary_metric(task)
     points = []
+    for entry in spec:
+        missing = {"vary", "task", "lambda_w", "lambda_a", "root"} - set(entry)
+        if missing or entry["vary"] not in ("lambda_w", "lambda_a"):
+            raise ValueError(f"sweep spec entry {dict(entry)!r}: needs vary in (lambda_w, "
+                             f"lambda_a) and keys {sorted(missing)}")
+        point = {**entry, **score_sweep_point(cfg, base, entry["task"], Path(entry["root"]),
+                                               rels, val_clips, k)}
+        log(f"[sweep] {point}")
+        points.append(point)
+    return points
+
+
+def run_sweep(cfg: dict, task: str, steps_scale: float, root: Path, rels: Mapping[str, float],
+              log=print, n_clips: int | None = None) -> list[dict]:
+    """Fig. 5: retrain ``task`` (steps 1-3, reduced budget) with lambda_w and lambda_a scaled
+    by SWEEP_FACTORS one at a time, then score every run (:func:`sweep_from_runs`)."""
+    from deltamtl.model.config import apply_overrides
+    from deltamtl.model.sharing_train import run_all
+
+    lw, la1, la2 = (float(sharing_value(cfg, n)) for n in ("lambda_w", "lambda_a1", "lambda_a2"))
+    spec = []
     for vary in ("lambda_w", "lambda_a"):
         for f in SWEEP_FACTORS:
-            if vary == "lambda_a" and f == 1.0:
-                continue  # the same run as lambda_w x1
-            sub_root = root / f"{vary}_x{f:g}"
-            over = [f"sharing.out_root={sub_root}",
-                    f"sharing.lambda_w={lw * (f if vary == 'lambda_w' else 1.0)}",
-                    f"sharing.lambda_a1={la1 * (f if vary == 'lambda_a' else 1.0)}",
-                    f"sharing.lambda_a2={la2 * (f if vary == 'lambda_a' else 1.0)}"]
-            scfg = apply_overrides(cfg, over)
+            sub_root = root / f"{vary}_x{f:g}" if not (vary == "lambda_a" and f == 1.0) \
+                else root / "lambda_w_x1"
+            w = lw * (f if vary == "lambda_w" else 1.0)
+            a1, a2 = (x * (f if vary == "lambda_a" else 1.0) for x in (la1, la2))
             if not (sub_root / task / "step3" / "last.pt").is_file():
-                log(f"[sweep] training {task} with {over[1:]}")
-                run_all(scfg, [task], steps_scale)
-            gate_cfg = GateConfig.from_sharing(scfg.get("sharing"))
-            ckpt = load_checkpoint(sub_root / task / "step3" / "last.pt")
-            sub = load_subtask(base, task, scfg, gate_cfg, ckpt["model"]).eval()
-            ths = calibrate_thresholds(base, {task: sub}, val_clips, rels)
-            dens, _ = measure_densities(base, {task: sub}, val_clips, ths, k, sparse_exec=False)
-            policy = Policy(depth=len(base.encoder.blocks), keyframe_interval=k, thresholds=ths,
-                            boundaries={task: dens[task].boundary})
-            res = evaluate_video(base, {task: sub}, policy, val_clips, key_offsets=[0], sparse_exec=False)
-            fp = subtask_footprint(sub)
-            sw = dens[task].s_w
-            points.append({"vary": vary, "factor": f, "task": task, "metric_name": name,
-                           "lambda_w": lw * (f if vary == "lambda_w" else 1.0),
-                           "lambda_a": la1 * (f if vary == "lambda_a" else 1.0),
-                           "weight_density": sum(sw) / len(sw), "params": fp.params,
-                           "sub_mmacs": res["macs_per_image"][task] / 1e6,
-                           "metric": res["metrics"][task][name]})
-            if vary == "lambda_w" and f == 1.0:
-                points.append({**points[-1], "vary": "lambda_a"})
-            log(f"[sweep] {points[-1]}")
-    return points
+                log(f"[sweep] training {task} with lambda_w={w:g} lambda_a={a1:g}")
+                run_all(apply_overrides(cfg, [f"sharing.out_root={sub_root}", f"sharing.lambda_w={w}",
+                                              f"sharing.lambda_a1={a1}", f"sharing.lambda_a2={a2}"]),
+                        [task], steps_scale)
+            spec.append({"vary": vary, "task": task, "lambda_w": w, "lambda_a": a1,
+                         "root": str(sub_root)})
+    return sweep_from_runs(cfg, spec, rels, n_clips, log)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -499,6 +519,9 @@ def main(argv: Sequence[str] | None = None) -> int:
                    help="train and score the lambda_w / lambda_a sweep (fig 5) only; writes "
                         "sweep.json and fig_sweep.png under --out")
     p.add_argument("--sweep-task", default="depth")
+    p.add_argument("--sweep-spec", default=None,
+                   help="with --sweep-only: score finished runs listed in this JSON file "
+                        "(see sweep_from_runs) instead of training new ones")
     p.add_argument("--sweep-steps-scale", type=float, default=0.3)
     p.add_argument("--sweep-clips", type=int, default=4,
                    help="validation clips scored per sweep point (keyframe offset 0 only)")
@@ -513,8 +536,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     log = lambda m: print(m, file=sys.stderr, flush=True)  # noqa: E731
     if a.sweep_only:
         rels = dict.fromkeys((BASE_TASK, *SUB_TASKS), a.sweep_rel)
-        points = run_sweep(cfg, a.sweep_task, a.sweep_steps_scale, out / "sweep", rels, log=log,
-                           n_clips=a.sweep_clips)
+        if a.sweep_spec:
+            spec = json.loads(Path(a.sweep_spec).read_text())
+            points = sweep_from_runs(cfg, spec, rels, a.sweep_clips, log)
+        else:
+            points = run_sweep(cfg, a.sweep_task, a.sweep_steps_scale, out / "sweep", rels,
+                               log=log, n_clips=a.sweep_clips)
         out.mkdir(parents=True, exist_ok=True)
         atomic_write_text(out / "sweep.json", json.dumps(points, indent=1))
         plot_sweep(points, out / "fig_sweep.png")
