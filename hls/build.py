@@ -8,8 +8,12 @@ compile-time constants (``params.h``): ``limits=None`` uses the checked-in
 ``hls/generated/params.h``; a ``CoreLimits`` generates its own ``params.h`` into the build
 folder (first on the include path), so one library exists per set of limits.
 
-    python -m deltamtl.hls.build build emu|tb_core|tb_system [--limits P I O NNZ LANES]
+    python -m deltamtl.hls.build build emu|tb_core|tb_system [--limits P I O NNZ LANES [W]]
     python -m deltamtl.hls.build csim [--sequences N --seed S | --vectors FILE]
+                                      [--limits ... | --params build/board/params.h]
+
+``--params`` takes a params.h written elsewhere (e.g. ``python -m deltamtl.codegen`` output
+redirected into build/ for a board-sized build); hls/generated/ is never rewritten here.
 """
 
 from __future__ import annotations
@@ -90,11 +94,21 @@ def limits_from_params_header(path: Path | None = None) -> CoreLimits:
     """The CoreLimits a generated params.h encodes (default: hls/generated/params.h)."""
     path = path or HLS_DIR / "generated" / "params.h"
     found = dict(re.findall(r"constexpr int (\w+) = (\d+);", path.read_text()))
-    names = ("MAX_TOKENS", "MAX_IN", "MAX_OUT", "MAX_NNZ_DW", "LANES")
+    names = ("MAX_TOKENS", "MAX_IN", "MAX_OUT", "MAX_NNZ_DW", "LANES", "MAX_WEIGHTS")
     missing = [n for n in names if n not in found]
     if missing:
         raise ValueError(f"{path}: no {', '.join(missing)} (regenerate: python -m deltamtl.codegen)")
     return CoreLimits(*(int(found[n]) for n in names))
+
+
+def _cli_limits(args: argparse.Namespace) -> CoreLimits | None:
+    if args.params is not None:
+        return limits_from_params_header(args.params)
+    if args.limits is None:
+        return None
+    if len(args.limits) not in (5, 6):
+        raise SystemExit("--limits takes P I O NNZ LANES [MAX_WEIGHTS]")
+    return CoreLimits(*args.limits)
 
 
 def build(target: str, limits: CoreLimits | None = None,
@@ -200,25 +214,28 @@ def main(argv: list[str] | None = None) -> int:
     sub = parser.add_subparsers(dest="cmd", required=True)
     b = sub.add_parser("build", help="build one target and print its path")
     b.add_argument("target", choices=sorted(TARGETS))
-    b.add_argument("--limits", nargs=5, type=int, metavar=("P", "I", "O", "NNZ", "LANES"),
-                   help="core limits (default: hls/generated/params.h)")
     c = sub.add_parser("csim", help="generate random vectors (or take a file) and run tb_core")
-    c.add_argument("--vectors", type=Path, help="existing .dmtv file (limits must match params.h)")
+    for p in (b, c):
+        p.add_argument("--limits", nargs="+", type=int, metavar="N",
+                       help="P I O NNZ LANES [MAX_WEIGHTS] (default: hls/generated/params.h)")
+        p.add_argument("--params", type=Path, help="a generated params.h to take the limits from")
+    c.add_argument("--vectors", type=Path, help="existing .dmtv file (limits must match the build's)")
     c.add_argument("--sequences", type=int, default=100)
     c.add_argument("--seed", type=int, default=0)
     c.add_argument("--out", type=Path, default=BUILD_ROOT / "csim.dmtv")
     args = parser.parse_args(argv)
     if args.cmd == "build":
-        print(build(args.target, CoreLimits(*args.limits) if args.limits else None))
+        print(build(args.target, _cli_limits(args)))
         return 0
+    build_limits = _cli_limits(args)
     vectors = args.vectors
     if vectors is None:
         from deltamtl.model.vectors import generate_random_vectors, write_vectors
 
-        limits = limits_from_params_header()
+        limits = build_limits or limits_from_params_header()
         write_vectors(args.out, generate_random_vectors(limits, args.sequences, args.seed), limits)
         vectors = args.out
-    report = run_csim(vectors)
+    report = run_csim(vectors, build_limits)
     print(f"csim: tb_core over {vectors}")
     print(report.table())
     if not report.ok:
@@ -232,9 +249,9 @@ def main(argv: list[str] | None = None) -> int:
     cases = ddr_cases_from_records(records, limits, np.random.default_rng(args.seed))
     ddr = args.out.with_suffix(".dmtd")
     write_ddr_cases(ddr, cases, limits)
-    build("tb_system")  # compile outside the timed run
+    build("tb_system", build_limits)  # compile outside the timed run
     start = time.monotonic()
-    passed, total, log = run_tb_system(ddr)
+    passed, total, log = run_tb_system(ddr, build_limits)
     print(f"csim: tb_system (fetch -> core -> commit) over {ddr}: {passed} / {total} cases "
           f"({time.monotonic() - start:.2f} s)")
     if passed != total:

@@ -186,7 +186,7 @@ def validate_descriptor(buf: np.ndarray, buf_bytes: int, desc_offset: int, limit
         return int(KernelStatus.BAD_DESC)
     p, i, o, nnz = h["tokens"], h["in_dim"], h["out_dim"], h["nnz_dw"]
     if not (1 <= p <= limits.max_tokens and 1 <= i <= limits.max_in and 1 <= o <= limits.max_out
-            and nnz <= limits.max_nnz_dw):
+            and o * i <= limits.max_weights and nnz <= limits.max_nnz_dw):
         return int(KernelStatus.DIMS)
     used = regions_used(Mode(h["mode"]), JobFlag(h["flags"]), nnz)
     off = {r: words[DESC_WORD_REGIONS + 2 * int(r)] | (words[DESC_WORD_REGIONS + 2 * int(r) + 1] << 32)
@@ -216,16 +216,16 @@ def validate_descriptor(buf: np.ndarray, buf_bytes: int, desc_offset: int, limit
 # ---------------------------------------------------------------------------------------
 # DDR test images for the C++ system testbench (hls/tb/tb_system.cpp, Vitis csim/cosim of
 # fetch and commit). File format ``.dmtd`` (little-endian):
-#   file header, 8 x uint32: magic "DMTD", version, n_cases, max_tokens, max_in, max_out,
-#                            max_nnz_dw, lanes
+#   file header, 10 x uint32: magic "DMTD", version (2), n_cases, max_tokens, max_in,
+#                             max_out, max_nnz_dw, lanes, max_weights, 0
 #   per case: 4 x uint32 kind (0 run, 1 reset the core), expected fetch status, expected
 #             commit status, 0; 3 x uint64 buf_bytes, desc_offset, image_bytes;
 #             image_bytes of memory before, image_bytes of memory expected after.
 # Cases run in order on one core (resident state carries over, as in .dmtv files).
 # ---------------------------------------------------------------------------------------
 DDR_MAGIC = b"DMTD"
-DDR_VERSION = 1
-_DDR_HEADER = struct.Struct("<4s7I")
+DDR_VERSION = 2
+_DDR_HEADER = struct.Struct("<4s9I")
 _DDR_CASE = struct.Struct("<4I3Q")
 
 
@@ -254,7 +254,7 @@ def write_ddr_cases(path, cases: list[DdrCase], limits) -> None:
         with os.fdopen(fd, "wb") as fh:
             fh.write(_DDR_HEADER.pack(DDR_MAGIC, DDR_VERSION, len(cases), limits.max_tokens,
                                       limits.max_in, limits.max_out, limits.max_nnz_dw,
-                                      limits.lanes))
+                                      limits.lanes, limits.max_weights, 0))
             for c in cases:
                 if c.before.size != c.after.size:
                     raise ValueError(f"case {c.name}: before/after images differ in size")

@@ -68,9 +68,10 @@ class _Library:
                                         ctypes.c_long]
         lib.dmtl_commit_run.restype = ctypes.c_int
         self.lib = lib
-        got = (ctypes.c_int * 5)()
+        got = (ctypes.c_int * 6)()
         lib.dmtl_limits(got)
-        want = (limits.max_tokens, limits.max_in, limits.max_out, limits.max_nnz_dw, limits.lanes)
+        want = (limits.max_tokens, limits.max_in, limits.max_out, limits.max_nnz_dw, limits.lanes,
+                limits.max_weights)
         if tuple(got) != want:
             raise RuntimeError(f"{self.path}: compiled limits {tuple(got)} != requested {want}")
         self.max_out_words = int(lib.dmtl_max_packet_out())

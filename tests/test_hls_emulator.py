@@ -11,7 +11,11 @@ from deltamtl.model.vectors import generate_random_vectors
 from deltamtl.contract import CoreLimits, CoreStatus, JobFlag, Mode, choose_requant
 
 # Small limits of their own: a second library build, and refusals at small sizes.
-SMALL = CoreLimits(max_tokens=20, max_in=40, max_out=36, max_nnz_dw=300, lanes=8)
+# max_weights below max_in * max_out: the weight bank is sized by it, not by the dims. (The
+# vector generator draws ordinary jobs up to 48 x 48 without checking max_weights, so it
+# stays >= 48 * max_out here.)
+SMALL = CoreLimits(max_tokens=20, max_in=96, max_out=36, max_nnz_dw=300, lanes=8,
+                   max_weights=48 * 36)
 
 
 def _rng() -> np.random.Generator:
@@ -52,7 +56,8 @@ def test_random_vector_file_matches_golden_packets():
         assert np.array_equal(out, rec.words_out), f"record {k} ({rec.cls}) differs from golden"
         counts[rec.cls] = counts.get(rec.cls, 0) + 1
     assert sum(counts.values()) >= 100
-    assert {"dense", "temporal", "task", "sub_temporal_patch", "refused_length"} <= set(counts)
+    assert {"dense", "temporal", "task", "sub_temporal_patch", "refused_length",
+            "refused_dims", "max_dims"} <= set(counts)
 
 
 def test_run_job_and_state_isolation_between_executors():
@@ -63,6 +68,7 @@ def test_run_job_and_state_isolation_between_executors():
     for core, gold in ((a, ga), (b, gb)):
         p, i, o = (int(v) for v in rng.integers(1, [SMALL.max_tokens, SMALL.max_in, SMALL.max_out],
                                                    endpoint=True))
+        i = min(i, SMALL.max_weights // o)
         w = rng.integers(-128, 128, (o, i)).astype(np.int8)
         job = _job(rng, Mode.DENSE, JobFlag.LOAD_W | JobFlag.EMIT_REF, p, i, o, w=w,
                    dw_density=0.1)
@@ -117,7 +123,9 @@ def test_empty_packet_is_an_error():
     CoreLimits(max_tokens=9, max_in=13, max_out=11, max_nnz_dw=40, lanes=1),
     CoreLimits(max_tokens=33, max_in=70, max_out=67, max_nnz_dw=900, lanes=3),
     CoreLimits(max_tokens=64, max_in=96, max_out=384, max_nnz_dw=5000, lanes=64),
-], ids=["lanes1", "lanes3", "lanes64"])
+    CoreLimits(max_tokens=40, max_in=200, max_out=150, max_nnz_dw=2000, lanes=16,
+               max_weights=150 * 40 + 7),
+], ids=["lanes1", "lanes3", "lanes64", "weights_bound"])
 def test_other_limits_and_lane_counts(limits):
     """The kernels are generic in the compiled maxima and L (one library build each)."""
     rng = _rng()

@@ -35,7 +35,9 @@ from deltamtl.contract import (
     choose_requant,
 )
 
-LIM = CoreLimits(max_tokens=24, max_in=48, max_out=40, max_nnz_dw=400, lanes=8)
+# max_weights below max_in * max_out: the O*I DIMS refusal is reachable with in-range dims
+LIM = CoreLimits(max_tokens=24, max_in=48, max_out=40, max_nnz_dw=400, lanes=8,
+                 max_weights=48 * 24)
 DONE = KernelStatus.DONE
 
 
@@ -68,8 +70,9 @@ def _job(rng, mode, flags, dims, w, dw_density=0.0, refs=None) -> SiteJob:
 
 def _sequence(rng, n_frames=3):
     """A site over a few frames: DENSE keyframe, TEMPORAL (loaded / resident refs), TASK."""
-    dims = tuple(int(v) for v in rng.integers(1, [LIM.max_tokens, LIM.max_in, LIM.max_out],
-                                              endpoint=True))
+    p, i, o = (int(v) for v in rng.integers(1, [LIM.max_tokens, LIM.max_in, LIM.max_out],
+                                            endpoint=True))
+    dims = (p, min(i, LIM.max_weights // o), o)
     w = rng.integers(-128, 128, dims[2:0:-1]).astype(np.int8)
     yield _job(rng, Mode.DENSE, JobFlag.LOAD_W | JobFlag.EMIT_REF, dims, w, dw_density=0.1)
     refs = None
@@ -146,6 +149,23 @@ def test_run_job_interface_and_core_refusal():
                rng.integers(-128, 128, (2, 3)).astype(np.int8))
     with pytest.raises(HlsKernelError, match="DIMS"):
         system.run_job(big)
+    # every dim in range but O*I above max_weights: DIMS from fetch/commit, nothing written
+    o, i = LIM.max_out, LIM.max_weights // LIM.max_out + 1
+    wide = _job(rng, Mode.DENSE, JobFlag.LOAD_W, (2, i, o),
+                rng.integers(-128, 128, (o, i)).astype(np.int8))
+    assert gold.run_job(wide).status == CoreStatus.DIMS
+    buf, layout = descriptor.layout_job(wide, fill=0x3C)
+    before = buf.copy()
+    assert descriptor.validate_descriptor(buf, layout.buf_bytes, layout.desc_offset, LIM) == \
+        KernelStatus.DIMS
+    _check_refused(system, buf, layout.buf_bytes, layout.desc_offset, KernelStatus.DIMS, "wide")
+    assert np.array_equal(buf, before)
+    # one column fewer fits the bank exactly and runs
+    fits = _job(rng, Mode.DENSE, JobFlag.LOAD_W | JobFlag.EMIT_REF, (3, i - 1, o),
+                rng.integers(-128, 128, (o, i - 1)).astype(np.int8), dw_density=0.05)
+    got, want = system.run_job(fits), gold.run_job(fits)
+    assert got.status == want.status == CoreStatus.OK
+    assert np.array_equal(got.y, want.y) and np.array_equal(got.y_ref, want.y_ref)
 
 
 # ---- refused descriptors ------------------------------------------------------------------
@@ -197,6 +217,9 @@ def _refusals(rng):
         case("in_big", KernelStatus.DIMS, lambda b, lay: _set_header_field(b, lay, 0, 32, 16, 60000)),
         case("out_big", KernelStatus.DIMS,
              lambda b, lay: _set_header_field(b, lay, 0, 48, 16, LIM.max_out + 1)),
+        case("weights_big", KernelStatus.DIMS,  # each dim in range, O*I > max_weights
+             lambda b, lay: _set_header_field(b, lay, 0, 32, 32,
+                                              LIM.max_in | (LIM.max_out << 16))),
         case("nnz_big", KernelStatus.DIMS,
              lambda b, lay: _set_header_field(b, lay, 1, 0, 32, LIM.max_nnz_dw + 1)),
         case("x_beyond", KernelStatus.REGION,

@@ -92,7 +92,7 @@ struct WordCache {
 };
 
 // Validation in a fixed order; the first failing check decides the status bit:
-// descriptor placement (REGION) -> magic/version/mode/flags (BAD_DESC) -> dims/nnz (DIMS)
+// descriptor placement (REGION) -> magic/version/mode/flags (BAD_DESC) -> dims, O*I, nnz (DIMS)
 // -> used regions (REGION) -> output overlaps (OVERLAP) -> CSR (CSR).
 // Reads only the descriptor until the regions are proven inside the buffer; the CSR check
 // then reads the (validated) DW regions. Returns 0 or one KSTATUS_* error bit.
@@ -116,7 +116,7 @@ read_desc:
     return KSTATUS_BAD_DESC;
   if (h.mode > MODE_TASK || (h.flags & ~VALID_FLAGS)) return KSTATUS_BAD_DESC;
   if (h.tokens < 1 || h.tokens > MAX_TOKENS || h.in_dim < 1 || h.in_dim > MAX_IN ||
-      h.out_dim < 1 || h.out_dim > MAX_OUT || h.nnz_dw > uint32_t(MAX_NNZ_DW))
+      h.out_dim < 1 || h.out_dim > MAX_OUT || weights_over(h) || h.nnz_dw > uint32_t(MAX_NNZ_DW))
     return KSTATUS_DIMS;
   bool bad_region = false;
 regions:

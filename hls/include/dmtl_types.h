@@ -66,6 +66,11 @@ inline Header parse_header(uint64_t h0, uint64_t h1) {
   return h;
 }
 
+// O*I beyond the weight bank (MAX_WEIGHTS); 64-bit product: both dims may be 16-bit.
+inline bool weights_over(const Header& h) {
+  return uint64_t(h.out_dim) * uint64_t(h.in_dim) > uint64_t(MAX_WEIGHTS);
+}
+
 // Header refusals in golden order (golden_core.check_header): BAD_HEADER, DIMS, NNZ.
 inline int check_header(const Header& h) {
   if (h.mode != MODE_DENSE && h.mode != MODE_TEMPORAL && h.mode != MODE_TASK)
@@ -75,6 +80,7 @@ inline int check_header(const Header& h) {
   if (h.tokens < 1 || h.tokens > MAX_TOKENS || h.in_dim < 1 || h.in_dim > MAX_IN ||
       h.out_dim < 1 || h.out_dim > MAX_OUT)
     return CORE_STATUS_DIMS;
+  if (weights_over(h)) return CORE_STATUS_DIMS;
   if (h.nnz_dw > uint32_t(MAX_NNZ_DW)) return CORE_STATUS_NNZ;
   return 0;
 }

@@ -13,7 +13,7 @@
 namespace dmtv {
 
 struct Limits {
-  uint32_t max_tokens, max_in, max_out, max_nnz_dw, lanes;
+  uint32_t max_tokens, max_in, max_out, max_nnz_dw, lanes, max_weights;
 };
 
 struct Record {
@@ -36,13 +36,16 @@ inline File read(const std::string& path) {
   if (!f) throw std::runtime_error(path + ": cannot open");
   std::vector<unsigned char> data((std::istreambuf_iterator<char>(f)), std::istreambuf_iterator<char>());
   auto fail = [&](const std::string& what) { throw std::runtime_error(path + ": " + what); };
-  if (data.size() < 32) fail("shorter than the 32-byte file header");
+  // version 2: 10 x uint32 (magic, version, n_records, 6 limits, reserved)
+  constexpr size_t kHeader = 40;
+  if (data.size() < kHeader) fail("shorter than the 40-byte file header");
   if (std::string(data.begin(), data.begin() + 4) != "DMTV") fail("magic is not DMTV");
-  if (le32(&data[4]) != 1) fail("version " + std::to_string(le32(&data[4])) + ", this reader knows 1");
+  if (le32(&data[4]) != 2) fail("version " + std::to_string(le32(&data[4])) + ", this reader knows 2");
   File out;
   const uint32_t n = le32(&data[8]);
-  out.limits = {le32(&data[12]), le32(&data[16]), le32(&data[20]), le32(&data[24]), le32(&data[28])};
-  size_t pos = 32;
+  out.limits = {le32(&data[12]), le32(&data[16]), le32(&data[20]),
+                le32(&data[24]), le32(&data[28]), le32(&data[32])};
+  size_t pos = kHeader;
   auto words = [&](size_t count, std::vector<uint64_t>& dst) {
     dst.resize(count);
     for (size_t k = 0; k < count; k++, pos += 8)

@@ -27,13 +27,14 @@ int drain_stream(dmtl::axis_stream& s, uint64_t* out, uint8_t* last, long cap) {
 
 extern "C" {
 
-// Compiled maxima of this build: max_tokens, max_in, max_out, max_nnz_dw, lanes.
+// Compiled maxima of this build: max_tokens, max_in, max_out, max_nnz_dw, lanes, max_weights.
 void dmtl_limits(int* out) {
   out[0] = dmtl::MAX_TOKENS;
   out[1] = dmtl::MAX_IN;
   out[2] = dmtl::MAX_OUT;
   out[3] = dmtl::MAX_NNZ_DW;
   out[4] = dmtl::LANES;
+  out[5] = dmtl::MAX_WEIGHTS;
 }
 
 long dmtl_max_packet_out() { return dmtl::MAX_PACKET_OUT; }

@@ -29,12 +29,13 @@ int main(int argc, char** argv) {
   const dmtv::Limits& l = file.limits;
   if (l.max_tokens != uint32_t(dmtl::MAX_TOKENS) || l.max_in != uint32_t(dmtl::MAX_IN) ||
       l.max_out != uint32_t(dmtl::MAX_OUT) || l.max_nnz_dw != uint32_t(dmtl::MAX_NNZ_DW) ||
-      l.lanes != uint32_t(dmtl::LANES)) {
+      l.lanes != uint32_t(dmtl::LANES) || l.max_weights != uint32_t(dmtl::MAX_WEIGHTS)) {
     fprintf(stderr,
-            "tb_core: %s was generated for limits (%u, %u, %u, %u, %u), this build has "
-            "(%d, %d, %d, %d, %d) (params.h); regenerate one or the other\n",
-            argv[1], l.max_tokens, l.max_in, l.max_out, l.max_nnz_dw, l.lanes, dmtl::MAX_TOKENS,
-            dmtl::MAX_IN, dmtl::MAX_OUT, dmtl::MAX_NNZ_DW, dmtl::LANES);
+            "tb_core: %s was generated for limits (%u, %u, %u, %u, %u, %u), this build has "
+            "(%d, %d, %d, %d, %d, %d) (params.h); regenerate one or the other\n",
+            argv[1], l.max_tokens, l.max_in, l.max_out, l.max_nnz_dw, l.lanes, l.max_weights,
+            dmtl::MAX_TOKENS, dmtl::MAX_IN, dmtl::MAX_OUT, dmtl::MAX_NNZ_DW, dmtl::LANES,
+            dmtl::MAX_WEIGHTS);
     return 2;
   }
   std::map<uint32_t, std::pair<long, long>> per_class;  // id -> (passed, total)

@@ -59,12 +59,14 @@ int main(int argc, char** argv) {
   try {
     const unsigned char* magic = rd.take(4, "file header");
     if (memcmp(magic, "DMTD", 4) != 0) throw std::runtime_error(rd.path + ": magic is not DMTD");
-    if (rd.u32("file header") != 1) throw std::runtime_error(rd.path + ": version is not 1");
+    if (rd.u32("file header") != 2) throw std::runtime_error(rd.path + ": version is not 2");
     const uint32_t n = rd.u32("file header");
-    const uint32_t lim[5] = {rd.u32("limits"), rd.u32("limits"), rd.u32("limits"),
-                             rd.u32("limits"), rd.u32("limits")};
-    const int want[5] = {dmtl::MAX_TOKENS, dmtl::MAX_IN, dmtl::MAX_OUT, dmtl::MAX_NNZ_DW, dmtl::LANES};
-    for (int k = 0; k < 5; k++)
+    uint32_t lim[6];
+    for (uint32_t& v : lim) v = rd.u32("limits");
+    rd.u32("file header");  // reserved
+    const int want[6] = {dmtl::MAX_TOKENS, dmtl::MAX_IN, dmtl::MAX_OUT, dmtl::MAX_NNZ_DW,
+                         dmtl::LANES, dmtl::MAX_WEIGHTS};
+    for (int k = 0; k < 6; k++)
       if (lim[k] != uint32_t(want[k]))
         throw std::runtime_error(rd.path + ": generated for other limits than this build's params.h");
     core_reset_state();
