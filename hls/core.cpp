@@ -5,13 +5,16 @@
 // deltamtl.model.golden_core.GoldenCore.run_packet, including resident state and refusals.
 //
 // Resident state (file-scope statics, kept between packets):
-//   w_bank[2][O][I/8]   two weight banks; `w_cur` is the resident one. LOAD_W writes the
-//                       other bank and the pointer flips only when the job succeeds, so a
-//                       refused packet (LENGTH is known only at TLAST) leaves W_b intact.
-//   x_ref[2][P][I/8], acc[2][...][...]   reference inputs / accumulators, same two-slot
-//                       scheme (`ref_cur`): a job always writes slot !ref_cur (loaded refs,
-//                       x_new, y accumulators); DENSE and TEMPORAL flip on success, TASK
-//                       leaves the base state untouched and uses the slot as scratch.
+//   w_bank[L][2 * W_HALF]  two weight banks (halves of each lane's memory), sized by
+//                       MAX_WEIGHTS, not MAX_OUT x MAX_IN; `w_cur` is the resident one.
+//                       LOAD_W writes the other half and the pointer flips only when the job
+//                       succeeds, so a refused packet (LENGTH is known only at TLAST) leaves
+//                       W_b intact.
+//   x_ref[2][P][I/8], acc (both slots in one 64-bit word)   reference inputs /
+//                       accumulators, same two-slot scheme (`ref_cur`): a job always writes
+//                       slot !ref_cur (loaded refs, x_new, y accumulators); DENSE and TEMPORAL
+//                       flip on success, TASK leaves the base state untouched and uses the
+//                       slot as scratch.
 // The accumulator bank is skewed, bank(p, o) = (p + o) mod LANES, so the activation-sparse
 // pass (lanes over o, fixed p) and the weight-sparse pass (lanes over p, fixed o) both touch
 // LANES distinct banks per cycle.
@@ -30,14 +33,39 @@ constexpr int ACC_DEPTH = MAX_TOKENS * OG;
 constexpr int MAX_NNZ_ACT = MAX_TOKENS * MAX_IN;
 constexpr int REQ_PER_WORD = 64 / REQ_ENTRY_BITS;
 
+// Bits that hold 0 .. n-1 (compile time; Vitis' clang has the builtin as well).
+constexpr int bits_for(int n) { return n <= 2 ? 1 : 32 - __builtin_clz(unsigned(n - 1)); }
+
+// Weight bank: row o lives in lane o mod L at word (o / L) * ceil(I/8) + j of the lane's
+// half `bank`. With O*I <= MAX_WEIGHTS a half needs ceil(O/L) * ceil(I/8)
+// < (O/L + 1) * ceil(I/8) <= (MAX_WEIGHTS + 7 * MAX_OUT) / (8L) + ceil(MAX_IN/8) words.
+constexpr int W_HALF = cmin(ceil_div(MAX_WEIGHTS + 7 * MAX_OUT, 8 * L) + ROW_I8_IN, OG * ROW_I8_IN);
+// dW non-zeros stored as col | row << DW_COL_BITS | value << (DW_COL_BITS + DW_ROW_BITS):
+// the bits the compiled maxima need (28 at 768 x 768), not the 64-bit stream word.
+constexpr int DW_COL_BITS = bits_for(MAX_IN);
+constexpr int DW_ROW_BITS = bits_for(MAX_OUT);
+typedef ap_uint<DW_COL_BITS + DW_ROW_BITS + WEIGHT_BITS> dw_entry;
+// Delta non-zeros: token | input << NZ_P_BITS | d (DELTA_BITS) << (NZ_P_BITS + NZ_I_BITS).
+// Entries k go to bank k mod 8 (one X word's <= 8 entries hit 8 distinct banks); two
+// entries (k, k + 8) share a 64-bit row when they fit in 32 bits, halving the depth.
+constexpr int NZ_P_BITS = bits_for(MAX_TOKENS);
+constexpr int NZ_I_BITS = bits_for(MAX_IN);
+constexpr int NZ_BITS = NZ_P_BITS + NZ_I_BITS + DELTA_BITS;
+constexpr int NZ_PAIR = NZ_BITS <= 32 ? 2 : 1;
+constexpr int NZ_DEPTH = ceil_div(MAX_NNZ_ACT, 8 * NZ_PAIR);
+static_assert(NZ_BITS <= 64, "a delta non-zero must fit one 64-bit row");
+
 // int8 rows packed 8 per 64-bit word (the stream's row layout, padding bytes zero): the
 // loaders write and the delta encoder reads one word per cycle, and the lanes read one
 // word from each of their L banks and select the byte.
-uint64_t w_bank[2][MAX_OUT][ROW_I8_IN];
+uint64_t w_bank[L][2 * W_HALF];
 uint64_t x_ref[2][MAX_TOKENS][ROW_I8_IN];
-int32_t acc[2][L][ACC_DEPTH];
-uint64_t dw_buf[MAX_NNZ_DW];     // raw NZ words (col, row, value)
-uint64_t nz_act[MAX_NNZ_ACT];    // delta non-zeros: token | input << 16 | d (DELTA_BITS) << 32
+// Both accumulator slots in one 64-bit word (slot s in bits [32s, 32s + 32)): one memory row
+// per (p, o) instead of two. A slot write keeps the other half: read-modify-write, where the
+// read is the one the loop does anyway (the passes keep the loaded word in a register).
+uint64_t acc[L][ACC_DEPTH];
+dw_entry dw_buf[MAX_NNZ_DW];
+uint64_t nz_act[8][NZ_DEPTH];
 int32_t bias_buf[MAX_OUT];
 uint16_t mult_buf[MAX_OUT];
 uint8_t shift_buf[MAX_OUT];
@@ -62,8 +90,40 @@ inline uint64_t row_mask(uint64_t w, int j, int n) {
 }
 inline int bank_of(int p, int o) { return (p + o) % L; }
 inline int addr_of(int p, int o) { return p * OG + o / L; }
-inline int32_t acc_get(int s, int p, int o) { return acc[s][bank_of(p, o)][addr_of(p, o)]; }
-inline void acc_set(int s, int p, int o, int32_t v) { acc[s][bank_of(p, o)][addr_of(p, o)] = v; }
+inline int32_t half_of(uint64_t w, int s) { return int32_t(uint32_t(w >> (32 * s))); }
+inline uint64_t with_half(uint64_t w, int s, int32_t v) {
+  return (w & ~(uint64_t(0xFFFFFFFF) << (32 * s))) | (uint64_t(uint32_t(v)) << (32 * s));
+}
+inline int32_t acc_get(int s, int p, int o) { return half_of(acc[bank_of(p, o)][addr_of(p, o)], s); }
+inline void acc_set(int s, int p, int o, int32_t v) {
+  uint64_t& w = acc[bank_of(p, o)][addr_of(p, o)];
+  w = with_half(w, s, v);
+}
+inline int w_addr(int bank, int o, int j, int row_in) { return bank * W_HALF + (o / L) * row_in + j; }
+
+inline dw_entry dw_pack(uint64_t nz) {
+  return dw_entry(bits(nz, NZ_COL_LSB, DW_COL_BITS) | (bits(nz, NZ_ROW_LSB, DW_ROW_BITS) << DW_COL_BITS) |
+                  (bits(nz, NZ_VALUE_LSB, WEIGHT_BITS) << (DW_COL_BITS + DW_ROW_BITS)));
+}
+inline int dw_col(dw_entry e) { return int(bits(uint64_t(e), 0, DW_COL_BITS)); }
+inline int dw_row(dw_entry e) { return int(bits(uint64_t(e), DW_COL_BITS, DW_ROW_BITS)); }
+inline int dw_val(dw_entry e) { return sext(bits(uint64_t(e), DW_COL_BITS + DW_ROW_BITS, WEIGHT_BITS), WEIGHT_BITS); }
+
+// Entry `pos` of the delta list; `pend[b]` holds the low half last written to bank b, so
+// the high half's write carries it along (each bank takes one write per cycle, no RMW).
+inline void nz_put(uint32_t pos, uint64_t e, uint64_t pend[8]) {
+  const int b = pos % 8, row = pos / (8 * NZ_PAIR), half = (pos / 8) % NZ_PAIR;
+  if (half == 0) {
+    pend[b] = e;
+    nz_act[b][row] = e;
+  } else {
+    nz_act[b][row] = pend[b] | (e << 32);
+  }
+}
+inline uint64_t nz_get(uint32_t k) {
+  const uint64_t w = nz_act[k % 8][k / (8 * NZ_PAIR)];
+  return NZ_PAIR == 2 ? bits(w, 32 * ((k / 8) % 2), 32) : w;
+}
 // int32 two's-complement wrap at every addition (contract), without C++ signed overflow.
 inline int32_t wadd(int32_t a, int32_t b) { return int32_t(uint32_t(a) + uint32_t(b)); }
 
@@ -111,17 +171,18 @@ void core(axis_stream& s_axis, axis_stream& m_axis) {
 #pragma HLS INTERFACE mode = axis port = s_axis
 #pragma HLS INTERFACE mode = axis port = m_axis
 #pragma HLS INTERFACE mode = ap_ctrl_none port = return
-#pragma HLS ARRAY_PARTITION variable = w_bank type = cyclic factor = LANES dim = 2
+#pragma HLS ARRAY_PARTITION variable = w_bank type = complete dim = 1
 #pragma HLS ARRAY_PARTITION variable = x_ref type = cyclic factor = LANES dim = 2
-#pragma HLS ARRAY_PARTITION variable = acc type = complete dim = 2
+#pragma HLS ARRAY_PARTITION variable = acc type = complete dim = 1
 #pragma HLS BIND_STORAGE variable = w_bank type = ram_2p impl = bram
+#pragma HLS BIND_STORAGE variable = x_ref type = ram_2p impl = bram
 #pragma HLS ARRAY_PARTITION variable = bias_buf type = cyclic factor = LANES dim = 1
 #pragma HLS ARRAY_PARTITION variable = mult_buf type = cyclic factor = 8 dim = 1
 #pragma HLS ARRAY_PARTITION variable = shift_buf type = cyclic factor = 8 dim = 1
 #pragma HLS BIND_STORAGE variable = acc type = ram_2p impl = uram
-#pragma HLS BIND_STORAGE variable = dw_buf type = ram_2p impl = uram
+#pragma HLS BIND_STORAGE variable = dw_buf type = ram_2p impl = bram
 #pragma HLS BIND_STORAGE variable = nz_act type = ram_2p impl = uram
-#pragma HLS ARRAY_PARTITION variable = nz_act type = cyclic factor = 8 dim = 1
+#pragma HLS ARRAY_PARTITION variable = nz_act type = complete dim = 1
 
   // ---- header ------------------------------------------------------------------------
   axis_word w0 = s_axis.read();
@@ -160,7 +221,7 @@ load_w_rows:
 #pragma HLS PIPELINE II = 1
     if (!rd.next(s_axis, d)) break;
     const int o = k / row_in, j = k % row_in;
-    w_bank[wb][o][j] = row_mask(d, j, I);
+    w_bank[o % L][w_addr(wb, o, j, row_in)] = row_mask(d, j, I);
   }
   // ---- dW non-zeros --------------------------------------------------------------------
   bool bad_index = false;
@@ -169,7 +230,7 @@ load_dw:
 #pragma HLS LOOP_TRIPCOUNT min = 0 max = MAX_NNZ_DW
 #pragma HLS PIPELINE II = 1
     if (!rd.next(s_axis, d)) break;
-    dw_buf[k] = d;
+    dw_buf[k] = dw_pack(d);  // truncated fields only matter when INDEX refuses anyway
     if (int(bits(d, NZ_ROW_LSB, NZ_ROW_WIDTH)) >= O || int(bits(d, NZ_COL_LSB, NZ_COL_WIDTH)) >= I)
       bad_index = true;
   }
@@ -229,6 +290,8 @@ load_yref:
   // DENSE: every non-zero x is a "delta" against zero (the all-nonzero case of the engine).
   const bool dense = h.mode == MODE_DENSE;
   uint32_t nnz_act = 0;
+  uint64_t pend[8];
+#pragma HLS ARRAY_PARTITION variable = pend type = complete
 load_x:
   for (int k = 0; k < lay.x; k++) {
 #pragma HLS LOOP_TRIPCOUNT min = 1 max = MAX_TOKENS * ROW_I8_IN
@@ -247,8 +310,9 @@ load_x:
         const bool keep = dense ? dv != 0 : (dv >= h.th || dv <= -h.th);
         x_new = with_byte(x_new, b, int8_t(keep ? x : r));  // x_ref + d: "the last value sent"
         if (keep) {
-          nz_act[nnz_act] = uint64_t(p) | (uint64_t(i) << 16) |
-                            (bits(uint64_t(int64_t(dv)), 0, DELTA_BITS) << 32);
+          nz_put(nnz_act, uint64_t(p) | (uint64_t(i) << NZ_P_BITS) |
+                              (bits(uint64_t(int64_t(dv)), 0, DELTA_BITS) << (NZ_P_BITS + NZ_I_BITS)),
+                 pend);
           nnz_act++;
         }
       }
@@ -288,9 +352,11 @@ init_acc:
 #pragma HLS UNROLL
       const int o = g * L + l;
       if (o < O) {
-        int32_t v = init_from_bias ? bias_buf[o] : acc_get(ref_cur, p, o);
+        uint64_t& word = acc[bank_of(p, o)][addr_of(p, o)];  // both slots: one read, one write
+        const uint64_t was = word;
+        int32_t v = init_from_bias ? bias_buf[o] : half_of(was, ref_cur);
         if (!init_from_bias && add_bias) v = wadd(v, bias_buf[o]);
-        acc_set(ys, p, o, v);
+        word = with_half(was, ys, v);
       }
     }
   }
@@ -302,12 +368,11 @@ patch_w:
 #pragma HLS LOOP_TRIPCOUNT min = 0 max = MAX_NNZ_DW
 #pragma HLS PIPELINE II = 1
     if (!patch) break;
-    const uint64_t e = dw_buf[k];
-    const int r = int(bits(e, NZ_ROW_LSB, NZ_ROW_WIDTH)), c = int(bits(e, NZ_COL_LSB, NZ_COL_WIDTH));
-    const uint64_t w = w_bank[wb][r][c / INT8_PER_WORD];
+    const dw_entry e = dw_buf[k];
+    const int r = dw_row(e), c = dw_col(e);
+    uint64_t& w = w_bank[r % L][w_addr(wb, r, c / INT8_PER_WORD, row_in)];
     const int b = c % INT8_PER_WORD;
-    w_bank[wb][r][c / INT8_PER_WORD] =
-        with_byte(w, b, int8_t(uint8_t(byte_of(w, b) + int8_t(bits(e, NZ_VALUE_LSB, 8)))));
+    w = with_byte(w, b, int8_t(uint8_t(byte_of(w, b) + dw_val(e))));
   }
 
   // ---- activation-sparse pass: one broadcast (p, i, d) per cycle, lanes over outputs ----
@@ -315,26 +380,32 @@ patch_w:
   // construction); the L partial sums of the current token stay in registers and are
   // loaded/stored once per token run, so the accumulator RAM has no read-after-write
   // hazard inside the II=1 loop.
+  // `held` is the accumulator word as loaded: the store writes the other slot's half back
+  // unchanged, so a run costs one read and one write per lane.
   const int og = ceil_div(O, L);
 act_groups:
   for (int g = 0; g < og; g++) {
 #pragma HLS LOOP_TRIPCOUNT min = 1 max = OG
     int32_t reg[L];
+    uint64_t held[L];
 #pragma HLS ARRAY_PARTITION variable = reg type = complete
+#pragma HLS ARRAY_PARTITION variable = held type = complete
+    const int w_base = w_addr(wb, g * L, 0, row_in);  // lane l holds row g*L + l there
     int cur_p = -1;
   act_pass:
     for (uint32_t k = 0; k < nnz_act; k++) {
 #pragma HLS LOOP_TRIPCOUNT min = 0 max = MAX_NNZ_ACT
 #pragma HLS PIPELINE II = 1
-      const uint64_t e = nz_act[k];
-      const int p = int(bits(e, 0, 16)), i = int(bits(e, 16, 16));
-      const int dv = sext(bits(e, 32, DELTA_BITS), DELTA_BITS);
+      const uint64_t e = nz_get(k);
+      const int p = int(bits(e, 0, NZ_P_BITS)), i = int(bits(e, NZ_P_BITS, NZ_I_BITS));
+      const int dv = sext(bits(e, NZ_P_BITS + NZ_I_BITS, DELTA_BITS), DELTA_BITS);
       if (p != cur_p) {
         for (int l = 0; l < L; l++) {
 #pragma HLS UNROLL
           const int o = g * L + l;
-          if (cur_p >= 0 && o < O) acc_set(ys, cur_p, o, reg[l]);
-          reg[l] = o < O ? acc_get(ys, p, o) : 0;
+          if (cur_p >= 0 && o < O) acc[bank_of(cur_p, o)][addr_of(cur_p, o)] = with_half(held[l], ys, reg[l]);
+          held[l] = o < O ? acc[bank_of(p, o)][addr_of(p, o)] : 0;
+          reg[l] = half_of(held[l], ys);
         }
         cur_p = p;
       }
@@ -342,13 +413,13 @@ act_groups:
 #pragma HLS UNROLL
         const int o = g * L + l;
         if (o < O)
-          reg[l] = wadd(reg[l], dv * int(byte_of(w_bank[wb][o][i / INT8_PER_WORD], i % INT8_PER_WORD)));
+          reg[l] = wadd(reg[l], dv * int(byte_of(w_bank[l][w_base + i / INT8_PER_WORD], i % INT8_PER_WORD)));
       }
     }
     for (int l = 0; l < L; l++) {
 #pragma HLS UNROLL
       const int o = g * L + l;
-      if (cur_p >= 0 && o < O) acc_set(ys, cur_p, o, reg[l]);
+      if (cur_p >= 0 && o < O) acc[bank_of(cur_p, o)][addr_of(cur_p, o)] = with_half(held[l], ys, reg[l]);
     }
   }
 
@@ -357,12 +428,11 @@ unpatch_w:
 #pragma HLS LOOP_TRIPCOUNT min = 0 max = MAX_NNZ_DW
 #pragma HLS PIPELINE II = 1
     if (!patch) break;
-    const uint64_t e = dw_buf[k];
-    const int r = int(bits(e, NZ_ROW_LSB, NZ_ROW_WIDTH)), c = int(bits(e, NZ_COL_LSB, NZ_COL_WIDTH));
-    const uint64_t w = w_bank[wb][r][c / INT8_PER_WORD];
+    const dw_entry e = dw_buf[k];
+    const int r = dw_row(e), c = dw_col(e);
+    uint64_t& w = w_bank[r % L][w_addr(wb, r, c / INT8_PER_WORD, row_in)];
     const int b = c % INT8_PER_WORD;
-    w_bank[wb][r][c / INT8_PER_WORD] =
-        with_byte(w, b, int8_t(uint8_t(byte_of(w, b) - int8_t(bits(e, NZ_VALUE_LSB, 8)))));
+    w = with_byte(w, b, int8_t(uint8_t(byte_of(w, b) - dw_val(e))));
   }
 
   // ---- TASK weight-sparse pass: acc += x_k dW^T, one dW non-zero per cycle, lanes over tokens
@@ -373,21 +443,24 @@ wgt_groups:
   for (int g = 0; g < (h.mode == MODE_TASK ? pg : 0); g++) {
 #pragma HLS LOOP_TRIPCOUNT min = 0 max = PG
     int32_t reg[L];
+    uint64_t held[L];
 #pragma HLS ARRAY_PARTITION variable = reg type = complete
+#pragma HLS ARRAY_PARTITION variable = held type = complete
     int cur_r = -1;
   wgt_pass:
     for (int k = 0; k < lay.dw; k++) {
 #pragma HLS LOOP_TRIPCOUNT min = 0 max = MAX_NNZ_DW
 #pragma HLS PIPELINE II = 1
-      const uint64_t e = dw_buf[k];
-      const int r = int(bits(e, NZ_ROW_LSB, NZ_ROW_WIDTH)), c = int(bits(e, NZ_COL_LSB, NZ_COL_WIDTH));
-      const int v = int8_t(bits(e, NZ_VALUE_LSB, 8));
+      const dw_entry e = dw_buf[k];
+      const int r = dw_row(e), c = dw_col(e);
+      const int v = dw_val(e);
       if (r != cur_r) {
         for (int l = 0; l < L; l++) {
 #pragma HLS UNROLL
           const int p = g * L + l;
-          if (cur_r >= 0 && p < P) acc_set(ys, p, cur_r, reg[l]);
-          reg[l] = p < P ? acc_get(ys, p, r) : 0;
+          if (cur_r >= 0 && p < P) acc[bank_of(p, cur_r)][addr_of(p, cur_r)] = with_half(held[l], ys, reg[l]);
+          held[l] = p < P ? acc[bank_of(p, r)][addr_of(p, r)] : 0;
+          reg[l] = half_of(held[l], ys);
         }
         cur_r = r;
       }
@@ -401,7 +474,7 @@ wgt_groups:
     for (int l = 0; l < L; l++) {
 #pragma HLS UNROLL
       const int p = g * L + l;
-      if (cur_r >= 0 && p < P) acc_set(ys, p, cur_r, reg[l]);
+      if (cur_r >= 0 && p < P) acc[bank_of(p, cur_r)][addr_of(p, cur_r)] = with_half(held[l], ys, reg[l]);
     }
   }
 
