@@ -8,10 +8,11 @@ import shutil
 import numpy as np
 import pytest
 import torch
-from deltamtl.contract import TINY_LIMITS
 from deltamtl.model.golden import GoldenRunner, ReusePolicy
 from deltamtl.model.golden_core import GoldenCore
 from deltamtl.model.quant import Quantizer, random_multitask
+
+from deltamtl.contract import TINY_LIMITS
 
 torch.set_num_threads(1)
 pytestmark = pytest.mark.skipif(shutil.which("g++") is None, reason="g++ not installed (HLS emulation)")
