@@ -160,12 +160,19 @@ def test_run_job_interface_and_core_refusal():
         KernelStatus.DIMS
     _check_refused(system, buf, layout.buf_bytes, layout.desc_offset, KernelStatus.DIMS, "wide")
     assert np.array_equal(buf, before)
-    # one column fewer fits the bank exactly and runs
-    fits = _job(rng, Mode.DENSE, JobFlag.LOAD_W | JobFlag.EMIT_REF, (3, i - 1, o),
-                rng.integers(-128, 128, (o, i - 1)).astype(np.int8), dw_density=0.05)
-    got, want = system.run_job(fits), gold.run_job(fits)
-    assert got.status == want.status == CoreStatus.OK
-    assert np.array_equal(got.y, want.y) and np.array_equal(got.y_ref, want.y_ref)
+    # one column fewer fits the bank exactly and runs; so do the widest rows (I = max_in)
+    for o_fit, i_fit in ((o, i - 1), (LIM.max_weights // LIM.max_in, LIM.max_in)):
+        w_fit = rng.integers(-128, 128, (o_fit, i_fit)).astype(np.int8)
+        fits = _job(rng, Mode.DENSE, JobFlag.LOAD_W | JobFlag.EMIT_REF, (3, i_fit, o_fit), w_fit,
+                    dw_density=0.05)
+        got, want = system.run_job(fits), gold.run_job(fits)
+        assert got.status == want.status == CoreStatus.OK
+        assert np.array_equal(got.y, want.y) and np.array_equal(got.y_ref, want.y_ref)
+        # the resident bank of that shape serves a TASK with dW (weight-sparse pass)
+        task = _job(rng, Mode.TASK, JobFlag.EMIT_REF, (3, i_fit, o_fit), w_fit, dw_density=0.2)
+        got, want = system.run_job(task), gold.run_job(task)
+        assert got.status == want.status == CoreStatus.OK
+        assert np.array_equal(got.y, want.y) and np.array_equal(got.y_ref, want.y_ref)
 
 
 # ---- refused descriptors ------------------------------------------------------------------

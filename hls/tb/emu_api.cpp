@@ -10,6 +10,21 @@
 static_assert(sizeof(dmtl::mem_word) == 8, "ap_uint<64> must be one 8-byte word for zero-copy gmem");
 
 namespace {
+// The most words one weight bank half holds for any accepted O x I (O*I <= MAX_WEIGHTS):
+// checked against the closed-form W_HALF of core.cpp for every library built.
+constexpr int widest_w_half() {
+  int most = 0;
+  for (int o = 1; o <= dmtl::MAX_OUT; o++) {
+    const int i = dmtl::cmin(dmtl::MAX_IN, dmtl::MAX_WEIGHTS / o);
+    const int words = dmtl::ceil_div(o, dmtl::LANES) * dmtl::ceil_div(i, dmtl::INT8_PER_WORD);
+    most = words > most ? words : most;
+  }
+  return most;
+}
+static_assert(widest_w_half() <= W_HALF, "weight bank half too small for some O*I <= MAX_WEIGHTS");
+}  // namespace
+
+namespace {
 // Moves a stream's words into vectors (the stream must hold whole packets).
 int drain_stream(dmtl::axis_stream& s, uint64_t* out, uint8_t* last, long cap) {
   long n = 0;
