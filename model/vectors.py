@@ -158,9 +158,11 @@ class _Gen:
         lim = self.limits
         if big:  # the largest job the build accepts: O = max_out, I as large as max_weights allows
             return lim.max_tokens, min(lim.max_in, lim.max_weights // lim.max_out), lim.max_out
-        return (int(self.rng.integers(1, min(lim.max_tokens, 16) + 1)),
-                int(self.rng.integers(1, min(lim.max_in, 48) + 1)),
-                int(self.rng.integers(1, min(lim.max_out, 48) + 1)))
+        p = int(self.rng.integers(1, min(lim.max_tokens, 16) + 1))
+        o = int(self.rng.integers(1, min(lim.max_out, 48) + 1))
+        # accepted jobs only: O*I within the weight bank
+        i = int(self.rng.integers(1, min(lim.max_in, 48, lim.max_weights // o) + 1))
+        return p, i, o
 
     def _i8(self, shape: tuple[int, ...]) -> np.ndarray:
         return self.rng.integers(ACT_MIN, ACT_MAX + 1, shape).astype(np.int8)

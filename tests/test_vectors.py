@@ -68,3 +68,18 @@ def test_reader_rejects_damaged_files(tmp_path: Path, damage: str) -> None:
     path.write_bytes(bytes(data))
     with pytest.raises(ValueError, match=str(path.name)):
         read_vectors(path)
+
+
+def test_generator_respects_a_small_weight_bank() -> None:
+    limits = CoreLimits(max_tokens=16, max_in=48, max_out=48, max_nnz_dw=500, lanes=4,
+                        max_weights=100)
+    records = generate_random_vectors(limits, 8, seed=int(np.random.default_rng().integers(1e9)))
+    core = GoldenCore(limits)
+    for rec in records:
+        if rec.is_reset:
+            core.reset()
+            continue
+        out = core.run_packet(rec.words_in)
+        assert np.array_equal(out, rec.words_out)
+        if not rec.cls.startswith("refused"):
+            assert int(out[-1]) >> 48 == 0, rec.cls  # every ordinary job is accepted
