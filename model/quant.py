@@ -117,6 +117,13 @@ def load_multitask(cfg: dict, base_ckpt: str | Path, sub_ckpts: Mapping[str, str
         sck = load_checkpoint(path)
         if sck.get("task") != task:
             raise ValueError(f"{path}: checkpoint is for task {sck.get('task')!r}, expected {task!r}")
+        # dW is a delta against one particular base: pairing it with another is meaningless
+        trained_on = (sck["config"].get("sharing") or {}).get("base_checkpoint")
+        if trained_on is None or Path(trained_on).resolve() != Path(base_ckpt).resolve():
+            raise ValueError(
+                f"{path}: sub-task {task!r} was trained against base {trained_on!r}, "
+                f"not {str(base_ckpt)!r}; its delta weights do not apply to this base"
+            )
         sub = build_subtask_model(base, task, sck["config"], gate_cfg)
         sub.load_state_dict(sck["model"])
         subs[task] = sub

@@ -212,6 +212,68 @@ def step_preview(ctx: DemoContext) -> dict:
     return {"file": path.name, "tasks_predicted": sorted(pred), "borrowed_checkpoints": borrowed}
 
 
+EMULATE_FRAMES = 10
+
+
+def step_quantise_export(ctx: DemoContext) -> dict:
+    """int8 quantisation of the base model the demo trained + export bundle. Sub-task deltas
+    are trained against one particular base (``make sharing-train``), so the demo looks for
+    them only under its own folder (<out>/sharing/<task>/step3); without them the bundle
+    holds the base task alone, which the next step still runs in DENSE and TEMPORAL modes."""
+    import copy
+
+    from deltamtl.model.cli_quant import quantise
+    from deltamtl.model.export import bundle_summary, format_summary
+
+    cfg = copy.deepcopy(ctx.cfg)
+    cfg["sharing"]["base_checkpoint"] = str(ctx.out / "st_semseg" / "last.pt")
+    cfg["sharing"]["out_root"] = str(ctx.out / "sharing")
+    res = quantise(cfg, ctx.out / "bundle", accuracy=True, require_subtasks=False,
+                   report_json=ctx.out / "quant_report.json")
+    summary = bundle_summary(res["bundle"])
+    print(format_summary(summary))
+    ctx.artifacts += ["quant_report.json", "bundle/manifest.yaml"]
+    return {"tasks": res["tasks"], "accuracy": res["accuracy"],
+            "bundle": {k: summary[k] for k in ("n_sites", "total_bytes", "storage_bytes",
+                                               "core_limits")}}
+
+
+def step_emulate(ctx: DemoContext) -> dict:
+    """Run the exported bundle on a held-out clip through the one video runner twice: with
+    the numpy golden core and with the C++ kernels (fetch -> core -> commit over a DDR
+    image, the emulated accelerator); every site output must agree bit for bit."""
+    from deltamtl.hls.emulator import HlsSystemExecutor
+    from deltamtl.model.data.datasets import clip_seed
+    from deltamtl.model.data.synthetic import render_clip
+    from deltamtl.model.export import load_bundle
+    from deltamtl.model.golden import GoldenRunner
+
+    qm = load_bundle(ctx.out / "bundle")
+    size = ctx.cfg["model"]["img_size"]
+    clip = render_clip(clip_seed(ctx.split, ctx.cfg["data"]["seed"], 1), EMULATE_FRAMES, size, size)
+    runs = {}
+    for name, executor in (("golden", None), ("emulator", HlsSystemExecutor(qm.core_limits()))):
+        runner = GoldenRunner(qm, executor=executor, trace=True)
+        t0 = time.perf_counter()
+        runner.run_clip(clip.rgb)
+        runs[name] = (runner, time.perf_counter() - t0)
+    golden, emulated = runs["golden"][0], runs["emulator"][0]
+    sites = mismatches = 0
+    for frame_g, frame_e in zip(golden.trace, emulated.trace, strict=True):
+        for key, (_x, y) in frame_g.items():
+            sites += 1
+            mismatches += int(not np.array_equal(y, frame_e[key][1]))
+    if mismatches:
+        raise RuntimeError(f"emulated accelerator differs from the golden model at {mismatches} "
+                           f"of {sites} site outputs")
+    totals = golden.totals()
+    saved = golden.resident_savings()
+    return {"frames": EMULATE_FRAMES, "site_outputs_compared": sites, "mismatches": mismatches,
+            "golden_s": round(runs["golden"][1], 2), "emulator_s": round(runs["emulator"][1], 2),
+            "per_task": totals, "ddr_bytes_read": saved["bytes_read"],
+            "ddr_bytes_read_without_residency": saved["bytes_read_without_residency"]}
+
+
 def _borrow_st_models(ctx: DemoContext) -> dict[str, str]:
     """Load single-task models of the other tasks from ``ctx.st_runs`` (same model config)
     so the preview shows every task; returns task -> checkpoint used."""
@@ -239,6 +301,10 @@ STEPS: list[Step] = [
     Step("train_base", "Train the single-task semantic-segmentation ViT (recipe st)", step_train_base),
     Step("evaluate", "Evaluate it on held-out clips against trivial baselines", step_evaluate),
     Step("preview", "Plot ground truth and predictions", step_preview),
+    Step("quantise_export", "Quantise to int8, compare with float, write the export bundle",
+         step_quantise_export),
+    Step("emulate", "Run the bundle on video: golden core vs emulated accelerator, bit for bit",
+         step_emulate),
 ]
 
 

@@ -168,3 +168,31 @@ def test_integer_policy_from_float_thresholds(system: tuple) -> None:
         assert ip.thresholds["depth"][b] == max(1, round(0.2 / sx))
     no_temporal = Policy(depth=depth, temporal=False)
     assert integer_policy(no_temporal, qm.sites, depth, 5, 0).keyframe_interval == 1
+
+
+def test_sub_task_trained_on_another_base_is_refused(tmp_path) -> None:
+    """dW only means something against the base it was trained on."""
+    from deltamtl.model.checkpoint import CHECKPOINT_FORMAT, atomic_torch_save, load_checkpoint
+    from deltamtl.model.config import load_config
+    from deltamtl.model.delta import GateConfig
+    from deltamtl.model.quant import load_multitask
+    from deltamtl.model.sharing import build_subtask_model
+    from deltamtl.model.vit import build_model
+
+    cfg = load_config(os.path.join(os.path.dirname(__file__), "..", "configs", "tiny.yaml"),
+                      ["model.img_size=32"])
+    base_a, other, sub = tmp_path / "base.pt", tmp_path / "other_base.pt", tmp_path / "sub.pt"
+    base = build_model(cfg, ("semseg",))
+    common = {"format": CHECKPOINT_FORMAT, "optimizer": {}, "scheduler": {}, "step": 1,
+              "recipe_state": {}, "rng": {}, "metrics": {}}
+    for path in (base_a, other):
+        atomic_torch_save({**common, "model": base.state_dict(), "config": cfg, "recipe": "st",
+                           "task": "semseg", "tasks": ("semseg",)}, path)
+    sub_cfg = {**cfg, "sharing": {**cfg["sharing"], "base_checkpoint": str(base_a)}}
+    model = build_subtask_model(base, "depth", sub_cfg, GateConfig.from_sharing(cfg["sharing"]))
+    atomic_torch_save({**common, "model": model.state_dict(), "config": sub_cfg,
+                       "recipe": "step3", "task": "depth", "tasks": ("depth",)}, sub)
+    cfg = load_checkpoint(sub)["config"]
+    load_multitask(cfg, base_a, {"depth": sub})  # the pair it was trained as
+    with pytest.raises(ValueError, match="trained against base"):
+        load_multitask(cfg, other, {"depth": sub})
