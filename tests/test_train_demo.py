@@ -28,12 +28,20 @@ def _load_demo():
 def test_demo_steps_and_report(tmp_path, monkeypatch):
     monkeypatch.setenv("DELTAMTL_DATA_CACHE", str(tmp_path / "cache"))
     demo = _load_demo()
-    assert [s.name for s in demo.STEPS] == ["render", "train_base", "evaluate", "preview"]
+    names = ["render", "train_base", "evaluate", "preview", "quantise_export", "emulate"]
+    assert [s.name for s in demo.STEPS] == names
     out = tmp_path / "demo"
     rc = demo.main(["--out", str(out), "--steps", "3", "--threads", "1", "--st-runs", "", *[a for kv in SMALL for a in ("--set", kv)]])
     report = json.loads((out / "report.json").read_text())
-    assert set(report["results"]) == {"render", "train_base", "evaluate", "preview"}
+    assert set(report["results"]) == set(names)
     assert report["results"]["train_base"]["steps"] == 3
+    quant = report["results"]["quantise_export"]
+    assert quant["tasks"] == ["semseg"]  # no sub-task deltas trained against this base
+    assert set(quant["accuracy"]) == {"semseg"} and (out / "bundle" / "manifest.yaml").is_file()
+    emulate = report["results"]["emulate"]
+    # patch embedding + 4 sites per block, every frame, compared bit for bit
+    assert emulate["site_outputs_compared"] == demo.EMULATE_FRAMES * (1 + 4 * 1)
+    assert emulate["mismatches"] == 0 and emulate["per_task"]["semseg"]["macs"] > 0
     accept = report["results"]["evaluate"]["acceptance"]["semseg"]
     assert rc == (0 if accept["pass"] else 1)
     md = (out / "report.md").read_text()
