@@ -2,12 +2,20 @@
 #   make cosim              fast + slow cocotb/Verilator tiers on the RTL core (all vectors)
 #   make cosim IMPL=hls     the same bench on the Vitis HLS export (needs vitis_hls)
 #   make rtl-lint           verilator --lint-only -Wall (default and CI maxima)
+#   make cosim-vectors VECTORS=build/vectors/model.dmtv   replay one .dmtv file (e.g. the
+#                           trained model's site jobs from `make model-vectors`), with stalls
 #   make rtl-synth          yosys synth_xilinx -family xcup, L in RTL_LANES, board maxima
 IMPL ?= rtl
 RTL_LANES ?= 32 64 128
 RTL_SYNTH_LIMITS ?= board
 
-.PHONY: cosim rtl-lint rtl-synth
+VECTORS ?= build/vectors/model.dmtv
+
+.PHONY: cosim cosim-vectors rtl-lint rtl-synth
+
+cosim-vectors: setup
+	$(PY) -m deltamtl.rtl.sim vectors $(VECTORS)
+
 
 cosim: setup
 ifeq ($(IMPL),hls)

@@ -254,14 +254,55 @@ def hls_export_sources(root: Path = ROOT / "build" / "hls_prj" / "core") -> list
                    "`vitis_hls -f hls/tcl/run_hls.tcl -tclargs core csynth` first")
 
 
+def replay_vectors(path: Path | None, seed: int = 1) -> int:
+    """Run every record of a .dmtv file on the RTL core, built for the file's limits, once
+    without stalls and once with random input gaps and output back-pressure."""
+    from collections import Counter
+
+    from deltamtl.model.vectors import read_vectors
+
+    if path is None or not path.is_file():
+        print(f"vectors: no such file {path} (make model-vectors writes build/vectors/model.dmtv)")
+        return 2
+    path = path.resolve()
+    limits, records = read_vectors(path)
+    print(f"vectors: {path}: {len(records)} records, limits {limits_tag(limits)}", flush=True)
+    build = build_core(limits, jobs=2)
+    out = BUILD_ROOT / f"replay_{path.stem}"
+    out.mkdir(parents=True, exist_ok=True)
+    tests = ["run_vectors", "run_vectors_stress"]
+    results = run_cocotb(build, tests, tag=f"replay_{path.stem}", seed=seed, check=False,
+                         env={"DMTV_PATH": str(path), "DMTV_REPORT": str(out), "DMTV_SEED": str(seed)})
+    rc = 0
+    for name in tests:
+        report = out / f"{name}.json"
+        if not report.exists():
+            print(f"{name}: no report ({testcase_results(results)})")
+            rc = 1
+            continue
+        counts = Counter((r["cls"], bool(r["ok"])) for r in json.loads(report.read_text())["records"])
+        bad = sum(n for (_c, ok), n in counts.items() if not ok)
+        rows = ", ".join(f"{c} {counts[(c, True)]}/{counts[(c, True)] + counts[(c, False)]}"
+                         for c in sorted({c for c, _ok in counts}))
+        print(f"{name}: {rows} -> {'bit-exact' if bad == 0 else f'{bad} MISMATCHES'}")
+        rc |= int(bad > 0)
+    return rc
+
+
 def main(argv: list[str] | None = None) -> int:
-    """`python -m deltamtl.rtl.sim lint` (make rtl-lint): verilator --lint-only -Wall."""
+    """`python -m deltamtl.rtl.sim lint` (make rtl-lint): verilator --lint-only -Wall;
+    `python -m deltamtl.rtl.sim vectors FILE` (make cosim-vectors): replay a .dmtv file."""
     import argparse
     import subprocess
 
     parser = argparse.ArgumentParser(description="RTL core helpers")
-    parser.add_argument("command", choices=["lint"])
+    parser.add_argument("command", choices=["lint", "vectors"])
+    parser.add_argument("vectors", nargs="?", type=Path,
+                        help="vectors: a .dmtv file (e.g. build/vectors/model.dmtv)")
+    parser.add_argument("--seed", type=int, default=1, help="vectors: stall pattern seed")
     args = parser.parse_args(argv)
+    if args.command == "vectors":
+        return replay_vectors(args.vectors, args.seed)
     if args.command == "lint":
         rc = 0
         for limits in (None, CI_LIMITS):
