@@ -155,6 +155,7 @@ def packet_breakdown(words_in: np.ndarray, state, limits: CoreLimits) -> CycleBr
         GoldenCore,
         check_header,
         parse_header,
+        trailer_status,
         unpack_job,
     )
 
@@ -165,7 +166,7 @@ def packet_breakdown(words_in: np.ndarray, state, limits: CoreLimits) -> CycleBr
     probe = GoldenCore(limits)
     probe.state = deepcopy(state)
     out = probe.run_packet(words_in)
-    status = (int(out[-1]) >> 48) & 0xFF
+    status = trailer_status(out)
     if status:
         # a header refusal is decided on word 1; any other refusal after the whole packet
         return refused_breakdown(words_in.size, header_ok=header_ok and words_in.size > 2)

@@ -380,6 +380,22 @@ def pack_result(result: JobResult, job: SiteJob) -> np.ndarray:
     return np.concatenate(parts).astype(np.uint64)
 
 
+def trailer_status(words: np.ndarray) -> CoreStatus:
+    """Status field of an output packet's trailer (its last word)."""
+    return CoreStatus(_TRL["status"].get([int(np.asarray(words, dtype=np.uint64)[-1])]))
+
+
+def with_header_field(words: np.ndarray, name: str, value: int) -> np.ndarray:
+    """A copy of a packet with one header field replaced (to build malformed packets)."""
+    out = np.array(words, dtype=np.uint64)
+    f = _HDR[name]
+    head = [int(w) for w in out[:HEADER_WORDS]]
+    head[f.word] &= ~(((1 << f.width) - 1) << f.lsb)
+    f.put(head, value)
+    out[:HEADER_WORDS] = np.array(head, dtype=np.uint64)
+    return out
+
+
 def unpack_result(words: np.ndarray, job: SiteJob) -> JobResult:
     """Parse an output packet produced for ``job`` (raises if its length is wrong)."""
     words = np.asarray(words, dtype=np.uint64)

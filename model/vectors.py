@@ -30,6 +30,7 @@ from deltamtl.model.golden_core import (
     GoldenCore,
     SiteJob,
     pack_job,
+    with_header_field,
 )
 
 from deltamtl.contract import (
@@ -270,12 +271,8 @@ class _Gen:
         self.emit("refused_no_state", SiteJob(Mode.DENSE, JobFlag.NONE, 1, good.x, mult, shift,
                                               o, bias=good.bias))
         words = pack_job(good)
-        bad = words.copy()
-        bad[0] = (int(bad[0]) & ~0x3) | 3  # mode 3 does not exist
-        self.emit("refused_header", good, np.asarray(bad, dtype=np.uint64))
-        bad = words.copy()
-        bad[0] = int(bad[0]) & ~(0xFF << 8)  # th = 0
-        self.emit("refused_header", good, np.asarray(bad, dtype=np.uint64))
+        self.emit("refused_header", good, with_header_field(words, "mode", 3))  # no mode 3
+        self.emit("refused_header", good, with_header_field(words, "th", 0))
         big = SiteJob(Mode.DENSE, JobFlag.LOAD_W, 1, self._i8((lim.max_tokens + 1, 1)),
                       mult[:1], shift[:1], 1, w=self._i8((1, 1)), bias=self._bias(1))
         self.emit("refused_dims", big)
@@ -288,9 +285,7 @@ class _Gen:
             big = SiteJob(Mode.DENSE, JobFlag.LOAD_W, 1, self._i8((1, i_big)), *self._requant(
                 o_big, i_big), o_big, w=self._i8((o_big, i_big)), bias=self._bias(o_big))
             self.emit("refused_dims", big)
-        over = words.copy()
-        over[1] = (int(over[1]) & ~0xFFFFFFFF) | (lim.max_nnz_dw + 1)
-        self.emit("refused_nnz", good, np.asarray(over, dtype=np.uint64))
+        self.emit("refused_nnz", good, with_header_field(words, "nnz_dw", lim.max_nnz_dw + 1))
         # a dW column index beyond in_dim
         dense = np.zeros((o, i), np.int8)
         dense[0, 0] = 3

@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import torch
 from deltamtl.model.golden import ReusePolicy
-from deltamtl.model.golden_core import GoldenCore, parse_header
+from deltamtl.model.golden_core import GoldenCore, parse_header, trailer_status
 from deltamtl.model.quant import Quantizer, random_multitask
 from deltamtl.model.vectors import read_vectors
 from deltamtl.model.vectors_model import main, model_vectors
@@ -42,7 +42,7 @@ def test_model_vectors_replay_and_cover_modes(tmp_path: Path) -> None:
         np.testing.assert_array_equal(core.run_packet(rec.words_in), rec.words_out)
         hdr = parse_header(rec.words_in)
         seen.add((Mode(hdr["mode"]), bool(hdr["flags"] & JobFlag.LOAD_REF)))
-        assert (int(rec.words_out[-1]) >> 48) & 0xFF == 0, "a model job was refused"
+        assert trailer_status(rec.words_out) == 0, "a model job was refused"
     assert {(Mode.DENSE, False), (Mode.TEMPORAL, True), (Mode.TASK, False)} <= seen
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 from deltamtl.hls.emulator import HlsCoreExecutor
-from deltamtl.model.golden_core import CsrDelta, GoldenCore, SiteJob, pack_job
+from deltamtl.model.golden_core import CsrDelta, GoldenCore, SiteJob, pack_job, trailer_status
 from deltamtl.model.vectors import generate_random_vectors
 
 from deltamtl.contract import CoreLimits, CoreStatus, JobFlag, Mode, choose_requant
@@ -108,7 +108,7 @@ def test_refused_packet_keeps_resident_state():
     words = pack_job(bad)[:-3]
     out = core.run_packet(words)
     assert np.array_equal(out, gold.run_packet(words))
-    assert CoreStatus((int(out[-1]) >> 48) & 0xFF) == CoreStatus.LENGTH
+    assert trailer_status(out) == CoreStatus.LENGTH
     after = _job(rng, Mode.TEMPORAL, JobFlag.EMIT_REF, p, i, o)
     assert np.array_equal(core.run_packet(pack_job(after)), gold.run_packet(pack_job(after)))
 

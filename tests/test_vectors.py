@@ -4,7 +4,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from deltamtl.model.golden_core import GoldenCore, unpack_job, unpack_result
+from deltamtl.model.golden_core import GoldenCore, trailer_status, unpack_job, unpack_result
 from deltamtl.model.vectors import (
     CLASSES,
     Record,
@@ -37,7 +37,7 @@ def test_generator_covers_every_class_and_refusal() -> None:
     records = generate_random_vectors(LIMITS, 12, seed=3)
     seen = {r.cls for r in records}
     assert seen >= set(CLASSES) - {"model"}
-    statuses = {r.cls: int(r.words_out[-1]) >> 48 for r in records if not r.is_reset}
+    statuses = {r.cls: trailer_status(r.words_out) for r in records if not r.is_reset}
     assert statuses["refused_dims"] == CoreStatus.DIMS
     assert statuses["refused_index"] == CoreStatus.INDEX
     assert statuses["refused_no_state"] == CoreStatus.NO_STATE
@@ -82,4 +82,4 @@ def test_generator_respects_a_small_weight_bank() -> None:
         out = core.run_packet(rec.words_in)
         assert np.array_equal(out, rec.words_out)
         if not rec.cls.startswith("refused"):
-            assert int(out[-1]) >> 48 == 0, rec.cls  # every ordinary job is accepted
+            assert trailer_status(out) == 0, rec.cls  # every ordinary job is accepted
