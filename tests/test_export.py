@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import hashlib
-import os
 from pathlib import Path
 
 import numpy as np
@@ -22,15 +21,9 @@ from deltamtl.model.export import (
 )
 from deltamtl.model.golden import GoldenRunner, QuantizedModel
 from deltamtl.model.quant import Quantizer, random_multitask
+from seeding import SEED
 
 torch.set_num_threads(1)
-# Fresh random inputs every run; a failing run prints its seed (DELTAMTL_TEST_SEED replays it).
-SEED = int(os.environ.get("DELTAMTL_TEST_SEED", np.random.default_rng().integers(1 << 30)))
-
-
-@pytest.fixture(autouse=True)
-def _show_seed() -> None:
-    print(f"DELTAMTL_TEST_SEED={SEED}")
 
 
 @pytest.fixture(scope="module")

@@ -3,8 +3,6 @@ against the PyTorch fake-quant (integer-mode) model, job order and accounting.""
 
 from __future__ import annotations
 
-import os
-
 import numpy as np
 import pytest
 import torch
@@ -22,17 +20,11 @@ from deltamtl.model.golden import (
 from deltamtl.model.golden_core import CoreState, GoldenCore, SiteJob, execute_job
 from deltamtl.model.quant import Quantizer, bitexact_clip, random_multitask
 from deltamtl.model.vit import gelu_tanh_reference, patchify
+from seeding import SEED
 
 from deltamtl.contract import JobFlag, Mode, quantize_activation
 
 torch.set_num_threads(1)
-# Fresh random inputs every run; a failing run prints its seed (DELTAMTL_TEST_SEED replays it).
-SEED = int(os.environ.get("DELTAMTL_TEST_SEED", np.random.default_rng().integers(1 << 30)))
-
-
-@pytest.fixture(autouse=True)
-def _show_seed() -> None:
-    print(f"DELTAMTL_TEST_SEED={SEED}")
 
 
 def quantised_system(seed: int, policy: ReusePolicy | None = None) -> tuple[Quantizer, QuantizedModel]:

@@ -18,17 +18,11 @@ from deltamtl.model.quant import (
     ste_round,
 )
 from deltamtl.model.reuse import Policy
+from seeding import SEED
 
 from deltamtl.contract import REQ_MULT_MAX, WEIGHT_MAX, WEIGHT_MIN
 
 torch.set_num_threads(1)
-# Fresh random inputs every run; a failing run prints its seed (DELTAMTL_TEST_SEED replays it).
-SEED = int(os.environ.get("DELTAMTL_TEST_SEED", np.random.default_rng().integers(1 << 30)))
-
-
-@pytest.fixture(autouse=True)
-def _show_seed() -> None:
-    print(f"DELTAMTL_TEST_SEED={SEED}")
 
 
 @pytest.fixture(scope="module")

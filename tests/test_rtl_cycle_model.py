@@ -4,12 +4,11 @@ test_rtl_cosim.py)."""
 from __future__ import annotations
 
 import copy
-import os
-import secrets
 
 import numpy as np
 import pytest
 from deltamtl.model.golden_core import CsrDelta, GoldenCore, SiteJob, pack_job
+from seeding import SEED
 
 from deltamtl.contract import CoreLimits, JobFlag, Mode
 from deltamtl.cycle_model import (
@@ -25,9 +24,7 @@ LIMITS = CoreLimits(max_tokens=24, max_in=64, max_out=64, max_nnz_dw=1024, lanes
 
 @pytest.fixture
 def rng():
-    seed = int(os.environ.get("DELTAMTL_TEST_SEED", secrets.randbelow(2**30)))
-    print(f"DELTAMTL_TEST_SEED={seed}")
-    return np.random.default_rng(seed)
+    return np.random.default_rng(SEED)
 
 
 def _dense(rng, p, i, o, flags=JobFlag.LOAD_W, dw=None):
