@@ -9,6 +9,11 @@ A config has five sections:
   the multi-task recipes; this module only checks that it is a mapping,
 * ``eval``     evaluation batch size and split.
 
+An optional sixth, ``per_task``, maps a task name to dotted keys that apply only when
+that task is trained (its single-task model and its sharing steps): e.g. depth trains on
+more clips than the other tasks.  ``load_config(path, overrides, task=...)`` applies them
+after the file and before the command-line overrides, so ``--set`` always wins.
+
 ``load_config(path, overrides)`` reads the file, applies ``dot.key=value`` overrides
 (values parsed as YAML, so ``train.lr=3e-4`` is a float and ``model.qkv_bias=false`` a
 bool), validates the known sections and returns a plain nested ``dict``.  Every error
@@ -26,6 +31,7 @@ from typing import Any
 import yaml
 
 SECTIONS = ("model", "data", "train", "sharing", "eval")
+PER_TASK = "per_task"
 
 
 class _Loader(yaml.SafeLoader):
@@ -139,17 +145,49 @@ def apply_overrides(cfg: dict, overrides: Iterable[str], source: str = "<overrid
     out = copy.deepcopy(cfg)
     for item in overrides:
         parts, value = _parse_override(item, source)
-        node = out
-        for i, part in enumerate(parts[:-1]):
-            if not isinstance(node, dict) or part not in node:
-                raise _fail(source, ".".join(parts[: i + 1]), "no such key in the config")
-            node = node[part]
-        if not isinstance(node, dict):
-            raise _fail(source, ".".join(parts[:-1]), "is not a mapping, cannot set a sub-key")
-        extensible = parts[0] == "sharing" or parts[:2] == ["train", "loss_weights"]
-        if parts[-1] not in node and not extensible:
-            raise _fail(source, ".".join(parts), "no such key in the config")
-        node[parts[-1]] = value
+        _set_dotted(out, parts, value, source)
+    return out
+
+
+def _set_dotted(cfg: dict, parts: list[str], value: Any, source: str) -> None:
+    node = cfg
+    for i, part in enumerate(parts[:-1]):
+        if not isinstance(node, dict) or part not in node:
+            raise _fail(source, ".".join(parts[: i + 1]), "no such key in the config")
+        node = node[part]
+    if not isinstance(node, dict):
+        raise _fail(source, ".".join(parts[:-1]), "is not a mapping, cannot set a sub-key")
+    extensible = parts[0] == "sharing" or parts[:2] == ["train", "loss_weights"]
+    if parts[-1] not in node and not extensible:
+        raise _fail(source, ".".join(parts), "no such key in the config")
+    node[parts[-1]] = value
+
+
+def _per_task_entries(cfg: Mapping[str, Any], source: str) -> dict[str, dict[str, Any]]:
+    """The ``per_task`` section, checked: task -> {dotted key: value}, no per_task keys."""
+    block = cfg.get(PER_TASK)
+    if block is None:
+        return {}
+    if not isinstance(block, Mapping):
+        raise _fail(source, PER_TASK, f"must be a mapping task -> {{dotted.key: value}}, got {type(block).__name__}")
+    out: dict[str, dict[str, Any]] = {}
+    for task, entries in block.items():
+        if not isinstance(entries, Mapping):
+            raise _fail(source, f"{PER_TASK}.{task}", f"must be a mapping of dotted keys, got {type(entries).__name__}")
+        for key in entries:
+            if not isinstance(key, str) or key.split(".")[0] not in SECTIONS:
+                raise _fail(source, f"{PER_TASK}.{task}.{key}",
+                            f"key must be dotted and start with a section ({', '.join(SECTIONS)})")
+        out[str(task)] = dict(entries)
+    return out
+
+
+def apply_task_entries(cfg: dict, task: str, source: str = "<config>") -> dict:
+    """Return a copy of ``cfg`` with ``per_task[task]`` applied (no-op for unlisted tasks)."""
+    entries = _per_task_entries(cfg, source).get(task, {})
+    out = copy.deepcopy(cfg)
+    for key, value in entries.items():
+        _set_dotted(out, key.split("."), copy.deepcopy(value), f"{source} ({PER_TASK}.{task})")
     return out
 
 
@@ -170,7 +208,7 @@ def validate_config(cfg: Mapping[str, Any], source: str = "<config>") -> None:
             raise _fail(source, section, "missing section")
         if not isinstance(cfg[section], Mapping):
             raise _fail(source, section, f"must be a mapping, got {type(cfg[section]).__name__}")
-    unknown = sorted(set(cfg) - set(SECTIONS) - {"name", "description"})
+    unknown = sorted(set(cfg) - set(SECTIONS) - {"name", "description", PER_TASK})
     if unknown:
         raise _fail(source, unknown[0], f"unknown top-level section (known: {', '.join(SECTIONS)})")
     for section, fields in _SCHEMA.items():
@@ -185,6 +223,10 @@ def validate_config(cfg: Mapping[str, Any], source: str = "<config>") -> None:
         if extra:
             raise _fail(source, f"{section}.{extra[0]}", "unknown key")
     _check_values(cfg, source)
+    for task in _per_task_entries(cfg, source):  # every task's resolved config must be valid too
+        resolved = apply_task_entries(cfg, task, source)
+        resolved.pop(PER_TASK, None)
+        validate_config(resolved, f"{source} ({PER_TASK}.{task})")
 
 
 def _positive(cfg: Mapping, source: str, section: str, key: str, allow_zero: bool = False) -> None:
@@ -243,8 +285,9 @@ def _check_values(cfg: Mapping, source: str) -> None:
         raise _fail(source, "data.dataset", f"only 'synthetic' is built in, got {d['dataset']!r}")
 
 
-def load_config(path: str | os.PathLike, overrides: Iterable[str] = ()) -> dict:
-    """Read ``path`` (YAML), apply ``dot.key=value`` overrides, validate, return a dict."""
+def load_config(path: str | os.PathLike, overrides: Iterable[str] = (), task: str | None = None) -> dict:
+    """Read ``path`` (YAML), apply ``per_task[task]`` (when ``task`` is given), then the
+    ``dot.key=value`` overrides; validate and return a dict."""
     source = os.fspath(path)
     try:
         with open(source, encoding="utf-8") as fh:
@@ -255,6 +298,8 @@ def load_config(path: str | os.PathLike, overrides: Iterable[str] = ()) -> dict:
         raise ConfigError(f"{source}: invalid YAML: {exc}") from exc
     if not isinstance(cfg, dict):
         raise ConfigError(f"{source}: top level must be a mapping, got {type(cfg).__name__}")
+    if task is not None:
+        cfg = apply_task_entries(cfg, task, source)
     overrides = list(overrides)
     if overrides:
         cfg = apply_overrides(cfg, overrides, source=f"{source} (override)")

@@ -531,7 +531,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--threads", type=int, default=2)
     a = p.parse_args(argv)
     torch.set_num_threads(a.threads)
-    cfg = load_config(a.config, a.overrides)
+    cfg = load_config(a.config, a.overrides, task=a.sweep_task if a.sweep_only else None)
     out = Path(a.out or sharing_value(cfg, "out_root"))
     log = lambda m: print(m, file=sys.stderr, flush=True)  # noqa: E731
     if a.sweep_only:

@@ -359,9 +359,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
     p.add_argument("--progress", action="store_true")
     a = p.parse_args(argv)
-    cfg = load_config(a.config, a.overrides)
     tasks = [t.strip() for t in a.tasks.split(",") if t.strip()]
-    run_all(cfg, tasks, a.steps_scale, a.progress)
+    for task in tasks:  # one config per sub-task: its per_task entries apply
+        run_all(load_config(a.config, a.overrides, task=task), [task], a.steps_scale, a.progress)
     return 0
 
 

@@ -327,7 +327,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.steps is not None:
         overrides.append(f"train.steps={args.steps}")
     try:
-        cfg = load_config(args.config, overrides)
+        # a single task's run picks up its per_task entries (a comma list, 'mt', does not)
+        one_task = args.task if args.task and "," not in args.task else None
+        cfg = load_config(args.config, overrides, task=one_task)
         result = train(cfg, args.recipe, args.out, task=args.task, resume=args.resume,
                        progress=not args.no_progress)
     except (ConfigError, CheckpointError, FileNotFoundError, TrainSetupError) as exc:

@@ -85,3 +85,44 @@ def test_file_errors_name_the_file(tmp_path):
     p.write_text(yaml.safe_dump(cfg))
     with pytest.raises(ConfigError, match=rf"{p}: sharing: missing section"):
         load_config(p)
+
+
+def _write(tmp_path: Path, cfg: dict) -> Path:
+    p = tmp_path / "cfg.yaml"
+    p.write_text(yaml.safe_dump(cfg))
+    return p
+
+
+def test_per_task_entries_apply_to_their_task_only_and_set_wins(tmp_path):
+    cfg = yaml.safe_load(Path("configs/tiny.yaml").read_text())
+    cfg["per_task"] = {"depth": {"data.train_clips": 77, "train.depth_loss": "berhu"},
+                       "edges": {"sharing.lambda_w": 4.0e-7}}
+    p = _write(tmp_path, cfg)
+    plain = load_config(p)
+    assert plain["data"]["train_clips"] == cfg["data"]["train_clips"]
+    depth = load_config(p, task="depth")
+    assert depth["data"]["train_clips"] == 77 and depth["train"]["depth_loss"] == "berhu"
+    assert depth["sharing"]["lambda_w"] == cfg["sharing"]["lambda_w"]
+    assert load_config(p, task="edges")["sharing"]["lambda_w"] == 4.0e-7
+    assert load_config(p, task="normals")["data"] == plain["data"]
+    # the command line beats the per-task entry (reduced test budgets stay reduced)
+    assert load_config(p, ["data.train_clips=3"], task="depth")["data"]["train_clips"] == 3
+
+
+@pytest.mark.parametrize(
+    ("entries", "pattern"),
+    [
+        ({"depth": {"train.nope": 1}}, r"per_task\.depth\): train\.nope: no such key"),
+        ({"depth": {"lambda_w": 1}}, r"per_task\.depth\.lambda_w: key must be dotted"),
+        ({"depth": {"train.steps": -2}}, r"per_task\.depth\): train\.steps: must be > 0"),
+        ({"depth": [1, 2]}, r"per_task\.depth: must be a mapping"),
+        ([1], r"per_task: must be a mapping"),
+    ],
+)
+def test_bad_per_task_entries_are_named(tmp_path, entries, pattern):
+    cfg = yaml.safe_load(Path("configs/tiny.yaml").read_text())
+    cfg["per_task"] = entries
+    p = _write(tmp_path, cfg)
+    with pytest.raises(ConfigError, match=pattern) as info:
+        load_config(p)  # checked on load, whichever task is trained
+    assert str(p) in str(info.value)
