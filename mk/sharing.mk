@@ -1,15 +1,13 @@
 # Computation sharing (delta weights, threshold reuse, accounting, report). See docs/sharing.md.
-#   make sharing-train    steps 1-3 for every sub-task (needs the ST checkpoints)
+#   make sharing-train    steps 1-3 for every sub-task (needs the ST checkpoints: make st-models)
 #   make sharing-report   tables + figures under $(SHARING_OUT)
 #   make sharing-sweep    lambda_w / lambda_a sweep (fig 5; retrains one sub-task, reduced budget)
 #   make test-sharing     the sharing unit tests and the reduced end-to-end pipeline test
 SHARING_CONFIG ?= configs/tiny.yaml
 SHARING_OUT    ?= $(RUNS)/sharing
-# The schedule of the reported tiny run (the config keeps the paper's ViT-B values).
-SHARING_SET    ?= train.threads=1 sharing.lr_step1=1e-3 sharing.lr_step2=5e-4 sharing.lr_step3=2e-4 \
-                  sharing.lr_log_alpha=0.05 sharing.lambda_w=1.5e-6 sharing.lambda_a1=2e-6 \
-                  sharing.lambda_a2=2e-6 sharing.steps_step1=1000 sharing.steps_step2=400 \
-                  sharing.steps_step3=200
+# The tiny schedule (learning rates, lambdas, steps, edges' lambda_w) is the config's
+# default; SHARING_SET adds --set overrides, e.g. SHARING_SET="train.threads=1".
+SHARING_SET    ?=
 SHARING_SETS    = $(foreach s,$(SHARING_SET),--set $(s))
 
 .PHONY: sharing-train sharing-report sharing-sweep test-sharing

@@ -55,6 +55,10 @@ def float_policy(cfg: dict, report: str | Path | None) -> Any | None:
         return None
     rep = json.loads(path.read_text())
     depth = int(cfg["model"]["depth"])
+    for task, ths in rep.get("thresholds", {}).items():
+        if len(ths) != depth:
+            raise ValueError(f"{path}: thresholds.{task} has {len(ths)} per-block values, the model "
+                             f"(model.depth) has {depth} blocks; pass --report for this model")
     return Policy(depth=depth, keyframe_interval=int((cfg.get("sharing") or {}).get("keyframe_interval", 5)),
                   thresholds={t: [float(v) for v in ths] for t, ths in rep.get("thresholds", {}).items()},
                   boundaries={t: int(b) for t, b in rep.get("boundaries", {}).items()})
@@ -107,7 +111,8 @@ def quantise(cfg: dict, bundle_path: Path, qat: str | None = None, random_seed: 
 
     t0 = time.perf_counter()
     q = build_quantizer(cfg, qat, random_seed, require_subtasks=require_subtasks)
-    policy = float_policy(cfg, report)
+    # a random model has no sharing report of its own: only an explicit --report applies
+    policy = float_policy(cfg, report) if (report or random_seed is None) else None
     k = int((cfg.get("sharing") or {}).get("keyframe_interval", 5))
     qm = q.to_quantized(policy, keyframe_interval=k, key_offset=key_offset)
     result: dict[str, Any] = {"source": qat or ("random" if random_seed is not None else "trained"),
