@@ -80,3 +80,14 @@ def test_float_policy_from_sharing_report(tmp_path: Path) -> None:
     pol = float_policy(cfg, tmp_path / "report.json")
     assert pol.keyframe_interval == cfg["sharing"]["keyframe_interval"]
     assert pol.thresholds["depth"] == [0.05] * 6 and pol.boundaries == {"depth": 2}
+
+
+def test_float_policy_rejects_a_report_for_another_depth(tmp_path: Path) -> None:
+    from deltamtl.model.cli_quant import float_policy
+    from deltamtl.model.config import load_config
+
+    cfg = load_config(ROOT / "configs" / "tiny.yaml")
+    rep = tmp_path / "report.json"
+    rep.write_text(json.dumps({"thresholds": {"depth": [0.1] * (cfg["model"]["depth"] + 1)}}))
+    with pytest.raises(ValueError, match=rf"{rep}: thresholds\.depth has 7 per-block values.*6 blocks"):
+        float_policy(cfg, rep)

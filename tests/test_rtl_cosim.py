@@ -15,8 +15,6 @@ Slow tier (`make cosim`): the same at the tiny config's maxima with a longer vec
 from __future__ import annotations
 
 import json
-import os
-import secrets
 import shutil
 import subprocess
 from pathlib import Path
@@ -25,6 +23,7 @@ import pytest
 from deltamtl.model.golden_core import GoldenCore
 from deltamtl.model.vectors import CLASSES, read_vectors
 from deltamtl.rtl import sim
+from seeding import SEED
 
 from deltamtl.contract import TINY_LIMITS, CoreLimits
 from deltamtl.cycle_model import packet_breakdown
@@ -42,9 +41,8 @@ pytestmark = pytest.mark.skipif(sim.verilator_root() is None,
 def _cosim(tag: str, limits: CoreLimits, n_sequences: int, impl: str = "rtl",
            hls_sources: list[Path] | None = None) -> dict:
     """Build, write fresh vectors, run the bench; returns statuses and reports."""
-    # fresh random vectors every run; DELTAMTL_TEST_SEED replays one (project convention)
-    seed = int(os.environ.get("DELTAMTL_TEST_SEED", secrets.randbelow(2**30)))
-    print(f"\n[{tag}] DELTAMTL_TEST_SEED={seed}")
+    # fresh random vectors every run: the session seed (tests/seeding.py) replays them
+    seed = SEED
     build = sim.build_core(limits, jobs=2, impl=impl, hls_sources=hls_sources)
     out = sim.BUILD_ROOT / tag
     shutil.rmtree(out, ignore_errors=True)
