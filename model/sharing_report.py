@@ -59,6 +59,7 @@ REPORT_DEFAULTS: dict[str, Any] = {
     "threshold_grid": [0.1, 0.2, 0.3, 0.5],
     "metric_margin": 0.04,   # selection margin on val, below the 5 % acceptance bound on test
     "keyframe_interval": 5,
+    "report_clips": None,    # val and test clips of the report; None: data.val_clips / test_clips
 }
 ACCEPT_MACS_SAVING = 0.55
 ACCEPT_PARAM_SAVING = 0.60
@@ -69,6 +70,17 @@ ROWS = ("ST", "+weight sharing", "+task act sharing", "+task+temporal act sharin
 
 def report_value(cfg: dict, key: str) -> Any:
     return (cfg.get("sharing") or {}).get(key, REPORT_DEFAULTS[key])
+
+
+def report_split_config(cfg: dict) -> dict:
+    """``cfg`` with ``sharing.report_clips`` (when set) as the val and test clip counts: the
+    8-clip training-time splits are too noisy to select thresholds or to compare with ST."""
+    n = report_value(cfg, "report_clips")
+    if n is None:
+        return cfg
+    if not isinstance(n, int) or isinstance(n, bool) or n < 1:
+        raise ValueError(f"sharing.report_clips must be a positive integer or null, got {n!r}")
+    return {**cfg, "data": {**cfg["data"], "val_clips": n, "test_clips": n}}
 
 
 def primary_metric(task: str) -> tuple[str, bool]:
@@ -349,8 +361,9 @@ def build_report(cfg: dict, split: str = "test", device: str = "cpu", log=print)
     base = st[BASE_TASK]
     subs2 = load_subtasks(cfg, base, 2)
     subs3 = load_subtasks(cfg, base, 3)
-    val_clips = synthetic_split(cfg, "val").clips
-    eval_clips = synthetic_split(cfg, split).clips
+    split_cfg = report_split_config(cfg)
+    val_clips = synthetic_split(split_cfg, "val").clips
+    eval_clips = synthetic_split(split_cfg, split).clips
     depth = len(base.encoder.blocks)
 
     log("[report] ST models on val (threshold selection reference)")
@@ -410,6 +423,7 @@ def build_report(cfg: dict, split: str = "test", device: str = "cpu", log=print)
     acceptance["attention_head_share_of_st"] = fixed / st_row["total_macs"]
     return {
         "config_name": cfg.get("name"), "split": split, "keyframe_interval": k, "rows": rows,
+        "clips": {"val": len(val_clips), split: len(eval_clips)},
         "acceptance": acceptance, "threshold_rel": rels, "thresholds": ths,
         "boundaries": boundaries, "threshold_trials": trials,
         "densities": {t: d.as_dict() for t, d in dens.items()}, "base_s_a2": base_s_a2[BASE_TASK],
@@ -424,7 +438,8 @@ def write_report(report: dict, out: Path, sweep: Sequence[dict] | None = None) -
     out.mkdir(parents=True, exist_ok=True)
     atomic_write_text(out / "report.json", json.dumps(report, indent=1, default=float))
     atomic_write_text(out / "report.md", "# Computation sharing: " + str(report["config_name"])
-                      + f" ({report['split']} split)\n\n" + markdown(report))
+                      + f" ({report['split']} split, {report['clips'][report['split']]} clips;"
+                      f" thresholds from {report['clips']['val']} val clips)\n\n" + markdown(report))
     plot_densities(report["densities"], report["base_s_a2"], out / "fig_density.png")
     plot_macs(report["rows"], out / "fig_macs.png")
     written = [out / "report.json", out / "report.md", out / "fig_density.png", out / "fig_macs.png"]

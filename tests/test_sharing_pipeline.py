@@ -150,6 +150,7 @@ def test_report_command_writes_table_and_figures(trained) -> None:
     st, ws = data["rows"][0], data["rows"][1]
     assert ws["params"] < st["params"]  # deltas were pruned and embeddings shared
     assert set(data["boundaries"]) == set(SUB_TASKS)
+    assert data["clips"] == {"val": 1, "test": 1}
     md = (tmp / "report" / "report.md").read_text()
     assert "+task+temporal act sharing" in md and "Acceptance" in md
     # Each sub-task's delta parameters are counted once per checkpoint.
