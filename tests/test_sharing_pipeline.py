@@ -30,7 +30,8 @@ OVERRIDES = [
     "train.log_every=1", "sharing.steps_step1=3", "sharing.steps_step2=2",
     "sharing.steps_step3=2", "sharing.hard_concrete.log_alpha_init=0.3",
     "sharing.lr_log_alpha=0.5", "sharing.lr_step1=1e-2", "sharing.lambda_w=1e-2",
-    "sharing.threshold_grid=[0.0, 0.2]",
+    "sharing.threshold_grid=[0.0, 0.2]", "sharing.report_val_clips=1",
+    "sharing.report_test_clips=2",
 ]
 
 
@@ -139,7 +140,7 @@ def test_executed_macs_equal_formulas_on_trained_models(trained) -> None:
 
 
 def test_report_command_writes_table_and_figures(trained) -> None:
-    from deltamtl.model.sharing_report import ROWS, build_report, write_report
+    from deltamtl.model.sharing_report import ROWS, build_report, report_value, write_report
 
     cfg, tmp = trained
     report = build_report(cfg, "test", log=lambda m: None)
@@ -150,7 +151,13 @@ def test_report_command_writes_table_and_figures(trained) -> None:
     st, ws = data["rows"][0], data["rows"][1]
     assert ws["params"] < st["params"]  # deltas were pruned and embeddings shared
     assert set(data["boundaries"]) == set(SUB_TASKS)
-    assert data["clips"] == {"val": 1, "test": 1}
+    assert data["clips"] == {"val": 1, "test": 2}  # sharing.report_*_clips, not data.*
+    # Each task's threshold level is the largest whose paired cost against the same model run
+    # densely stays within the margin (the smallest level when none does).
+    margin = report_value(cfg, "threshold_margin")
+    for task, rel in data["threshold_rel"].items():
+        ok = [tr["rel"] for tr in data["threshold_trials"] if tr["threshold_cost"][task] <= margin]
+        assert rel == (max(ok) if ok else min(tr["rel"] for tr in data["threshold_trials"]))
     md = (tmp / "report" / "report.md").read_text()
     assert "+task+temporal act sharing" in md and "Acceptance" in md
     # Each sub-task's delta parameters are counted once per checkpoint.

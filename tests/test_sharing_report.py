@@ -10,23 +10,26 @@ from deltamtl.model.sharing_report import relative_gap, report_split_config
 
 
 def test_report_clips_override_val_and_test_without_touching_cfg() -> None:
-    cfg = load_config("configs/tiny.yaml", ["sharing.report_clips=5"])
+    cfg = load_config("configs/tiny.yaml", ["sharing.report_val_clips=5",
+                                            "sharing.report_test_clips=7"])
     before = copy.deepcopy(cfg)
     split = report_split_config(cfg)
-    assert split["data"]["val_clips"] == split["data"]["test_clips"] == 5
+    assert (split["data"]["val_clips"], split["data"]["test_clips"]) == (5, 7)
     assert split["data"]["train_clips"] == cfg["data"]["train_clips"]
     assert cfg == before
 
 
 def test_report_clips_null_keeps_the_data_section() -> None:
-    cfg = load_config("configs/tiny.yaml", ["sharing.report_clips=null"])
+    cfg = load_config("configs/tiny.yaml", ["sharing.report_val_clips=null",
+                                            "sharing.report_test_clips=null"])
     assert report_split_config(cfg) is cfg
 
 
+@pytest.mark.parametrize("key", ["report_val_clips", "report_test_clips"])
 @pytest.mark.parametrize("bad", ["0", "-3", "2.5", "true", "many"])
-def test_report_clips_bad_value_is_named(bad: str) -> None:
-    cfg = load_config("configs/tiny.yaml", [f"sharing.report_clips={bad}"])
-    with pytest.raises(ValueError, match="sharing.report_clips"):
+def test_report_clips_bad_value_is_named(key: str, bad: str) -> None:
+    cfg = load_config("configs/tiny.yaml", [f"sharing.{key}={bad}"])
+    with pytest.raises(ValueError, match=f"sharing.{key}"):
         report_split_config(cfg)
 
 
