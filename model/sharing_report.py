@@ -290,17 +290,20 @@ def plot_densities(densities: Mapping[str, dict], base_s_a2: Sequence[float], pa
 
     fig, axes = plt.subplots(1, len(densities), figsize=(4.2 * len(densities), 3.4), squeeze=False)
     for ax, (task, d) in zip(axes[0], densities.items(), strict=True):
-        blocks = list(range(1, len(d["s_w"]) + 1))
+        # 0-based blocks, the numbering of the boundary l_k in the report and the config
+        blocks = list(range(len(d["s_w"])))
+        task_cost = [a + w for a, w in zip(d["s_a1"], d["s_w"], strict=True)]
         ax.plot(blocks, d["s_w"], "o-", label="S_w (delta weight)")
         ax.plot(blocks, d["s_a1"], "s-", label="S_a1 (task delta act.)")
         ax.plot(blocks, d["s_a2"], "^-", label="S_a2 (temporal delta act.)")
-        ax.plot(blocks, [a + w for a, w in zip(d["s_a1"], d["s_w"], strict=True)], ":",
-                color="grey", label="S_w + S_a1")
-        ax.axvline(d["boundary"] + 1.5, color="k", ls="--", lw=1, label=f"boundary l={d['boundary'] + 1}")
+        ax.plot(blocks, task_cost, ":", color="grey", label="S_w + S_a1 (TASK-mode cost)")
+        ax.axvline(d["boundary"] + 0.5, color="k", ls="--", lw=1,
+                   label=f"boundary l_k={d['boundary']} (TASK <= l_k < TEMPORAL)")
         ax.set_title(task)
-        ax.set_xlabel("block")
+        ax.set_xlabel("block (0-based)")
         ax.set_ylabel("density (non-zero fraction)")
-        ax.set_ylim(0, 1.02)
+        # S_w + S_a1 is a cost, not a fraction: it may pass 1
+        ax.set_ylim(0, max(1.02, 1.05 * max(task_cost, default=0.0)))
         ax.set_xticks(blocks)
     axes[0][0].legend(fontsize=7)
     fig.suptitle(f"Per-layer densities (base S_a2: {', '.join(f'{v:.2f}' for v in base_s_a2)})",
