@@ -176,6 +176,11 @@ def testcase_results(results_xml: Path) -> dict[str, str]:
     return out
 
 
+def cocotb_log(build: Build, tag: str) -> Path:
+    """Where run_cocotb(tag=...) writes the simulator's log (the bench's progress lines)."""
+    return build.build_dir / f"log_{tag}.txt"
+
+
 def run_cocotb(build: Build, testcases: str | list[str], env: dict[str, str] | None = None,
                tag: str = "run", seed: int | None = None, check: bool = True) -> Path:
     """Run bench test cases on a build. With check, raises SimError naming failures.
@@ -200,14 +205,13 @@ def run_cocotb(build: Build, testcases: str | list[str], env: dict[str, str] | N
         extra_env=extra_env,
         results_xml=str(results),
         seed=seed,
-        log_file=build.build_dir / f"log_{tag}.txt",
+        log_file=cocotb_log(build, tag),
     )
+    log = cocotb_log(build, tag)
     if not results.exists():
-        raise SimError(f"simulation ended without {results} (crash?): see "
-                       f"{build.build_dir / f'log_{tag}.txt'}")
+        raise SimError(f"simulation ended without {results} (crash?): see {log}")
     n_tests, n_failed = runner_mod.get_results(results)
     if check and (n_tests == 0 or n_failed):
-        log = build.build_dir / f"log_{tag}.txt"
         tail = log.read_text(errors="replace")[-4000:] if log.exists() else ""
         raise SimError(f"cocotb {testcases}: {n_failed} of {n_tests} failed (log {log})\n{tail}")
     return results
@@ -271,7 +275,9 @@ def replay_vectors(path: Path | None, seed: int = 1) -> int:
     out = BUILD_ROOT / f"replay_{path.stem}"
     out.mkdir(parents=True, exist_ok=True)
     tests = ["run_vectors", "run_vectors_stress"]
-    results = run_cocotb(build, tests, tag=f"replay_{path.stem}", seed=seed, check=False,
+    tag = f"replay_{path.stem}"
+    print(f"vectors: simulating both passes; progress lines in {cocotb_log(build, tag)}", flush=True)
+    results = run_cocotb(build, tests, tag=tag, seed=seed, check=False,
                          env={"DMTV_PATH": str(path), "DMTV_REPORT": str(out), "DMTV_SEED": str(seed)})
     rc = 0
     for name in tests:

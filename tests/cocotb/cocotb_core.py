@@ -17,8 +17,10 @@ Tests:
 from __future__ import annotations
 
 import json
+import logging
 import os
 import random
+import time
 
 import cocotb
 import numpy as np
@@ -50,6 +52,9 @@ class Harness:
                                       dut.ap_rst_n, reset_active_level=False)
         self.sink = AxiStreamSink(AxiStreamBus.from_prefix(dut, "m_axis"), dut.ap_clk,
                                   dut.ap_rst_n, reset_active_level=False)
+        # cocotbext-axi logs every frame's bytes at INFO: megabytes per job of a trained model
+        self.source.log.setLevel(logging.WARNING)
+        self.sink.log.setLevel(logging.WARNING)
         if stress:
             self.source.set_pause_generator(self._pauses(0.3))
             self.sink.set_pause_generator(self._pauses(0.4))
@@ -131,7 +136,13 @@ async def _run_file(dut, stress: bool) -> None:
     await h.reset()
     report = []
     failures = []
+    every = max(1, len(records) // 20)
+    start = time.monotonic()
     for k, rec in enumerate(records):
+        if k and k % every == 0:
+            dut._log.info("%s: record %d / %d, %d mismatching so far, %.1f s",
+                          "stress" if stress else "plain", k, len(records), len(failures),
+                          time.monotonic() - start)
         if rec.is_reset:
             await h.reset()
             report.append({"record": k, "cls": rec.cls, "ok": True})
