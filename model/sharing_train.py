@@ -40,6 +40,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -78,6 +79,7 @@ DEFAULTS: dict[str, Any] = {
     "steps_step3": 500,
     "lr_log_alpha": 0.05,
     "delta_weight_decay": 0.0,
+    "max_delta_nnz": None,  # cap on kept delta entries when step 2 fixes the mask (None: none)
     "temporal_offsets": [-2, -1, 1, 2],
     "init_delta": "zero",   # 'zero' (Diff-pruning) or 'st': dW = W_st - W_b, LayerNorms from ST
 }
@@ -223,7 +225,13 @@ class SharingStepRecipe(Recipe):
                 f"step{self.step} of {self.task} needs step{self.step - 1} of {self.task}"
             )
         model.load_state_dict(ckpt["model"])
-        fix_masks(model)  # step 1 -> 2: mask from log-alpha; a no-op for a fixed step-2 model
+        # step 1 -> 2: mask from log-alpha, at most max_delta_nnz entries; a no-op for step 3
+        cap = sharing_value(self.cfg, "max_delta_nnz")
+        wanted, kept = fix_masks(unwrap(model), None if cap is None else int(cap))
+        if self.step == 2 and os.environ.get("RANK", "0") == "0":  # every rank fixes the same mask
+            print(f"step2 {self.task}: the gates keep {wanted} delta entries"
+                  + (f", the cap max_delta_nnz={cap} keeps {kept}" if kept < wanted else ""),
+                  flush=True)
 
     def param_groups(self, model: nn.Module) -> list[dict]:
         model = unwrap(model)
@@ -327,15 +335,16 @@ def recipe_step3(args: RecipeArgs) -> Recipe:
 
 # -- driver ---------------------------------------------------------------------------------
 def run_all(cfg: dict, tasks: Sequence[str], steps_scale: float = 1.0,
-            progress: bool = False) -> dict[str, dict]:
-    """Steps 1-3 for each sub-task through the one training entry point."""
+            progress: bool = False, steps: Sequence[int] = (1, 2, 3)) -> dict[str, dict]:
+    """Steps 1-3 (or the listed ones) for each sub-task through the one training entry point.
+    A step starts from the previous step's checkpoint under sharing.out_root."""
     from deltamtl.model.config import apply_overrides
     from deltamtl.model.train import train
 
     root = Path(sharing_value(cfg, "out_root"))
     results: dict[str, dict] = {}
     for task in tasks:
-        for step in (1, 2, 3):
+        for step in steps:
             n = max(1, int(round(int(sharing_value(cfg, f"steps_step{step}")) * steps_scale)))
             step_cfg = apply_overrides(cfg, [f"train.steps={n}",
                                              f"train.warmup_steps={min(int(cfg['train']['warmup_steps']), n // 5)}",
@@ -357,11 +366,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--steps-scale", type=float, default=1.0,
                    help="multiply sharing.steps_step1..3 (reduced budgets)")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
+    p.add_argument("--steps", default="1,2,3",
+                   help="which steps to run, e.g. 2,3 to go on from an existing step 1")
     p.add_argument("--progress", action="store_true")
     a = p.parse_args(argv)
     tasks = [t.strip() for t in a.tasks.split(",") if t.strip()]
+    try:
+        steps = sorted({int(s) for s in a.steps.split(",") if s.strip()})
+    except ValueError:
+        p.error(f"--steps {a.steps!r}: expected step numbers from 1, 2, 3, e.g. 2,3")
+    if not steps or any(s not in (1, 2, 3) for s in steps):
+        p.error(f"--steps {a.steps!r}: expected step numbers from 1, 2, 3, e.g. 2,3")
     for task in tasks:  # one config per sub-task: its per_task entries apply
-        run_all(load_config(a.config, a.overrides, task=task), [task], a.steps_scale, a.progress)
+        run_all(load_config(a.config, a.overrides, task=task), [task], a.steps_scale, a.progress,
+                steps)
     return 0
 
 

@@ -110,6 +110,67 @@ def test_fix_mask_is_deterministic_and_preserves_function() -> None:
     assert float(expected_l0(nn.Sequential(dl))) == 0.0
 
 
+def _gated_pair(seed: int) -> tuple[nn.Sequential, list[DeltaLinear]]:
+    """Two delta layers with random deltas, element gates and tensor gates."""
+    torch.manual_seed(seed)
+    layers = [DeltaLinear(_random_linear(seed + k, 9, 6), GateConfig()) for k in range(2)]
+    with torch.no_grad():
+        for dl in layers:
+            for d in (dl.weight_delta, dl.bias_delta):
+                d.delta.normal_()
+                d.element_gate.log_alpha.uniform_(-3, 3)
+                d.tensor_gate.log_alpha.fill_(float(torch.empty(()).uniform_(0.5, 3)))
+    return nn.Sequential(*layers), layers
+
+
+def _score_and_mask(layers: list[DeltaLinear]) -> tuple[torch.Tensor, torch.Tensor]:
+    deltas = [d for dl in layers for d in (dl.weight_delta, dl.bias_delta)]
+    score = torch.cat([(d.element_gate.prob_nonzero() * d.tensor_gate.prob_nonzero()).flatten()
+                       for d in deltas])
+    mask = torch.cat([d.mask.flatten() for d in deltas])
+    return score.detach(), mask
+
+
+@pytest.mark.parametrize("seed", [5, 6, 7])
+def test_capped_fix_keeps_the_most_probable_entries(seed: int) -> None:
+    model, layers = _gated_pair(seed)
+    uncapped, _ = _gated_pair(seed)
+    wanted, kept = fix_masks(uncapped)
+    assert wanted == kept == sum(dl.nnz() for dl in uncapped)
+    _, open_mask = _score_and_mask(list(uncapped))
+    cap = int(torch.randint(1, wanted, ()).item())
+    x = torch.randn(4, 9)
+    assert fix_masks(model, max_nnz=cap) == (wanted, cap)
+    score, mask = _score_and_mask(layers)
+    assert int(mask.sum()) == cap == sum(dl.nnz() for dl in layers)
+    assert torch.all(open_mask[mask])  # the cap only removes entries the gates keep
+    # every kept entry is at least as probable as every dropped open entry
+    dropped = open_mask & ~mask
+    assert score[mask].min() >= score[dropped].max()
+    for dl in layers:
+        for d in (dl.weight_delta, dl.bias_delta):
+            assert d.fixed and torch.all(d.delta[~d.mask] == 0)
+    # the capped layer is the uncapped one with the dropped deltas removed
+    for a, b in zip(layers, uncapped, strict=True):
+        w = a.base.weight + b.weight_delta.delta * a.weight_delta.mask
+        bias = a.base.bias + b.bias_delta.delta * a.bias_delta.mask
+        assert torch.allclose(a.eval()(x), torch.nn.functional.linear(x, w, bias), atol=1e-6)
+
+
+def test_cap_above_the_gates_count_changes_nothing_and_bad_caps_are_named() -> None:
+    model, layers = _gated_pair(8)
+    ref, ref_layers = _gated_pair(8)
+    wanted, _ = fix_masks(ref)
+    assert fix_masks(model, max_nnz=wanted + 10) == (wanted, wanted)
+    for a, b in zip(layers, ref_layers, strict=True):
+        assert torch.equal(a.weight_delta.mask, b.weight_delta.mask)
+        assert torch.equal(a.bias_delta.mask, b.bias_delta.mask)
+    assert fix_masks(model, max_nnz=0) == (0, 0)  # already fixed: nothing left to fix
+    for bad in (-1, 2.5, True):
+        with pytest.raises(ValueError, match="max_nnz must be a non-negative integer"):
+            fix_masks(_gated_pair(9)[0], max_nnz=bad)
+
+
 def test_masked_deltas_stay_exactly_zero_under_adamw() -> None:
     torch.manual_seed(4)
     dl = DeltaLinear(_random_linear(4), GateConfig())

@@ -165,3 +165,45 @@ def test_report_command_writes_table_and_figures(trained) -> None:
     # Each sub-task's delta parameters are counted once per checkpoint.
     deltas = sum(len(delta_modules(m)) for m in _system(cfg, tmp)[1].values())
     assert deltas == 3 * 2 * 4
+
+
+def test_step2_cap_keeps_exactly_max_delta_nnz(trained, tmp_path) -> None:
+    """sharing.max_delta_nnz bounds the mask step 2 fixes; steps=(2,) goes on from a step 1."""
+    from deltamtl.model.config import apply_overrides
+
+    cfg, _ = trained
+    task = "normals"
+    # no L0 pressure: every gate stays open after step 1, so the cap is what prunes
+    cfg = apply_overrides(cfg, [f"sharing.out_root={tmp_path}", "sharing.lambda_w=0"])
+    run_all(cfg, [task], steps=(1,))
+    s1 = load_checkpoint(tmp_path / task / "step1" / "last.pt")["model"]
+    gate = GateConfig.from_sharing(cfg["sharing"])
+    open_ = {}
+    for key in s1:
+        if key.endswith(".element_gate.log_alpha"):
+            prefix = key[: -len("element_gate.log_alpha")]
+            z = ((torch.sigmoid(s1[key]) * (gate.limit_r - gate.limit_l) + gate.limit_l).clamp(0, 1)
+                 * (torch.sigmoid(s1[prefix + "tensor_gate.log_alpha"]) * (gate.limit_r - gate.limit_l)
+                    + gate.limit_l).clamp(0, 1))
+            open_[prefix + "mask"] = z > 0
+    wanted = sum(int(m.sum()) for m in open_.values())
+    cap = wanted // 3
+    assert cap > 0, "step 1 closed every gate: nothing to cap"
+    run_all(apply_overrides(cfg, [f"sharing.max_delta_nnz={cap}"]), [task], steps=(2,))
+    state = load_checkpoint(tmp_path / task / "step2" / "last.pt")["model"]
+    masks = {k: v for k, v in state.items() if k.endswith(".mask")}
+    assert masks.keys() == open_.keys()
+    assert sum(int(v.sum()) for v in masks.values()) == cap
+    for key, mask in masks.items():
+        assert torch.all(mask <= open_[key]), f"{key}: the cap added entries"
+        assert torch.all(state[key[: -len("mask")] + "delta"][~mask] == 0), key
+    assert not (tmp_path / task / "step3").exists()
+
+
+@pytest.mark.parametrize("steps", ["4", "1,x", ","])
+def test_sharing_train_names_a_bad_steps_list(steps: str, capsys) -> None:
+    from deltamtl.model.sharing_train import main
+
+    with pytest.raises(SystemExit):
+        main(["--config", "configs/tiny.yaml", "--steps", steps])
+    assert f"--steps {steps!r}: expected step numbers from 1, 2, 3" in capsys.readouterr().err
