@@ -55,6 +55,15 @@ def _ckpt(tmp: Path, task: str, step: int) -> dict:
     return load_checkpoint(tmp / "sharing" / task / f"step{step}" / "last.pt")
 
 
+def _gates_open(state: dict, prefix: str, gate: GateConfig) -> torch.Tensor:
+    """Where a step-1 state's deterministic gates (element x tensor) are non-zero, computed
+    from the Hard-Concrete formula rather than by the code under test."""
+    def z(log_alpha: torch.Tensor) -> torch.Tensor:
+        return (torch.sigmoid(log_alpha) * (gate.limit_r - gate.limit_l) + gate.limit_l).clamp(0, 1)
+
+    return (z(state[prefix + "element_gate.log_alpha"]) * z(state[prefix + "tensor_gate.log_alpha"])) > 0
+
+
 def test_masks_fixed_after_step2_and_masked_deltas_zero(trained) -> None:
     cfg, tmp = trained
     gate = GateConfig.from_sharing(cfg["sharing"])
@@ -65,11 +74,7 @@ def test_masks_fixed_after_step2_and_masked_deltas_zero(trained) -> None:
             if not key.endswith(".mask"):
                 continue
             prefix = key[: -len("mask")]
-            la_e = s1[prefix + "element_gate.log_alpha"]
-            la_t = s1[prefix + "tensor_gate.log_alpha"]
-            z = ((torch.sigmoid(la_e) * (gate.limit_r - gate.limit_l) + gate.limit_l).clamp(0, 1)
-                 * (torch.sigmoid(la_t) * (gate.limit_r - gate.limit_l) + gate.limit_l).clamp(0, 1))
-            assert torch.equal(mask2, z > 0), key
+            assert torch.equal(mask2, _gates_open(s1, prefix, gate)), key
             assert torch.equal(s3[key], mask2), f"mask of {key} changed in step 3"
             assert bool(s2[prefix + "is_fixed"]) and bool(s3[prefix + "is_fixed"])
             assert not bool(s1[prefix + "is_fixed"])
@@ -182,10 +187,7 @@ def test_step2_cap_keeps_exactly_max_delta_nnz(trained, tmp_path) -> None:
     for key in s1:
         if key.endswith(".element_gate.log_alpha"):
             prefix = key[: -len("element_gate.log_alpha")]
-            z = ((torch.sigmoid(s1[key]) * (gate.limit_r - gate.limit_l) + gate.limit_l).clamp(0, 1)
-                 * (torch.sigmoid(s1[prefix + "tensor_gate.log_alpha"]) * (gate.limit_r - gate.limit_l)
-                    + gate.limit_l).clamp(0, 1))
-            open_[prefix + "mask"] = z > 0
+            open_[prefix + "mask"] = _gates_open(s1, prefix, gate)
     wanted = sum(int(m.sum()) for m in open_.values())
     cap = wanted // 3
     assert cap > 0, "step 1 closed every gate: nothing to cap"
