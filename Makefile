@@ -2,7 +2,7 @@
 #   make setup      create .venv, install the project (+dev extras) and Debian tools
 #   make test       fast test tier (what CI runs)
 #   make demo       synthetic video -> train -> evaluate -> report under runs/
-#   make lint       ruff
+#   make lint       ruff, and the layer rules with import-linter (pyproject.toml)
 # Hardware targets (csim, cosim, rtl-synth, hls, bitstream) are defined further down.
 
 SHELL := /bin/bash
@@ -10,6 +10,8 @@ PY_SYS ?= python3
 VENV   ?= .venv
 PY     := $(VENV)/bin/python
 PIP    := $(VENV)/bin/pip
+# Every stage runs through the one front door (deltamtl/cli.py).
+DELTAMTL := $(VENV)/bin/deltamtl
 STAMP  := $(VENV)/.installed
 RUNS   ?= runs
 PYTEST_ARGS ?=
@@ -44,7 +46,8 @@ test-all: setup
 	$(PY) -m pytest -m "not vitis and not vivado and not board" $(PYTEST_ARGS)
 
 lint: setup
-	$(PY) -m ruff check deltamtl model hls rtl host scripts tests
+	$(PY) -m ruff check deltamtl contract model hls rtl host tests
+	VENV=$(CURDIR)/$(VENV) bash scripts/lint_layers.sh
 
 clean:
 	rm -rf build $(RUNS) .pytest_cache

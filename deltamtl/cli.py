@@ -1,4 +1,7 @@
-"""`deltamtl` command: one front door to every stage, in data-flow order.
+"""`deltamtl` command: the one front door to every stage, in data-flow order.
+
+Make targets call it; under DDP: ``torchrun --nproc_per_node=N --no-python deltamtl train ...``
+(or ``torchrun ... -m deltamtl train ...``).
 
 Each subcommand forwards its arguments to the `main(argv)` of the module that owns the
 stage, imported only when asked (so `deltamtl codegen` does not import torch).
@@ -10,13 +13,26 @@ import importlib
 import sys
 
 COMMANDS: dict[str, tuple[str, str]] = {
-    "train": ("deltamtl.model.train", "train a model (recipes: st, step1, step2, step3, ...)"),
-    "evaluate": ("deltamtl.model.evaluate", "evaluate a checkpoint on held-out clips"),
-    "sharing-report": ("deltamtl.model.sharing_report", "computation-sharing tables and figures"),
-    "quant": ("deltamtl.model.cli_quant", "quantise / export / inspect / verify a bundle"),
-    "vectors": ("deltamtl.model.vectors", "write random core test vectors (.dmtv)"),
-    "model-vectors": ("deltamtl.model.vectors_model", "dump a trained model's site jobs"),
-    "codegen": ("deltamtl.codegen", "regenerate C++/SV contract headers and core params"),
+    # contract: the one definition and its generated copies
+    "codegen": ("deltamtl.contract.codegen", "regenerate the C++/SV contract headers and core params"),
+    "vectors": ("deltamtl.contract.vectors", "write random core test vectors (.dmtv)"),
+    # model: data -> training -> sharing -> quantisation/export
+    "data": ("deltamtl.model.data.cli", "synthetic video: bench, preview, export as NYUD layout"),
+    "train": ("deltamtl.model.training.train", "train a model (recipes: st, step1, step2, step3, ...)"),
+    "evaluate": ("deltamtl.model.training.evaluate_checkpoint", "evaluate a checkpoint on held-out clips"),
+    "sharing-train": ("deltamtl.model.sharing.train_steps", "the three sharing steps for every sub-task"),
+    "sharing-report": ("deltamtl.model.sharing.report", "computation-sharing tables and figures"),
+    "quant": ("deltamtl.model.quant.cli", "quantise / export / inspect a bundle"),
+    # hardware: HLS kernels and the RTL twin
+    "hls": ("deltamtl.hls.build", "build the C++ kernels with g++, run C simulation"),
+    "rtl": ("deltamtl.rtl.sim", "Verilator lint of the RTL core, replay a .dmtv file on it"),
+    "rtl-synth": ("deltamtl.rtl.yosys_synth", "yosys resource estimates of the RTL core"),
+    # host: the integer pipeline on a bundle
+    "verify": ("deltamtl.host.verify", "validate a bundle and run the golden model on a clip"),
+    "model-vectors": ("deltamtl.host.model_vectors", "dump a trained model's site jobs (.dmtv)"),
+    # the whole mission and its figures
+    "demo": ("deltamtl.demo", "synthetic video -> train -> quantise -> accelerator -> report"),
+    "bench": ("deltamtl.bench", "figures: rendering, executors, projected board cycles"),
 }
 
 

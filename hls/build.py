@@ -8,11 +8,11 @@ compile-time constants (``params.h``): ``limits=None`` uses the checked-in
 ``hls/generated/params.h``; a ``CoreLimits`` generates its own ``params.h`` into the build
 folder (first on the include path), so one library exists per set of limits.
 
-    python -m deltamtl.hls.build build emu|tb_core|tb_system [--limits P I O NNZ LANES [W]]
-    python -m deltamtl.hls.build csim [--sequences N --seed S | --vectors FILE]
+    deltamtl hls build emu|tb_core|tb_system [--limits P I O NNZ LANES [W]]
+    deltamtl hls csim [--sequences N --seed S | --vectors FILE]
                                       [--limits ... | --params build/board/params.h]
 
-``--params`` takes a params.h written elsewhere (e.g. ``python -m deltamtl.codegen`` output
+``--params`` takes a params.h written elsewhere (e.g. ``deltamtl codegen`` output
 redirected into build/ for a board-sized build); hls/generated/ is never rewritten here.
 """
 
@@ -32,7 +32,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from deltamtl.contract import CoreLimits
+from deltamtl.contract.limits import CoreLimits
 
 HLS_DIR = Path(__file__).resolve().parent
 ROOT = HLS_DIR.parent
@@ -85,7 +85,7 @@ def _compiler_id() -> str:
 def params_text(limits: CoreLimits | None) -> str:
     if limits is None:
         return (HLS_DIR / "generated" / "params.h").read_text()
-    from deltamtl.codegen import params_header
+    from deltamtl.contract.codegen import params_header
 
     return params_header(limits)
 
@@ -97,7 +97,7 @@ def limits_from_params_header(path: Path | None = None) -> CoreLimits:
     names = ("MAX_TOKENS", "MAX_IN", "MAX_OUT", "MAX_NNZ_DW", "LANES", "MAX_WEIGHTS")
     missing = [n for n in names if n not in found]
     if missing:
-        raise ValueError(f"{path}: no {', '.join(missing)} (regenerate: python -m deltamtl.codegen)")
+        raise ValueError(f"{path}: no {', '.join(missing)} (regenerate: deltamtl codegen)")
     return CoreLimits(*(int(found[n]) for n in names))
 
 
@@ -176,7 +176,7 @@ class CsimReport:
 
 def run_csim(vectors: Path, limits: CoreLimits | None = None) -> CsimReport:
     """Build tb_core for `limits` and run it over `vectors` (a .dmtv file)."""
-    from deltamtl.model.vectors import CLASSES
+    from deltamtl.contract.vectors import CLASSES
 
     exe = build("tb_core", limits)
     start = time.monotonic()
@@ -230,7 +230,7 @@ def main(argv: list[str] | None = None) -> int:
     build_limits = _cli_limits(args)
     vectors = args.vectors
     if vectors is None:
-        from deltamtl.model.vectors import generate_random_vectors, write_vectors
+        from deltamtl.contract.vectors import generate_random_vectors, write_vectors
 
         limits = build_limits or limits_from_params_header()
         write_vectors(args.out, generate_random_vectors(limits, args.sequences, args.seed), limits)
@@ -242,8 +242,8 @@ def main(argv: list[str] | None = None) -> int:
         print(report.log, file=sys.stderr)
     # the same jobs as DDR images through fetch -> core -> commit (plus malformed descriptors)
     import numpy as np
-    from deltamtl.hls.descriptor import ddr_cases_from_records, write_ddr_cases
-    from deltamtl.model.vectors import read_vectors
+    from deltamtl.contract.ddr_image import ddr_cases_from_records, write_ddr_cases
+    from deltamtl.contract.vectors import read_vectors
 
     limits, records = read_vectors(vectors)
     cases = ddr_cases_from_records(records, limits, np.random.default_rng(args.seed))
@@ -258,6 +258,3 @@ def main(argv: list[str] | None = None) -> int:
         print(log, file=sys.stderr)
     return 0 if report.ok and passed == total else 1
 
-
-if __name__ == "__main__":
-    raise SystemExit(main())

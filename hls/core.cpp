@@ -2,7 +2,7 @@
 //
 // One call consumes one input packet (header .. TLAST) and emits one output packet; in the
 // exported RTL (ap_ctrl_none) this is the free-running loop. Bit-exact with
-// deltamtl.model.golden_core.GoldenCore.run_packet, including resident state and refusals.
+// deltamtl.contract.golden_core.GoldenCore.run_packet, including resident state and refusals.
 //
 // Resident state (file-scope statics, kept between packets):
 //   w_bank[L][2 * W_HALF]  two weight banks (halves of each lane's memory), sized by

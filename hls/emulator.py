@@ -1,9 +1,9 @@
 """Emulated accelerator: the HLS C++ kernels, built with g++ and called through ctypes.
 
 * ``HlsCoreExecutor(limits)``: the ``core`` kernel alone, with the interface of
-  ``deltamtl.model.golden_core.GoldenCore`` (``run_packet``, ``run_job``, ``reset``).
+  ``deltamtl.contract.golden_core.GoldenCore`` (``run_packet``, ``run_job``, ``reset``).
 * ``HlsSystemExecutor(limits)``: fetch -> core -> commit over a DDR byte buffer laid out
-  by ``deltamtl.hls.descriptor``: the accelerator the host pipeline uses without a board.
+  by ``deltamtl.contract.ddr_image``: the accelerator the host pipeline uses without a board.
 
 The limits are compile-time in C++: one shared library is built (and cached under
 build/hls/) per ``CoreLimits``. The core's resident state (weight bank, reuse buffer) lives
@@ -19,16 +19,13 @@ import weakref
 from dataclasses import dataclass
 
 import numpy as np
-from deltamtl.hls import descriptor
+from deltamtl.contract import ddr_image as descriptor
+from deltamtl.contract.encoding import pack_job, unpack_result
+from deltamtl.contract.jobs import JobResult, SiteJob
+from deltamtl.contract.limits import CoreLimits
+from deltamtl.contract.packets import TRAILER_FIELDS, CoreStatus
+from deltamtl.contract.registers import KernelStatus
 from deltamtl.hls.build import build
-from deltamtl.model.golden_core import JobResult, SiteJob, pack_job, unpack_result
-
-from deltamtl.contract import (
-    TRAILER_FIELDS,
-    CoreLimits,
-    CoreStatus,
-    KernelStatus,
-)
 
 _TRL = {f.name: f for f in TRAILER_FIELDS}
 _LOCK = threading.RLock()

@@ -4,4 +4,4 @@ BENCH_ARGS ?=
 
 .PHONY: bench
 bench: setup
-	nice $(PY) scripts/bench.py --out $(RUNS)/bench $(BENCH_ARGS)
+	nice $(DELTAMTL) bench --out $(RUNS)/bench $(BENCH_ARGS)

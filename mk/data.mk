@@ -13,14 +13,14 @@ DATA_EXPORT ?= $(RUNS)/nyud_synthetic
 .PHONY: data-bench data-preview data-export test-data
 
 data-bench: setup
-	$(PY) -m deltamtl.model.data bench
+	$(DELTAMTL) data bench
 
 data-preview: setup
 	@mkdir -p $(RUNS)/data
-	$(PY) -m deltamtl.model.data preview --out $(RUNS)/data/preview.png --seed $(DATA_SEED) --size 128
+	$(DELTAMTL) data preview --out $(RUNS)/data/preview.png --seed $(DATA_SEED) --size 128
 
 data-export: setup
-	$(PY) -m deltamtl.model.data export --root $(DATA_EXPORT) --split $(DATA_SPLIT) --clips $(DATA_CLIPS) \
+	$(DELTAMTL) data export --root $(DATA_EXPORT) --split $(DATA_SPLIT) --clips $(DATA_CLIPS) \
 	  --frames $(DATA_FRAMES) --size $(DATA_SIZE) --seed $(DATA_SEED)
 
 test-data: setup

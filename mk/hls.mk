@@ -14,14 +14,14 @@ VITIS_HLS      ?= vitis_hls
 .PHONY: csim test-hls hls hls-check hls-params $(addprefix hls-,$(HLS_KERNELS))
 
 csim: setup
-	nice $(PY) -m deltamtl.hls.build csim --sequences $(CSIM_SEQUENCES) --seed $(CSIM_SEED)
+	nice $(DELTAMTL) hls csim --sequences $(CSIM_SEQUENCES) --seed $(CSIM_SEED)
 
 test-hls: setup
 	$(PY) -m pytest -q tests/test_hls_emulator.py tests/test_hls_system.py tests/test_hls_csim.py
 
 hls-params: setup
 	@test -n "$(MANIFEST)" || { echo "hls-params: set MANIFEST=<export manifest.yaml>"; exit 2; }
-	$(PY) -m deltamtl.codegen --params $(MANIFEST)
+	$(DELTAMTL) codegen --params $(MANIFEST)
 
 # hls-check first: without Vitis, stop before spending time on anything else
 hls: hls-check csim $(addprefix hls-,$(HLS_KERNELS))

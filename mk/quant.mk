@@ -20,29 +20,29 @@ VECTOR_FRAMES ?= 3
 .PHONY: quant qat quant-qat quant-onnx quant-inspect quant-verify model-vectors test-quant
 
 quant: setup
-	nice $(PY) -m deltamtl.model.cli_quant quantise --config $(QUANT_CONFIG) --out $(QUANT_OUT) $(QUANT_SETS)
+	nice $(DELTAMTL) quant quantise --config $(QUANT_CONFIG) --out $(QUANT_OUT) $(QUANT_SETS)
 
 qat: setup
-	nice $(PY) -m deltamtl.model.train --config $(QUANT_CONFIG) --recipe deltamtl.model.quant:recipe_qat \
+	nice $(DELTAMTL) train --config $(QUANT_CONFIG) --recipe deltamtl.model.quant.qat:recipe_qat \
 	  --out $(QAT_OUT) --steps $(QAT_STEPS) --set train.warmup_steps=0 $(QUANT_SETS)
 
 quant-qat: setup
-	nice $(PY) -m deltamtl.model.cli_quant quantise --config $(QUANT_CONFIG) --qat $(QAT_OUT)/last.pt \
+	nice $(DELTAMTL) quant quantise --config $(QUANT_CONFIG) --qat $(QAT_OUT)/last.pt \
 	  --out $(QUANT_OUT)_qat $(QUANT_SETS)
 
 quant-onnx: setup
-	nice $(PY) -m deltamtl.model.cli_quant export --config $(QUANT_CONFIG) --out $(QUANT_OUT)/bundle \
+	nice $(DELTAMTL) quant export --config $(QUANT_CONFIG) --out $(QUANT_OUT)/bundle \
 	  --onnx $(QUANT_OUT)/onnx $(QUANT_SETS)
 
 quant-inspect: setup
-	$(PY) -m deltamtl.model.cli_quant inspect $(QUANT_OUT)/bundle
+	$(DELTAMTL) quant inspect $(QUANT_OUT)/bundle
 
 quant-verify: setup
-	nice $(PY) -m deltamtl.model.cli_quant verify $(QUANT_OUT)/bundle --config $(QUANT_CONFIG) \
+	nice $(DELTAMTL) verify $(QUANT_OUT)/bundle --config $(QUANT_CONFIG) \
 	  --json $(QUANT_OUT)/verify.json
 
 model-vectors: setup
-	nice $(PY) -m deltamtl.model.vectors_model --bundle $(QUANT_OUT)/bundle --frames $(VECTOR_FRAMES) \
+	nice $(DELTAMTL) model-vectors --bundle $(QUANT_OUT)/bundle --frames $(VECTOR_FRAMES) \
 	  --out build/vectors/model.dmtv
 
 test-quant: setup

@@ -14,7 +14,7 @@ VECTORS ?= build/vectors/model.dmtv
 .PHONY: cosim cosim-vectors rtl-lint rtl-synth
 
 cosim-vectors: setup
-	$(PY) -m deltamtl.rtl.sim vectors $(VECTORS)
+	$(DELTAMTL) rtl vectors $(VECTORS)
 
 
 cosim: setup
@@ -27,7 +27,7 @@ else
 endif
 
 rtl-lint: setup
-	$(PY) -m deltamtl.rtl.sim lint
+	$(DELTAMTL) rtl lint
 
 rtl-synth: setup
-	$(PY) -m deltamtl.rtl.yosys_synth --lanes $(RTL_LANES) --limits $(RTL_SYNTH_LIMITS)
+	$(DELTAMTL) rtl-synth --lanes $(RTL_LANES) --limits $(RTL_SYNTH_LIMITS)

@@ -13,13 +13,13 @@ SHARING_SETS    = $(foreach s,$(SHARING_SET),--set $(s))
 .PHONY: sharing-train sharing-report sharing-sweep test-sharing
 
 sharing-train: setup
-	$(PY) -m deltamtl.model.sharing_train --config $(SHARING_CONFIG) --set sharing.out_root=$(SHARING_OUT) $(SHARING_SETS)
+	$(DELTAMTL) sharing-train --config $(SHARING_CONFIG) --set sharing.out_root=$(SHARING_OUT) $(SHARING_SETS)
 
 sharing-report: setup
-	$(PY) -m deltamtl.model.sharing_report --config $(SHARING_CONFIG) --out $(SHARING_OUT) --set sharing.out_root=$(SHARING_OUT) $(SHARING_SETS) $(if $(wildcard $(SHARING_OUT)/sweep.json),--sweep $(SHARING_OUT)/sweep.json)
+	$(DELTAMTL) sharing-report --config $(SHARING_CONFIG) --out $(SHARING_OUT) --set sharing.out_root=$(SHARING_OUT) $(SHARING_SETS) $(if $(wildcard $(SHARING_OUT)/sweep.json),--sweep $(SHARING_OUT)/sweep.json)
 
 sharing-sweep: setup
-	$(PY) -m deltamtl.model.sharing_report --config $(SHARING_CONFIG) --out $(SHARING_OUT) --set sharing.out_root=$(SHARING_OUT) $(SHARING_SETS) --sweep-only
+	$(DELTAMTL) sharing-report --config $(SHARING_CONFIG) --out $(SHARING_OUT) --set sharing.out_root=$(SHARING_OUT) $(SHARING_SETS) --sweep-only
 
 test-sharing: setup
 	$(PY) -m pytest -q tests/test_delta.py tests/test_accounting.py tests/test_reuse.py tests/test_sharing_pipeline.py

@@ -12,6 +12,6 @@ ST_SETS    = $(foreach s,$(ST_SET),--set $(s))
 st-models: setup
 	@for t in $(ST_TASKS); do \
 	  echo "== training $$t -> $(RUNS)/st_$$t"; \
-	  $(PY) -m deltamtl.model.train --config $(ST_CONFIG) --recipe st --task $$t --out $(RUNS)/st_$$t $(ST_SETS) || exit $$?; \
-	  $(PY) -m deltamtl.model.evaluate --ckpt $(RUNS)/st_$$t/last.pt --split test || exit $$?; \
+	  $(DELTAMTL) train --config $(ST_CONFIG) --recipe st --task $$t --out $(RUNS)/st_$$t $(ST_SETS) || exit $$?; \
+	  $(DELTAMTL) evaluate --ckpt $(RUNS)/st_$$t/last.pt --split test || exit $$?; \
 	done

@@ -2,7 +2,7 @@
 
 A config has five sections:
 
-* ``model``    ViT shape and heads (read by :mod:`deltamtl.model.vit`),
+* ``model``    ViT shape and heads (read by :mod:`deltamtl.model.training.vit`),
 * ``data``     synthetic video split sizes,
 * ``train``    optimiser, schedule, per-task loss weights, logging cadence,
 * ``sharing``  computation-sharing (Diff-pruning / delta activation) settings, read by

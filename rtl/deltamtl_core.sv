@@ -1,7 +1,7 @@
 // deltamtl compute core, SystemVerilog twin of the HLS `core` (same AXI4-Stream ports).
 //
 // One input packet (header, W, dW, bias, req, x_ref, y_ref, X) -> one output packet
-// (Y, [x_ref', y_ref'], trailer), bit for bit as model/golden_core.py. Phases:
+// (Y, [x_ref', y_ref'], trailer), bit for bit as contract/golden_core.py. Phases:
 //   input    1 word/cycle; header checks, INDEX check on dW words, X rows delta-encoded
 //            on the fly into a compacted non-zero list (8 banks, up to 8 entries/cycle)
 //   decide   refusal status (header > LENGTH > INDEX > NO_STATE); commit buffer flips

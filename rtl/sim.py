@@ -19,11 +19,11 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-from deltamtl.contract import CoreLimits
+from deltamtl.contract.limits import CoreLimits
 
 ROOT = Path(__file__).resolve().parent.parent
 RTL_DIR = ROOT / "rtl"
-BENCH_DIR = ROOT / "tests" / "cocotb"
+BENCH_DIR = ROOT / "rtl" / "bench"
 BUILD_ROOT = ROOT / "build" / "rtl"
 TOPLEVEL = "deltamtl_core"
 BENCH_MODULE = "cocotb_core"
@@ -220,7 +220,7 @@ def run_cocotb(build: Build, testcases: str | list[str], env: dict[str, str] | N
 def write_ci_vectors(path: Path, limits: CoreLimits = CI_LIMITS, n_sequences: int = 6,
                      seed: int = 0) -> dict[str, int]:
     """Random vectors for a build's maxima; returns the count per class."""
-    from deltamtl.model.vectors import generate_random_vectors, write_vectors
+    from deltamtl.contract.vectors import generate_random_vectors, write_vectors
 
     records = generate_random_vectors(limits, n_sequences, seed)
     write_vectors(path, records, limits)
@@ -263,7 +263,7 @@ def replay_vectors(path: Path | None, seed: int = 1) -> int:
     without stalls and once with random input gaps and output back-pressure."""
     from collections import Counter
 
-    from deltamtl.model.vectors import read_vectors
+    from deltamtl.contract.vectors import read_vectors
 
     if path is None or not path.is_file():
         print(f"vectors: no such file {path} (make model-vectors writes build/vectors/model.dmtv)")
@@ -296,8 +296,8 @@ def replay_vectors(path: Path | None, seed: int = 1) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """`python -m deltamtl.rtl.sim lint` (make rtl-lint): verilator --lint-only -Wall;
-    `python -m deltamtl.rtl.sim vectors FILE` (make cosim-vectors): replay a .dmtv file."""
+    """`deltamtl rtl lint` (make rtl-lint): verilator --lint-only -Wall;
+    `deltamtl rtl vectors FILE` (make cosim-vectors): replay a .dmtv file."""
     import argparse
     import subprocess
 
@@ -323,6 +323,3 @@ def main(argv: list[str] | None = None) -> int:
         return rc
     return 2
 
-
-if __name__ == "__main__":
-    raise SystemExit(main())

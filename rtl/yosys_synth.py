@@ -1,7 +1,7 @@
 """yosys UltraScale+ resource estimates of the RTL core: `make rtl-synth`.
 
-    python -m deltamtl.rtl.yosys_synth --lanes 32 64 128 --limits board   # writes build/synth/
-    python -m deltamtl.rtl.yosys_synth --lanes 8 --limits ci
+    deltamtl rtl-synth --lanes 32 64 128 --limits board   # writes build/synth/
+    deltamtl rtl-synth --lanes 8 --limits ci
 
 Runs rtl/synth/synth_core.ys (synth_xilinx -family xcup) once per lane count, parses the
 cell statistics into LUT, FF, DSP48E2, BRAM36 (RAMB18 counted as half) and URAM counts,
@@ -19,9 +19,8 @@ import subprocess
 import time
 from pathlib import Path
 
+from deltamtl.contract.limits import CoreLimits
 from deltamtl.rtl.sim import CI_LIMITS, ROOT, RTL_SOURCES, core_parameters, limits_tag
-
-from deltamtl.contract import CoreLimits
 
 SCRIPT = ROOT / "rtl" / "synth" / "synth_core.ys"
 OUT_DIR = ROOT / "build" / "synth"
@@ -182,6 +181,3 @@ def main(argv: list[str] | None = None) -> int:
     print(markdown(rows))
     return 0
 
-
-if __name__ == "__main__":
-    raise SystemExit(main())

@@ -1,9 +1,10 @@
-"""Session-wide test setup: report the random seed (see tests/seeding.py)."""
+"""Session-wide test setup: report the random seed (see tests/helpers/seeding.py)."""
 
 from __future__ import annotations
 
 import pytest
-from seeding import SEED
+
+from tests.helpers.seeding import SEED
 
 
 def pytest_report_header(config: pytest.Config) -> str:

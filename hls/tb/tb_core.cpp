@@ -3,7 +3,7 @@
 //
 //   tb_core VECTORS.dmtv [--verbose]
 // Prints "CLASS <id> <passed> <total>" per class id (deltamtl.hls.build maps ids to the
-// class names of deltamtl.model.vectors) and "RESULT <passed> <total>"; exit 0 iff all pass.
+// class names of deltamtl.contract.vectors) and "RESULT <passed> <total>"; exit 0 iff all pass.
 // Vitis HLS csim/cosim run the same file (hls/tcl/run_hls.tcl passes it in argv).
 #include <stdio.h>
 #include <string.h>

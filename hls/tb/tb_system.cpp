@@ -1,7 +1,7 @@
 // C-simulation testbench of fetch -> core -> commit over a byte-array "DDR".
 //
 //   tb_system CASES.dmtd [--verbose]
-// Each case (deltamtl.hls.descriptor.write_ddr_cases) is a memory image, the descriptor's
+// Each case (deltamtl.contract.ddr_image.write_ddr_cases) is a memory image, the descriptor's
 // place, the expected fetch/commit status and the whole expected image afterwards: golden
 // results in the output regions for valid jobs, the image unchanged for refused ones.
 // The image is copied into an exactly sized heap block, so g++ -fsanitize=address (or

@@ -1,5 +1,6 @@
 """Data sets: procedural multi-task indoor video (exact ground truth), NYUD-v2 and
-PASCAL-Context loaders in their multi-task layouts, and video input for the host pipeline.
+PASCAL-Context loaders in their multi-task layouts (video input for the host pipeline is
+:mod:`deltamtl.host.video`).
 
 See docs/data.md.
 """
@@ -14,7 +15,7 @@ from .datasets import (
     synthetic_clips,
 )
 from .io_utils import DataFormatError
-from .nyud import load_clip_nyud
+from .nyud import load_clip_nyud, save_clip_nyud
 from .synthetic import (
     CLASS_NAMES,
     FPS,
@@ -24,9 +25,7 @@ from .synthetic import (
     Clip,
     edges_from_geometry,
     render_clip,
-    save_clip_nyud,
 )
-from .video import read_video
 
 __all__ = [
     "CLASS_NAMES",
@@ -46,6 +45,5 @@ __all__ = [
     "pick_partner",
     "NYUDDataset",
     "PascalContextDataset",
-    "read_video",
     "DataFormatError",
 ]

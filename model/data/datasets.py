@@ -18,6 +18,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
+from .io_utils import to_sample
 from .synthetic import RENDERER_VERSION, Clip, meta_from_json, meta_to_json, render_clip
 
 SPLITS = {"train": 0, "val": 1, "test": 2}
@@ -133,19 +134,6 @@ def synthetic_clips(split: str, n_clips: int, frames_per_clip: int, height: int 
 # sample conversion shared by all data sets
 
 
-def to_sample(rgb: np.ndarray, semseg: np.ndarray | None = None, depth: np.ndarray | None = None,
-              normals: np.ndarray | None = None, edges: np.ndarray | None = None) -> dict:
-    """numpy channel-last arrays -> the sample dict of torch tensors (missing tasks omitted)."""
-    out = {"image": torch.from_numpy(np.ascontiguousarray(rgb.transpose(2, 0, 1), np.float32) / 255.0)}
-    if semseg is not None:
-        out["semseg"] = torch.from_numpy(semseg.astype(np.int64))
-    if depth is not None:
-        out["depth"] = torch.from_numpy(np.ascontiguousarray(depth, np.float32)[None])
-    if normals is not None:
-        out["normals"] = torch.from_numpy(np.ascontiguousarray(normals.transpose(2, 0, 1), np.float32))
-    if edges is not None:
-        out["edges"] = torch.from_numpy(np.ascontiguousarray(edges, np.float32)[None])
-    return out
 
 
 def pick_partner(t: int, tau: int, n_frames: int) -> int:
@@ -219,13 +207,11 @@ class SyntheticVideoDataset(Dataset):
 # Real-data loaders live in their own modules; re-exported here.
 from .nyud import NYUDDataset  # noqa: E402
 from .pascal import PascalContextDataset  # noqa: E402
-from .video import read_video  # noqa: E402
 
 __all__ = [
     "SyntheticVideoDataset",
     "NYUDDataset",
     "PascalContextDataset",
-    "read_video",
     "synthetic_clips",
     "clip_seed",
     "get_clip",

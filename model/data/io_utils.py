@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+import torch
 
 
 class DataFormatError(ValueError):
@@ -95,3 +96,18 @@ def read_split(path: Path, field: str = "split") -> list[str]:
         raise FileNotFoundError(f"{field}: split file {path} does not exist")
     ids = [ln.strip() for ln in path.read_text().splitlines()]
     return [i for i in ids if i]
+
+
+def to_sample(rgb: np.ndarray, semseg: np.ndarray | None = None, depth: np.ndarray | None = None,
+              normals: np.ndarray | None = None, edges: np.ndarray | None = None) -> dict:
+    """numpy channel-last arrays -> the sample dict of torch tensors (missing tasks omitted)."""
+    out = {"image": torch.from_numpy(np.ascontiguousarray(rgb.transpose(2, 0, 1), np.float32) / 255.0)}
+    if semseg is not None:
+        out["semseg"] = torch.from_numpy(semseg.astype(np.int64))
+    if depth is not None:
+        out["depth"] = torch.from_numpy(np.ascontiguousarray(depth, np.float32)[None])
+    if normals is not None:
+        out["normals"] = torch.from_numpy(np.ascontiguousarray(normals.transpose(2, 0, 1), np.float32))
+    if edges is not None:
+        out["edges"] = torch.from_numpy(np.ascontiguousarray(edges, np.float32)[None])
+    return out

@@ -35,6 +35,7 @@ from .io_utils import (
     read_png_any,
     read_split,
     require_dir,
+    to_sample,
 )
 
 NYUD_TASKS = ("semseg", "depth", "normals", "edges")
@@ -127,8 +128,6 @@ class NYUDDataset(Dataset):
         return out
 
     def __getitem__(self, index: int) -> dict:
-        from .datasets import to_sample
-
         a = self.read_numpy(index)
         s = to_sample(a["rgb"], a.get("semseg"), a.get("depth"), a.get("normals"), a.get("edges"))
         s["name"] = self.ids[index]

@@ -42,6 +42,7 @@ from .io_utils import (
     read_png_any,
     read_split,
     require_dir,
+    to_sample,
 )
 
 PASCAL_TASKS = ("semseg", "human_parts", "sal", "normals", "edges")
@@ -219,8 +220,6 @@ class PascalContextDataset(Dataset):
         return out
 
     def __getitem__(self, index: int) -> dict:
-        from .datasets import to_sample
-
         a = self.read_numpy(index)
         s = to_sample(a["rgb"], a.get("semseg"), None, a.get("normals"), a.get("edges"))
         if "human_parts" in a:

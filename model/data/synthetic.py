@@ -906,15 +906,3 @@ def meta_from_json(text: str) -> dict:
         return v
 
     return conv(json.loads(text))
-
-
-def save_clip_nyud(clip: Clip, root, name: str, split: str | None = None):
-    """Write `clip` in the NYUD-v2 multi-task layout under `root` (see docs/data.md).
-
-    Frame ids are ``<name>_<t:06d>``; the ordered id list is ``video/<name>.txt`` and the meta
-    ``video/<name>.json``.  With `split`, the ids are appended to ``gt_sets/<split>.txt``.
-    Read back with :func:`deltamtl.model.data.nyud.load_clip_nyud` (lossless).
-    """
-    from .nyud import save_clip_nyud as _save
-
-    return _save(clip, root, name, split=split)

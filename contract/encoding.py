@@ -1,0 +1,234 @@
+"""encoding (split from deltamtl.contract.golden_core; docstring to write)."""
+
+from __future__ import annotations
+
+import numpy as np
+from deltamtl.contract.formats import (
+    REQ_MULT_MAX,
+    REQ_SHIFT_MAX,
+    REQ_SHIFT_MIN,
+    JobFlag,
+    Mode,
+)
+from deltamtl.contract.jobs import CsrDelta, JobResult, SiteJob
+from deltamtl.contract.packets import (
+    HEADER_FIELDS,
+    HEADER_WORDS,
+    INT8_PER_WORD,
+    INT32_PER_WORD,
+    NZ_FIELDS,
+    REQ_FIELDS,
+    TRAILER_FIELDS,
+    CoreStatus,
+    Section,
+    input_sections,
+    output_sections,
+    words_for,
+)
+
+_HDR = {f.name: f for f in HEADER_FIELDS}
+
+
+_NZ = {f.name: f for f in NZ_FIELDS}
+
+
+_REQ = {f.name: f for f in REQ_FIELDS}
+
+
+_TRL = {f.name: f for f in TRAILER_FIELDS}
+
+
+# ---------------------------------------------------------------------------------------
+# Packets
+# ---------------------------------------------------------------------------------------
+def _pack_rows(a: np.ndarray, per_word: int, dtype: str) -> np.ndarray:
+    """[R, N] integers -> R*ceil(N/per_word) uint64 words, zero padded, little-endian lanes."""
+    a = np.asarray(a)
+    rows, n = a.shape
+    padded = np.zeros((rows, words_for(n, per_word) * per_word), dtype=dtype)
+    padded[:, :n] = a.astype(dtype)
+    return padded.reshape(-1).view("<u8").copy()
+
+
+def _unpack_rows(words: np.ndarray, rows: int, n: int, per_word: int, dtype: str) -> np.ndarray:
+    flat = np.ascontiguousarray(words, dtype="<u8").view(dtype)
+    return flat.reshape(rows, -1)[:, :n].copy()
+
+
+def pack_header(job: SiteJob) -> list[int]:
+    words = [0] * HEADER_WORDS
+    for name, value in job_header(job).items():
+        _HDR[name].put(words, value)
+    return words
+
+
+def parse_header(words: np.ndarray) -> dict[str, int]:
+    head = [int(w) for w in np.asarray(words, dtype=np.uint64)[:HEADER_WORDS]]
+    return {name: f.get(head) for name, f in _HDR.items()}
+
+
+def _pack_req(mult: np.ndarray, shift: np.ndarray) -> np.ndarray:
+    m = np.asarray(mult, dtype=np.int64)
+    s = np.asarray(shift, dtype=np.int64)
+    if np.any((m < 0) | (m > REQ_MULT_MAX)) or np.any((s < REQ_SHIFT_MIN) | (s > REQ_SHIFT_MAX)):
+        raise ValueError("requant parameters out of contract range")
+    entry = (m << _REQ["mult"].lsb) | (s << _REQ["shift"].lsb)
+    return _pack_rows(entry[None, :].astype(np.uint32), INT32_PER_WORD, "<u4")
+
+
+def _pack_nz(dw: CsrDelta) -> np.ndarray:
+    rows = dw.rows().astype(np.uint64)
+    cols = dw.indices.astype(np.uint64)
+    vals = dw.values.astype(np.int8).view(np.uint8).astype(np.uint64)
+    return (
+        (cols << np.uint64(_NZ["col"].lsb))
+        | (rows << np.uint64(_NZ["row"].lsb))
+        | (vals << np.uint64(_NZ["value"].lsb))
+    )
+
+
+def pack_job(job: SiteJob) -> np.ndarray:
+    """A SiteJob -> the core's input packet (uint64 words; TLAST on the last one)."""
+    parts: dict[Section, np.ndarray] = {
+        Section.HEADER: np.array(pack_header(job), dtype=np.uint64)
+    }
+    p, i, o = job.tokens, job.in_dim, job.out_dim
+    flags, mode = JobFlag(int(job.flags)), Mode(int(job.mode))
+    if flags & JobFlag.LOAD_W:
+        parts[Section.W] = _pack_rows(job.w, INT8_PER_WORD, "i1")
+    parts[Section.DW] = _pack_nz(job.dw) if job.nnz_dw else np.zeros(0, np.uint64)
+    if mode in (Mode.DENSE, Mode.TASK):
+        parts[Section.BIAS] = _pack_rows(np.asarray(job.bias)[None, :], INT32_PER_WORD, "<i4")
+    parts[Section.REQ] = _pack_req(job.req_mult, job.req_shift)
+    if mode in (Mode.TEMPORAL, Mode.TASK) and flags & JobFlag.LOAD_REF:
+        parts[Section.XREF] = _pack_rows(job.x_ref, INT8_PER_WORD, "i1")
+        parts[Section.YREF] = _pack_rows(job.y_ref, INT32_PER_WORD, "<i4")
+    parts[Section.X] = _pack_rows(job.x, INT8_PER_WORD, "i1")
+    order = input_sections(mode, flags, p, i, o, job.nnz_dw)
+    out = []
+    for section, n_words in order:
+        chunk = parts[section]
+        if chunk.size != n_words:
+            raise AssertionError(f"{section.name}: packed {chunk.size} words, layout says {n_words}")
+        out.append(chunk)
+    return np.concatenate(out).astype(np.uint64)
+
+
+def unpack_job(words: np.ndarray) -> SiteJob:
+    """The inverse of pack_job (used by tests and to read test vectors)."""
+    words = np.asarray(words, dtype=np.uint64)
+    hdr = parse_header(words)
+    mode, flags = Mode(hdr["mode"]), JobFlag(hdr["flags"])
+    p, i, o, nnz = hdr["tokens"], hdr["in_dim"], hdr["out_dim"], hdr["nnz_dw"]
+    pos, chunks = 0, {}
+    for section, n_words in input_sections(mode, flags, p, i, o, nnz):
+        chunks[section] = words[pos : pos + n_words]
+        pos += n_words
+    if pos != words.size:
+        raise ValueError(f"packet has {words.size} words, its header implies {pos}")
+    req = _unpack_rows(chunks[Section.REQ], 1, o, INT32_PER_WORD, "<u4")[0].astype(np.int64)
+    job = SiteJob(
+        mode=mode,
+        flags=flags,
+        th=hdr["th"],
+        tag=hdr["tag"],
+        out_dim=o,
+        x=_unpack_rows(chunks[Section.X], p, i, INT8_PER_WORD, "i1"),
+        req_mult=((req >> _REQ["mult"].lsb) & ((1 << _REQ["mult"].width) - 1)).astype(np.uint16),
+        req_shift=((req >> _REQ["shift"].lsb) & ((1 << _REQ["shift"].width) - 1)).astype(np.uint8),
+    )
+    if Section.W in chunks:
+        job.w = _unpack_rows(chunks[Section.W], o, i, INT8_PER_WORD, "i1")
+    if Section.BIAS in chunks:
+        job.bias = _unpack_rows(chunks[Section.BIAS], 1, o, INT32_PER_WORD, "<i4")[0]
+    if Section.XREF in chunks:
+        job.x_ref = _unpack_rows(chunks[Section.XREF], p, i, INT8_PER_WORD, "i1")
+        job.y_ref = _unpack_rows(chunks[Section.YREF], p, o, INT32_PER_WORD, "<i4")
+    if nnz:
+        nz = chunks[Section.DW].astype(np.uint64)
+        cols = ((nz >> np.uint64(_NZ["col"].lsb)) & np.uint64(0xFFFF)).astype(np.uint16)
+        rows = ((nz >> np.uint64(_NZ["row"].lsb)) & np.uint64(0xFFFF)).astype(np.int64)
+        vals = ((nz >> np.uint64(_NZ["value"].lsb)) & np.uint64(0xFF)).astype(np.uint8).view(np.int8)
+        if np.any(rows >= o):
+            raise ValueError(f"dW non-zero names row {int(rows.max())} >= out_dim {o}")
+        # each word carries its own row: the hardware needs no order, so sort (stably) here
+        order = np.argsort(rows, kind="stable")
+        indptr = np.zeros(o + 1, dtype=np.int64)
+        np.add.at(indptr, rows + 1, 1)
+        job.dw = CsrDelta(np.cumsum(indptr).astype(np.int32), cols[order], vals[order])
+    return job
+
+
+def pack_result(result: JobResult, job: SiteJob) -> np.ndarray:
+    """A JobResult -> the core's output packet (what the hardware must emit, bit for bit)."""
+    trailer = [0]
+    _TRL["nnz_act"].put(trailer, result.nnz_act)
+    _TRL["tag"].put(trailer, result.tag)
+    _TRL["status"].put(trailer, int(result.status))
+    ok = result.status == CoreStatus.OK
+    parts = []
+    for section, _n in output_sections(job.flags, job.tokens, job.in_dim, job.out_dim, ok):
+        if section == Section.Y:
+            parts.append(_pack_rows(result.y, INT8_PER_WORD, "i1"))
+        elif section == Section.XREF_OUT:
+            parts.append(_pack_rows(result.x_ref, INT8_PER_WORD, "i1"))
+        elif section == Section.YREF_OUT:
+            parts.append(_pack_rows(result.y_ref, INT32_PER_WORD, "<i4"))
+        else:
+            parts.append(np.array(trailer, dtype=np.uint64))
+    return np.concatenate(parts).astype(np.uint64)
+
+
+def trailer_status(words: np.ndarray) -> CoreStatus:
+    """Status field of an output packet's trailer (its last word)."""
+    return CoreStatus(_TRL["status"].get([int(np.asarray(words, dtype=np.uint64)[-1])]))
+
+
+def with_header_field(words: np.ndarray, name: str, value: int) -> np.ndarray:
+    """A copy of a packet with one header field replaced (to build malformed packets)."""
+    out = np.array(words, dtype=np.uint64)
+    f = _HDR[name]
+    head = [int(w) for w in out[:HEADER_WORDS]]
+    head[f.word] &= ~(((1 << f.width) - 1) << f.lsb)
+    f.put(head, value)
+    out[:HEADER_WORDS] = np.array(head, dtype=np.uint64)
+    return out
+
+
+def unpack_result(words: np.ndarray, job: SiteJob) -> JobResult:
+    """Parse an output packet produced for ``job`` (raises if its length is wrong)."""
+    words = np.asarray(words, dtype=np.uint64)
+    trailer = [int(words[-1])]
+    status = CoreStatus(_TRL["status"].get(trailer))
+    result = JobResult(
+        status=status, tag=_TRL["tag"].get(trailer), nnz_act=_TRL["nnz_act"].get(trailer)
+    )
+    layout = output_sections(job.flags, job.tokens, job.in_dim, job.out_dim, status == 0)
+    expected = sum(n for _s, n in layout)
+    if words.size != expected:
+        raise ValueError(f"output packet has {words.size} words, expected {expected}")
+    pos = 0
+    p, i, o = job.tokens, job.in_dim, job.out_dim
+    for section, n in layout:
+        chunk = words[pos : pos + n]
+        pos += n
+        if section == Section.Y:
+            result.y = _unpack_rows(chunk, p, o, INT8_PER_WORD, "i1")
+        elif section == Section.XREF_OUT:
+            result.x_ref = _unpack_rows(chunk, p, i, INT8_PER_WORD, "i1")
+        elif section == Section.YREF_OUT:
+            result.y_ref = _unpack_rows(chunk, p, o, INT32_PER_WORD, "<i4")
+    return result
+
+
+def job_header(job: SiteJob) -> dict[str, int]:
+    return {
+        "mode": int(job.mode),
+        "flags": int(job.flags),
+        "th": int(job.th),
+        "tokens": job.tokens,
+        "in_dim": job.in_dim,
+        "out_dim": job.out_dim,
+        "nnz_dw": job.nnz_dw,
+        "tag": int(job.tag),
+    }

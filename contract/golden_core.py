@@ -1,0 +1,164 @@
+"""golden_core (split from deltamtl.contract.golden_core; docstring to write)."""
+
+from __future__ import annotations
+
+import numpy as np
+from deltamtl.contract.encoding import _NZ, _TRL, job_header, pack_result, parse_header, unpack_job
+from deltamtl.contract.formats import (
+    TH_MAX,
+    TH_MIN,
+    VALID_FLAGS,
+    JobFlag,
+    Mode,
+    keep_delta,
+    requantize,
+    wrap_int32,
+)
+from deltamtl.contract.jobs import CoreState, JobResult, SiteJob
+from deltamtl.contract.limits import CoreLimits
+from deltamtl.contract.packets import (
+    HEADER_WORDS,
+    INT8_PER_WORD,
+    CoreStatus,
+    input_sections,
+    words_for,
+)
+
+
+def check_header(hdr: dict[str, int], limits: CoreLimits) -> CoreStatus:
+    """Refusal rules on the header alone (the core applies them before reading further)."""
+    if hdr["mode"] not in {int(m) for m in Mode} or hdr["flags"] & ~VALID_FLAGS:
+        return CoreStatus.BAD_HEADER
+    if not (TH_MIN <= hdr["th"] <= TH_MAX):
+        return CoreStatus.BAD_HEADER
+    p, i, o = hdr["tokens"], hdr["in_dim"], hdr["out_dim"]
+    if not (1 <= p <= limits.max_tokens and 1 <= i <= limits.max_in and 1 <= o <= limits.max_out):
+        return CoreStatus.DIMS
+    if o * i > limits.max_weights:
+        return CoreStatus.DIMS
+    if hdr["nnz_dw"] > limits.max_nnz_dw:
+        return CoreStatus.NNZ
+    return CoreStatus.OK
+
+
+def check_state(hdr: dict[str, int], state: CoreState) -> CoreStatus:
+    """Resident weights/references must exist with the job's dimensions."""
+    p, i, o = hdr["tokens"], hdr["in_dim"], hdr["out_dim"]
+    flags, mode = JobFlag(hdr["flags"]), Mode(hdr["mode"])
+    if not flags & JobFlag.LOAD_W and (state.w is None or state.w.shape != (o, i)):
+        return CoreStatus.NO_STATE
+    if mode in (Mode.TEMPORAL, Mode.TASK) and not flags & JobFlag.LOAD_REF:
+        if state.x_ref is None or state.x_ref.shape != (p, i) or state.y_ref.shape != (p, o):
+            return CoreStatus.NO_STATE
+    return CoreStatus.OK
+
+
+
+
+def check_job(job: SiteJob, state: CoreState, limits: CoreLimits) -> CoreStatus:
+    """The core's refusal rules, in the order the HLS and RTL cores apply them."""
+    hdr = job_header(job)
+    status = check_header(hdr, limits)
+    if status:
+        return status
+    if job.nnz_dw and (
+        int(job.dw.indices.max()) >= job.in_dim or len(job.dw.indptr) != job.out_dim + 1
+    ):
+        return CoreStatus.INDEX
+    return check_state(hdr, state)
+
+
+def execute_job(job: SiteJob, state: CoreState, limits: CoreLimits) -> JobResult:
+    """Run one job; updates ``state`` in place exactly as the hardware would."""
+    status = check_job(job, state, limits)
+    if status != CoreStatus.OK:
+        return JobResult(status=status, tag=job.tag)
+    mode, flags = Mode(int(job.mode)), JobFlag(int(job.flags))
+    o = job.out_dim
+    w_bank = job.w if flags & JobFlag.LOAD_W else state.w
+    w_b = np.asarray(w_bank, dtype=np.int64)
+    dw = job.dw.to_dense(o, job.in_dim).astype(np.int64) if job.nnz_dw else None
+    x = np.asarray(job.x, dtype=np.int64)
+    if mode in (Mode.TEMPORAL, Mode.TASK):
+        x_ref = job.x_ref if flags & JobFlag.LOAD_REF else state.x_ref
+        y_ref = job.y_ref if flags & JobFlag.LOAD_REF else state.y_ref
+    # DENSE/TEMPORAL patch the int8 weight bank (W_b += dW), so the merged weight wraps
+    # like the bank does; the export guarantees it never needs to.
+    w_eff = w_b if dw is None else ((w_b + dw + 128) % 256) - 128
+
+    if mode == Mode.DENSE:
+        acc = wrap_int32(x @ w_eff.T + np.asarray(job.bias, dtype=np.int64)[None, :])
+        new_x_ref, new_y_ref = job.x.astype(np.int8), acc
+        nnz_act = int(np.count_nonzero(job.x))
+    elif mode == Mode.TEMPORAL:
+        d = keep_delta(job.x, x_ref, job.th).astype(np.int64)
+        new_x_ref = (np.asarray(x_ref, np.int64) + d).astype(np.int8)
+        acc = wrap_int32(np.asarray(y_ref, np.int64) + d @ w_eff.T)
+        new_y_ref = acc
+        nnz_act = int(np.count_nonzero(d))
+    else:  # TASK: reads the base state, never writes it
+        d = keep_delta(job.x, x_ref, job.th).astype(np.int64)
+        x_k = np.asarray(x_ref, np.int64) + d
+        acc64 = np.asarray(y_ref, np.int64) + d @ w_b.T + np.asarray(job.bias, np.int64)[None, :]
+        if dw is not None:
+            acc64 = acc64 + x_k @ dw.T
+        acc = wrap_int32(acc64)
+        new_x_ref, new_y_ref = x_k.astype(np.int8), acc
+        nnz_act = int(np.count_nonzero(d))
+
+    y = requantize(acc, job.req_mult, job.req_shift)
+    if flags & JobFlag.LOAD_W:
+        state.w = np.array(job.w, dtype=np.int8)
+    if mode in (Mode.DENSE, Mode.TEMPORAL):
+        state.x_ref, state.y_ref = new_x_ref.copy(), new_y_ref.copy()
+    result = JobResult(status=CoreStatus.OK, tag=job.tag, nnz_act=nnz_act, y=y)
+    if flags & JobFlag.EMIT_REF:
+        result.x_ref, result.y_ref = new_x_ref, new_y_ref
+    return result
+
+
+class GoldenCore:
+    """Packet-level golden core: feeds input packets, returns output packets, keeps state."""
+
+    def __init__(self, limits: CoreLimits) -> None:
+        self.limits = limits
+        self.state = CoreState()
+
+    def reset(self) -> None:
+        self.state = CoreState()
+
+    def run_packet(self, words: np.ndarray) -> np.ndarray:
+        """One input packet (header through TLAST) -> its output packet.
+
+        A refused packet (bad header, dims, nnz, length, index, missing state) is drained
+        and answered with a trailer alone; state is left as it was.
+        """
+        words = np.asarray(words, dtype=np.uint64)
+        hdr = parse_header(words) if words.size >= HEADER_WORDS else None
+        status = CoreStatus.LENGTH if hdr is None else check_header(hdr, self.limits)
+        if not status:
+            layout = input_sections(
+                Mode(hdr["mode"]), JobFlag(hdr["flags"]), hdr["tokens"], hdr["in_dim"],
+                hdr["out_dim"], hdr["nnz_dw"],
+            )
+            if sum(n for _s, n in layout) != words.size:
+                status = CoreStatus.LENGTH
+        if not status and hdr["nnz_dw"]:
+            w_words = hdr["out_dim"] * words_for(hdr["in_dim"], INT8_PER_WORD)
+            start = HEADER_WORDS + (w_words if hdr["flags"] & JobFlag.LOAD_W else 0)
+            nz = words[start:]
+            nz = nz[: hdr["nnz_dw"]]
+            rows = (nz >> np.uint64(_NZ["row"].lsb)) & np.uint64(0xFFFF)
+            cols = (nz >> np.uint64(_NZ["col"].lsb)) & np.uint64(0xFFFF)
+            if np.any(rows >= hdr["out_dim"]) or np.any(cols >= hdr["in_dim"]):
+                status = CoreStatus.INDEX
+        if status:
+            trailer = [0]
+            _TRL["tag"].put(trailer, hdr["tag"] if hdr is not None else 0)
+            _TRL["status"].put(trailer, int(status))
+            return np.array(trailer, dtype=np.uint64)
+        job = unpack_job(words)
+        return pack_result(execute_job(job, self.state, self.limits), job)
+
+    def run_job(self, job: SiteJob) -> JobResult:
+        return execute_job(job, self.state, self.limits)

@@ -1,0 +1,48 @@
+"""limits (split from deltamtl.contract; docstring to write)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from deltamtl.contract.formats import MAX_DIM
+
+
+# ---------------------------------------------------------------------------------------
+# Compiled maxima of one core build (generated into hls/generated/params.h and the SV
+# parameters from a model's export manifest by deltamtl.contract.codegen)
+# ---------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class CoreLimits:
+    """Compiled maxima. ``max_weights`` bounds O*I of one site (the weight bank's size),
+    which is far below max_out * max_in for a ViT (no site is both 768 wide and 768 tall);
+    0 means max_in * max_out."""
+
+    max_tokens: int
+    max_in: int
+    max_out: int
+    max_nnz_dw: int
+    lanes: int = 32
+    max_weights: int = 0
+
+    def __post_init__(self) -> None:
+        if self.max_weights == 0 and isinstance(self.max_in, int) and isinstance(self.max_out, int):
+            object.__setattr__(self, "max_weights", self.max_in * self.max_out)
+        for name in ("max_tokens", "max_in", "max_out", "max_nnz_dw", "lanes", "max_weights"):
+            value = getattr(self, name)
+            if not (isinstance(value, int) and 1 <= value <= (1 << 24)):
+                raise ValueError(f"CoreLimits.{name}={value!r} must be an int in [1, 2^24]")
+        for name in ("max_tokens", "max_in", "max_out"):
+            if getattr(self, name) > MAX_DIM:
+                raise ValueError(f"CoreLimits.{name} above the 16-bit field maximum {MAX_DIM}")
+        if not max(self.max_in, self.max_out) <= self.max_weights <= self.max_in * self.max_out:
+            raise ValueError(
+                f"CoreLimits.max_weights={self.max_weights} must lie in "
+                f"[max(max_in, max_out), max_in * max_out] = "
+                f"[{max(self.max_in, self.max_out)}, {self.max_in * self.max_out}]"
+            )
+
+
+# Maxima large enough for the embedded `tiny` config (64 tokens, width <= 96, MLP x4):
+# the largest site is fc1/fc2 with 96 x 384 weights.
+TINY_LIMITS = CoreLimits(max_tokens=64, max_in=384, max_out=384, max_nnz_dw=384 * 96, lanes=32,
+                         max_weights=384 * 96)

@@ -1,0 +1,1 @@
+"""Computation sharing: delta weights with Hard-Concrete gates, sub-task models on the base, activation reuse (thresholds, boundaries), MAC/parameter accounting, the three-step training chain and its report."""

@@ -1,0 +1,1 @@
+"""The multi-task ViT, its losses and metrics, recipes, evaluation and the one training entry point (runs unchanged under torchrun)."""

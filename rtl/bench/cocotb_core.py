@@ -1,0 +1,386 @@
+"""cocotb bench of the compute core (RTL twin or the Vitis HLS export: same port names).
+
+Environment (set by deltamtl.rtl.sim / tests/test_rtl_cosim.py):
+    DMTV_PATH     .dmtv vector file (records run in order on one core; empty = reset)
+    DMTV_REPORT   folder for this bench's JSON reports, one per test (<test>.json)
+    DMTV_SEED     seed for valid gaps / back-pressure / reset points
+    DMTV_IMPL     "rtl" (internal state signal available for phase timing) or "hls"
+
+Tests:
+    run_vectors        every record, no gaps, no back-pressure: bit-exact + cycle counts
+    run_vectors_stress every record with random TVALID gaps and random TREADY back-pressure
+    reset_mid_job      reset during input and during output, then clean jobs (fresh golden)
+    long_jobs          long DENSE/TEMPORAL/TASK jobs at the build's maxima: bit-exact and
+                       non-zeros per cycle in the compute phase
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import random
+import time
+
+import cocotb
+import numpy as np
+from cocotb.clock import Clock
+from cocotb.triggers import ClockCycles, RisingEdge
+from cocotbext.axi import AxiStreamBus, AxiStreamFrame, AxiStreamSink, AxiStreamSource
+from deltamtl.contract.encoding import pack_job
+from deltamtl.contract.formats import JobFlag, Mode, choose_requant
+from deltamtl.contract.golden_core import GoldenCore
+from deltamtl.contract.jobs import CsrDelta, SiteJob
+from deltamtl.contract.limits import CoreLimits
+from deltamtl.contract.vectors import read_vectors
+
+CLK_NS = 4  # 250 MHz in simulation time; cycles are what is measured
+# RTL state encoding (deltamtl_core.sv state_t): compute phases are these states
+_ST_COMPUTE = {6, 7, 8, 9, 10}  # PATCH, ACT, WPASS, UNPATCH, WAITPIPE
+
+
+class Harness:
+    def __init__(self, dut, seed: int, stress: bool) -> None:
+        self.dut = dut
+        self.rng = random.Random(seed)
+        self.stress = stress
+        self.cycle = 0
+        self.first_in: int | None = None
+        self.trailer_at: int | None = None
+        self.compute_cycles = 0
+        self.has_state = os.environ.get("DMTV_IMPL", "rtl") == "rtl"
+        cocotb.start_soon(Clock(dut.ap_clk, CLK_NS, unit="ns").start())
+        self.source = AxiStreamSource(AxiStreamBus.from_prefix(dut, "s_axis"), dut.ap_clk,
+                                      dut.ap_rst_n, reset_active_level=False)
+        self.sink = AxiStreamSink(AxiStreamBus.from_prefix(dut, "m_axis"), dut.ap_clk,
+                                  dut.ap_rst_n, reset_active_level=False)
+        # cocotbext-axi logs every frame's bytes at INFO: megabytes per job of a trained model
+        self.source.log.setLevel(logging.WARNING)
+        self.sink.log.setLevel(logging.WARNING)
+        if stress:
+            self.source.set_pause_generator(self._pauses(0.3))
+            self.sink.set_pause_generator(self._pauses(0.4))
+        cocotb.start_soon(self._monitor())
+
+    def _pauses(self, p: float):
+        while True:
+            yield self.rng.random() < p
+
+    async def _monitor(self) -> None:
+        dut = self.dut
+        while True:
+            await RisingEdge(dut.ap_clk)
+            self.cycle += 1
+            if int(dut.ap_rst_n.value) == 0:
+                continue
+            if self.first_in is None and dut.s_axis_TVALID.value == 1 and dut.s_axis_TREADY.value == 1:
+                self.first_in = self.cycle
+            if (dut.m_axis_TVALID.value == 1 and dut.m_axis_TREADY.value == 1
+                    and dut.m_axis_TLAST.value == 1 and self.trailer_at is None):
+                self.trailer_at = self.cycle
+            if self.has_state and int(dut.st.value) in _ST_COMPUTE:
+                self.compute_cycles += 1
+
+    async def reset(self, cycles: int = 4) -> None:
+        self.dut.ap_rst_n.value = 0
+        await ClockCycles(self.dut.ap_clk, cycles)
+        self.dut.ap_rst_n.value = 1
+        await ClockCycles(self.dut.ap_clk, 2)
+        self.sink.clear()
+
+    async def run_packet(self, words: np.ndarray) -> tuple[list[int], dict]:
+        """Send one packet, wait for its output packet; returns words and timing."""
+        self.first_in = None
+        self.trailer_at = None
+        self.compute_cycles = 0
+        await self.source.send(_frame(words))
+        frame = await self.sink.recv()
+        timing = {"cycles": (self.trailer_at - self.first_in + 1)
+                  if self.first_in is not None and self.trailer_at is not None else None,
+                  "compute_cycles": self.compute_cycles if self.has_state else None}
+        return _words(frame), timing
+
+
+def _frame(words) -> AxiStreamFrame:
+    # no TKEEP on the bus: cocotbext-axi treats TDATA as 8 byte lanes, byte k = bits 8k+7:8k
+    return AxiStreamFrame(np.asarray(words, dtype="<u8").tobytes())
+
+
+def _words(frame: AxiStreamFrame) -> list[int]:
+    data = bytes(frame.tdata)
+    if len(data) % 8:
+        raise AssertionError(f"output frame of {len(data)} bytes is not whole 64-bit words")
+    return [int(w) for w in np.frombuffer(data, dtype="<u8")]
+
+
+def _write_report(name: str, data: dict) -> None:
+    folder = os.environ.get("DMTV_REPORT")
+    if folder:
+        os.makedirs(folder, exist_ok=True)
+        with open(os.path.join(folder, f"{name}.json"), "w") as fh:
+            json.dump(data, fh)
+
+
+def _first_diff(got: list[int], exp: list[int]) -> str:
+    if len(got) != len(exp):
+        return f"{len(got)} words, expected {len(exp)}; trailer got {got[-1]:#x} exp {exp[-1]:#x}"
+    for k, (g, e) in enumerate(zip(got, exp, strict=True)):
+        if g != e:
+            return f"word {k}: got {g:#018x} expected {e:#018x}"
+    return ""
+
+
+async def _run_file(dut, stress: bool) -> None:
+    path = os.environ["DMTV_PATH"]
+    seed = int(os.environ.get("DMTV_SEED", "1"))
+    limits, records = read_vectors(path)
+    h = Harness(dut, seed, stress)
+    await h.reset()
+    report = []
+    failures = []
+    every = max(1, len(records) // 20)
+    start = time.monotonic()
+    for k, rec in enumerate(records):
+        if k and k % every == 0:
+            dut._log.info("%s: record %d / %d, %d mismatching so far, %.1f s",
+                          "stress" if stress else "plain", k, len(records), len(failures),
+                          time.monotonic() - start)
+        if rec.is_reset:
+            await h.reset()
+            report.append({"record": k, "cls": rec.cls, "ok": True})
+            continue
+        got, timing = await h.run_packet(rec.words_in)
+        exp = [int(w) for w in rec.words_out]
+        diff = _first_diff(got, exp)
+        if diff:
+            failures.append(f"record {k} ({rec.cls}): {diff}")
+            dut._log.error("record %d (%s): %s", k, rec.cls, diff)
+        report.append({"record": k, "cls": rec.cls, "ok": not diff, **timing})
+        if diff and len(failures) <= 3:
+            report[-1]["got"] = got  # the first few failing outputs, for diagnosis
+    _write_report("run_vectors_stress" if stress else "run_vectors",
+                  {"limits": limits.__dict__, "stress": stress, "records": report})
+    assert not failures, f"{len(failures)} of {len(records)} records differ: {failures[:5]}"
+
+
+@cocotb.test()
+async def run_vectors(dut):
+    """Every record of DMTV_PATH, no gaps: bit-exact outputs and cycles per job."""
+    await _run_file(dut, stress=False)
+
+
+@cocotb.test()
+async def run_vectors_stress(dut):
+    """Every record with random TVALID gaps and TREADY back-pressure: bit-exact."""
+    await _run_file(dut, stress=True)
+
+
+def _limits() -> CoreLimits:
+    limits, _ = read_vectors(os.environ["DMTV_PATH"])
+    return limits
+
+
+def _bank_filling_dims(limits: CoreLimits) -> tuple[int, int]:
+    """(O, I) within max_weights that fill the most weight-bank words per lane,
+    ceil(O/L) * ceil(I/8) (ties: the larger O*I): the bank's worst case."""
+    best = (0, 0, 0, 0)
+    for o in range(1, limits.max_out + 1):
+        i = min(limits.max_in, limits.max_weights // o)
+        if i >= 1:
+            best = max(best, (-(-o // limits.lanes) * -(-i // 8), o * i, o, i))
+    return best[2], best[3]
+
+
+def _job(rng: np.random.Generator, mode: Mode, flags: JobFlag, p: int, i: int, o: int,
+         x_ref=None, y_ref=None, w=None, dw=None, th: int = 1, frac: float = 1.0) -> SiteJob:
+    mult, shift = choose_requant(127.0 / (128 * 128 * np.sqrt(i)) * rng.uniform(0.5, 2, o))
+    if x_ref is not None and frac < 1.0:
+        change = (rng.random((p, i)) < frac) * rng.integers(-9, 10, (p, i))
+        x = np.clip(x_ref.astype(np.int32) + change, -128, 127).astype(np.int8)
+    else:
+        x = rng.integers(-128, 128, (p, i)).astype(np.int8)
+    bias = rng.integers(-(1 << 16), 1 << 16, o).astype(np.int32) if mode != Mode.TEMPORAL else None
+    return SiteJob(mode, flags, th, x, mult, shift, o, w=w, dw=dw, bias=bias, x_ref=x_ref,
+                   y_ref=y_ref)
+
+
+@cocotb.test()
+async def reset_mid_job(dut):
+    """Reset while a packet streams in, and while a result streams out; then clean jobs."""
+    seed = int(os.environ.get("DMTV_SEED", "1"))
+    rng = np.random.default_rng(seed)
+    limits = _limits()
+    h = Harness(dut, seed, stress=True)
+    await h.reset()
+    p, o = limits.max_tokens, limits.max_out
+    i = min(limits.max_in, limits.max_weights // o)  # O*I within the weight bank
+    for where in ("input", "output"):
+        golden = GoldenCore(limits)
+        w = rng.integers(-128, 128, (o, i)).astype(np.int8)
+        words = pack_job(_job(rng, Mode.DENSE, JobFlag.LOAD_W | JobFlag.EMIT_REF, p, i, o, w=w))
+        send = cocotb.start_soon(h.source.send(_frame(words)))
+        if where == "input":
+            await ClockCycles(dut.ap_clk, int(rng.integers(3, max(4, len(words) // 2))))
+        else:
+            while not (dut.m_axis_TVALID.value == 1 and dut.m_axis_TREADY.value == 1):
+                await RisingEdge(dut.ap_clk)
+            await ClockCycles(dut.ap_clk, int(rng.integers(1, 6)))
+        await send
+        await h.reset()
+        golden.reset()
+        # after reset the core holds no state: a job on resident weights is refused ...
+        job = _job(rng, Mode.DENSE, JobFlag.NONE, 2, i, o)
+        got, _ = await h.run_packet(pack_job(job))
+        exp = [int(x) for x in golden.run_packet(pack_job(job))]
+        assert got == exp, f"after reset during {where}: {_first_diff(got, exp)}"
+        # ... and clean jobs run bit-exact
+        w2 = rng.integers(-128, 128, (o, i)).astype(np.int8)
+        for k in range(2):
+            if k == 0:
+                job = _job(rng, Mode.DENSE, JobFlag.LOAD_W | JobFlag.EMIT_REF, p, i, o, w=w2)
+            else:
+                job = _job(rng, Mode.TEMPORAL, JobFlag.EMIT_REF, p, i, o, th=2,
+                           x_ref=golden.state.x_ref, frac=0.3)
+            exp = [int(x) for x in golden.run_packet(pack_job(job))]
+            got, _ = await h.run_packet(pack_job(job))
+            assert got == exp, f"clean job after reset during {where}: {_first_diff(got, exp)}"
+
+
+@cocotb.test()
+async def long_jobs(dut):
+    """Long jobs at the build's maxima (all tokens, the O x I that fills the most weight-bank
+    words) without back-pressure: bit-exact, and the compute phase's broadcast non-zeros
+    per cycle (per lane group) written to DMTV_REPORT."""
+    seed = int(os.environ.get("DMTV_SEED", "1"))
+    rng = np.random.default_rng(seed)
+    limits = _limits()
+    h = Harness(dut, seed, stress=False)
+    await h.reset()
+    golden = GoldenCore(limits)
+    p, lanes = limits.max_tokens, limits.lanes
+    o, i = _bank_filling_dims(limits)
+    w = rng.integers(-100, 100, (o, i)).astype(np.int8)
+    dense_dw = np.where(rng.random((o, i)) < 0.2, rng.integers(-20, 21, (o, i)), 0)
+    dense_dw[np.cumsum(np.ones(o, int)) % 5 == 0] = 0  # some rows without non-zeros
+    dw = CsrDelta.from_dense(dense_dw.astype(np.int8))
+    if dw.nnz > limits.max_nnz_dw:
+        dw = None
+    x_ref = None
+    rows = []
+    for name in ("dense", "temporal", "task"):
+        if name == "dense":
+            job = _job(rng, Mode.DENSE, JobFlag.LOAD_W, p, i, o, w=w)
+        elif name == "temporal":
+            job = _job(rng, Mode.TEMPORAL, JobFlag.NONE, p, i, o, x_ref=x_ref, th=2, frac=0.4)
+        else:
+            job = _job(rng, Mode.TASK, JobFlag.NONE, p, i, o, x_ref=x_ref, dw=dw, th=2, frac=0.4)
+        exp = [int(x) for x in golden.run_packet(pack_job(job))]
+        x_ref = golden.state.x_ref
+        got, timing = await h.run_packet(pack_job(job))
+        assert got == exp, f"long {name} job: {_first_diff(got, exp)}"
+        nnz_act = exp[-1] & 0xFFFFFFFF
+        groups_o = -(-o // lanes)
+        groups_p = -(-p // lanes)
+        broadcasts = nnz_act * groups_o + (job.nnz_dw * groups_p if name == "task" else 0)
+        rows.append({"job": name, "tokens": p, "in": i, "out": o, "lanes": lanes,
+                     "nnz_act": nnz_act, "nnz_dw": job.nnz_dw if name == "task" else 0,
+                     "broadcasts": broadcasts, **timing,
+                     "nnz_per_cycle": (broadcasts / timing["compute_cycles"])
+                     if timing["compute_cycles"] else None})
+        dut._log.info("long %s: %s", name, rows[-1])
+    _write_report("long_jobs", {"limits": limits.__dict__, "long_jobs": rows})
+
+
+@cocotb.test()
+async def unordered_dw(dut):
+    """dW non-zeros out of row order and with repeated (row, col) entries: the golden sums
+    them (np.add.at); so must the weight pass (TASK) and the W patch (DENSE)."""
+    from deltamtl.contract.packets import HEADER_WORDS, INT8_PER_WORD, words_for
+
+    seed = int(os.environ.get("DMTV_SEED", "1"))
+    rng = np.random.default_rng(seed + 7)
+    limits = _limits()
+    h = Harness(dut, seed, stress=True)
+    await h.reset()
+    golden = GoldenCore(limits)
+    p, i, o = min(limits.max_tokens, 12), min(limits.max_in, 40), min(limits.max_out, 40)
+    w = rng.integers(-60, 60, (o, i)).astype(np.int8)
+    mask = rng.random((o, i)) < 0.15
+    dense_dw = np.where(mask, rng.integers(-10, 11, (o, i)), 0).astype(np.int8)
+    dw = CsrDelta.from_dense(dense_dw)
+    nnz = min(dw.nnz, limits.max_nnz_dw // 2)
+    dw = CsrDelta.from_dense(np.where(np.cumsum(mask).reshape(o, i) <= nnz, dense_dw, 0)
+                             .astype(np.int8))
+    for name in ("dense", "task"):
+        if name == "dense":
+            job = _job(rng, Mode.DENSE, JobFlag.LOAD_W | JobFlag.EMIT_REF, p, i, o, w=w, dw=dw)
+        else:
+            job = _job(rng, Mode.TASK, JobFlag.EMIT_REF, p, i, o, x_ref=golden.state.x_ref,
+                       dw=dw, th=1, frac=0.5)
+        words = pack_job(job)
+        start = HEADER_WORDS + (o * words_for(i, INT8_PER_WORD) if name == "dense" else 0)
+        nz = words[start:start + dw.nnz].copy()
+        # split every entry v into (v - v//2, v//2) twice over, shuffled across rows
+        half = ((nz >> np.uint64(32)) & np.uint64(0xFF)).astype(np.uint8).view(np.int8) // 2
+        rest = ((nz >> np.uint64(32)) & np.uint64(0xFF)).astype(np.uint8).view(np.int8) - half
+        keep = nz & np.uint64(0xFFFFFFFF)
+        part1 = keep | (half.view(np.uint8).astype(np.uint64) << np.uint64(32))
+        part2 = keep | (rest.view(np.uint8).astype(np.uint64) << np.uint64(32))
+        shuffled = np.concatenate([part1, part2])[rng.permutation(2 * nz.size)]
+        hdr = words[:HEADER_WORDS].copy()
+        hdr[1] = (int(hdr[1]) & ~0xFFFFFFFF) | shuffled.size
+        packet = np.concatenate([hdr, words[HEADER_WORDS:start], shuffled,
+                                 words[start + nz.size:]]).astype(np.uint64)
+        exp_words = [int(x) for x in golden.run_packet(packet)]
+        assert (exp_words[-1] >> 48) & 0xFF == 0, "the golden refused the shuffled packet"
+        got, _ = await h.run_packet(packet)
+        assert got == exp_words, f"unordered dW ({name}): {_first_diff(got, exp_words)}"
+
+
+@cocotb.test()
+async def refusal_keeps_state(dut):
+    """Packets refused after they carried W and refs (LENGTH early and late, INDEX,
+    NO_STATE) leave the resident weight bank and reuse buffer as they were."""
+    seed = int(os.environ.get("DMTV_SEED", "1"))
+    rng = np.random.default_rng(seed + 11)
+    limits = _limits()
+    h = Harness(dut, seed, stress=True)
+    await h.reset()
+    golden = GoldenCore(limits)
+    p, i, o = min(limits.max_tokens, 10), min(limits.max_in, 30), min(limits.max_out, 20)
+
+    async def check(words, what):
+        exp = [int(x) for x in golden.run_packet(np.asarray(words, dtype=np.uint64))]
+        got, _ = await h.run_packet(words)
+        assert got == exp, f"{what}: {_first_diff(got, exp)}"
+        return exp
+
+    w = rng.integers(-128, 128, (o, i)).astype(np.int8)
+    await check(pack_job(_job(rng, Mode.DENSE, JobFlag.LOAD_W, p, i, o, w=w)), "keyframe")
+    for _ in range(2):
+        w_new = rng.integers(-128, 128, (o, i)).astype(np.int8)
+        x_ref = rng.integers(-128, 128, (p, i)).astype(np.int8)
+        y_ref = rng.integers(-(1 << 20), 1 << 20, (p, o)).astype(np.int32)
+        job = _job(rng, Mode.TEMPORAL, JobFlag.LOAD_W | JobFlag.LOAD_REF | JobFlag.EMIT_REF,
+                   p, i, o, w=w_new, x_ref=x_ref, y_ref=y_ref)
+        words = pack_job(job)
+        exp = await check(words[:-1], "LENGTH (early TLAST)")
+        assert (exp[-1] >> 48) & 0xFF == 32
+        exp = await check(np.concatenate([words, words[:3]]), "LENGTH (late TLAST)")
+        assert (exp[-1] >> 48) & 0xFF == 32
+        dense_dw = np.zeros((o, i), np.int8)
+        dense_dw[o - 1, i - 1] = 5
+        bad = pack_job(_job(rng, Mode.DENSE, JobFlag.LOAD_W, p, i, o, w=w_new,
+                            dw=CsrDelta.from_dense(dense_dw)))
+        at = 2 + o * (-(-i // 8))
+        bad[at] = np.uint64(int(bad[at]) | (0xFFFF << 16))  # row beyond out_dim
+        exp = await check(bad, "INDEX")
+        assert (exp[-1] >> 48) & 0xFF == 8
+        other = _job(rng, Mode.TASK, JobFlag.LOAD_W, p + 1, i, o, w=w_new)
+        exp = await check(pack_job(other), "NO_STATE (refs of other dims)")
+        assert (exp[-1] >> 48) & 0xFF == 16
+        # the resident state is still the keyframe's: TEMPORAL and TASK on it agree
+        await check(pack_job(_job(rng, Mode.TEMPORAL, JobFlag.EMIT_REF, p, i, o, th=1,
+                                  x_ref=golden.state.x_ref, frac=0.3)), "resident TEMPORAL")
+        await check(pack_job(_job(rng, Mode.TASK, JobFlag.EMIT_REF, p, i, o, th=2,
+                                  x_ref=golden.state.x_ref, frac=0.3)), "resident TASK")

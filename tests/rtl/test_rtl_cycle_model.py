@@ -1,0 +1,90 @@
+"""The analytical cycle model's own rules (no simulator: the RTL comparison is in
+test_rtl_cosim.py)."""
+
+from __future__ import annotations
+
+import copy
+
+import numpy as np
+import pytest
+from deltamtl.contract.cycle_model import (
+    MAC_DRAIN,
+    PATCH_DRAIN,
+    core_cycles,
+    cycle_breakdown,
+    packet_breakdown,
+)
+from deltamtl.contract.encoding import pack_job
+from deltamtl.contract.formats import JobFlag, Mode
+from deltamtl.contract.golden_core import GoldenCore
+from deltamtl.contract.jobs import CsrDelta, SiteJob
+from deltamtl.contract.limits import CoreLimits
+
+from tests.helpers.seeding import SEED
+
+LIMITS = CoreLimits(max_tokens=24, max_in=64, max_out=64, max_nnz_dw=1024, lanes=8)
+
+
+@pytest.fixture
+def rng():
+    return np.random.default_rng(SEED)
+
+
+def _dense(rng, p, i, o, flags=JobFlag.LOAD_W, dw=None):
+    w = rng.integers(-100, 100, (o, i)).astype(np.int8)
+    x = rng.integers(-128, 128, (p, i)).astype(np.int8)
+    return SiteJob(Mode.DENSE, flags, 1, x, np.full(o, 300, np.uint16), np.full(o, 20, np.uint8),
+                   o, w=w, dw=dw, bias=rng.integers(-99, 99, o).astype(np.int32))
+
+
+def test_resident_task_without_deltas_costs_one_cycle_per_token_and_group(rng):
+    p, i, o = 6, 16, 24
+    core = GoldenCore(LIMITS)
+    dense = _dense(rng, p, i, o)
+    core.run_packet(pack_job(dense))
+    same = SiteJob(Mode.TASK, JobFlag.NONE, 1, dense.x.copy(), dense.req_mult, dense.req_shift,
+                   o, bias=np.zeros(o, np.int32))
+    state = copy.deepcopy(core.state)
+    b = packet_breakdown(pack_job(same), state, LIMITS)
+    assert b.act == -(-o // LIMITS.lanes) * p + MAC_DRAIN
+    assert b.wpass == b.patch == 0
+    assert core_cycles(same, LIMITS.lanes, state=state) == b.total
+
+
+def test_dense_with_delta_weights_patches_and_unpatches(rng):
+    p, i, o = 5, 20, 17
+    dense_dw = np.where(rng.random((o, i)) < 0.3, rng.integers(-5, 6, (o, i)), 0).astype(np.int8)
+    job = _dense(rng, p, i, o, dw=CsrDelta.from_dense(dense_dw))
+    b = cycle_breakdown(job, LIMITS.lanes)
+    assert b.patch == b.unpatch == job.nnz_dw + PATCH_DRAIN
+    nnz = np.count_nonzero(job.x, axis=1)
+    assert b.act == -(-o // LIMITS.lanes) * int(np.maximum(nnz, 1).sum()) + MAC_DRAIN
+    # the same job as a TASK replaces patch/unpatch by the weight-sparse pass
+    task = copy.copy(job)
+    task.mode, task.flags, task.w = Mode.TASK, JobFlag.LOAD_REF, None
+    task.x_ref = job.x.copy()
+    task.y_ref = np.zeros((p, o), np.int32)
+    bt = cycle_breakdown(task, LIMITS.lanes)
+    assert bt.patch == 0 and bt.wpass == -(-p // LIMITS.lanes) * job.nnz_dw + MAC_DRAIN
+
+
+def test_refused_packets_cost_their_length_plus_trailer(rng):
+    job = _dense(rng, 4, 8, 8)
+    words = pack_job(job)
+    empty = GoldenCore(LIMITS).state
+    short = packet_breakdown(words[:-1], empty, LIMITS)
+    assert short.total == (words.size - 1) + 1 + 1 + 1 + 5  # input, setup, decide, trailer, latency
+    bad = words.copy()
+    bad[0] = (int(bad[0]) & ~0x3) | 3
+    refused = packet_breakdown(bad, empty, LIMITS)
+    assert refused.setup == 0 and refused.compute == 0 and refused.output == 1
+
+
+def test_header_dict_needs_nonzero_information():
+    hdr = {"mode": Mode.DENSE, "flags": JobFlag.LOAD_W, "tokens": 4, "in_dim": 8, "out_dim": 8,
+           "nnz_dw": 0}
+    with pytest.raises(ValueError, match="nnz_per_token"):
+        cycle_breakdown(hdr, 8)
+    assert cycle_breakdown({**hdr, "nnz_act": 32}, 8).act == 32 + MAC_DRAIN
+    with pytest.raises(ValueError, match="entries"):
+        cycle_breakdown(hdr, 8, nnz_per_token=[1, 2])
