@@ -168,15 +168,20 @@ class GoldenRunner:
             out[task] = result.y
         return out
 
-    def run_frame(self, frame: np.ndarray, override: InputOverride | None = None
-                  ) -> dict[str, np.ndarray]:
+    def run_frame(self, frame: np.ndarray, override: InputOverride | None = None,
+                  keyframe: bool | None = None) -> dict[str, np.ndarray]:
         """One frame (uint8 [H, W, 3] or float [3, H, W] in [0, 1]) -> {task: output map}.
 
         ``override(task, site_name)`` may return an int8 site input to use instead of the
         quantised host value (the bit-exactness test feeds the torch model's inputs).
+        ``keyframe`` overrides the bundle's fixed schedule for this frame (a keyframe
+        scheduler decides); the first frame after :meth:`reset` is always a keyframe,
+        since no reference exists yet.
         """
         qm, mcfg = self.qm, self.qm.mcfg
-        keyframe = qm.policy.is_keyframe(self.frame_index)
+        scheduled = qm.policy.is_keyframe(self.frame_index)
+        keyframe = scheduled if keyframe is None else (bool(keyframe) or self.frame_index == 0)
+        self.last_keyframe = keyframe
         base_host = qm.host[qm.base]
         x_norm = host_ops.normalize_image(frame, base_host["pixel_mean"], base_host["pixel_std"])
         states = {t: host_ops.TaskHostState(qm.host[t], mcfg, x_norm) for t in self.tasks}
