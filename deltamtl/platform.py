@@ -241,6 +241,9 @@ class Platform:
             if base % size or not (self.hpm_base <= base and base + size
                                    <= self.hpm_base + self.hpm_size):
                 raise PlatformError(f"window {base:#x}+{size:#x} unaligned or outside HPM0")
+        if (self.reset.width, self.reset.bit) != (1, 0):
+            # the block design wires gpio_io_o straight into aux_reset_in (no slice)
+            raise PlatformError("the kernel-reset GPIO must be one bit, bit 0")
         hps = [k.memory.hp.index for k in self.kernels if k.memory]
         if len(set(hps)) != len(hps):
             raise PlatformError(f"two kernels share an HP port: {hps}")
