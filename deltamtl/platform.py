@@ -228,7 +228,8 @@ class Platform:
 
     def __post_init__(self) -> None:
         lo, hi = CLOCK_RANGE_MHZ
-        if not (isinstance(self.clock_mhz, (int, float)) and lo <= self.clock_mhz <= hi):
+        if not (isinstance(self.clock_mhz, (int, float)) and not isinstance(self.clock_mhz, bool)
+                and lo <= self.clock_mhz <= hi):
             raise PlatformError(f"PL clock {self.clock_mhz!r} MHz outside [{lo}, {hi}]")
         names = [k.name for k in self.kernels]
         if names != ["fetch", "core", "commit"]:
@@ -287,7 +288,7 @@ class Platform:
         return cfg
 
     def with_clock(self, clock_mhz: float) -> Platform:
-        return replace(self, clock_mhz=float(clock_mhz))
+        return replace(self, clock_mhz=clock_mhz)
 
 
 def zcu104(clock_mhz: float = DEFAULT_CLOCK_MHZ) -> Platform:
@@ -297,7 +298,7 @@ def zcu104(clock_mhz: float = DEFAULT_CLOCK_MHZ) -> Platform:
     return Platform(
         part=PART,
         board_part_pattern=BOARD_PART_PATTERN,
-        clock_mhz=float(clock_mhz),
+        clock_mhz=clock_mhz,
         kernels=(
             Kernel("fetch", MemoryPort("gmem", word, HpPort(0, word)), 0xA000_0000,
                    stream_out="m_axis"),
@@ -467,7 +468,6 @@ def core_wrapper(p: Platform | None = None) -> str:
         f"// Verilog top of {p.core_rtl_top} (rtl/) for the Vivado block design (IMPL=rtl):",
         "// a module reference needs a Verilog or VHDL top; the interface attributes give",
         "// Vivado the AXI4-Stream, clock and reset interfaces by the Vitis names.",
-        "`timescale 1ns / 1ps",
         f"module {p.core_module} (",
         ",\n".join(ports),
         ");",

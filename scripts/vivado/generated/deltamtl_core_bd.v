@@ -2,7 +2,6 @@
 // Verilog top of deltamtl_core (rtl/) for the Vivado block design (IMPL=rtl):
 // a module reference needs a Verilog or VHDL top; the interface attributes give
 // Vivado the AXI4-Stream, clock and reset interfaces by the Vitis names.
-`timescale 1ns / 1ps
 module deltamtl_core_bd (
   (* X_INTERFACE_INFO = "xilinx.com:signal:clock:1.0 ap_clk CLK" *)
   (* X_INTERFACE_PARAMETER = "ASSOCIATED_BUSIF s_axis:m_axis, ASSOCIATED_RESET ap_rst_n" *)
