@@ -235,7 +235,7 @@ class Platform:
         if names != ["fetch", "core", "commit"]:
             raise PlatformError(f"kernels must be fetch, core, commit in order, got {names}")
         windows = sorted(self.address_map().values())
-        for (base, size), (nbase, _n) in zip(windows, windows[1:]):
+        for (base, size), (nbase, _n) in zip(windows, windows[1:], strict=False):
             if base + size > nbase:
                 raise PlatformError(f"register windows overlap at {nbase:#x}")
         for base, size in windows:
@@ -268,7 +268,7 @@ class Platform:
     def streams(self) -> list[tuple[str, str, str, str]]:
         """(src instance, src interface, dst instance, dst interface), in data-flow order."""
         out = []
-        for src, dst in zip(self.kernels, self.kernels[1:]):
+        for src, dst in zip(self.kernels, self.kernels[1:], strict=False):
             if not (src.stream_out and dst.stream_in):
                 raise PlatformError(f"{src.name} -> {dst.name}: missing stream interface")
             out.append((src.instance, src.stream_out, dst.instance, dst.stream_in))

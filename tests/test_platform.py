@@ -87,7 +87,7 @@ def test_platform_tcl_carries_every_name_and_address() -> None:
     text = pf.PLATFORM_TCL.read_text()
     p = pf.zcu104()
     assert f"set dmtl(part) {p.part}" in re.sub(r" +", " ", text)
-    for inst, (base, size) in p.address_map().items():
+    for inst, (base, _size) in p.address_map().items():
         assert f"{base:#x}" in text and inst in text
     for k in p.kernels:
         assert str(k.vlnv) in text
@@ -111,7 +111,7 @@ def test_platform_tcl_values_read_back_in_tclsh(tmp_path: Path) -> None:
     assert values["fetch,hp_bits"] == str(c.STREAM_DATA_BITS)
     assert values["core,control"] == ""  # ap_ctrl_none: no register window
     ps_cfg = values["ps,config"].split()
-    assert dict(zip(ps_cfg[::2], ps_cfg[1::2])) == p.ps_config()
+    assert dict(zip(ps_cfg[::2], ps_cfg[1::2], strict=True)) == p.ps_config()
 
 
 def test_cli_writes_a_hwh_atomically_and_refuses_bad_names(tmp_path: Path) -> None:

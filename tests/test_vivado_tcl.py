@@ -156,7 +156,7 @@ def test_block_design_builds_every_cell_connection_address_clock_and_reset(
 
     # PS configuration: our ports, their widths and the PL clock on top of the preset
     ps_dicts = [c for c in calls if c[0] == "set_property" and c[-1] == p.ps_instance]
-    cfg = dict(zip(*[iter(ps_dicts[-1][2].split())] * 2))
+    cfg = dict(zip(*[iter(ps_dicts[-1][2].split())] * 2, strict=True))
     for key, value in p.ps_config().items():
         assert cfg[f"CONFIG.{key}"] == value, key
     assert cfg[f"CONFIG.{pf.PL0_FREQ_CONFIG}"] == "300"
