@@ -375,3 +375,43 @@ def test_run_hls_exports_the_platform_vlnv(tmp_path: Path) -> None:
         "-vendor": vlnv.vendor, "-library": vlnv.library, "-version": vlnv.version}
     top = next(c for c in calls if c[0] == "set_top")
     assert top[1] == vlnv.name
+
+
+# ---------------------------------------------------------------------------------------
+# with Vivado (skips here): the block design validates in the real tool
+# ---------------------------------------------------------------------------------------
+@pytest.mark.vivado
+@pytest.mark.skipif(shutil.which("vivado") is None, reason="vivado not on PATH")
+@pytest.mark.parametrize("impl", pf.IMPLS)
+def test_block_design_validates_in_vivado(tmp_path: Path, impl: str) -> None:
+    """Project, IP repository and block design up to validate_bd_design (no synthesis).
+    Needs the HLS export (`make hls`) of the kernels the implementation uses."""
+    kernels = [k.name for k in pf.zcu104().kernels if not (impl == "rtl" and k.name == "core")]
+    missing = [k for k in kernels if not (pf.ROOT / "build" / "ip" / k).exists()
+               and not (pf.ROOT / "build" / "hls_prj" / k / "sol" / "impl" / "ip").exists()]
+    if missing:
+        pytest.skip(f"no HLS export for {missing}: run `make hls`")
+    helper = tmp_path / "procs.tcl"
+    helper.write_text((VIVADO_DIR / "build_bitstream.tcl").read_text().split("if {[catch {")[0]
+                      .replace("[file dirname [file normalize [info script]]]", f"{{{VIVADO_DIR}}}"))
+    script = tmp_path / "bd.tcl"
+    script.write_text(f"""source {{{helper}}}
+set opts [dmtl_args {{impl={impl} out={tmp_path / 'out'}}}]
+create_project -force bd_only {{{tmp_path / 'prj'}}} -part $dmtl(part)
+set boards [lsort [get_board_parts -quiet $dmtl(board_part)]]
+if {{[llength $boards]}} {{ set_property board_part [lindex $boards end] [current_project] }}
+set dirs {{}}
+foreach k {{{' '.join(kernels)}}} {{ lappend dirs [dmtl_ip_dir $k build/ip build/hls_prj {{{tmp_path}}}] }}
+set_property ip_repo_paths $dirs [current_project]
+update_ip_catalog
+if {{"{impl}" eq "rtl"}} {{
+    add_files -norecurse [lmap f [concat $dmtl(core,rtl_sources) [list $dmtl(core,wrapper)]] {{file normalize $f}}]
+    update_compile_order -fileset sources_1
+}}
+puts "clock [dmtl_block_design {impl} $dmtl(clock_mhz_default) [llength $boards]]"
+exit 0
+""")
+    run = subprocess.run(["vivado", "-mode", "batch", "-nojournal", "-nolog", "-source",
+                          str(script)], cwd=pf.ROOT, capture_output=True, text=True, timeout=1800)
+    assert run.returncode == 0, run.stdout[-4000:] + run.stderr[-4000:]
+    assert "ERROR:" not in run.stdout
