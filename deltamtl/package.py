@@ -96,9 +96,12 @@ def _copy_tree(src: Path, dst: Path) -> None:
     shutil.copytree(src, dst, ignore=shutil.ignore_patterns("__pycache__", "*.pyc", ".*"))
 
 
-def _pyproject() -> str:
-    packages = ", ".join(f'"{p}"' for p in HOST_SOURCES)
-    dirs = ", ".join(f'"{p}" = "{p.replace(".", "/")}"' for p in HOST_SOURCES)
+def _pyproject(src: Path) -> str:
+    # every folder with an __init__.py under the staged sources, subpackages included
+    found = sorted(".".join(d.relative_to(src).parts) for d in src.rglob("*")
+                   if d.is_dir() and (d / "__init__.py").exists())
+    packages = ", ".join(f'"{p}"' for p in found)
+    dirs = ", ".join(f'"{p}" = "{p.replace(".", "/")}"' for p in found)
     deps = ", ".join(f'"{d}"' for d in BOARD_DEPENDENCIES)
     return (f"# Written by deltamtl.package: the host side of deltamtl for the board.\n"
             f"[build-system]\nrequires = [\"setuptools>=61\"]\n"
@@ -177,7 +180,7 @@ def build(bitstreams: Path, out: Path, name: str | None = None,
         src = stage / "src"
         for package, folder in HOST_SOURCES.items():
             _copy_tree(folder, src / package.replace(".", "/"))
-        (src / "pyproject.toml").write_text(_pyproject())
+        (src / "pyproject.toml").write_text(_pyproject(src))
         notebooks = sorted({nb for d in NOTEBOOK_DIRS if d.is_dir() for nb in d.rglob("*.ipynb")
                             if ".ipynb_checkpoints" not in nb.parts})
         if notebooks:

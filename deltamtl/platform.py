@@ -29,7 +29,18 @@ from xml.etree import ElementTree as ET
 
 from deltamtl import contract as c
 
-ROOT = Path(__file__).resolve().parent.parent
+
+def _repo_root() -> Path:
+    """The checkout this module sits in (the folder with pyproject.toml), wherever the
+    module is moved inside it; an installed copy falls back to its parent's parent."""
+    here = Path(__file__).resolve()
+    for parent in here.parents:
+        if (parent / "pyproject.toml").exists() and (parent / "deltamtl").is_dir():
+            return parent
+    return here.parent.parent
+
+
+ROOT = _repo_root()
 VIVADO_GENERATED = ROOT / "scripts" / "vivado" / "generated"
 PLATFORM_TCL = VIVADO_GENERATED / "platform.tcl"
 CORE_WRAPPER_V = VIVADO_GENERATED / "deltamtl_core_bd.v"
@@ -252,6 +263,11 @@ class Platform:
             if k.memory and k.memory.data_bits > k.memory.hp.data_bits:
                 raise PlatformError(f"{k.name}: m_axi wider than {k.memory.hp.interface}")
 
+    @property
+    def core_module_vlnv(self) -> Vlnv:
+        """How Vivado names a module reference's cell (IMPL=rtl)."""
+        return Vlnv("xilinx.com", "module_ref", self.core_module, "1.0")
+
     def kernel(self, name: str) -> Kernel:
         for k in self.kernels:
             if k.name == name:
@@ -425,7 +441,7 @@ def platform_tcl(p: Platform | None = None) -> str:
     put("streams", _tcl_list(" ".join(s) for s in p.streams()))
     # IMPL=rtl
     put("core,module", p.core_module)
-    put("core,module_vlnv", f"xilinx.com:module_ref:{p.core_module}:1.0")
+    put("core,module_vlnv", str(p.core_module_vlnv))
     put("core,wrapper", CORE_WRAPPER_V.relative_to(ROOT).as_posix())
     put("core,rtl_sources", _tcl_list(s.relative_to(ROOT).as_posix() for s in rtl_sources()))
     width = max(len(k) for k, _ in rows)
@@ -596,6 +612,9 @@ def hwh_text(p: Platform | None = None, impl: str = "hls") -> str:
                       _CTRL_FIELDS if offset == c.REG_CTRL else ())
         slave(m, k.control)
         ranges.append((k.instance, k.control, k.control_base))
+    # the core: no register window (ap_ctrl_none), listed so the file says which core it is
+    core = p.kernel("core")
+    module(core.instance, core.vlnv if impl == "hls" else p.core_module_vlnv)
     r = p.reset
     g = module(r.gpio_instance, AXI_GPIO_VLNV)
     params = ET.SubElement(g, "PARAMETERS")

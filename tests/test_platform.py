@@ -307,3 +307,16 @@ def test_register_writes_through_pynq_reach_the_platform_addresses(tmp_path: Pat
     dev.writes.clear()
     gpio.channel1.write(1 << p.reset.bit, 1 << p.reset.bit)
     assert dev.writes[-1] == (p.reset.base + p.reset.data_offset, (1 << p.reset.bit).to_bytes(4, "little"))
+
+
+@pytest.mark.parametrize("impl", pf.IMPLS)
+def test_hwh_names_the_core_of_each_implementation(tmp_path: Path, impl: str) -> None:
+    import xml.etree.ElementTree as ET
+
+    p = pf.zcu104()
+    root = ET.parse(pf.write_hwh(tmp_path / f"{impl}.hwh", p, impl)).getroot()
+    vlnvs = {m.get("INSTANCE"): m.get("VLNV") for m in root.iter("MODULE")}
+    core = p.kernel("core")
+    assert vlnvs[core.instance] == str(core.vlnv if impl == "hls" else p.core_module_vlnv)
+    with pytest.raises(pf.PlatformError, match="impl"):
+        pf.hwh_text(p, "vhdl")
