@@ -94,6 +94,10 @@ CLOCK_RANGE_MHZ = (10.0, 400.0)
 # preset's IOPLL (33.333 MHz reference x 90 / 2); Vivado picks the real divisors.
 IOPLL_MHZ = 1500.0
 DESIGN_NAME = "deltamtl_bd"
+PS_PRESET_RULE = "xilinx.com:bd_rule:zynq_ultra_ps_e"  # applies the board preset
+# SmartConnect interface names (format with the port index: S00_AXI, M00_AXI, M01_AXI, ...)
+SMC_SLAVE_FORMAT = "S%02d_AXI"
+SMC_MASTER_FORMAT = "M%02d_AXI"
 PL0_FREQ_CONFIG = "PSU__CRL_APB__PL0_REF_CTRL__FREQMHZ"  # set from CLOCK_MHZ by the script
 
 # Vitis HLS port conventions (docs/hls.md): ap_clk, active-low ap_rst_n, the s_axilite
@@ -290,6 +294,15 @@ class Platform:
             out.append((src.instance, src.stream_out, dst.instance, dst.stream_in))
         return out
 
+    def gpio_config(self) -> dict[str, str]:
+        """CONFIG.* of the recovery GPIO: one output bit, reset value 0 (kernels running)."""
+        return {"C_GPIO_WIDTH": str(self.reset.width), "C_ALL_OUTPUTS": "1", "C_IS_DUAL": "0",
+                "C_DOUT_DEFAULT": "0x00000000"}
+
+    def kernel_reset_config(self) -> dict[str, str]:
+        """CONFIG.* of the kernels' proc_sys_reset: the GPIO bit is its aux reset input."""
+        return {"C_AUX_RESET_HIGH": str(int(self.reset.active_high))}
+
     def ps_config(self) -> dict[str, str]:
         """CONFIG.* of the PS on top of the board preset (the clock is set by the script,
         from CLOCK_MHZ, through the key in ``clock_config``)."""
@@ -381,6 +394,7 @@ def platform_tcl(p: Platform | None = None) -> str:
     put("ps", p.ps_instance)
     put("ps,vlnv", PS_VLNV.unversioned)
     put("ps,config", _tcl_list(x for kv in p.ps_config().items() for x in kv))
+    put("ps,preset_rule", PS_PRESET_RULE)
     put("ps,clock_config", PL0_FREQ_CONFIG)
     put("ps,clock_actual", "PSU__CRL_APB__PL0_REF_CTRL__ACT_FREQMHZ")
     put("ps,hpm", "M_AXI_HPM0_FPD")
@@ -402,6 +416,8 @@ def platform_tcl(p: Platform | None = None) -> str:
     put("rst,slowest_clk", "slowest_sync_clk")
     put("rst,periph_aresetn", "peripheral_aresetn")
     put("rst,interconnect_aresetn", "interconnect_aresetn")
+    put("smc,slave_format", SMC_SLAVE_FORMAT)
+    put("smc,master_format", SMC_MASTER_FORMAT)
     put("smc,aclk", "aclk")
     put("smc,aresetn", "aresetn")
     put("gpio,clk", "s_axi_aclk")
@@ -414,6 +430,8 @@ def platform_tcl(p: Platform | None = None) -> str:
     put("reset_gpio,width", r.width)
     put("reset_gpio,bit", r.bit)
     put("reset_gpio,active_high", int(r.active_high))
+    put("reset_gpio,config", _tcl_list(x for kv in p.gpio_config().items() for x in kv))
+    put("rst_kernels,config", _tcl_list(x for kv in p.kernel_reset_config().items() for x in kv))
     put("reset_gpio,base", f"{r.base:#x}")
     put("reset_gpio,range", f"{CONTROL_RANGE:#x}")
     # kernels
@@ -618,8 +636,7 @@ def hwh_text(p: Platform | None = None, impl: str = "hls") -> str:
     r = p.reset
     g = module(r.gpio_instance, AXI_GPIO_VLNV)
     params = ET.SubElement(g, "PARAMETERS")
-    for name, value in (("C_GPIO_WIDTH", r.width), ("C_ALL_OUTPUTS", 1), ("C_IS_DUAL", 0),
-                        ("C_BASEADDR", f"{r.base:#010x}")):
+    for name, value in (*p.gpio_config().items(), ("C_BASEADDR", f"{r.base:#010x}")):
         ET.SubElement(params, "PARAMETER", NAME=name, VALUE=str(value))
     blk = ET.SubElement(ET.SubElement(g, "ADDRESSBLOCKS"), "ADDRESSBLOCK", ACCESS="read-write",
                         INTERFACE=r.gpio_interface, NAME=REG_SEGMENT, RANGE=str(CONTROL_RANGE),

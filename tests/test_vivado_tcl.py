@@ -202,9 +202,12 @@ def test_block_design_builds_every_cell_connection_address_clock_and_reset(
     # the recovery line: GPIO bit -> aux reset of the kernels' reset block, polarity set
     assert {f"{p.reset.gpio_instance}/{p.reset.gpio_pin}", f"{p.kernel_reset}/aux_reset_in"} in scalar
     rst_cfg = [c for c in calls if c[0] == "set_property" and c[-1] == p.kernel_reset]
-    assert f"CONFIG.C_AUX_RESET_HIGH {int(p.reset.active_high)}" in rst_cfg[0][2]
+    assert rst_cfg[0][2].split() == [x for k, v in p.kernel_reset_config().items()
+                                     for x in (f"CONFIG.{k}", v)]
+    assert p.kernel_reset_config() == {"C_AUX_RESET_HIGH": str(int(p.reset.active_high))}
     gpio_cfg = [c for c in calls if c[0] == "set_property" and c[-1] == p.reset.gpio_instance]
     assert f"CONFIG.C_GPIO_WIDTH {p.reset.width}" in gpio_cfg[0][2]
+    assert "CONFIG.C_ALL_OUTPUTS 1" in gpio_cfg[0][2]
     kernel_rst_net = next(n for n in scalar if f"{p.kernel_reset}/peripheral_aresetn" in n)
     assert kernel_rst_net == {f"{p.kernel_reset}/peripheral_aresetn"} | {
         f"{k.instance}/{pf.RESET_PIN}" for k in p.kernels}

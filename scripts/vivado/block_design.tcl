@@ -43,7 +43,7 @@ proc dmtl_block_design {impl clock_mhz board_preset} {
     set ps $dmtl(ps)
     create_bd_cell -type ip -vlnv $dmtl(ps,vlnv) $ps
     if {$board_preset} {
-        apply_bd_automation -rule xilinx.com:bd_rule:zynq_ultra_ps_e \
+        apply_bd_automation -rule $dmtl(ps,preset_rule) \
             -config {apply_board_preset "1"} [get_bd_cells $ps]
     }
     set_property -dict [dmtl_config [concat $dmtl(ps,config) \
@@ -52,11 +52,9 @@ proc dmtl_block_design {impl clock_mhz board_preset} {
     # --- resets: infrastructure, and the kernels with the host's recovery line as aux reset
     create_bd_cell -type ip -vlnv $dmtl(proc_sys_reset,vlnv) $dmtl(rst_periph)
     create_bd_cell -type ip -vlnv $dmtl(proc_sys_reset,vlnv) $dmtl(rst_kernels)
-    set_property -dict [dmtl_config [list C_AUX_RESET_HIGH $dmtl(reset_gpio,active_high)]] \
-        [get_bd_cells $dmtl(rst_kernels)]
+    set_property -dict [dmtl_config $dmtl(rst_kernels,config)] [get_bd_cells $dmtl(rst_kernels)]
     create_bd_cell -type ip -vlnv $dmtl(axi_gpio,vlnv) $dmtl(reset_gpio)
-    set_property -dict [dmtl_config [list C_GPIO_WIDTH $dmtl(reset_gpio,width) \
-        C_ALL_OUTPUTS 1 C_DOUT_DEFAULT 0x00000000]] [get_bd_cells $dmtl(reset_gpio)]
+    set_property -dict [dmtl_config $dmtl(reset_gpio,config)] [get_bd_cells $dmtl(reset_gpio)]
 
     # --- kernels: HLS IP, or the SystemVerilog core as a module reference (IMPL=rtl)
     foreach k $dmtl(kernels) {
@@ -79,10 +77,10 @@ proc dmtl_block_design {impl clock_mhz board_preset} {
     set_property -dict [dmtl_config [list NUM_SI 1 NUM_MI [llength $slaves]]] \
         [get_bd_cells $dmtl(ctrl_smc)]
     connect_bd_intf_net [get_bd_intf_pins [dmtl_pin $ps $dmtl(ps,hpm)]] \
-        [get_bd_intf_pins [dmtl_pin $dmtl(ctrl_smc) S00_AXI]]
+        [get_bd_intf_pins [dmtl_pin $dmtl(ctrl_smc) [format $dmtl(smc,slave_format) 0]]]
     set i 0
     foreach s $slaves {
-        connect_bd_intf_net [get_bd_intf_pins [dmtl_pin $dmtl(ctrl_smc) [format M%02d_AXI $i]]] \
+        connect_bd_intf_net [get_bd_intf_pins [dmtl_pin $dmtl(ctrl_smc) [format $dmtl(smc,master_format) $i]]] \
             [get_bd_intf_pins $s]
         incr i
     }
@@ -98,8 +96,8 @@ proc dmtl_block_design {impl clock_mhz board_preset} {
         create_bd_cell -type ip -vlnv $dmtl(smartconnect,vlnv) $smc
         set_property -dict [dmtl_config [list NUM_SI 1 NUM_MI 1]] [get_bd_cells $smc]
         connect_bd_intf_net [get_bd_intf_pins [dmtl_pin $dmtl($k,instance) $dmtl($k,m_axi)]] \
-            [get_bd_intf_pins [dmtl_pin $smc S00_AXI]]
-        connect_bd_intf_net [get_bd_intf_pins [dmtl_pin $smc M00_AXI]] \
+            [get_bd_intf_pins [dmtl_pin $smc [format $dmtl(smc,slave_format) 0]]]
+        connect_bd_intf_net [get_bd_intf_pins [dmtl_pin $smc [format $dmtl(smc,master_format) 0]]] \
             [get_bd_intf_pins [dmtl_pin $ps $dmtl($k,hp)]]
     }
 

@@ -15,6 +15,7 @@ set dmtl(reg_segment)              Reg
 set dmtl(ps)                       zynq_ps
 set dmtl(ps,vlnv)                  xilinx.com:ip:zynq_ultra_ps_e
 set dmtl(ps,config)                {PSU__USE__M_AXI_GP0 1 PSU__MAXIGP0__DATA_WIDTH 32 PSU__USE__M_AXI_GP1 0 PSU__USE__M_AXI_GP2 0 PSU__FPGA_PL0_ENABLE 1 PSU__USE__S_AXI_GP2 1 PSU__SAXIGP2__DATA_WIDTH 64 PSU__USE__S_AXI_GP3 1 PSU__SAXIGP3__DATA_WIDTH 64}
+set dmtl(ps,preset_rule)           xilinx.com:bd_rule:zynq_ultra_ps_e
 set dmtl(ps,clock_config)          PSU__CRL_APB__PL0_REF_CTRL__FREQMHZ
 set dmtl(ps,clock_actual)          PSU__CRL_APB__PL0_REF_CTRL__ACT_FREQMHZ
 set dmtl(ps,hpm)                   M_AXI_HPM0_FPD
@@ -35,6 +36,8 @@ set dmtl(rst,aux_in)               aux_reset_in
 set dmtl(rst,slowest_clk)          slowest_sync_clk
 set dmtl(rst,periph_aresetn)       peripheral_aresetn
 set dmtl(rst,interconnect_aresetn) interconnect_aresetn
+set dmtl(smc,slave_format)         S%02d_AXI
+set dmtl(smc,master_format)        M%02d_AXI
 set dmtl(smc,aclk)                 aclk
 set dmtl(smc,aresetn)              aresetn
 set dmtl(gpio,clk)                 s_axi_aclk
@@ -45,6 +48,8 @@ set dmtl(reset_gpio,pin)           gpio_io_o
 set dmtl(reset_gpio,width)         1
 set dmtl(reset_gpio,bit)           0
 set dmtl(reset_gpio,active_high)   1
+set dmtl(reset_gpio,config)        {C_GPIO_WIDTH 1 C_ALL_OUTPUTS 1 C_IS_DUAL 0 C_DOUT_DEFAULT 0x00000000}
+set dmtl(rst_kernels,config)       {C_AUX_RESET_HIGH 1}
 set dmtl(reset_gpio,base)          0xa0020000
 set dmtl(reset_gpio,range)         0x10000
 set dmtl(kernels)                  {fetch core commit}
