@@ -99,6 +99,12 @@ PS_PRESET_RULE = "xilinx.com:bd_rule:zynq_ultra_ps_e"  # applies the board prese
 SMC_SLAVE_FORMAT = "S%02d_AXI"
 SMC_MASTER_FORMAT = "M%02d_AXI"
 PL0_FREQ_CONFIG = "PSU__CRL_APB__PL0_REF_CTRL__FREQMHZ"  # set from CLOCK_MHZ by the script
+# The PS side of the control path and the PL clock/reset (PSU__USE__M_AXI_GP0 = HPM0_FPD)
+HPM_INTERFACE = "M_AXI_HPM0_FPD"
+HPM_CLOCK_PIN = "maxihpm0_fpd_aclk"
+PS_ADDRESS_SPACE = "Data"
+PL_CLOCK_PIN = "pl_clk0"
+PL_RESETN_PIN = "pl_resetn0"
 
 # Vitis HLS port conventions (docs/hls.md): ap_clk, active-low ap_rst_n, the s_axilite
 # bundle `control`, m_axi bundles `m_axi_<bundle>` with the address space
@@ -397,13 +403,13 @@ def platform_tcl(p: Platform | None = None) -> str:
     put("ps,preset_rule", PS_PRESET_RULE)
     put("ps,clock_config", PL0_FREQ_CONFIG)
     put("ps,clock_actual", "PSU__CRL_APB__PL0_REF_CTRL__ACT_FREQMHZ")
-    put("ps,hpm", "M_AXI_HPM0_FPD")
-    put("ps,hpm_clk", "maxihpm0_fpd_aclk")
+    put("ps,hpm", HPM_INTERFACE)
+    put("ps,hpm_clk", HPM_CLOCK_PIN)
     put("ps,hpm_base", f"{p.hpm_base:#x}")
     put("ps,hpm_size", f"{p.hpm_size:#x}")
-    put("ps,address_space", "Data")
-    put("ps,pl_clk", "pl_clk0")
-    put("ps,pl_resetn", "pl_resetn0")
+    put("ps,address_space", PS_ADDRESS_SPACE)
+    put("ps,pl_clk", PL_CLOCK_PIN)
+    put("ps,pl_resetn", PL_RESETN_PIN)
     # infrastructure
     put("smartconnect,vlnv", SMARTCONNECT_VLNV.unversioned)
     put("proc_sys_reset,vlnv", PROC_SYS_RESET_VLNV.unversioned)
@@ -598,7 +604,7 @@ def hwh_text(p: Platform | None = None, impl: str = "hls") -> str:
                   PACKAGE=p.part.split("-")[1], SPEEDGRADE="-" + p.part.split("-")[2])
     ET.SubElement(root, "EXTERNALPORTS")
     modules = ET.SubElement(root, "MODULES")
-    hpm = "M_AXI_HPM0_FPD"
+    hpm = HPM_INTERFACE
 
     def module(instance: str, vlnv: Vlnv, extra: dict[str, str] | None = None) -> ET.Element:
         m = ET.SubElement(modules, "MODULE", FULLNAME=f"/{instance}", HWVERSION=vlnv.version,
