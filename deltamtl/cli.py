@@ -16,6 +16,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     # contract: the one definition and its generated copies
     "codegen": ("deltamtl.contract.codegen", "regenerate the C++/SV contract headers and core params"),
     "vectors": ("deltamtl.contract.vectors", "write random core test vectors (.dmtv)"),
+    "platform": ("deltamtl.contract.platform_files", "regenerate the Vivado TCL/wrapper, write a .hwh"),
     # model: data -> training -> sharing -> quantisation/export
     "data": ("deltamtl.model.data.cli", "synthetic video: bench, preview, export as NYUD layout"),
     "train": ("deltamtl.model.training.train", "train a model (recipes: st, step1, step2, step3, ...)"),
@@ -30,6 +31,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     # host: the integer pipeline on a bundle
     "verify": ("deltamtl.host.verify", "validate a bundle and run the golden model on a clip"),
     "model-vectors": ("deltamtl.host.model_vectors", "dump a trained model's site jobs (.dmtv)"),
+    # the board: deployment folder from a built bitstream
+    "package": ("deltamtl.package", "bitstream + hwh + bundle + host code for the board"),
     # the whole mission and its figures
     "demo": ("deltamtl.demo", "synthetic video -> train -> quantise -> accelerator -> report"),
     "bench": ("deltamtl.bench", "figures: rendering, executors, projected board cycles"),

@@ -10,7 +10,7 @@
 #            (tests/test_hls_vitis.py truncates its vectors accordingly).
 # Run from the repository root (make hls does). Project under build/hls_prj/<kernel>,
 # reports under build/hls_prj/<kernel>/sol/syn/report, IP exported to build/ip/<kernel>.
-# Part xczu7ev-ffvc1156-2-e (ZCU104), 3.33 ns clock (300 MHz), flow target vivado:
+# Part of the ZCU104 (from platform.tcl), 3.33 ns clock (300 MHz), flow target vivado:
 # fetch and commit get ap_ctrl_hs (PYNQ polls start/done), core is ap_ctrl_none.
 
 if {[llength $argv] < 1} {
@@ -48,6 +48,10 @@ if {([lsearch $steps csim] >= 0 || [lsearch $steps cosim] >= 0) && ![file exists
     exit 2
 }
 
+# Part and the exported IP's VLNV come from the one platform definition (contract/platform.py,
+# generated into scripts/vivado/generated/platform.tcl; docs/board.md).
+source $root/scripts/vivado/generated/platform.tcl
+
 # Vitis HLS brings its own ap_int.h / hls_stream.h; only the project's headers are added.
 set cflags "-std=c++14 -I$root/hls/include -I$root/hls/generated"
 open_project -reset $root/build/hls_prj/$kernel
@@ -63,7 +67,7 @@ foreach src {fetch core commit} {
 add_files -tb $root/$tb -cflags "$cflags -Wno-unknown-pragmas -DDMTL_COSIM"
 
 open_solution -reset sol -flow_target vivado
-set_part xczu7ev-ffvc1156-2-e
+set_part $dmtl(part)
 create_clock -period 3.33 -name default
 config_interface -m_axi_addr64=true
 # Active-low ap_rst_n on every kernel (the SystemVerilog core has the same port). "state"
@@ -82,7 +86,7 @@ if {[lsearch $steps cosim] >= 0} {
 }
 if {[lsearch $steps export] >= 0} {
     file mkdir $root/build/ip/$kernel
-    export_design -format ip_catalog -rtl verilog -vendor deltamtl.org -library hls \
-        -version 1.0 -output $root/build/ip/$kernel
+    export_design -format ip_catalog -rtl verilog -vendor $dmtl(hls_vendor) \
+        -library $dmtl(hls_library) -version $dmtl(hls_version) -output $root/build/ip/$kernel
 }
 exit 0

@@ -1,0 +1,1 @@
+"""Tests, in folders by layer (tests/README.md)."""
