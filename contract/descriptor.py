@@ -1,4 +1,7 @@
-"""descriptor (split from deltamtl.contract; docstring to write)."""
+"""The DDR job descriptor that fetch and commit read: its words, the regions it points to
+(weights, deltas, references, outputs), their sizes and which regions a job uses
+(docs/hls.md, "Descriptor").
+"""
 
 from __future__ import annotations
 

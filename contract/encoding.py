@@ -1,4 +1,7 @@
-"""encoding (split from deltamtl.contract.golden_core; docstring to write)."""
+"""Site jobs to and from the core's 64-bit stream words: ``pack_job`` / ``unpack_job`` for
+input packets, ``pack_result`` / ``unpack_result`` for output packets, and helpers that
+read or patch single fields. The HLS core, the RTL core and the board consume these bits.
+"""
 
 from __future__ import annotations
 

@@ -1,4 +1,10 @@
-"""formats (split from deltamtl.contract; docstring to write)."""
+"""Number formats of the integer contract, the one rounding rule, delta encoding, the three
+site modes and the job flags (docs/architecture.md, "The integer contract").
+
+Every level computes with these: int8 activations and weights, int9 deltas, int32
+wrap-around accumulators, the requantiser ``clamp((acc * mult + 2^(shift-1)) >> shift)``
+and ``keep_delta`` (keep ``d`` where ``|d| >= th``).
+"""
 
 from __future__ import annotations
 

@@ -1,4 +1,11 @@
-"""golden_core (split from deltamtl.contract.golden_core; docstring to write)."""
+"""The bit-exact reference of the compute core: one site job on numpy integers.
+
+``execute_job`` runs a job in any mode against a :class:`~deltamtl.contract.jobs.CoreState`
+(the reuse buffer and weight bank that persist between jobs); ``GoldenCore`` runs stream
+packets end to end, refusing malformed ones with a trailer as the hardware does. The
+whole-video runner (:mod:`deltamtl.host.runner`) calls it through its site-executor
+interface; the C++ kernels and the RTL core are held to it bit for bit.
+"""
 
 from __future__ import annotations
 

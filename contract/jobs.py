@@ -1,4 +1,7 @@
-"""jobs (split from deltamtl.contract.golden_core; docstring to write)."""
+"""One site job and its result as numpy data: :class:`SiteJob` (mode, flags, threshold,
+input, weights, CSR delta, bias, requantiser, references), :class:`CsrDelta`,
+:class:`CoreState` (what the core keeps between jobs) and :class:`JobResult`.
+"""
 
 from __future__ import annotations
 

@@ -1,4 +1,6 @@
-"""limits (split from deltamtl.contract; docstring to write)."""
+"""Compiled maxima of one core build (tokens, dimensions, delta non-zeros, lanes, weight
+bank), generated into the C++ and SV parameters from a model's export manifest.
+"""
 
 from __future__ import annotations
 

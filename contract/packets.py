@@ -1,4 +1,8 @@
-"""packets (split from deltamtl.contract; docstring to write)."""
+"""AXI4-Stream packets of the compute core (fetch -> core -> commit): word width, the bit
+fields of the header, non-zero, requantiser and trailer words, the order of a packet's
+sections and the core's status bits. Field positions live only here; C++ and SV get
+generated copies (docs/hls.md, docs/rtl.md).
+"""
 
 from __future__ import annotations
 

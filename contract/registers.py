@@ -1,4 +1,7 @@
-"""registers (split from deltamtl.contract; docstring to write)."""
+"""The AXI4-Lite side of fetch and commit: their status bits and the register map
+(ap_ctrl_hs control word, kernel arguments). The board design's addresses are in
+:mod:`deltamtl.contract.platform`.
+"""
 
 from __future__ import annotations
 

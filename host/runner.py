@@ -1,4 +1,25 @@
-"""runner (split from deltamtl.host.runner; docstring to write)."""
+"""Whole-video runner: integer site jobs through a pluggable executor, host float ops between.
+
+One runner, several executors: a :class:`SiteExecutor` is anything with ``run_job(job) ->
+JobResult`` and ``reset()`` -- the numpy golden core, the HLS kernels, the RTL core and the
+board driver, chosen by name in :mod:`deltamtl.host.backends`. The runner owns
+
+* the quantised model (:class:`~deltamtl.model.export.quantized_model.QuantizedModel`),
+* the reuse state of every (task, layer, site) in host arrays -- the DDR regions
+  (x_ref int8 [P, I], y_ref int32 [P, O]),
+* the job order of a *multi-task site job*: for each site, the base's job first (DENSE on
+  a keyframe, TEMPORAL otherwise; it loads W_b and the base references), then every
+  sub-task's TASK job on the *resident* base weights and references (no LOAD_W/LOAD_REF:
+  the base references are read from DDR once per site, not once per task), then the
+  sub-task jobs that need their own references (TEMPORAL above the boundary, or DENSE when
+  task reuse is off), which load them (LOAD_REF) and overwrite the core's reference state,
+* per-job accounting: DDR bytes (the contract's region sizes of the regions the job uses)
+  and MACs (DENSE P*I*O, TASK nnz(d)*O + P*nnz(dW), TEMPORAL nnz(d)*O + P*nnz(dW)).
+
+Keyframes: the first frame after :meth:`GoldenRunner.reset` and every frame i with
+(i - key_offset) % K == 0 (i counts frames since the reset), unless ``run_frame`` is told
+otherwise by a scheduler. K = 1 disables temporal reuse.
+"""
 
 from __future__ import annotations
 

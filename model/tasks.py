@@ -1,4 +1,6 @@
-"""tasks (split from deltamtl.host.runner; docstring to write)."""
+"""Names every stage shares: the base task and the sub-tasks, the linear sites of a block,
+and the canonical site names and their execution order.
+"""
 
 from __future__ import annotations
 

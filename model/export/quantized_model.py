@@ -1,4 +1,10 @@
-"""quantized_model (split from deltamtl.host.runner; docstring to write)."""
+"""The quantised multi-task model as the bundle holds it and the runner executes it:
+per site the int8 base weights, CSR deltas per sub-task, int32 biases, scales and
+requantisers (:class:`SiteParams`); the reuse policy (:class:`ReusePolicy`: integer
+thresholds, boundaries, keyframe interval); the host's float parameters
+(:class:`QuantizedModel`). Written and read by :mod:`deltamtl.model.export.bundle`
+(docs/export-format.md).
+"""
 
 from __future__ import annotations
 

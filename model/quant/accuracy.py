@@ -1,4 +1,6 @@
-"""accuracy (split from deltamtl.model.quant; docstring to write)."""
+"""int8 against float: every task's metrics of the same model in ``float`` and ``int`` mode
+on the same clips, and whether the int8 model is within the allowed relative loss.
+"""
 
 from __future__ import annotations
 

@@ -1,4 +1,7 @@
-"""assemble (split from deltamtl.model.quant; docstring to write)."""
+"""The multi-task model the quantiser works on (:class:`MultiTask`: the dense base plus
+sub-task models with DeltaLinear sites), assembled from checkpoints or at random for
+tests, and the quantisation settings of the config (``qat_value``).
+"""
 
 from __future__ import annotations
 

@@ -1,4 +1,10 @@
-"""fake_quant (split from deltamtl.model.quant; docstring to write)."""
+"""Fake-quantised sites: range observers, straight-through rounding, per-output-channel
+weight scales, and :class:`QuantSite`, which swaps in for every linear site and runs in
+one of four modes: ``float`` (pass-through), ``observe`` (calibration), ``qat`` (fake-quant
+with straight-through gradients) and ``int`` (the integer contract executed in torch:
+int8 input, exact accumulation, int32 wrap, contract requantisation). In ``int`` mode a
+site's integer input and output can be recorded: the golden model is held to them.
+"""
 
 from __future__ import annotations
 

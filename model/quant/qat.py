@@ -1,4 +1,7 @@
-"""qat (split from deltamtl.model.quant; docstring to write)."""
+"""Quantisation-aware training as a recipe of the one training entry point
+(``deltamtl train --recipe deltamtl.model.quant.qat:recipe_qat``), and the calibration
+batches it and the post-training quantiser use.
+"""
 
 from __future__ import annotations
 

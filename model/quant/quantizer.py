@@ -1,4 +1,21 @@
-"""quantizer (split from deltamtl.model.quant; docstring to write)."""
+"""The quantiser: calibrate a :class:`~deltamtl.model.quant.assemble.MultiTask`, then
+produce the :class:`~deltamtl.model.export.quantized_model.QuantizedModel` the bundle
+holds (docs/quantisation.md).
+
+Rules (rounding and requantisation from :mod:`deltamtl.contract.formats`):
+
+* site input: int8, ONE scale s_x per site shared by every task (task deltas are then
+  exact integer differences), s_x = calibrated |x| range / 127;
+* weights: int8 symmetric per output channel, s_w[o] = max over the base and every
+  sub-task of max_i |W_k[o, i]| / 127, so every task's merged weight W_b + dW_k is
+  representable; dW_k = round(W_k / s_w) - W_b (zero wherever the float delta is masked);
+* bias: int32 in the accumulator scale s_x * s_w[o]; a sub-task's bias delta
+  db_k = round(b_k / (s_x s_w)) - round(b_b / (s_x s_w));
+* output: per (task, site) scale s_y = calibrated output range / 127 and requantiser
+  (mult, shift) = choose_requant(s_x * s_w / s_y);
+* thresholds: float per (task, block) -> integer th = round(th / s_x) clamped to the
+  contract's threshold range, with s_x the smallest input scale of the block's sites.
+"""
 
 from __future__ import annotations
 
