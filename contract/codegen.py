@@ -8,7 +8,7 @@ Outputs (written atomically):
 * rtl/generated/deltamtl_contract_pkg.sv  the same as a SystemVerilog package
 * hls/generated/params.h, rtl/generated/deltamtl_params_pkg.sv  compiled maxima
   (max tokens/in/out/nnz, lanes), from a manifest's limits or the tiny defaults.
-The checked-in copies are compared with fresh output by tests/test_codegen.py.
+The checked-in copies are compared with fresh output by tests/contract/test_codegen.py.
 """
 
 from __future__ import annotations

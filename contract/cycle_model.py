@@ -26,7 +26,7 @@ latency    output pipeline (read, select, multiply, round) and FIFO    5
 The "+3"/"+5" terms are the patch and MAC pipelines draining between phases. A refused job
 skips every compute phase and sends the trailer alone (n_out = 1); a header refusal also
 skips setup. ``cycle_breakdown`` returns the phases; ``core_cycles`` their sum.
-tests/test_rtl_cosim.py holds the model to the RTL simulation within 5% on every job class.
+tests/rtl/test_rtl_cosim.py holds the model to the RTL simulation within 5% on every job class.
 """
 
 from __future__ import annotations

@@ -7,7 +7,7 @@ generated from it or checked against it:
 The generators live in :mod:`deltamtl.contract.platform_files` (``deltamtl platform``):
 
 * ``scripts/vivado/generated/platform.tcl``: sourced by the Vivado scripts, which type no
-  name, address or width of their own (``tests/test_platform.py`` checks it is current);
+  name, address or width of their own (``tests/contract/test_platform.py`` checks it is current);
 * ``scripts/vivado/generated/deltamtl_core_bd.v``: the Verilog top that makes the
   SystemVerilog core a block-design module reference (IMPL=rtl);
 * ``write_hwh``: a minimal ``.hwh`` for the virtual ZCU104 (PYNQ's metadata parser reads it

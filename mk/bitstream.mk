@@ -37,7 +37,7 @@ bitstream-check:
 	  echo "bitstream: '$(VIVADO)' not found on PATH. Install AMD Vivado (2023.2 targeted) with"; \
 	  echo "           Zynq UltraScale+ support (and the ZCU104 board files for the PS preset),"; \
 	  echo "           run 'source <Vivado install>/settings64.sh', then 'make bitstream' again."; \
-	  echo "           Checks that need no Vivado: pytest tests/test_vivado_tcl.py"; exit 2; }
+	  echo "           Checks that need no Vivado: pytest tests/bitstream/test_vivado_tcl.py"; exit 2; }
 	@if [ "$(SKIP_HLS)" != 1 ]; then command -v $(VITIS_HLS) >/dev/null || { \
 	  echo "bitstream: '$(VITIS_HLS)' not found on PATH: IMPL=$(BIT_IMPL) needs the HLS export of"; \
 	  echo "           $(BIT_HLS_KERNELS). Source Vitis' settings64.sh, or pass SKIP_HLS=1 to reuse"; \

@@ -24,4 +24,4 @@ data-export: setup
 	  --frames $(DATA_FRAMES) --size $(DATA_SIZE) --seed $(DATA_SEED)
 
 test-data: setup
-	$(PY) -m pytest -q tests/test_data_synthetic.py tests/test_data_datasets.py tests/test_data_loaders.py tests/test_metrics.py
+	$(PY) -m pytest -q tests/model/test_data_synthetic.py tests/model/test_data_datasets.py tests/model/test_data_loaders.py tests/model/test_metrics.py

@@ -17,7 +17,7 @@ csim: setup
 	nice $(DELTAMTL) hls csim --sequences $(CSIM_SEQUENCES) --seed $(CSIM_SEED)
 
 test-hls: setup
-	$(PY) -m pytest -q tests/test_hls_emulator.py tests/test_hls_system.py tests/test_hls_csim.py
+	$(PY) -m pytest -q tests/hls/test_hls_emulator.py tests/hls/test_hls_system.py tests/hls/test_hls_csim.py
 
 hls-params: setup
 	@test -n "$(MANIFEST)" || { echo "hls-params: set MANIFEST=<export manifest.yaml>"; exit 2; }

@@ -46,5 +46,5 @@ model-vectors: setup
 	  --out build/vectors/model.dmtv
 
 test-quant: setup
-	$(PY) -m pytest -q tests/test_quant.py tests/test_quant_qat.py tests/test_golden.py \
-	  tests/test_golden_vectors.py tests/test_export.py tests/test_export_cli.py tests/test_onnx_export.py
+	$(PY) -m pytest -q tests/model/test_quant.py tests/model/test_quant_qat.py tests/host/test_golden.py \
+	  tests/host/test_golden_vectors.py tests/model/test_export.py tests/model/test_export_cli.py tests/model/test_onnx_export.py

@@ -19,9 +19,9 @@ cosim-vectors: setup
 
 cosim: setup
 ifeq ($(IMPL),hls)
-	$(PY) -m pytest -m vitis tests/test_rtl_cosim.py $(PYTEST_ARGS)
+	$(PY) -m pytest -m vitis tests/rtl/test_rtl_cosim.py $(PYTEST_ARGS)
 else ifeq ($(IMPL),rtl)
-	$(PY) -m pytest -m "not vitis and not vivado and not board" tests/test_rtl_cosim.py tests/test_rtl_cycle_model.py $(PYTEST_ARGS)
+	$(PY) -m pytest -m "not vitis and not vivado and not board" tests/rtl/test_rtl_cosim.py tests/rtl/test_rtl_cycle_model.py $(PYTEST_ARGS)
 else
 	@echo "cosim: IMPL=$(IMPL) unknown (rtl or hls)"; exit 2
 endif

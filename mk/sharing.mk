@@ -22,4 +22,4 @@ sharing-sweep: setup
 	$(DELTAMTL) sharing-report --config $(SHARING_CONFIG) --out $(SHARING_OUT) --set sharing.out_root=$(SHARING_OUT) $(SHARING_SETS) --sweep-only
 
 test-sharing: setup
-	$(PY) -m pytest -q tests/test_delta.py tests/test_accounting.py tests/test_reuse.py tests/test_sharing_pipeline.py
+	$(PY) -m pytest -q tests/model/test_delta.py tests/model/test_accounting.py tests/model/test_reuse.py tests/model/test_sharing_pipeline.py

@@ -1,6 +1,6 @@
 """Vitis HLS flow (csim, csynth, cosim) of the three kernels; skipped without vitis_hls.
 
-Run with `pytest -m vitis tests/test_hls_vitis.py` after `source <Vitis>/settings64.sh`.
+Run with `pytest -m vitis tests/hls/test_hls_vitis.py` after `source <Vitis>/settings64.sh`.
 """
 
 from __future__ import annotations
