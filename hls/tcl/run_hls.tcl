@@ -69,7 +69,7 @@ config_interface -m_axi_addr64=true
 # Active-low ap_rst_n on every kernel (the SystemVerilog core has the same port). "state"
 # resets the control FSMs and every initialised static, i.e. the core's resident-state
 # valid flags, so a reset core answers NO_STATE exactly like GoldenCore.reset().
-config_rtl -reset state -reset_level low
+config_rtl -reset control -reset_level low
 
 if {[lsearch $steps csim] >= 0} {
     csim_design -argv $vectors
