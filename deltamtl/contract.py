@@ -346,6 +346,15 @@ def region_bytes(region: Region, tokens: int, in_dim: int, out_dim: int, nnz_dw:
     return sizes[Region(region)]
 
 
+# Element sizes of the DDR regions (bytes), the factors of region_bytes: int32 rows (bias,
+# y_ref, YREF_OUT), uint32 row pointers, uint16 column indices and requant multipliers. The
+# HLS fetch/commit kernels take them from the generated contract.h (docs/hls.md).
+INT32_BYTES = 4
+INDPTR_BYTES = 4
+INDEX_BYTES = 2
+REQ_MULT_BYTES = 2
+
+
 def regions_used(mode: Mode, flags: JobFlag, nnz_dw: int) -> list[Region]:
     """Regions a job reads or writes; unused ones are ignored (and never accessed)."""
     mode, flags = Mode(mode), JobFlag(flags)

@@ -154,7 +154,8 @@ void commit(mem_word* gmem, uint64_t buf_bytes, uint64_t desc_offset, uint32_t* 
     write_region(gmem, d.off[REGION_Y_OUT], P, O, s_axis, true, first, ended, in.last_data);
     if (!ended && (h.flags & FLAG_EMIT_REF)) {
       write_region(gmem, d.off[REGION_XREF_OUT], P, I, s_axis, false, 0, ended, in.last_data);
-      if (!ended) write_region(gmem, d.off[REGION_YREF_OUT], P, 4 * O, s_axis, false, 0, ended, in.last_data);
+      if (!ended) write_region(gmem, d.off[REGION_YREF_OUT], P, INT32_BYTES * O, s_axis, false, 0,
+                                ended, in.last_data);
     }
     in.ended = ended;
     bool complete = !ended;

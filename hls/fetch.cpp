@@ -19,10 +19,12 @@ namespace {
 
 typedef hls::stream<uint64_t> word_fifo;
 
-constexpr int PTR_PER_WORD = WORD_BYTES / 4;   // uint32 indptr entries per word
-constexpr int COL_PER_WORD = WORD_BYTES / 2;   // uint16 column indices per word
-constexpr int VAL_PER_WORD = WORD_BYTES;       // int8 values per word
-constexpr int MULT_PER_WORD = WORD_BYTES / 2;  // uint16 requant multipliers per word
+constexpr int PTR_BITS = BYTE_BITS * INDPTR_BYTES, COL_BITS = BYTE_BITS * INDEX_BYTES;
+constexpr int MULT_BITS = BYTE_BITS * REQ_MULT_BYTES;
+constexpr int PTR_PER_WORD = WORD_BYTES / INDPTR_BYTES;     // uint32 indptr entries per word
+constexpr int COL_PER_WORD = WORD_BYTES / INDEX_BYTES;      // uint16 column indices per word
+constexpr int VAL_PER_WORD = WORD_BYTES;                    // int8 values per word
+constexpr int MULT_PER_WORD = WORD_BYTES / REQ_MULT_BYTES;  // uint16 multipliers per word
 constexpr int PTR_WORDS = (MAX_OUT + 1 + PTR_PER_WORD - 1) / PTR_PER_WORD;
 constexpr int MAX_NNZ_WORDS = (MAX_NNZ_DW + COL_PER_WORD - 1) / COL_PER_WORD +
                               (MAX_NNZ_DW + VAL_PER_WORD - 1) / VAL_PER_WORD;
@@ -101,7 +103,7 @@ read_nnz_loop:
 void emit_nnz(word_fifo& ptr, word_fifo& ix, word_fifo& iv, int O, uint32_t nnz, axis_stream& out) {
   uint64_t pw = ptr.read();  // entries 0 and 1
   int e = 1;                 // indptr entry holding the current row's end
-  uint32_t end = uint32_t(bits(pw, 32, 32)), k = 0;
+  uint32_t end = uint32_t(bits(pw, PTR_BITS, PTR_BITS)), k = 0;
   uint64_t cw = 0, vw = 0;
   int r = 0;
 emit_nnz_loop:
@@ -111,7 +113,7 @@ emit_nnz_loop:
     if (k < end) {
       if (k % COL_PER_WORD == 0) cw = ix.read();
       if (k % VAL_PER_WORD == 0) vw = iv.read();
-      const uint64_t col = bits(cw, 16 * int(k % COL_PER_WORD), 16);
+      const uint64_t col = bits(cw, COL_BITS * int(k % COL_PER_WORD), COL_BITS);
       const uint64_t val = bits(vw, BYTE_BITS * int(k % VAL_PER_WORD), BYTE_BITS);
       put(out, (col << NZ_COL_LSB) | (uint64_t(r) << NZ_ROW_LSB) | (val << NZ_VALUE_LSB), false);
       k++;
@@ -120,7 +122,7 @@ emit_nnz_loop:
       e++;
       if (e <= O) {
         if (e % PTR_PER_WORD == 0) pw = ptr.read();
-        end = uint32_t(bits(pw, 32 * (e % PTR_PER_WORD), 32));
+        end = uint32_t(bits(pw, PTR_BITS * (e % PTR_PER_WORD), PTR_BITS));
       }
     }
   }
@@ -169,7 +171,7 @@ void fetch(mem_word* gmem, uint64_t buf_bytes, uint64_t desc_offset, uint32_t* s
     stream_nnz(gmem, d, ptr, m_axis);
   }
   if (h.mode == MODE_DENSE || h.mode == MODE_TASK)
-    stream_rows(gmem, d.off[REGION_BIAS], 1, 4 * O, false, m_axis);
+    stream_rows(gmem, d.off[REGION_BIAS], 1, INT32_BYTES * O, false, m_axis);
   // Requant entries: mult (uint16 region) and shift (uint8 region) merged per channel. The
   // two small regions are read by bursts into local words first, then merged.
   uint64_t mult_w[(MAX_OUT + MULT_PER_WORD - 1) / MULT_PER_WORD];
@@ -196,7 +198,7 @@ req_words:
 #pragma HLS UNROLL
       const int o = j * REQ_PER_WORD + b;
       if (o < O) {
-        const uint64_t m = bits(mult_w[o / MULT_PER_WORD], 16 * (o % MULT_PER_WORD), 16);
+        const uint64_t m = bits(mult_w[o / MULT_PER_WORD], MULT_BITS * (o % MULT_PER_WORD), MULT_BITS);
         const uint64_t s = bits(shift_w[o / WORD_BYTES], BYTE_BITS * (o % WORD_BYTES), BYTE_BITS);
         const uint64_t e = (m << REQ_MULT_LSB) | (bits(s, 0, REQ_SHIFT_WIDTH) << REQ_SHIFT_LSB);
         word |= e << (REQ_ENTRY_BITS * b);
@@ -206,7 +208,7 @@ req_words:
   }
   if ((h.mode == MODE_TEMPORAL || h.mode == MODE_TASK) && (h.flags & FLAG_LOAD_REF)) {
     stream_rows(gmem, d.off[REGION_XREF], P, I, false, m_axis);
-    stream_rows(gmem, d.off[REGION_YREF], P, 4 * O, false, m_axis);
+    stream_rows(gmem, d.off[REGION_YREF], P, INT32_BYTES * O, false, m_axis);
   }
   stream_rows(gmem, d.off[REGION_X], P, I, true, m_axis);
   *status = uint32_t(KSTATUS_DONE);

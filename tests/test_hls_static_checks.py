@@ -168,3 +168,15 @@ def test_divmod_accepts_constant_divisors(tmp_path):
 @pytest.mark.parametrize("snippet", ["k_ /= n; return k_;", "return (k_ + 1) / n;"])
 def test_divmod_other_spellings(tmp_path, snippet):
     assert _rules(_run(tmp_path, DIV % snippet)) == ["divmod"]
+
+
+def test_region_element_sizes_match_region_bytes():
+    # fetch/commit take these from contract.h; region_bytes is their one definition
+    from deltamtl import contract as c
+
+    p, i, o, n = 3, 5, 7, 11
+    assert c.region_bytes(c.Region.DW_INDPTR, p, i, o, n) == c.INDPTR_BYTES * (o + 1)
+    assert c.region_bytes(c.Region.DW_INDICES, p, i, o, n) == c.INDEX_BYTES * n
+    assert c.region_bytes(c.Region.REQ_MULT, p, i, o, n) == c.REQ_MULT_BYTES * o
+    assert c.region_bytes(c.Region.BIAS, p, i, o, n) == c.INT32_BYTES * o
+    assert c.region_bytes(c.Region.YREF_OUT, p, i, o, n) == c.INT32_BYTES * p * o

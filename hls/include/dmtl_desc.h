@@ -27,18 +27,18 @@ inline uint64_t region_bytes(int r, const Header& h) {
   const uint64_t P = h.tokens, I = h.in_dim, O = h.out_dim, N = h.nnz_dw;
   switch (r) {
     case REGION_W: return O * I;
-    case REGION_DW_INDPTR: return 4 * (O + 1);
-    case REGION_DW_INDICES: return 2 * N;
+    case REGION_DW_INDPTR: return INDPTR_BYTES * (O + 1);
+    case REGION_DW_INDICES: return INDEX_BYTES * N;
     case REGION_DW_VALUES: return N;
-    case REGION_BIAS: return 4 * O;
-    case REGION_REQ_MULT: return 2 * O;
+    case REGION_BIAS: return INT32_BYTES * O;
+    case REGION_REQ_MULT: return REQ_MULT_BYTES * O;
     case REGION_REQ_SHIFT: return O;
     case REGION_XREF: return P * I;
-    case REGION_YREF: return 4 * P * O;
+    case REGION_YREF: return INT32_BYTES * P * O;
     case REGION_X: return P * I;
     case REGION_Y_OUT: return P * O;
     case REGION_XREF_OUT: return P * I;
-    default: return 4 * P * O;  // REGION_YREF_OUT
+    default: return INT32_BYTES * P * O;  // REGION_YREF_OUT
   }
 }
 
@@ -133,8 +133,8 @@ overlaps:
     // Row pointers start at 0, never decrease and end at nnz; every column < in_dim. Both
     // walks read whole words, one unconditional read per iteration at consecutive
     // addresses (a burst), and check the word's entries in an unrolled loop.
-    constexpr int PTR_PER_WORD = WORD_BYTES / 4;
-    constexpr int COL_PER_WORD = WORD_BYTES / 2;
+    constexpr int PTR_PER_WORD = WORD_BYTES / INDPTR_BYTES;
+    constexpr int COL_PER_WORD = WORD_BYTES / INDEX_BYTES;
     uint32_t prev = 0;
     bool bad = false;
     const uint64_t ip0 = d.off[REGION_DW_INDPTR] / WORD_BYTES;
@@ -146,7 +146,7 @@ overlaps:
       for (int e = 0; e < PTR_PER_WORD; e++) {
 #pragma HLS UNROLL
         const int r = k * PTR_PER_WORD + e;
-        const uint32_t v = uint32_t(bits(w, 32 * e, 32));
+        const uint32_t v = uint32_t(bits(w, BYTE_BITS * INDPTR_BYTES * e, BYTE_BITS * INDPTR_BYTES));
         if (r <= h.out_dim) {
           if ((r == 0 && v != 0) || int32_t(v) < int32_t(prev)) bad = true;
           if (r == h.out_dim && v != h.nnz_dw) bad = true;
@@ -163,7 +163,7 @@ overlaps:
       for (int e = 0; e < COL_PER_WORD; e++) {
 #pragma HLS UNROLL
         const uint32_t n = uint32_t(k * COL_PER_WORD + e);
-        if (n < h.nnz_dw && int(bits(w, 16 * e, 16)) >= h.in_dim) bad = true;
+        if (n < h.nnz_dw && int(bits(w, BYTE_BITS * INDEX_BYTES * e, BYTE_BITS * INDEX_BYTES)) >= h.in_dim) bad = true;
       }
     }
     if (bad) return KSTATUS_CSR;
