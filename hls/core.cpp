@@ -10,14 +10,16 @@
 //                       LOAD_W writes the other half and the pointer flips only when the job
 //                       succeeds, so a refused packet (LENGTH is known only at TLAST) leaves
 //                       W_b intact.
-//   x_ref[2][P][I/8], acc (both slots in one 64-bit word)   reference inputs /
+//   x_ref[2][L][P/L][I/8], acc (both slots in one 64-bit word)   reference inputs /
 //                       accumulators, same two-slot scheme (`ref_cur`): a job always writes
 //                       slot !ref_cur (loaded refs, x_new, y accumulators); DENSE and TEMPORAL
 //                       flip on success, TASK leaves the base state untouched and uses the
 //                       slot as scratch.
 // The accumulator bank is skewed, bank(p, o) = (p + o) mod LANES, so the activation-sparse
 // pass (lanes over o, fixed p) and the weight-sparse pass (lanes over p, fixed o) both touch
-// LANES distinct banks per cycle.
+// LANES distinct banks per cycle; the lanes reach them through barrel rotations, so every
+// bank index inside an unrolled loop is the unroll variable (docs/hls.md, "II and
+// dependences"; checked by deltamtl.hls.static_checks).
 #include "dmtl_kernels.h"
 #include "dmtl_ram.h"
 
