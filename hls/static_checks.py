@@ -293,7 +293,17 @@ def _enclosing(loops: list[Loop], pos: int) -> list[Loop]:
 def check_unroll_banks(sources: list[Source], consts: set[str]) -> list[Finding]:
     parts = partitioned(sources)
     findings = []
+    # helpers called inside an unrolled loop: their own accesses outside their own unrolled
+    # loops run once per copy of the caller's body, with no unroll variable in scope
+    in_unrolled: set[str] = set()
     for s in sources:
+        for lp in s.loops:
+            if lp.unroll:
+                in_unrolled |= set(re.findall(r"(?<![\w.])([A-Za-z_]\w*)\s*(?:<[^<>;]*>)?\s*\(",
+                                              s.text[lp.body[0]:lp.body[1]]))
+    for s in sources:
+        helpers = [(a, b, name) for name, spans in s.functions.items() if name in in_unrolled
+                   for a, b in spans]
         for name, dim in parts.items():
             for m in re.finditer(rf"(?<![\w.>]){re.escape(name)}\b(?=\s*\[)", s.text):
                 chain = _enclosing(s.loops, m.start())
@@ -301,7 +311,8 @@ def check_unroll_banks(sources: list[Source], consts: set[str]) -> list[Finding]
                 unrolled: list[Loop] = []
                 for lp in chain:
                     unrolled = unrolled + [lp] if lp.unroll else []
-                if not unrolled:
+                helper = next((h for a, b, h in helpers if a <= m.start() < b), None)
+                if not unrolled and helper is None:
                     continue
                 allowed = consts | {lp.var for lp in unrolled if lp.var}
                 subs = _subscripts(s.text, m.end())
@@ -310,10 +321,12 @@ def check_unroll_banks(sources: list[Source], consts: set[str]) -> list[Finding]
                         continue
                     bad = _non_constant_names(expr, allowed)
                     if bad:
+                        where = "inside an unrolled loop" if unrolled else \
+                            f"in {helper}(), which is called inside an unrolled loop"
                         findings.append(Finding(
                             "unroll-bank", s.path, s.line_of(m.start()),
                             f"{name}[{expr.strip()}]: bank index uses {', '.join(sorted(set(bad)))} "
-                            f"inside an unrolled loop (use the unroll variable; rotate operands)"))
+                            f"{where} (use the unroll variable; rotate operands)"))
     return findings
 
 

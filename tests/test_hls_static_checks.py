@@ -68,6 +68,30 @@ def test_unroll_bank_checks_only_the_partitioned_dimension(tmp_path):
     assert _run(tmp_path, body % "p") == []
 
 
+def test_unroll_bank_follows_helpers_called_in_an_unrolled_loop(tmp_path):
+    body = """
+uint64_t acc[L][64];
+inline void put(uint32_t pos, uint64_t v) { acc[pos % L][pos / L] = v; }
+void k(uint32_t n, uint64_t v) {
+#pragma HLS ARRAY_PARTITION variable = acc type = complete dim = 1
+#pragma HLS RESET variable = acc off
+  for (int l = 0; l < L; l++) {
+#pragma HLS UNROLL
+    put(n + l, v);
+  }
+}
+"""
+    found = _run(tmp_path, body)
+    assert _rules(found) == ["unroll-bank"] and "put()" in found[0].message, found
+
+
+def test_cli_exit_status(tmp_path, capsys):
+    bad = tmp_path / "bad.cpp"
+    bad.write_text(HEADER + "int f(int a, int b) { return a / b; }\n")
+    assert sc.main([str(bad), "--tcl", str(tmp_path / "none.tcl")]) == 1
+    assert "[divmod]" in capsys.readouterr().out
+
+
 # ---- maxi ----------------------------------------------------------------------------
 MAXI = """
 void k(uint64_t* gmem, int n, uint64_t* out) {
