@@ -111,15 +111,23 @@ write_words_loop:
 }
 
 // One output region: packet words -> memory words (DATAFLOW: the packer and the writer run
-// concurrently through the FIFO). Returns false when the packet ended (TLAST) before all
-// of the rows' words arrived; nothing past that point is written then.
-void write_region(mem_word* gmem, uint64_t base, int rows, int row_bytes, axis_stream& s,
-                  bool has_first, uint64_t first, bool& ended, uint64_t& last_data) {
+// concurrently through the FIFO; canonical body, the caller computes address and size).
+void region_dataflow(mem_word* gmem, uint64_t waddr, uint64_t bytes, int rows, int row_bytes,
+                     axis_stream& s, bool has_first, uint64_t first, bool& ended,
+                     uint64_t& last_data) {
 #pragma HLS DATAFLOW
   mem_fifo fifo;
 #pragma HLS STREAM variable = fifo depth = 64
   pack_rows(s, rows, row_bytes, has_first, first, fifo, ended, last_data);
-  write_words(gmem, base / WORD_BYTES, uint64_t(rows) * uint64_t(row_bytes), fifo);
+  write_words(gmem, waddr, bytes, fifo);
+}
+
+// Sets `ended` when the packet ended (TLAST) before all of the rows' words arrived; nothing
+// past that point is written then.
+void write_region(mem_word* gmem, uint64_t base, int rows, int row_bytes, axis_stream& s,
+                  bool has_first, uint64_t first, bool& ended, uint64_t& last_data) {
+  region_dataflow(gmem, base / WORD_BYTES, uint64_t(rows) * uint64_t(row_bytes), rows, row_bytes,
+                  s, has_first, first, ended, last_data);
 }
 
 }  // namespace

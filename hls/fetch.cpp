@@ -66,13 +66,22 @@ realign_loop:
   }
 }
 
-void stream_rows(const mem_word* gmem, uint64_t base, int rows, int row_bytes, bool last_section,
-                 axis_stream& out) {
+// Canonical DATAFLOW body: a FIFO and two calls on plain arguments (the caller computes
+// every address and count, so no logic sits between the processes).
+void rows_dataflow(const mem_word* gmem, uint64_t waddr, int n_words, int rows, int row_bytes,
+                   bool last_section, axis_stream& out) {
 #pragma HLS DATAFLOW
   word_fifo fifo;
 #pragma HLS STREAM variable = fifo depth = 64
-  read_words(gmem, base / WORD_BYTES, region_words(uint64_t(rows) * uint64_t(row_bytes)), fifo);
+  read_words(gmem, waddr, n_words, fifo);
   realign(fifo, rows, row_bytes, last_section, out);
+}
+
+void stream_rows(const mem_word* gmem, uint64_t base, int rows, int row_bytes, bool last_section,
+                 axis_stream& out) {
+  const uint64_t waddr = base / WORD_BYTES;
+  const int n_words = region_words(uint64_t(rows) * uint64_t(row_bytes));
+  rows_dataflow(gmem, waddr, n_words, rows, row_bytes, last_section, out);
 }
 
 // The index and value words of the CSR walk, interleaved in the order the consumer needs
@@ -128,14 +137,14 @@ emit_nnz_loop:
   }
 }
 
-void stream_nnz(const mem_word* gmem, const Desc& d, word_fifo& ptr, axis_stream& out) {
+void nnz_dataflow(const mem_word* gmem, uint64_t ix0, uint64_t iv0, int n_ix, int n_iv,
+                  word_fifo& ptr, int O, uint32_t nnz, axis_stream& out) {
 #pragma HLS DATAFLOW
   word_fifo ix, iv;
 #pragma HLS STREAM variable = ix depth = 8
 #pragma HLS STREAM variable = iv depth = 8
-  read_nnz(gmem, d.off[REGION_DW_INDICES] / WORD_BYTES, d.off[REGION_DW_VALUES] / WORD_BYTES,
-           region_words(d.bytes[REGION_DW_INDICES]), region_words(d.bytes[REGION_DW_VALUES]), ix, iv);
-  emit_nnz(ptr, ix, iv, d.h.out_dim, d.h.nnz_dw, out);
+  read_nnz(gmem, ix0, iv0, n_ix, n_iv, ix, iv);
+  emit_nnz(ptr, ix, iv, O, nnz, out);
 }
 
 }  // namespace
@@ -168,7 +177,9 @@ void fetch(mem_word* gmem, uint64_t buf_bytes, uint64_t desc_offset, uint32_t* s
 #pragma HLS PIPELINE II = 1
       ptr.write(uint64_t(gmem[ip0 + k]));
     }
-    stream_nnz(gmem, d, ptr, m_axis);
+    nnz_dataflow(gmem, d.off[REGION_DW_INDICES] / WORD_BYTES, d.off[REGION_DW_VALUES] / WORD_BYTES,
+                 region_words(d.bytes[REGION_DW_INDICES]), region_words(d.bytes[REGION_DW_VALUES]),
+                 ptr, O, h.nnz_dw, m_axis);
   }
   if (h.mode == MODE_DENSE || h.mode == MODE_TASK)
     stream_rows(gmem, d.off[REGION_BIAS], 1, INT32_BYTES * O, false, m_axis);
