@@ -48,6 +48,7 @@ _SCALARS = (
     "DESC_WORD_VERSION", "DESC_WORD_HEADER", "DESC_WORD_REGIONS", "DESC_WORDS", "DESC_BYTES",
     "REG_CTRL", "REG_GIE", "REG_IER", "REG_ISR", "CTRL_START", "CTRL_DONE", "CTRL_IDLE",
     "CTRL_READY", "REG_STATUS_CTRL",
+    "INT32_BYTES", "INDPTR_BYTES", "INDEX_BYTES", "REQ_MULT_BYTES",
 )
 def _scalar(name: str) -> int:
     """A scalar of the contract by name, from whichever contract module defines it."""

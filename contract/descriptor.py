@@ -58,21 +58,30 @@ DESC_WORDS = DESC_WORD_REGIONS + 2 * len(Region)
 DESC_BYTES = 4 * DESC_WORDS
 
 
+# Element sizes of the DDR regions (bytes), the factors of region_bytes: int32 rows (bias,
+# y_ref, YREF_OUT), uint32 row pointers, uint16 column indices and requant multipliers. The
+# HLS fetch/commit kernels take them from the generated contract.h (docs/hls.md).
+INT32_BYTES = 4
+INDPTR_BYTES = 4
+INDEX_BYTES = 2
+REQ_MULT_BYTES = 2
+
+
 def region_bytes(region: Region, tokens: int, in_dim: int, out_dim: int, nnz_dw: int) -> int:
     sizes = {
         Region.W: out_dim * in_dim,
-        Region.DW_INDPTR: 4 * (out_dim + 1),
-        Region.DW_INDICES: 2 * nnz_dw,
+        Region.DW_INDPTR: INDPTR_BYTES * (out_dim + 1),
+        Region.DW_INDICES: INDEX_BYTES * nnz_dw,
         Region.DW_VALUES: nnz_dw,
-        Region.BIAS: 4 * out_dim,
-        Region.REQ_MULT: 2 * out_dim,
+        Region.BIAS: INT32_BYTES * out_dim,
+        Region.REQ_MULT: REQ_MULT_BYTES * out_dim,
         Region.REQ_SHIFT: out_dim,
         Region.XREF: tokens * in_dim,
-        Region.YREF: 4 * tokens * out_dim,
+        Region.YREF: INT32_BYTES * tokens * out_dim,
         Region.X: tokens * in_dim,
         Region.Y_OUT: tokens * out_dim,
         Region.XREF_OUT: tokens * in_dim,
-        Region.YREF_OUT: 4 * tokens * out_dim,
+        Region.YREF_OUT: INT32_BYTES * tokens * out_dim,
     }
     return sizes[Region(region)]
 

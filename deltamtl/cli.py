@@ -26,6 +26,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "quant": ("deltamtl.model.quant.cli", "quantise / export / inspect a bundle"),
     # hardware: HLS kernels and the RTL twin
     "hls": ("deltamtl.hls.build", "build the C++ kernels with g++, run C simulation"),
+    "hls-static": ("deltamtl.hls.static_checks", "static Vitis-rule checks of the kernel sources"),
+    "hls-report": ("deltamtl.hls.csynth_report", "check a csynth report: II=1 loops, 300 MHz clock"),
     "rtl": ("deltamtl.rtl.sim", "Verilator lint of the RTL core, replay a .dmtv file on it"),
     "rtl-synth": ("deltamtl.rtl.yosys_synth", "yosys resource estimates of the RTL core"),
     # host: the integer pipeline on a bundle

@@ -19,6 +19,15 @@ using namespace dmtl;
 
 namespace {
 
+
+// One memory word for the writer: `ok` false marks the end of the packet's payload (TLAST
+// came early), after which the realigner pushes nothing more.
+struct MemWord {
+  uint64_t data;
+  bool ok;
+};
+typedef hls::stream<MemWord> mem_fifo;
+
 struct PacketIn {
   bool ended;
   uint64_t last_data;  // the word that carried TLAST
@@ -35,44 +44,90 @@ struct PacketIn {
   }
 };
 
-// Writes `rows` rows of `row_bytes` bytes (each row ceil(row_bytes/8) stream words, zero
-// padded) contiguously from the 8-aligned byte address `base`. Full words are written as
-// they fill; the region's last partial word is read-modified-written so bytes beyond the
-// region (padding up to the next aligned region) keep their value. `first` is a word
-// already read from the packet (Y's first word) when has_first. Returns false when the
-// packet ended (TLAST) before all of the rows' words arrived; nothing more is written then.
-bool write_rows(mem_word* gmem, uint64_t base, int rows, int row_bytes, axis_stream& s, PacketIn& in,
-                bool has_first, uint64_t first) {
-  const int wpr = ceil_div(row_bytes, 8);
-  uint64_t waddr = base / 8;
-  ap_uint<128> carry = 0;
+// Packs `rows` rows of `row_bytes` bytes (each row ceil(row_bytes / WORD_BYTES) zero-padded
+// stream words) back to back into memory words: the full words, then the region's last
+// partial word (if any). `first` is a word already read from the packet (Y's first word)
+// when has_first. An early TLAST pushes one word with ok = false and stops.
+void pack_rows(axis_stream& s, int rows, int row_bytes, bool has_first, uint64_t first,
+               mem_fifo& out, bool& ended, uint64_t& last_data) {
+  const int n = rows * ceil_div(row_bytes, WORD_BYTES);
+  PacketIn in = {false, 0};
+  ap_uint<2 * STREAM_DATA_BITS> carry = 0;
   int have = 0;
-rows_loop:
-  for (int k = 0; k < rows * wpr; k++) {
-#pragma HLS LOOP_TRIPCOUNT min = 1 max = MAX_TOKENS * ROW_I32_OUT
+  int left = row_bytes;  // bytes of the current row not yet packed
+pack_loop:
+  for (int k = 0; k < n; k++) {
+#pragma HLS LOOP_TRIPCOUNT min = 1 max = MAX_REGION_WORDS
 #pragma HLS PIPELINE II = 1
     uint64_t data;
-    if (k == 0 && has_first)
+    if (k == 0 && has_first) {
       data = first;
-    else if (!in.next(s, data))
-      return false;
-    const int j = k % wpr;
-    const int n = cmin(8, row_bytes - 8 * j);
-    if (n < 8) data &= (uint64_t(1) << (8 * n)) - 1;
-    carry |= ap_uint<128>(data) << (8 * have);
-    have += n;
-    if (have >= 8) {
-      gmem[waddr++] = mem_word(carry.range(63, 0));
-      carry >>= 64;
-      have -= 8;
+    } else if (!in.next(s, data)) {
+      out.write({0, false});
+      break;
+    }
+    const int m = cmin(WORD_BYTES, left);
+    if (m < WORD_BYTES) data &= (uint64_t(1) << (BYTE_BITS * m)) - 1;
+    carry |= ap_uint<2 * STREAM_DATA_BITS>(data) << (BYTE_BITS * have);
+    have += m;
+    left = left == m ? row_bytes : left - m;
+    if (have >= WORD_BYTES) {
+      out.write({uint64_t(carry.range(STREAM_DATA_BITS - 1, 0)), true});
+      carry >>= STREAM_DATA_BITS;
+      have -= WORD_BYTES;
     }
   }
-  if (have > 0) {
-    const uint64_t keep_mask = ~((uint64_t(1) << (8 * have)) - 1);
-    const uint64_t old = uint64_t(gmem[waddr]);
-    gmem[waddr] = mem_word((old & keep_mask) | uint64_t(carry.range(63, 0)));
+  if (!in.ended && have > 0) out.write({uint64_t(carry.range(STREAM_DATA_BITS - 1, 0)), true});
+  ended = in.ended;
+  last_data = in.last_data;
+}
+
+// Writes the region's full words, one unconditional write per iteration at consecutive
+// addresses (a burst), then read-modify-writes the last partial word outside the loop so
+// bytes past the region keep their value.
+void write_words(mem_word* gmem, uint64_t waddr, uint64_t bytes, mem_fifo& in) {
+  const int full = int(bytes / WORD_BYTES);
+  const int tail = int(bytes % WORD_BYTES);
+  bool stopped = false;
+write_words_loop:
+  for (int k = 0; k < full; k++) {
+#pragma HLS LOOP_TRIPCOUNT min = 0 max = MAX_REGION_WORDS
+#pragma HLS PIPELINE II = 1
+    const MemWord w = in.read();
+    if (!w.ok) {
+      stopped = true;
+      break;
+    }
+    gmem[waddr + k] = mem_word(w.data);
   }
-  return true;
+  if (!stopped && tail > 0) {
+    const MemWord w = in.read();
+    if (w.ok) {
+      const uint64_t keep_mask = ~((uint64_t(1) << (BYTE_BITS * tail)) - 1);
+      const uint64_t old = uint64_t(gmem[waddr + full]);
+      gmem[waddr + full] = mem_word((old & keep_mask) | w.data);
+    }
+  }
+}
+
+// One output region: packet words -> memory words (DATAFLOW: the packer and the writer run
+// concurrently through the FIFO; canonical body, the caller computes address and size).
+void region_dataflow(mem_word* gmem, uint64_t waddr, uint64_t bytes, int rows, int row_bytes,
+                     axis_stream& s, bool has_first, uint64_t first, bool& ended,
+                     uint64_t& last_data) {
+#pragma HLS DATAFLOW
+  mem_fifo fifo;
+#pragma HLS STREAM variable = fifo depth = 64
+  pack_rows(s, rows, row_bytes, has_first, first, fifo, ended, last_data);
+  write_words(gmem, waddr, bytes, fifo);
+}
+
+// Sets `ended` when the packet ended (TLAST) before all of the rows' words arrived; nothing
+// past that point is written then.
+void write_region(mem_word* gmem, uint64_t base, int rows, int row_bytes, axis_stream& s,
+                  bool has_first, uint64_t first, bool& ended, uint64_t& last_data) {
+  region_dataflow(gmem, base / WORD_BYTES, uint64_t(rows) * uint64_t(row_bytes), rows, row_bytes,
+                  s, has_first, first, ended, last_data);
 }
 
 }  // namespace
@@ -103,11 +158,15 @@ void commit(mem_word* gmem, uint64_t buf_bytes, uint64_t desc_offset, uint32_t* 
   bool late = false;  // the trailer position carried no TLAST
   uint64_t trl_late = 0;
   if (in.next(s_axis, first)) {
-    bool complete = write_rows(gmem, d.off[REGION_Y_OUT], P, O, s_axis, in, true, first);
-    if (complete && (h.flags & FLAG_EMIT_REF)) {
-      complete = write_rows(gmem, d.off[REGION_XREF_OUT], P, I, s_axis, in, false, 0);
-      if (complete) complete = write_rows(gmem, d.off[REGION_YREF_OUT], P, 4 * O, s_axis, in, false, 0);
+    bool ended = false;
+    write_region(gmem, d.off[REGION_Y_OUT], P, O, s_axis, true, first, ended, in.last_data);
+    if (!ended && (h.flags & FLAG_EMIT_REF)) {
+      write_region(gmem, d.off[REGION_XREF_OUT], P, I, s_axis, false, 0, ended, in.last_data);
+      if (!ended) write_region(gmem, d.off[REGION_YREF_OUT], P, INT32_BYTES * O, s_axis, false, 0,
+                                ended, in.last_data);
     }
+    in.ended = ended;
+    bool complete = !ended;
     uint64_t extra;
     if (complete && in.next(s_axis, extra)) {  // no TLAST where the trailer belongs: drain the rest
       complete = false;

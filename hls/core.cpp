@@ -10,15 +10,18 @@
 //                       LOAD_W writes the other half and the pointer flips only when the job
 //                       succeeds, so a refused packet (LENGTH is known only at TLAST) leaves
 //                       W_b intact.
-//   x_ref[2][P][I/8], acc (both slots in one 64-bit word)   reference inputs /
+//   x_ref[2][L][P/L][I/8], acc (both slots in one 64-bit word)   reference inputs /
 //                       accumulators, same two-slot scheme (`ref_cur`): a job always writes
 //                       slot !ref_cur (loaded refs, x_new, y accumulators); DENSE and TEMPORAL
 //                       flip on success, TASK leaves the base state untouched and uses the
 //                       slot as scratch.
 // The accumulator bank is skewed, bank(p, o) = (p + o) mod LANES, so the activation-sparse
 // pass (lanes over o, fixed p) and the weight-sparse pass (lanes over p, fixed o) both touch
-// LANES distinct banks per cycle.
+// LANES distinct banks per cycle; the lanes reach them through barrel rotations, so every
+// bank index inside an unrolled loop is the unroll variable (docs/hls.md, "II and
+// dependences"; checked by deltamtl.hls.static_checks).
 #include "dmtl_kernels.h"
+#include "dmtl_ram.h"
 
 #include <string.h>
 
@@ -31,7 +34,7 @@ constexpr int OG = ceil_div(MAX_OUT, L);     // output-channel groups (activatio
 constexpr int PG = ceil_div(MAX_TOKENS, L);  // token groups (weight pass)
 constexpr int ACC_DEPTH = MAX_TOKENS * OG;
 constexpr int MAX_NNZ_ACT = MAX_TOKENS * MAX_IN;
-constexpr int REQ_PER_WORD = 64 / REQ_ENTRY_BITS;
+constexpr int NZ_BANKS = INT8_PER_WORD;  // one X word's <= 8 kept entries land in 8 banks
 
 // Bits that hold 0 .. n-1 (compile time; Vitis' clang has the builtin as well).
 constexpr int bits_for(int n) { return n <= 2 ? 1 : 32 - __builtin_clz(unsigned(n - 1)); }
@@ -52,23 +55,28 @@ constexpr int NZ_P_BITS = bits_for(MAX_TOKENS);
 constexpr int NZ_I_BITS = bits_for(MAX_IN);
 constexpr int NZ_BITS = NZ_P_BITS + NZ_I_BITS + DELTA_BITS;
 constexpr int NZ_PAIR = NZ_BITS <= 32 ? 2 : 1;
-constexpr int NZ_DEPTH = ceil_div(MAX_NNZ_ACT, 8 * NZ_PAIR);
+constexpr int NZ_DEPTH = ceil_div(MAX_NNZ_ACT, NZ_BANKS * NZ_PAIR);
 static_assert(NZ_BITS <= 64, "a delta non-zero must fit one 64-bit row");
 
+// Every array that is split into banks has the bank as its FIRST index in the partitioned
+// dimension, and every access inside an unrolled loop selects the bank by the unroll
+// variable (docs/hls.md, "II and dependences"): a bank chosen at run time would make each
+// access a mux over all banks.
+//
 // int8 rows packed 8 per 64-bit word (the stream's row layout, padding bytes zero): the
 // loaders write and the delta encoder reads one word per cycle, and the lanes read one
 // word from each of their L banks and select the byte.
 uint64_t w_bank[L][2 * W_HALF];
-uint64_t x_ref[2][MAX_TOKENS][ROW_I8_IN];
+// Token p of slot s in lane p mod L, group p / L: the weight pass reads lane l = token gL + l.
+uint64_t x_ref[2][L][PG][ROW_I8_IN];
 // Both accumulator slots in one 64-bit word (slot s in bits [32s, 32s + 32)): one memory row
-// per (p, o) instead of two. A slot write keeps the other half: read-modify-write, where the
-// read is the one the loop does anyway (the passes keep the loaded word in a register).
+// per (p, o) instead of two. Skewed: (p, o) in bank (p + o) mod L at p * OG + o / L.
 uint64_t acc[L][ACC_DEPTH];
 dw_entry dw_buf[MAX_NNZ_DW];
-uint64_t nz_act[8][NZ_DEPTH];
-int32_t bias_buf[MAX_OUT];
-uint16_t mult_buf[MAX_OUT];
-uint8_t shift_buf[MAX_OUT];
+uint64_t nz_act[NZ_BANKS][NZ_DEPTH];
+int32_t bias_buf[L][OG];                          // channel o: lane o mod L, group o / L
+uint16_t mult_buf[INT8_PER_WORD][ROW_I8_OUT];     // channel o: bank o mod 8 (one Y word)
+uint8_t shift_buf[INT8_PER_WORD][ROW_I8_OUT];
 
 bool w_valid = false;
 int w_cur = 0, w_o = 0, w_i = 0;
@@ -88,18 +96,13 @@ inline uint64_t row_mask(uint64_t w, int j, int n) {
   const int valid = n - j * INT8_PER_WORD;
   return valid >= INT8_PER_WORD ? w : (w & ((uint64_t(1) << (8 * valid)) - 1));
 }
-inline int bank_of(int p, int o) { return (p + o) % L; }
-inline int addr_of(int p, int o) { return p * OG + o / L; }
 inline int32_t half_of(uint64_t w, int s) { return int32_t(uint32_t(w >> (32 * s))); }
 inline uint64_t with_half(uint64_t w, int s, int32_t v) {
   return (w & ~(uint64_t(0xFFFFFFFF) << (32 * s))) | (uint64_t(uint32_t(v)) << (32 * s));
 }
-inline int32_t acc_get(int s, int p, int o) { return half_of(acc[bank_of(p, o)][addr_of(p, o)], s); }
-inline void acc_set(int s, int p, int o, int32_t v) {
-  uint64_t& w = acc[bank_of(p, o)][addr_of(p, o)];
-  w = with_half(w, s, v);
-}
 inline int w_addr(int bank, int o, int j, int row_in) { return bank * W_HALF + (o / L) * row_in + j; }
+// The lane whose operand sits in bank t when lane 0 sits in bank s (bank = lane + s mod L).
+inline int lane_in(int t, int s) { return (t + L - s) % L; }
 
 inline dw_entry dw_pack(uint64_t nz) {
   return dw_entry(bits(nz, NZ_COL_LSB, DW_COL_BITS) | (bits(nz, NZ_ROW_LSB, DW_ROW_BITS) << DW_COL_BITS) |
@@ -109,20 +112,9 @@ inline int dw_col(dw_entry e) { return int(bits(uint64_t(e), 0, DW_COL_BITS)); }
 inline int dw_row(dw_entry e) { return int(bits(uint64_t(e), DW_COL_BITS, DW_ROW_BITS)); }
 inline int dw_val(dw_entry e) { return sext(bits(uint64_t(e), DW_COL_BITS + DW_ROW_BITS, WEIGHT_BITS), WEIGHT_BITS); }
 
-// Entry `pos` of the delta list; `pend[b]` holds the low half last written to bank b, so
-// the high half's write carries it along (each bank takes one write per cycle, no RMW).
-inline void nz_put(uint32_t pos, uint64_t e, uint64_t pend[8]) {
-  const int b = pos % 8, row = pos / (8 * NZ_PAIR), half = (pos / 8) % NZ_PAIR;
-  if (half == 0) {
-    pend[b] = e;
-    nz_act[b][row] = e;
-  } else {
-    nz_act[b][row] = pend[b] | (e << 32);
-  }
-}
 inline uint64_t nz_get(uint32_t k) {
-  const uint64_t w = nz_act[k % 8][k / (8 * NZ_PAIR)];
-  return NZ_PAIR == 2 ? bits(w, 32 * ((k / 8) % 2), 32) : w;
+  const uint64_t w = nz_act[k % NZ_BANKS][k / (NZ_BANKS * NZ_PAIR)];
+  return NZ_PAIR == 2 ? bits(w, 32 * ((k / NZ_BANKS) % 2), 32) : w;
 }
 // int32 two's-complement wrap at every addition (contract), without C++ signed overflow.
 inline int32_t wadd(int32_t a, int32_t b) { return int32_t(uint32_t(a) + uint32_t(b)); }
@@ -132,6 +124,141 @@ inline int8_t requant(int32_t a, int mult, int shift) {
   const int64_t round = shift > 0 ? (int64_t(1) << (shift - 1)) : 0;
   const int64_t r = (prod + round) >> shift;  // arithmetic shift: floor
   return int8_t(r < ACT_MIN ? ACT_MIN : (r > ACT_MAX ? ACT_MAX : r));
+}
+
+// Barrel rotation, out[b] = in[(b - s) mod N] for 0 <= s < N, in bits_for(N) stages of 2:1
+// muxes: the HLS twin of rtl/dm_rotate.sv (docs/rtl.md). It brings bank-ordered words onto
+// the lanes (s' = N - s) and lane-ordered words onto the banks (s); every index is an
+// unroll variable and constants, so each stage is wiring plus one mux per element.
+template <typename T, int N>
+void rotate(const T in[N], int s, T out[N]) {
+#pragma HLS INLINE
+  T cur[N];
+#pragma HLS ARRAY_PARTITION variable = cur type = complete
+rot_in:
+  for (int b = 0; b < N; b++) {
+#pragma HLS UNROLL
+    cur[b] = in[b];
+  }
+rot_stages:
+  for (int k = 0; k < bits_for(N); k++) {
+#pragma HLS UNROLL
+    const bool take = (s >> k) & 1;
+    T nxt[N];
+#pragma HLS ARRAY_PARTITION variable = nxt type = complete
+    for (int b = 0; b < N; b++) {
+#pragma HLS UNROLL
+      nxt[b] = take ? cur[(b + N - (1 << k) % N) % N] : cur[b];
+    }
+    for (int b = 0; b < N; b++) {
+#pragma HLS UNROLL
+      cur[b] = nxt[b];
+    }
+  }
+rot_out:
+  for (int b = 0; b < N; b++) {
+#pragma HLS UNROLL
+    out[b] = cur[b];
+  }
+}
+
+// Slot `slot` of the N accumulators (p, o0 .. o0 + N - 1), channels >= O read as 0. Bank t
+// is read once per round at the address of the channel it holds, then the words are
+// rotated into channel order (one round when N <= L).
+template <int N>
+void acc_read(int p, int o0, int O, int slot, int32_t out[N]) {
+#pragma HLS INLINE
+  const int s = (p + o0) % L;
+acc_read_rounds:
+  for (int q = 0; q < ceil_div(N, L); q++) {
+#pragma HLS UNROLL
+    int32_t ld[L], lanes[L];
+#pragma HLS ARRAY_PARTITION variable = ld type = complete
+#pragma HLS ARRAY_PARTITION variable = lanes type = complete
+    for (int t = 0; t < L; t++) {
+#pragma HLS UNROLL
+      const int b = q * L + lane_in(t, s), o = o0 + b;
+      ld[t] = (b < N && o < O) ? half_of(acc[t][p * OG + o / L], slot) : 0;
+    }
+    rotate<int32_t, L>(ld, (L - s) % L, lanes);
+    for (int l = 0; l < L; l++) {
+#pragma HLS UNROLL
+      if (q * L + l < N) out[q * L + l] = lanes[l];
+    }
+  }
+}
+
+// Writes slot `slot` of the accumulators (p, o0 .. o0 + N - 1) below O, keeping the other
+// slot (read-modify-write of bank t's one word). Distinct (p, o) per call.
+template <int N>
+void acc_write(int p, int o0, int O, int slot, const int32_t v[N]) {
+#pragma HLS INLINE
+  const int s = (p + o0) % L;
+acc_write_rounds:
+  for (int q = 0; q < ceil_div(N, L); q++) {
+#pragma HLS UNROLL
+    for (int t = 0; t < L; t++) {
+#pragma HLS UNROLL
+      const int b = q * L + lane_in(t, s), o = o0 + b;
+      if (b < N && o < O) {
+        int32_t x = 0;
+        for (int c = 0; c < N; c++) {
+#pragma HLS UNROLL
+          if (c == b) x = v[c];
+        }
+        const uint64_t was = acc[t][p * OG + o / L];
+        ram_store(acc[t][p * OG + o / L], with_half(was, slot, x));
+      }
+    }
+  }
+}
+
+// W_b += sign * dW over the bank half `wb`, one non-zero per cycle. Two non-zeros in one
+// 64-bit word (neighbouring columns, or a repeated entry) are a true read-after-write
+// dependence a few iterations apart, so the loop forwards its last FWD_DEPTH stores
+// instead of letting Vitis HLS stretch the II (the RTL forwards its last write too).
+void patch_bank(int n, int wb, int row_in, int sign) {
+#pragma HLS INLINE off
+  int fw_bank[FWD_DEPTH], fw_addr[FWD_DEPTH];
+  uint64_t fw_word[FWD_DEPTH];
+#pragma HLS ARRAY_PARTITION variable = fw_bank type = complete
+#pragma HLS ARRAY_PARTITION variable = fw_addr type = complete
+#pragma HLS ARRAY_PARTITION variable = fw_word type = complete
+patch_fw_init:
+  for (int h = 0; h < FWD_DEPTH; h++) {
+#pragma HLS UNROLL
+    fw_bank[h] = -1;
+    fw_addr[h] = 0;
+    fw_word[h] = 0;
+  }
+patch_loop:
+  for (int k = 0; k < n; k++) {
+#pragma HLS LOOP_TRIPCOUNT min = 0 max = MAX_NNZ_DW
+#pragma HLS PIPELINE II = 1
+#pragma HLS DEPENDENCE variable = w_bank type = inter dependent = false
+    const dw_entry e = dw_buf[k];
+    const int r = dw_row(e), c = dw_col(e);
+    const int bank = r % L, addr = w_addr(wb, r, c / INT8_PER_WORD, row_in);
+    uint64_t w = w_bank[bank][addr];
+    for (int h = FWD_DEPTH - 1; h >= 0; h--) {  // newest (h = 0) last: it wins
+#pragma HLS UNROLL
+      if (FORWARD && fw_bank[h] == bank && fw_addr[h] == addr) w = fw_word[h];
+    }
+    const int b = c % INT8_PER_WORD;
+    const uint64_t nw = with_byte(w, b, int8_t(uint8_t(byte_of(w, b) + sign * dw_val(e))));
+    ram_store(w_bank[bank][addr], nw);
+    for (int h = FWD_DEPTH - 1; h > 0; h--) {
+#pragma HLS UNROLL
+      fw_bank[h] = fw_bank[h - 1];
+      fw_addr[h] = fw_addr[h - 1];
+      fw_word[h] = fw_word[h - 1];
+    }
+    fw_bank[0] = bank;
+    fw_addr[0] = addr;
+    fw_word[0] = nw;
+    ram_tick();
+  }
+  ram_drain();
 }
 
 // Reads the packet's words through TLAST. `remaining` counts the words the header implies;
@@ -172,17 +299,32 @@ void core(axis_stream& s_axis, axis_stream& m_axis) {
 #pragma HLS INTERFACE mode = axis port = m_axis
 #pragma HLS INTERFACE mode = ap_ctrl_none port = return
 #pragma HLS ARRAY_PARTITION variable = w_bank type = complete dim = 1
-#pragma HLS ARRAY_PARTITION variable = x_ref type = cyclic factor = LANES dim = 2
+#pragma HLS ARRAY_PARTITION variable = x_ref type = complete dim = 2
 #pragma HLS ARRAY_PARTITION variable = acc type = complete dim = 1
-#pragma HLS BIND_STORAGE variable = w_bank type = ram_2p impl = bram
-#pragma HLS BIND_STORAGE variable = x_ref type = ram_2p impl = bram
-#pragma HLS ARRAY_PARTITION variable = bias_buf type = cyclic factor = LANES dim = 1
-#pragma HLS ARRAY_PARTITION variable = mult_buf type = cyclic factor = 8 dim = 1
-#pragma HLS ARRAY_PARTITION variable = shift_buf type = cyclic factor = 8 dim = 1
-#pragma HLS BIND_STORAGE variable = acc type = ram_2p impl = uram
-#pragma HLS BIND_STORAGE variable = dw_buf type = ram_2p impl = bram
-#pragma HLS BIND_STORAGE variable = nz_act type = ram_2p impl = uram
 #pragma HLS ARRAY_PARTITION variable = nz_act type = complete dim = 1
+#pragma HLS ARRAY_PARTITION variable = bias_buf type = complete dim = 1
+#pragma HLS ARRAY_PARTITION variable = mult_buf type = complete dim = 1
+#pragma HLS ARRAY_PARTITION variable = shift_buf type = complete dim = 1
+// Memory binding for 300 MHz (docs/hls.md, "Pragmas against the ZCU104 budget"): BRAM with
+// its output register (latency 2), URAM with the cascade pipelined (latency 3) so chained
+// URAMs at the board maxima (acc: 2 per lane, nz_act: 3 per bank) still close timing.
+#pragma HLS BIND_STORAGE variable = w_bank type = ram_2p impl = bram latency = 2
+#pragma HLS BIND_STORAGE variable = x_ref type = ram_2p impl = bram latency = 2
+#pragma HLS BIND_STORAGE variable = dw_buf type = ram_2p impl = bram latency = 2
+#pragma HLS BIND_STORAGE variable = acc type = ram_2p impl = uram latency = 3
+#pragma HLS BIND_STORAGE variable = nz_act type = ram_2p impl = uram latency = 3
+// No reset walker or write-port mux on the state arrays (run_hls.tcl: config_rtl -reset
+// control); only the valid flags are reset, so a reset core answers NO_STATE.
+#pragma HLS RESET variable = w_bank off
+#pragma HLS RESET variable = x_ref off
+#pragma HLS RESET variable = acc off
+#pragma HLS RESET variable = dw_buf off
+#pragma HLS RESET variable = nz_act off
+#pragma HLS RESET variable = bias_buf off
+#pragma HLS RESET variable = mult_buf off
+#pragma HLS RESET variable = shift_buf off
+#pragma HLS RESET variable = w_valid
+#pragma HLS RESET variable = ref_valid
 
   // ---- header ------------------------------------------------------------------------
   axis_word w0 = s_axis.read();
@@ -206,6 +348,8 @@ void core(axis_stream& s_axis, axis_stream& m_axis) {
   const int P = h.tokens, I = h.in_dim, O = h.out_dim;
   const int row_in = ceil_div(I, INT8_PER_WORD);
   const int row_out32 = ceil_div(O, INT32_PER_WORD);
+  const int row_out8 = ceil_div(O, INT8_PER_WORD);
+  const int og = ceil_div(O, L);
   const bool load_w = h.flags & FLAG_LOAD_W;
   const bool load_ref = h.flags & FLAG_LOAD_REF;
   const bool emit_ref = h.flags & FLAG_EMIT_REF;
@@ -214,14 +358,19 @@ void core(axis_stream& s_axis, axis_stream& m_axis) {
   const int src = lay.xref ? ys : ref_cur;      // slot holding the job's references
   uint64_t d;
 
+  // Row loops walk (row, word) with counters: no run-time division by row_in (docs/hls.md).
   // ---- W_b rows (into the non-resident bank) -----------------------------------------
+  int wo = 0, wj = 0;
 load_w_rows:
   for (int k = 0; k < lay.w; k++) {
 #pragma HLS LOOP_TRIPCOUNT min = 0 max = MAX_OUT * ROW_I8_IN
 #pragma HLS PIPELINE II = 1
     if (!rd.next(s_axis, d)) break;
-    const int o = k / row_in, j = k % row_in;
-    w_bank[o % L][w_addr(wb, o, j, row_in)] = row_mask(d, j, I);
+    w_bank[wo % L][w_addr(wb, wo, wj, row_in)] = row_mask(d, wj, I);
+    if (++wj == row_in) {
+      wj = 0;
+      wo++;
+    }
   }
   // ---- dW non-zeros --------------------------------------------------------------------
   bool bad_index = false;
@@ -234,16 +383,19 @@ load_dw:
     if (int(bits(d, NZ_ROW_LSB, NZ_ROW_WIDTH)) >= O || int(bits(d, NZ_COL_LSB, NZ_COL_WIDTH)) >= I)
       bad_index = true;
   }
-  // ---- bias, requant parameters ------------------------------------------------------
+  // ---- bias, requant parameters: channel o lands in its bank (an unrolled decode) -----
 load_bias:
   for (int k = 0; k < lay.bias; k++) {
 #pragma HLS LOOP_TRIPCOUNT min = 0 max = ROW_I32_OUT
 #pragma HLS PIPELINE II = 1
     if (!rd.next(s_axis, d)) break;
-    for (int b = 0; b < INT32_PER_WORD; b++) {
+    for (int t = 0; t < L; t++) {
 #pragma HLS UNROLL
-      const int o = k * INT32_PER_WORD + b;
-      if (o < O) bias_buf[o] = int32_t(uint32_t(bits(d, 32 * b, 32)));
+      for (int b = 0; b < INT32_PER_WORD; b++) {
+#pragma HLS UNROLL
+        const int o = k * INT32_PER_WORD + b;
+        if (o < O && o % L == t) bias_buf[t][o / L] = int32_t(uint32_t(bits(d, 32 * b, 32)));
+      }
     }
   }
 load_req:
@@ -251,73 +403,139 @@ load_req:
 #pragma HLS LOOP_TRIPCOUNT min = 1 max = ROW_I32_OUT
 #pragma HLS PIPELINE II = 1
     if (!rd.next(s_axis, d)) break;
-    for (int b = 0; b < REQ_PER_WORD; b++) {
+    for (int t = 0; t < INT8_PER_WORD; t++) {
 #pragma HLS UNROLL
-      const int o = k * REQ_PER_WORD + b;
-      const uint64_t e = bits(d, REQ_ENTRY_BITS * b, REQ_ENTRY_BITS);
-      if (o < O) {
-        mult_buf[o] = uint16_t(bits(e, REQ_MULT_LSB, REQ_MULT_WIDTH));
-        shift_buf[o] = uint8_t(bits(e, REQ_SHIFT_LSB, REQ_SHIFT_WIDTH));
+      for (int b = 0; b < REQ_PER_WORD; b++) {
+#pragma HLS UNROLL
+        const int o = k * REQ_PER_WORD + b;
+        const uint64_t e = bits(d, REQ_ENTRY_BITS * b, REQ_ENTRY_BITS);
+        if (o < O && o % INT8_PER_WORD == t) {
+          mult_buf[t][o / INT8_PER_WORD] = uint16_t(bits(e, REQ_MULT_LSB, REQ_MULT_WIDTH));
+          shift_buf[t][o / INT8_PER_WORD] = uint8_t(bits(e, REQ_SHIFT_LSB, REQ_SHIFT_WIDTH));
+        }
       }
     }
   }
   // ---- references (LOAD_REF) into the scratch slot; TASK adds its bias delta on the fly --
   const bool add_bias = h.mode == MODE_TASK;
+  int xp = 0, xj = 0;
 load_xref:
   for (int k = 0; k < lay.xref; k++) {
 #pragma HLS LOOP_TRIPCOUNT min = 0 max = MAX_TOKENS * ROW_I8_IN
 #pragma HLS PIPELINE II = 1
     if (!rd.next(s_axis, d)) break;
-    const int p = k / row_in, j = k % row_in;
-    x_ref[ys][p][j] = row_mask(d, j, I);
+    x_ref[ys][xp % L][xp / L][xj] = row_mask(d, xj, I);
+    if (++xj == row_in) {
+      xj = 0;
+      xp++;
+    }
   }
+  // Each (p, o) is written once: no iteration reads what another wrote (DEPENDENCE false).
+  int yp = 0, yj = 0;
 load_yref:
   for (int k = 0; k < lay.yref; k++) {
 #pragma HLS LOOP_TRIPCOUNT min = 0 max = MAX_TOKENS * ROW_I32_OUT
 #pragma HLS PIPELINE II = 1
+#pragma HLS DEPENDENCE variable = acc type = inter dependent = false
     if (!rd.next(s_axis, d)) break;
-    const int p = k / row_out32, j = k % row_out32;
+    int32_t v[INT32_PER_WORD], bv[INT32_PER_WORD];
+#pragma HLS ARRAY_PARTITION variable = v type = complete
+#pragma HLS ARRAY_PARTITION variable = bv type = complete
     for (int b = 0; b < INT32_PER_WORD; b++) {
 #pragma HLS UNROLL
-      const int o = j * INT32_PER_WORD + b;
-      if (o < O) {
-        const int32_t v = int32_t(uint32_t(bits(d, 32 * b, 32)));
-        acc_set(ys, p, o, add_bias ? wadd(v, bias_buf[o]) : v);
+      v[b] = int32_t(uint32_t(bits(d, 32 * b, 32)));
+      bv[b] = 0;
+    }
+    for (int u = 0; u < L; u++) {  // bias of channel o from its lane u = o mod L
+#pragma HLS UNROLL
+      for (int b = 0; b < INT32_PER_WORD; b++) {
+#pragma HLS UNROLL
+        const int o = yj * INT32_PER_WORD + b;
+        if (o < O && o % L == u) bv[b] = bias_buf[u][o / L];
       }
     }
+    for (int b = 0; b < INT32_PER_WORD; b++) {
+#pragma HLS UNROLL
+      if (add_bias) v[b] = wadd(v[b], bv[b]);
+    }
+    acc_write<INT32_PER_WORD>(yp, yj * INT32_PER_WORD, O, ys, v);
+    ram_tick();
+    if (++yj == row_out32) {
+      yj = 0;
+      yp++;
+    }
   }
+  ram_drain();
   // ---- X rows: delta encoding on the fly into the non-zero list ------------------------
   // DENSE: every non-zero x is a "delta" against zero (the all-nonzero case of the engine).
+  // The kept entries of one word are ranked by a prefix sum of their keep bits, compacted,
+  // and rotated by nnz mod 8 onto the 8 banks; the 32-bit count takes one add per word.
+  // x_ref: iteration k reads (src, p, j) and writes (ys, p, j), each (p, j) once.
   const bool dense = h.mode == MODE_DENSE;
   uint32_t nnz_act = 0;
-  uint64_t pend[8];
+  uint64_t pend[NZ_BANKS];
 #pragma HLS ARRAY_PARTITION variable = pend type = complete
+  int ap = 0, aj = 0;
 load_x:
   for (int k = 0; k < lay.x; k++) {
 #pragma HLS LOOP_TRIPCOUNT min = 1 max = MAX_TOKENS * ROW_I8_IN
 #pragma HLS PIPELINE II = 1
+#pragma HLS DEPENDENCE variable = x_ref type = inter dependent = false
     if (!rd.next(s_axis, d)) break;
-    const int p = k / row_in, j = k % row_in;
-    const uint64_t ref = dense ? 0 : x_ref[src][p][j];
+    const uint64_t ref = dense ? 0 : x_ref[src][ap % L][ap / L][aj];
     uint64_t x_new = 0;
+    uint64_t ent[NZ_BANKS], comp[NZ_BANKS], banked[NZ_BANKS];
+    bool keep[NZ_BANKS];
+    int rank[NZ_BANKS];
+#pragma HLS ARRAY_PARTITION variable = ent type = complete
+#pragma HLS ARRAY_PARTITION variable = comp type = complete
+#pragma HLS ARRAY_PARTITION variable = banked type = complete
+#pragma HLS ARRAY_PARTITION variable = keep type = complete
+#pragma HLS ARRAY_PARTITION variable = rank type = complete
+    int cnt = 0;  // 4-bit prefix sum of the keep bits
     for (int b = 0; b < INT8_PER_WORD; b++) {
 #pragma HLS UNROLL
-      const int i = j * INT8_PER_WORD + b;
-      if (i < I) {
-        const int x = byte_of(d, b);
-        const int r = byte_of(ref, b);
-        const int dv = x - r;
-        const bool keep = dense ? dv != 0 : (dv >= h.th || dv <= -h.th);
-        x_new = with_byte(x_new, b, int8_t(keep ? x : r));  // x_ref + d: "the last value sent"
-        if (keep) {
-          nz_put(nnz_act, uint64_t(p) | (uint64_t(i) << NZ_P_BITS) |
-                              (bits(uint64_t(int64_t(dv)), 0, DELTA_BITS) << (NZ_P_BITS + NZ_I_BITS)),
-                 pend);
-          nnz_act++;
+      const int i = aj * INT8_PER_WORD + b;
+      const int x = byte_of(d, b);
+      const int r = byte_of(ref, b);
+      const int dv = x - r;
+      keep[b] = i < I && (dense ? dv != 0 : (dv >= h.th || dv <= -h.th));
+      if (i < I) x_new = with_byte(x_new, b, int8_t(keep[b] ? x : r));  // "the last value sent"
+      ent[b] = uint64_t(ap) | (uint64_t(i) << NZ_P_BITS) |
+               (bits(uint64_t(int64_t(dv)), 0, DELTA_BITS) << (NZ_P_BITS + NZ_I_BITS));
+      rank[b] = cnt;
+      cnt += keep[b] ? 1 : 0;
+    }
+    for (int q = 0; q < NZ_BANKS; q++) {  // compaction: comp[q] = the q-th kept entry
+#pragma HLS UNROLL
+      comp[q] = 0;
+      for (int b = 0; b < INT8_PER_WORD; b++) {
+#pragma HLS UNROLL
+        if (keep[b] && rank[b] == q) comp[q] = ent[b];
+      }
+    }
+    const int s = int(nnz_act % NZ_BANKS);
+    rotate<uint64_t, NZ_BANKS>(comp, s, banked);  // entry nnz + q lands in bank (s + q) mod 8
+    for (int t = 0; t < NZ_BANKS; t++) {
+#pragma HLS UNROLL
+      const int q = (t + NZ_BANKS - s) % NZ_BANKS;
+      if (q < cnt) {
+        const uint32_t pos = nnz_act + uint32_t(q);
+        const uint32_t row = pos / (NZ_BANKS * NZ_PAIR);
+        if ((pos / NZ_BANKS) % NZ_PAIR == 0) {  // low half: remembered for the high half's write
+          pend[t] = banked[t];
+          nz_act[t][row] = banked[t];
+        } else {
+          nz_act[t][row] = pend[t] | (banked[t] << 32);
         }
       }
     }
-    x_ref[ys][p][j] = x_new;
+    nnz_act += uint32_t(cnt);
+    x_ref[ys][ap % L][ap / L][aj] = x_new;
+    if (++aj == row_in) {
+      aj = 0;
+      ap++;
+    }
   }
   if (!rd.ended) {  // all words read but no TLAST on the last: drain the excess
     rd.bad_length = true;
@@ -340,179 +558,277 @@ load_x:
   }
 
   // ---- accumulator init: DENSE bias; resident references copied (+ TASK bias) ----------
+  // Row (p, group g): channel gL + l sits in bank (p + l) mod L at p * OG + g; the bias
+  // (lane order) is rotated by p mod L onto the banks. Each word is read and written once.
   const bool init_from_bias = dense;
   const bool init_from_resident = !dense && !lay.yref;
+  int ip = 0, ig = 0;
 init_acc:
-  for (int k = 0; k < P * OG; k++) {
+  for (int k = 0; k < P * og; k++) {
 #pragma HLS LOOP_TRIPCOUNT min = 1 max = MAX_TOKENS * OG
 #pragma HLS PIPELINE II = 1
+#pragma HLS DEPENDENCE variable = acc type = inter dependent = false
     if (!(init_from_bias || init_from_resident)) break;
-    const int p = k / OG, g = k % OG;
+    const int s = ip % L;
+    int32_t bl[L], bb[L];
+#pragma HLS ARRAY_PARTITION variable = bl type = complete
+#pragma HLS ARRAY_PARTITION variable = bb type = complete
     for (int l = 0; l < L; l++) {
 #pragma HLS UNROLL
-      const int o = g * L + l;
-      if (o < O) {
-        uint64_t& word = acc[bank_of(p, o)][addr_of(p, o)];  // both slots: one read, one write
-        const uint64_t was = word;
-        int32_t v = init_from_bias ? bias_buf[o] : half_of(was, ref_cur);
-        if (!init_from_bias && add_bias) v = wadd(v, bias_buf[o]);
-        word = with_half(was, ys, v);
+      bl[l] = bias_buf[l][ig];
+    }
+    rotate<int32_t, L>(bl, s, bb);
+    for (int t = 0; t < L; t++) {
+#pragma HLS UNROLL
+      if (ig * L + lane_in(t, s) < O) {
+        const uint64_t was = acc[t][ip * OG + ig];
+        int32_t v = init_from_bias ? bb[t] : half_of(was, ref_cur);
+        if (!init_from_bias && add_bias) v = wadd(v, bb[t]);
+        ram_store(acc[t][ip * OG + ig], with_half(was, ys, v));
       }
     }
+    ram_tick();
+    if (++ig == og) {
+      ig = 0;
+      ip++;
+    }
   }
+  ram_drain();
 
   // ---- DENSE/TEMPORAL with dW: patch the bank W_b += dW (undone below) ----------------
   const bool patch = h.mode != MODE_TASK && lay.dw > 0;
-patch_w:
-  for (int k = 0; k < lay.dw; k++) {
-#pragma HLS LOOP_TRIPCOUNT min = 0 max = MAX_NNZ_DW
-#pragma HLS PIPELINE II = 1
-    if (!patch) break;
-    const dw_entry e = dw_buf[k];
-    const int r = dw_row(e), c = dw_col(e);
-    uint64_t& w = w_bank[r % L][w_addr(wb, r, c / INT8_PER_WORD, row_in)];
-    const int b = c % INT8_PER_WORD;
-    w = with_byte(w, b, int8_t(uint8_t(byte_of(w, b) + dw_val(e))));
-  }
+  if (patch) patch_bank(lay.dw, wb, row_in, 1);
 
   // ---- activation-sparse pass: one broadcast (p, i, d) per cycle, lanes over outputs ----
-  // For each group of L output channels, walk the non-zero list (token-major by
-  // construction); the L partial sums of the current token stay in registers and are
-  // loaded/stored once per token run, so the accumulator RAM has no read-after-write
-  // hazard inside the II=1 loop.
-  // `held` is the accumulator word as loaded: the store writes the other slot's half back
-  // unchanged, so a run costs one read and one write per lane.
-  const int og = ceil_div(O, L);
+  // For each group of L output channels, walk the non-zero list; the L partial sums of the
+  // current token stay in registers and are loaded/stored once per run of equal token. The
+  // list is token-major by construction (load_x appends in X order), so a token's words
+  // are never loaded again after they were stored: DEPENDENCE false is exact here (the
+  // store-delay shim test proves it, docs/hls.md). `held` is the word as loaded: the store
+  // writes the other slot's half back unchanged.
 act_groups:
   for (int g = 0; g < og; g++) {
 #pragma HLS LOOP_TRIPCOUNT min = 1 max = OG
     int32_t reg[L];
-    uint64_t held[L];
+    uint64_t held[L], wv[L], st[L], ld[L];
 #pragma HLS ARRAY_PARTITION variable = reg type = complete
 #pragma HLS ARRAY_PARTITION variable = held type = complete
+#pragma HLS ARRAY_PARTITION variable = wv type = complete
+#pragma HLS ARRAY_PARTITION variable = st type = complete
+#pragma HLS ARRAY_PARTITION variable = ld type = complete
     const int w_base = w_addr(wb, g * L, 0, row_in);  // lane l holds row g*L + l there
-    int cur_p = -1;
+    for (int l = 0; l < L; l++) {
+#pragma HLS UNROLL
+      reg[l] = 0;
+      held[l] = 0;
+    }
+    int cur_p = -1, cur_s = 0;
   act_pass:
     for (uint32_t k = 0; k < nnz_act; k++) {
 #pragma HLS LOOP_TRIPCOUNT min = 0 max = MAX_NNZ_ACT
 #pragma HLS PIPELINE II = 1
+#pragma HLS DEPENDENCE variable = acc type = inter dependent = false
       const uint64_t e = nz_get(k);
       const int p = int(bits(e, 0, NZ_P_BITS)), i = int(bits(e, NZ_P_BITS, NZ_I_BITS));
       const int dv = sext(bits(e, NZ_P_BITS + NZ_I_BITS, DELTA_BITS), DELTA_BITS);
       if (p != cur_p) {
         for (int l = 0; l < L; l++) {
 #pragma HLS UNROLL
-          const int o = g * L + l;
-          if (cur_p >= 0 && o < O) acc[bank_of(cur_p, o)][addr_of(cur_p, o)] = with_half(held[l], ys, reg[l]);
-          held[l] = o < O ? acc[bank_of(p, o)][addr_of(p, o)] : 0;
+          wv[l] = with_half(held[l], ys, reg[l]);
+        }
+        rotate<uint64_t, L>(wv, cur_s, st);
+        const int s = p % L;
+        for (int t = 0; t < L; t++) {
+#pragma HLS UNROLL
+          if (cur_p >= 0 && g * L + lane_in(t, cur_s) < O) ram_store(acc[t][cur_p * OG + g], st[t]);
+          ld[t] = acc[t][p * OG + g];
+        }
+        rotate<uint64_t, L>(ld, (L - s) % L, held);
+        for (int l = 0; l < L; l++) {
+#pragma HLS UNROLL
           reg[l] = half_of(held[l], ys);
         }
         cur_p = p;
+        cur_s = s;
       }
       for (int l = 0; l < L; l++) {
 #pragma HLS UNROLL
-        const int o = g * L + l;
-        if (o < O)
+        if (g * L + l < O)
           reg[l] = wadd(reg[l], dv * int(byte_of(w_bank[l][w_base + i / INT8_PER_WORD], i % INT8_PER_WORD)));
       }
+      ram_tick();
     }
     for (int l = 0; l < L; l++) {
 #pragma HLS UNROLL
-      const int o = g * L + l;
-      if (cur_p >= 0 && o < O) acc[bank_of(cur_p, o)][addr_of(cur_p, o)] = with_half(held[l], ys, reg[l]);
+      wv[l] = with_half(held[l], ys, reg[l]);
     }
+    rotate<uint64_t, L>(wv, cur_s, st);
+    for (int t = 0; t < L; t++) {
+#pragma HLS UNROLL
+      if (cur_p >= 0 && g * L + lane_in(t, cur_s) < O) ram_store(acc[t][cur_p * OG + g], st[t]);
+    }
+    ram_drain();
   }
 
-unpatch_w:
-  for (int k = 0; k < lay.dw; k++) {
-#pragma HLS LOOP_TRIPCOUNT min = 0 max = MAX_NNZ_DW
-#pragma HLS PIPELINE II = 1
-    if (!patch) break;
-    const dw_entry e = dw_buf[k];
-    const int r = dw_row(e), c = dw_col(e);
-    uint64_t& w = w_bank[r % L][w_addr(wb, r, c / INT8_PER_WORD, row_in)];
-    const int b = c % INT8_PER_WORD;
-    w = with_byte(w, b, int8_t(uint8_t(byte_of(w, b) - dw_val(e))));
-  }
+  if (patch) patch_bank(lay.dw, wb, row_in, -1);
 
   // ---- TASK weight-sparse pass: acc += x_k dW^T, one dW non-zero per cycle, lanes over tokens
-  // Same register scheme, per run of equal output row (fetch emits CSR in row order; an
-  // unordered packet is still computed exactly, it only costs more register loads/stores).
+  // Same register scheme per run of equal output row r; token gL + l sits in bank
+  // (l + r) mod L at (gL + l) * OG + r / L. dW may arrive unordered or repeated (a packet
+  // is not bound to CSR order), so a row can be loaded again a few iterations after its
+  // store: the loop forwards its last FWD_DEPTH iterations' stores (row + L words).
   const int pg = ceil_div(P, L);
 wgt_groups:
   for (int g = 0; g < (h.mode == MODE_TASK ? pg : 0); g++) {
 #pragma HLS LOOP_TRIPCOUNT min = 0 max = PG
     int32_t reg[L];
-    uint64_t held[L];
+    uint64_t held[L], wv[L], st[L], ld[L];
+    int fw_row[FWD_DEPTH];
+    uint64_t fw_word[FWD_DEPTH][L];
 #pragma HLS ARRAY_PARTITION variable = reg type = complete
 #pragma HLS ARRAY_PARTITION variable = held type = complete
-    int cur_r = -1;
+#pragma HLS ARRAY_PARTITION variable = wv type = complete
+#pragma HLS ARRAY_PARTITION variable = st type = complete
+#pragma HLS ARRAY_PARTITION variable = ld type = complete
+#pragma HLS ARRAY_PARTITION variable = fw_row type = complete
+#pragma HLS ARRAY_PARTITION variable = fw_word type = complete dim = 0
+    for (int l = 0; l < L; l++) {
+#pragma HLS UNROLL
+      reg[l] = 0;
+      held[l] = 0;
+    }
+    for (int hh = 0; hh < FWD_DEPTH; hh++) {
+#pragma HLS UNROLL
+      fw_row[hh] = -1;
+      for (int l = 0; l < L; l++) {
+#pragma HLS UNROLL
+        fw_word[hh][l] = 0;
+      }
+    }
+    int cur_r = -1, cur_s = 0;
   wgt_pass:
     for (int k = 0; k < lay.dw; k++) {
 #pragma HLS LOOP_TRIPCOUNT min = 0 max = MAX_NNZ_DW
 #pragma HLS PIPELINE II = 1
+#pragma HLS DEPENDENCE variable = acc type = inter dependent = false
       const dw_entry e = dw_buf[k];
       const int r = dw_row(e), c = dw_col(e);
       const int v = dw_val(e);
+      int st_row = -1;  // the row this iteration stores, for the forwarding line
       if (r != cur_r) {
         for (int l = 0; l < L; l++) {
 #pragma HLS UNROLL
-          const int p = g * L + l;
-          if (cur_r >= 0 && p < P) acc[bank_of(p, cur_r)][addr_of(p, cur_r)] = with_half(held[l], ys, reg[l]);
-          held[l] = p < P ? acc[bank_of(p, r)][addr_of(p, r)] : 0;
+          wv[l] = with_half(held[l], ys, reg[l]);
+        }
+        rotate<uint64_t, L>(wv, cur_s, st);
+        const int s = r % L;
+        for (int t = 0; t < L; t++) {
+#pragma HLS UNROLL
+          const int ps = g * L + lane_in(t, cur_s), pl = g * L + lane_in(t, s);
+          if (cur_r >= 0 && ps < P) ram_store(acc[t][ps * OG + cur_r / L], st[t]);
+          ld[t] = pl < P ? acc[t][pl * OG + r / L] : 0;
+        }
+        rotate<uint64_t, L>(ld, (L - s) % L, held);
+        for (int hh = FWD_DEPTH - 1; hh >= 0; hh--) {  // newest (hh = 0) last: it wins
+#pragma HLS UNROLL
+          if (FORWARD && fw_row[hh] == r) {
+            for (int l = 0; l < L; l++) {
+#pragma HLS UNROLL
+              held[l] = fw_word[hh][l];
+            }
+          }
+        }
+        for (int l = 0; l < L; l++) {
+#pragma HLS UNROLL
           reg[l] = half_of(held[l], ys);
         }
+        st_row = cur_r;
         cur_r = r;
+        cur_s = s;
+      }
+      for (int hh = FWD_DEPTH - 1; hh > 0; hh--) {  // one entry per iteration: a delay line
+#pragma HLS UNROLL
+        fw_row[hh] = fw_row[hh - 1];
+        for (int l = 0; l < L; l++) {
+#pragma HLS UNROLL
+          fw_word[hh][l] = fw_word[hh - 1][l];
+        }
+      }
+      fw_row[0] = st_row;
+      for (int l = 0; l < L; l++) {
+#pragma HLS UNROLL
+        fw_word[0][l] = wv[l];
       }
       for (int l = 0; l < L; l++) {
 #pragma HLS UNROLL
-        const int p = g * L + l;
-        if (p < P)
-          reg[l] = wadd(reg[l], int(byte_of(x_ref[ys][p][c / INT8_PER_WORD], c % INT8_PER_WORD)) * v);
+        if (g * L + l < P)
+          reg[l] = wadd(reg[l], int(byte_of(x_ref[ys][l][g][c / INT8_PER_WORD], c % INT8_PER_WORD)) * v);
       }
+      ram_tick();
     }
     for (int l = 0; l < L; l++) {
 #pragma HLS UNROLL
-      const int p = g * L + l;
-      if (cur_r >= 0 && p < P) acc[bank_of(p, cur_r)][addr_of(p, cur_r)] = with_half(held[l], ys, reg[l]);
+      wv[l] = with_half(held[l], ys, reg[l]);
     }
+    rotate<uint64_t, L>(wv, cur_s, st);
+    for (int t = 0; t < L; t++) {
+#pragma HLS UNROLL
+      const int ps = g * L + lane_in(t, cur_s);
+      if (cur_r >= 0 && ps < P) ram_store(acc[t][ps * OG + cur_r / L], st[t]);
+    }
+    ram_drain();
   }
 
   // ---- requantise and stream out Y, then the references (EMIT_REF), then the trailer ----
-  const int row_out8 = ceil_div(O, INT8_PER_WORD);
+  int op = 0, oj = 0;
 out_y:
   for (int k = 0; k < P * row_out8; k++) {
 #pragma HLS LOOP_TRIPCOUNT min = 1 max = MAX_TOKENS * ROW_I8_OUT
 #pragma HLS PIPELINE II = 1
-    const int p = k / row_out8, j = k % row_out8;
+    int32_t a[INT8_PER_WORD];
+#pragma HLS ARRAY_PARTITION variable = a type = complete
+    acc_read<INT8_PER_WORD>(op, oj * INT8_PER_WORD, O, ys, a);
     uint64_t word = 0;
     for (int b = 0; b < INT8_PER_WORD; b++) {
 #pragma HLS UNROLL
-      const int o = j * INT8_PER_WORD + b;
-      if (o < O)
-        word |= uint64_t(uint8_t(requant(acc_get(ys, p, o), mult_buf[o], shift_buf[o]))) << (8 * b);
+      if (oj * INT8_PER_WORD + b < O)
+        word |= uint64_t(uint8_t(requant(a[b], mult_buf[b][oj], shift_buf[b][oj]))) << (8 * b);
     }
     put(m_axis, word, false);
+    if (++oj == row_out8) {
+      oj = 0;
+      op++;
+    }
   }
+  int rp = 0, rj = 0;
 out_xref:
   for (int k = 0; k < (emit_ref ? P * row_in : 0); k++) {
 #pragma HLS LOOP_TRIPCOUNT min = 0 max = MAX_TOKENS * ROW_I8_IN
 #pragma HLS PIPELINE II = 1
-    const int p = k / row_in, j = k % row_in;
-    put(m_axis, x_ref[ys][p][j], false);
+    put(m_axis, x_ref[ys][rp % L][rp / L][rj], false);
+    if (++rj == row_in) {
+      rj = 0;
+      rp++;
+    }
   }
+  int yq = 0, yk = 0;
 out_yref:
   for (int k = 0; k < (emit_ref ? P * row_out32 : 0); k++) {
 #pragma HLS LOOP_TRIPCOUNT min = 0 max = MAX_TOKENS * ROW_I32_OUT
 #pragma HLS PIPELINE II = 1
-    const int p = k / row_out32, j = k % row_out32;
+    int32_t a[INT32_PER_WORD];
+#pragma HLS ARRAY_PARTITION variable = a type = complete
+    acc_read<INT32_PER_WORD>(yq, yk * INT32_PER_WORD, O, ys, a);
     uint64_t word = 0;
     for (int b = 0; b < INT32_PER_WORD; b++) {
 #pragma HLS UNROLL
-      const int o = j * INT32_PER_WORD + b;
-      if (o < O) word |= uint64_t(uint32_t(acc_get(ys, p, o))) << (32 * b);
+      if (yk * INT32_PER_WORD + b < O) word |= uint64_t(uint32_t(a[b])) << (32 * b);
     }
     put(m_axis, word, false);
+    if (++yk == row_out32) {
+      yk = 0;
+      yq++;
+    }
   }
   send_trailer(m_axis, nnz_act, h.tag, 0);
 

@@ -2,7 +2,10 @@
 #   make csim          random vectors -> tb_core (bit-exact vs golden) and tb_system
 #                      (fetch -> core -> commit over DDR images); g++ only
 #   make test-hls      the HLS pytest files (emulator, system, csim)
-#   make hls           Vitis HLS csim, csynth, export for every kernel (IP in build/ip/)
+#   make hls           Vitis HLS csim, csynth, export for every kernel (IP in build/ip/);
+#                      after csynth, fails unless every main loop is at II=1 and the
+#                      estimated clock meets 300 MHz (deltamtl.hls.csynth_report)
+#   make hls-static    static checks of the kernel sources (no Vitis; also in pytest)
 #   make hls-params MANIFEST=path/manifest.yaml   size the core from a model's export
 # CSIM_SEQUENCES sets the size of the random vector set (80 -> about 550 jobs).
 CSIM_SEQUENCES ?= 80
@@ -11,20 +14,23 @@ HLS_KERNELS    ?= fetch core commit
 HLS_STEPS      ?= csim,csynth,export
 VITIS_HLS      ?= vitis_hls
 
-.PHONY: csim test-hls hls hls-check hls-params $(addprefix hls-,$(HLS_KERNELS))
+.PHONY: csim test-hls hls hls-check hls-static hls-params $(addprefix hls-,$(HLS_KERNELS))
 
 csim: setup
 	nice $(DELTAMTL) hls csim --sequences $(CSIM_SEQUENCES) --seed $(CSIM_SEED)
 
 test-hls: setup
-	$(PY) -m pytest -q tests/hls/test_hls_emulator.py tests/hls/test_hls_system.py tests/hls/test_hls_csim.py
+	$(PY) -m pytest -q tests/hls
+
+hls-static: setup
+	$(DELTAMTL) hls-static
 
 hls-params: setup
 	@test -n "$(MANIFEST)" || { echo "hls-params: set MANIFEST=<export manifest.yaml>"; exit 2; }
 	$(DELTAMTL) codegen --params $(MANIFEST)
 
 # hls-check first: without Vitis, stop before spending time on anything else
-hls: hls-check csim $(addprefix hls-,$(HLS_KERNELS))
+hls: hls-check hls-static csim $(addprefix hls-,$(HLS_KERNELS))
 
 hls-check:
 	@command -v $(VITIS_HLS) >/dev/null || { \
@@ -34,3 +40,5 @@ hls-check:
 
 $(addprefix hls-,$(HLS_KERNELS)): hls-%: setup hls-check
 	$(VITIS_HLS) -f hls/tcl/run_hls.tcl -tclargs $* $(HLS_STEPS)
+	@case ",$(HLS_STEPS)," in *,csynth,*|*,export,*|*,cosim,*) \
+	  $(DELTAMTL) hls-report build/hls_prj/$*/sol/syn/report --kernel $*;; esac

@@ -20,25 +20,25 @@ struct Desc {
   bool used[NUM_REGIONS];
 };
 
-inline uint64_t round8(uint64_t n) { return (n + 7) & ~uint64_t(7); }
+inline uint64_t round8(uint64_t n) { return (n + WORD_BYTES - 1) / WORD_BYTES * WORD_BYTES; }
 
 // contract.region_bytes
 inline uint64_t region_bytes(int r, const Header& h) {
   const uint64_t P = h.tokens, I = h.in_dim, O = h.out_dim, N = h.nnz_dw;
   switch (r) {
     case REGION_W: return O * I;
-    case REGION_DW_INDPTR: return 4 * (O + 1);
-    case REGION_DW_INDICES: return 2 * N;
+    case REGION_DW_INDPTR: return INDPTR_BYTES * (O + 1);
+    case REGION_DW_INDICES: return INDEX_BYTES * N;
     case REGION_DW_VALUES: return N;
-    case REGION_BIAS: return 4 * O;
-    case REGION_REQ_MULT: return 2 * O;
+    case REGION_BIAS: return INT32_BYTES * O;
+    case REGION_REQ_MULT: return REQ_MULT_BYTES * O;
     case REGION_REQ_SHIFT: return O;
     case REGION_XREF: return P * I;
-    case REGION_YREF: return 4 * P * O;
+    case REGION_YREF: return INT32_BYTES * P * O;
     case REGION_X: return P * I;
     case REGION_Y_OUT: return P * O;
     case REGION_XREF_OUT: return P * I;
-    default: return 4 * P * O;  // REGION_YREF_OUT
+    default: return INT32_BYTES * P * O;  // REGION_YREF_OUT
   }
 }
 
@@ -69,27 +69,12 @@ inline bool overlap(uint64_t a, uint64_t an, uint64_t b, uint64_t bn) {
   return a < b + round8(bn) && b < a + round8(an);
 }
 
-// Sequential little-endian element reader over gmem with a one-word cache, so a walk over a
-// region costs one m_axi read per 64-bit word.
-struct WordCache {
-  const mem_word* gmem;
-  uint64_t addr;
-  uint64_t data;
-  bool valid;
-  uint64_t word(uint64_t waddr) {
-    if (!valid || waddr != addr) {
-      data = uint64_t(gmem[waddr]);
-      addr = waddr;
-      valid = true;
-    }
-    return data;
-  }
-  // `nbytes` (1, 2 or 4) at byte address `byte` (naturally aligned: never straddles a word)
-  uint32_t get(uint64_t byte, int nbytes) {
-    const uint64_t w = word(byte / 8);
-    return uint32_t(bits(w, int(8 * (byte % 8)), 8 * nbytes));
-  }
-};
+constexpr int BYTE_BITS = 8;
+// The most words of one row region (int32 y_ref rows), for LOOP_TRIPCOUNT.
+constexpr int MAX_REGION_WORDS = MAX_TOKENS * ROW_I32_OUT;
+
+// Whole words of a region of `bytes` bytes (regions start on a word: REGION_ALIGN).
+inline int region_words(uint64_t bytes) { return int((bytes + WORD_BYTES - 1) / WORD_BYTES); }
 
 // Validation in a fixed order; the first failing check decides the status bit:
 // descriptor placement (REGION) -> magic/version/mode/flags (BAD_DESC) -> dims, O*I, nnz (DIMS)
@@ -104,7 +89,7 @@ read_desc:
   for (int k = 0; k < DESC_WORDS / 2; k++) {
 #pragma HLS LOOP_TRIPCOUNT min = DESC_WORDS / 2 max = DESC_WORDS / 2
 #pragma HLS PIPELINE II = 1
-    const uint64_t v = uint64_t(gmem[desc_offset / 8 + k]);
+    const uint64_t v = uint64_t(gmem[desc_offset / WORD_BYTES + k]);
     w[2 * k] = uint32_t(v);
     w[2 * k + 1] = uint32_t(v >> 32);
   }
@@ -145,25 +130,41 @@ overlaps:
   }
   if (bad_overlap) return KSTATUS_OVERLAP;
   if (h.nnz_dw > 0) {
-    // Row pointers start at 0, never decrease and end at nnz; every column < in_dim.
-    WordCache ip = {gmem, 0, 0, false};
+    // Row pointers start at 0, never decrease and end at nnz; every column < in_dim. Both
+    // walks read whole words, one unconditional read per iteration at consecutive
+    // addresses (a burst), and check the word's entries in an unrolled loop.
+    constexpr int PTR_PER_WORD = WORD_BYTES / INDPTR_BYTES;
+    constexpr int COL_PER_WORD = WORD_BYTES / INDEX_BYTES;
     uint32_t prev = 0;
     bool bad = false;
+    const uint64_t ip0 = d.off[REGION_DW_INDPTR] / WORD_BYTES;
   csr_indptr:
-    for (int r = 0; r <= h.out_dim; r++) {
-#pragma HLS LOOP_TRIPCOUNT min = 2 max = MAX_OUT + 1
+    for (int k = 0; k < region_words(d.bytes[REGION_DW_INDPTR]); k++) {
+#pragma HLS LOOP_TRIPCOUNT min = 1 max = (MAX_OUT + 1 + PTR_PER_WORD - 1) / PTR_PER_WORD
 #pragma HLS PIPELINE II = 1
-      const uint32_t v = ip.get(d.off[REGION_DW_INDPTR] + 4 * uint64_t(r), 4);
-      if ((r == 0 && v != 0) || int32_t(v) < int32_t(prev)) bad = true;
-      if (r == h.out_dim && v != h.nnz_dw) bad = true;
-      prev = v;
+      const uint64_t w = uint64_t(gmem[ip0 + k]);
+      for (int e = 0; e < PTR_PER_WORD; e++) {
+#pragma HLS UNROLL
+        const int r = k * PTR_PER_WORD + e;
+        const uint32_t v = uint32_t(bits(w, BYTE_BITS * INDPTR_BYTES * e, BYTE_BITS * INDPTR_BYTES));
+        if (r <= h.out_dim) {
+          if ((r == 0 && v != 0) || int32_t(v) < int32_t(prev)) bad = true;
+          if (r == h.out_dim && v != h.nnz_dw) bad = true;
+          prev = v;
+        }
+      }
     }
-    WordCache ix = {gmem, 0, 0, false};
+    const uint64_t ix0 = d.off[REGION_DW_INDICES] / WORD_BYTES;
   csr_indices:
-    for (uint32_t k = 0; k < h.nnz_dw; k++) {
-#pragma HLS LOOP_TRIPCOUNT min = 0 max = MAX_NNZ_DW
+    for (int k = 0; k < region_words(d.bytes[REGION_DW_INDICES]); k++) {
+#pragma HLS LOOP_TRIPCOUNT min = 0 max = (MAX_NNZ_DW + COL_PER_WORD - 1) / COL_PER_WORD
 #pragma HLS PIPELINE II = 1
-      if (int(ix.get(d.off[REGION_DW_INDICES] + 2 * uint64_t(k), 2)) >= h.in_dim) bad = true;
+      const uint64_t w = uint64_t(gmem[ix0 + k]);
+      for (int e = 0; e < COL_PER_WORD; e++) {
+#pragma HLS UNROLL
+        const uint32_t n = uint32_t(k * COL_PER_WORD + e);
+        if (n < h.nnz_dw && int(bits(w, BYTE_BITS * INDEX_BYTES * e, BYTE_BITS * INDEX_BYTES)) >= h.in_dim) bad = true;
+      }
     }
     if (bad) return KSTATUS_CSR;
   }

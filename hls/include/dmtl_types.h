@@ -21,12 +21,15 @@
 namespace dmtl {
 
 // One AXI4-Stream beat: members `data` and `last`; Vitis HLS names the ports
-// <arg>_TDATA/_TVALID/_TREADY/_TLAST (no TKEEP/TSTRB: only TLAST is enabled, strictly).
-typedef hls::axis<ap_uint<STREAM_DATA_BITS>, 0, 0, 0, AXIS_ENABLE_LAST, true> axis_word;
+// <arg>_TDATA/_TVALID/_TREADY/_TLAST. Strict enablement: a channel with a width must be
+// enabled and vice versa, so DATA is listed next to LAST (no TKEEP/TSTRB/TUSER/TID/TDEST).
+typedef hls::axis<ap_uint<STREAM_DATA_BITS>, 0, 0, 0, AXIS_ENABLE_DATA | AXIS_ENABLE_LAST, true>
+    axis_word;
 typedef hls::stream<axis_word> axis_stream;
 
-// One m_axi word of the gmem bundle (64-bit data bus).
-typedef ap_uint<64> mem_word;
+// One m_axi word of the gmem bundle: DDR is read and written in the contract's words
+// (STREAM_DATA_BITS wide, WORD_BYTES bytes), the same words the packet rows are made of.
+typedef ap_uint<STREAM_DATA_BITS> mem_word;
 // m_axi `depth` of gmem, in words: used only by Vitis cosim to size its memory model (the
 // kernels bound every access by buf_bytes). 2^18 words = 2 MiB covers the test images.
 constexpr int GMEM_COSIM_DEPTH = 1 << 18;
@@ -37,6 +40,9 @@ inline uint64_t bits(uint64_t w, int lsb, int width) {
 
 constexpr int ceil_div(int a, int b) { return (a + b - 1) / b; }
 constexpr int cmin(int a, int b) { return a < b ? a : b; }
+
+// Requantiser entries (mult | shift) per stream word.
+constexpr int REQ_PER_WORD = STREAM_DATA_BITS / REQ_ENTRY_BITS;
 
 // Largest words of one packet section, for LOOP_TRIPCOUNT annotations.
 constexpr int ROW_I8_IN = ceil_div(MAX_IN, INT8_PER_WORD);
@@ -99,7 +105,7 @@ inline InLayout in_layout(const Header& h) {
   s.w = (h.flags & FLAG_LOAD_W) ? h.out_dim * row_in : 0;
   s.dw = int(h.nnz_dw);
   s.bias = (h.mode == MODE_DENSE || h.mode == MODE_TASK) ? row_out32 : 0;
-  s.req = ceil_div(h.out_dim, 64 / REQ_ENTRY_BITS);
+  s.req = ceil_div(h.out_dim, REQ_PER_WORD);
   s.xref = refs ? h.tokens * row_in : 0;
   s.yref = refs ? h.tokens * row_out32 : 0;
   s.x = h.tokens * row_in;

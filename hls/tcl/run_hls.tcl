@@ -70,10 +70,11 @@ open_solution -reset sol -flow_target vivado
 set_part $dmtl(part)
 create_clock -period 3.33 -name default
 config_interface -m_axi_addr64=true
-# Active-low ap_rst_n on every kernel (the SystemVerilog core has the same port). "state"
-# resets the control FSMs and every initialised static, i.e. the core's resident-state
-# valid flags, so a reset core answers NO_STATE exactly like GoldenCore.reset().
-config_rtl -reset state -reset_level low
+# Active-low ap_rst_n on every kernel (the SystemVerilog core has the same port). "control"
+# resets the control FSMs only: the state arrays get no reset walker or write-port mux
+# (core.cpp also says RESET off per array); core.cpp asks a reset for its two valid flags
+# alone, so a reset core answers NO_STATE exactly like GoldenCore.reset() (docs/hls.md).
+config_rtl -reset control -reset_level low
 
 if {[lsearch $steps csim] >= 0} {
     csim_design -argv $vectors

@@ -184,7 +184,9 @@ def test_axilite_macro_is_the_platform_bundle_and_the_contract_offsets() -> None
 
 def test_memory_word_and_stream_widths_match() -> None:
     types = (HLS / "include" / "dmtl_types.h").read_text()
-    mem_bits = int(re.search(r"typedef\s+ap_uint<(\d+)>\s+mem_word;", types).group(1))
+    # the memory word is the stream word (docs/hls.md): its width is the contract's
+    assert re.search(r"typedef\s+ap_uint<STREAM_DATA_BITS>\s+mem_word;", types)
+    mem_bits = STREAM_DATA_BITS
     for k in pf.zcu104().kernels:
         if k.memory:
             assert k.memory.data_bits == mem_bits <= k.memory.hp.data_bits
