@@ -81,6 +81,11 @@ def _constants() -> list[tuple[str, int, str]]:
             if member.name in ("NONE", "OK") and prefix not in ("CORE_STATUS", "KSTATUS"):
                 continue
             out.append((f"{prefix}_{member.name}", int(member.value), ""))
+    # bit index of each job flag inside the header's flags field: the SV core selects
+    # single flag bits by index, not by mask
+    for member in JobFlag:
+        if member.value:
+            out.append((f"FLAG_{member.name}_BIT", int(member.value).bit_length() - 1, ""))
     out.append(("NUM_REGIONS", len(Region), ""))
     for prefix, fields in _FIELD_GROUPS:
         for f in fields:
