@@ -30,7 +30,10 @@ from deltamtl.contract.formats import ACT_MAX, ACT_MIN, REQ_MULT_MAX, JobFlag, M
 from deltamtl.contract.golden_core import GoldenCore
 from deltamtl.contract.jobs import CsrDelta, SiteJob
 from deltamtl.contract.limits import CoreLimits
-from deltamtl.contract.packets import HEADER_WORDS
+from deltamtl.contract.packets import HEADER_FIELDS, HEADER_WORDS
+
+# job tags count records and wrap at the width of the header's tag field
+_TAG_MASK = next(f for f in HEADER_FIELDS if f.name == "tag").mask
 
 MAGIC = b"DMTV"
 VERSION = 2
@@ -185,7 +188,7 @@ class _Gen:
         return self.rng.integers(-(1 << 16), 1 << 16, o).astype(np.int32)
 
     def emit(self, cls: str, job: SiteJob, words: np.ndarray | None = None) -> None:
-        self.tag = (self.tag + 1) & 0xFFFF
+        self.tag = (self.tag + 1) & _TAG_MASK
         job.tag = self.tag
         # hand-made (malformed) packets are sent as given
         words_in = pack_job(job) if words is None else np.asarray(words, dtype=np.uint64)
