@@ -29,7 +29,7 @@ from deltamtl.contract.cycle_model import cycle_breakdown
 from deltamtl.contract.formats import JobFlag, Mode, choose_requant
 from deltamtl.contract.golden_core import GoldenCore
 from deltamtl.contract.jobs import CsrDelta, SiteJob
-from deltamtl.contract.limits import CoreLimits
+from deltamtl.contract.limits import TINY_LIMITS
 from deltamtl.contract.packets import WORD_BYTES, input_sections, output_sections
 
 CLOCK_HZ = 300e6
@@ -82,7 +82,7 @@ def _jobs_for(rng, p: int, i: int, o: int, act_density: float) -> list[SiteJob]:
 def bench_executors(quick: bool) -> dict:
     from deltamtl.hls.emulator import HlsCoreExecutor
 
-    limits = CoreLimits(max_tokens=64, max_in=384, max_out=384, max_nnz_dw=384 * 96, lanes=32)
+    limits = TINY_LIMITS
     rng = np.random.default_rng(0)
     shapes = {"qkv 64x96->288": (64, 96, 288), "fc1 64x96->384": (64, 96, 384),
               "fc2 64x384->96": (64, 384, 96)}
