@@ -100,7 +100,8 @@ def save_grid(path: Path, rgb: np.ndarray, gt: dict[str, np.ndarray], pred: dict
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from deltamtl.model.data.synthetic import CLASS_NAMES, TASKS
+    from deltamtl.model.data.synthetic import CLASS_NAMES
+    from deltamtl.model.tasks import TASKS
 
     palette = _palette(len(CLASS_NAMES))
     lo, hi = float(np.percentile(gt["depth"], 1)), float(np.percentile(gt["depth"], 99))
@@ -281,7 +282,7 @@ def _borrow_st_models(ctx: DemoContext) -> dict[str, str]:
     """Load single-task models of the other tasks from ``ctx.st_runs`` (same model config)
     so the preview shows every task; returns task -> checkpoint used."""
     from deltamtl.model.checkpoint import load_checkpoint
-    from deltamtl.model.data.synthetic import TASKS
+    from deltamtl.model.tasks import TASKS
     from deltamtl.model.training.evaluate_checkpoint import load_trained_model
 
     used: dict[str, str] = {}
