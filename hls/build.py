@@ -70,7 +70,7 @@ def ap_types_dir() -> Path:
 def _sources() -> list[Path]:
     files = sorted(HLS_DIR.glob("*.cpp")) + sorted((HLS_DIR / "include").rglob("*.h"))
     files += sorted((HLS_DIR / "tb").glob("*.cpp")) + sorted((HLS_DIR / "tb").glob("*.h"))
-    files.append(HLS_DIR / "generated" / "contract.h")
+    files += [HLS_DIR / "generated" / "contract.h", HLS_DIR / "generated" / "vector_files.h"]
     return files
 
 
