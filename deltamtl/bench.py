@@ -19,12 +19,12 @@ import json
 import os
 import platform
 import sys
-import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
 
+from deltamtl.contract.atomic import atomic_write_text
 from deltamtl.contract.cycle_model import cycle_breakdown
 from deltamtl.contract.formats import JobFlag, Mode, choose_requant
 from deltamtl.contract.golden_core import GoldenCore
@@ -170,13 +170,9 @@ def bench_board(config: Path) -> dict:
 
 
 def write_report(out_dir: Path, report: dict) -> None:
-    out_dir.mkdir(parents=True, exist_ok=True)
     for name, text in (("bench.json", json.dumps(report, indent=2) + "\n"),
                        ("bench.md", to_markdown(report))):
-        fd, tmp = tempfile.mkstemp(dir=out_dir, prefix=f".{name}.")
-        with os.fdopen(fd, "w") as fh:
-            fh.write(text)
-        os.replace(tmp, out_dir / name)
+        atomic_write_text(out_dir / name, text)
 
 
 def to_markdown(report: dict) -> str:

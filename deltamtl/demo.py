@@ -25,7 +25,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from deltamtl.contract.atomic import atomic_write_text
+from deltamtl.contract.atomic import atomic_write_text, atomic_write_with
 from deltamtl.model.checkpoint import json_safe
 from deltamtl.model.config import load_config
 
@@ -66,9 +66,8 @@ def _palette(n: int) -> np.ndarray:
 
 
 def _savefig_atomic(fig, path: Path) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    fig.savefig(tmp, format="png", dpi=110, bbox_inches="tight")
-    os.replace(tmp, path)
+    atomic_write_with(path, lambda tmp: fig.savefig(tmp, format="png", dpi=110, bbox_inches="tight"),
+                      suffix=".png")
 
 
 def _panels(frame: dict[str, np.ndarray], palette: np.ndarray, depth_range: tuple[float, float]) -> dict[str, np.ndarray]:

@@ -34,14 +34,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import torch
-from deltamtl.contract.atomic import atomic_write_text
+from deltamtl.contract.atomic import atomic_write_text, atomic_write_with
 from deltamtl.model.checkpoint import load_checkpoint
 from deltamtl.model.sharing.accounting import (
     attention_core_macs,
@@ -365,11 +364,10 @@ def plot_sweep(points: Sequence[dict], path: Path) -> None:
 def _save_fig(fig, path: Path) -> None:
     import matplotlib.pyplot as plt
 
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.stem}.tmp.png")
-    fig.savefig(tmp, dpi=120)
-    plt.close(fig)
-    os.replace(tmp, path)
+    try:  # suffix .png: savefig picks the format from it
+        atomic_write_with(path, lambda tmp: fig.savefig(tmp, dpi=120), suffix=".png")
+    finally:
+        plt.close(fig)
 
 
 # -- the report --------------------------------------------------------------------------------
