@@ -1,6 +1,6 @@
 """Threshold inference in float PyTorch: task- and temporal-domain activation reuse.
 
-Implements BRIEF section 3's site algebra (the integer contract's modes, in float) on the
+Implements the site algebra of docs/architecture.md (the integer contract's modes, in float) on the
 real models by swapping every linear site for a :class:`ReuseSite`:
 
 * DENSE:    Y = X W^T + b; if the site keeps state: x_ref := X, Y_ref := Y.
