@@ -26,7 +26,7 @@ latency    output pipeline (read, select, multiply, round) and FIFO    5
 The "+3"/"+5" terms are the patch and MAC pipelines draining between phases. A refused job
 skips every compute phase and sends the trailer alone (n_out = 1); a header refusal also
 skips setup. ``cycle_breakdown`` returns the phases; ``core_cycles`` their sum.
-tests/test_rtl_cosim.py holds the model to the RTL simulation within 5% on every job class.
+tests/rtl/test_rtl_cosim.py holds the model to the RTL simulation within 5% on every job class.
 """
 
 from __future__ import annotations
@@ -106,7 +106,7 @@ def job_nnz_per_token(job, x_ref: np.ndarray | None) -> np.ndarray:
 
 
 def cycle_breakdown(job, lanes: int, state=None, nnz_per_token=None) -> CycleBreakdown:
-    """Cycles of an accepted SiteJob (model.golden_core) or of a header dict.
+    """Cycles of an accepted SiteJob (deltamtl.contract.jobs) or of a header dict.
 
     A header dict (mode, flags, tokens, in_dim, out_dim, nnz_dw) needs ``nnz_per_token``;
     or pass ``nnz_act`` in it to assume every token holds at least one non-zero.

@@ -1,6 +1,6 @@
 """Benchmarks (`make bench`): speed and cost figures, written to JSON and markdown.
 
-    python deltamtl/bench.py --out runs/bench [--quick]
+    deltamtl bench --out runs/bench [--quick]
 
 Sections:
 * render    synthetic video frames per second at 64x64 and 224x224

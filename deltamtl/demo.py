@@ -1,14 +1,16 @@
-"""`make demo`: synthetic video -> train the base task -> evaluate -> report.
+"""`deltamtl demo` (`make demo`): synthetic video -> train the base task -> evaluate ->
+quantise and export -> run the bundle on the emulated accelerator -> report.
 
-The demo is a list of :class:`Step` objects run in order over one :class:`DemoContext`.
-Later stages (multi-task sharing, quantisation/export, hardware emulation) are added by
-appending steps to :data:`STEPS` (or passing a longer list to :func:`run_demo`); each step
-returns a dict that lands under its name in ``report.json`` and as a section of
+The demo is a list of :class:`Step` objects run in order over one :class:`DemoContext`:
+render, train_base, evaluate, preview, quantise_export, emulate (:data:`STEPS`). Further
+stages are added by appending steps (or passing a longer list to :func:`run_demo`); each
+step returns a dict that lands under its name in ``report.json`` and as a section of
 ``report.md``, and may add files to ``ctx.artifacts``.
 
 Outputs in ``--out`` (default runs/demo): report.md, report.json, clip_gt.png (ground truth
 of one rendered clip), preview_<split>.png (ground truth and predictions), the run folder
-st_semseg/ (checkpoint, logs) and eval_<split>.json.
+st_semseg/ (checkpoint, logs), eval_<split>.json, quant_report.json and the export bundle
+bundle/ (manifest.yaml and arrays).
 """
 
 from __future__ import annotations

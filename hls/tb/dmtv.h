@@ -1,4 +1,4 @@
-// Reader of .dmtv test-vector files (format: deltamtl/contract/vectors.py docstring; the
+// Reader of .dmtv test-vector files (format: contract/vectors.py docstring; the
 // header layouts come generated from contract/file_layouts.py in vector_files.h).
 // Errors name the file, the record and the field, and throw std::runtime_error.
 #pragma once

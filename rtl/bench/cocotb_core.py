@@ -1,6 +1,6 @@
 """cocotb bench of the compute core (RTL twin or the Vitis HLS export: same port names).
 
-Environment (set by deltamtl.rtl.sim / tests/test_rtl_cosim.py):
+Environment (set by deltamtl.rtl.sim / tests/rtl/test_rtl_cosim.py):
     DMTV_PATH     .dmtv vector file (records run in order on one core; empty = reset)
     DMTV_REPORT   folder for this bench's JSON reports, one per test (<test>.json)
     DMTV_SEED     seed for valid gaps / back-pressure / reset points
