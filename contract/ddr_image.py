@@ -1,7 +1,7 @@
 """DDR job layout for the fetch and commit kernels: the descriptor and its regions.
 
 One job occupies one byte buffer: the descriptor (``DESC_BYTES``, contract DESC_* words)
-followed by every region the job uses (``contract.regions_used``), each at a
+followed by every region the job uses (``descriptor.regions_used``), each at a
 ``REGION_ALIGN``-aligned offset and padded to whole 64-bit words, because the kernels
 access memory in whole words (hls/include/dmtl_desc.h). Unused regions are written as
 offset 0 and never accessed. The emulator (``deltamtl.hls.emulator``) and the PYNQ host
