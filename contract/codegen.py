@@ -5,6 +5,7 @@
 
 Outputs (written atomically):
 * hls/generated/contract.h            C++ constants, field positions, register map
+* hls/generated/vector_files.h        the .dmtv/.dmtd file headers (contract/file_layouts.py)
 * rtl/generated/deltamtl_contract_pkg.sv  the same as a SystemVerilog package
 * hls/generated/params.h, rtl/generated/deltamtl_params_pkg.sv  compiled maxima
   (max tokens/in/out/nnz, lanes), from a manifest's limits or the tiny defaults.
@@ -15,12 +16,11 @@ from __future__ import annotations
 
 import argparse
 import enum
-import os
-import tempfile
 from collections.abc import Iterable
 from pathlib import Path
 
-from deltamtl.contract import descriptor, formats, packets, registers
+from deltamtl.contract import descriptor, file_layouts, formats, packets, registers
+from deltamtl.contract.atomic import atomic_write_text
 from deltamtl.contract.descriptor import Region
 from deltamtl.contract.formats import JobFlag, Mode
 from deltamtl.contract.limits import TINY_LIMITS, CoreLimits
@@ -82,6 +82,11 @@ def _constants() -> list[tuple[str, int, str]]:
             if member.name in ("NONE", "OK") and prefix not in ("CORE_STATUS", "KSTATUS"):
                 continue
             out.append((f"{prefix}_{member.name}", int(member.value), ""))
+    # bit index of each job flag inside the header's flags field: the SV core selects
+    # single flag bits by index, not by mask
+    for member in JobFlag:
+        if member.value:
+            out.append((f"FLAG_{member.name}_BIT", int(member.value).bit_length() - 1, ""))
     out.append(("NUM_REGIONS", len(Region), ""))
     for prefix, fields in _FIELD_GROUPS:
         for f in fields:
@@ -143,20 +148,62 @@ def _limit_rows(limits: CoreLimits) -> list[tuple[str, int]]:
 
 
 def write_atomic(path: Path, text: str) -> bool:
-    """Write text to path via a temporary file; return True if the content changed."""
-    path.parent.mkdir(parents=True, exist_ok=True)
+    """Write text to path atomically unless it already holds it; True if it changed."""
     if path.exists() and path.read_text() == text:
         return False
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    with os.fdopen(fd, "w") as fh:
-        fh.write(text)
-    os.replace(tmp, path)
+    atomic_write_text(path, text)
     return True
+
+
+def _camel(name: str) -> str:
+    return "".join(part.capitalize() for part in name.split("_"))
+
+
+def vector_files_header() -> str:
+    """The .dmtv/.dmtd headers of contract/file_layouts.py as C++ structs with loaders.
+
+    The loaders read each field little-endian at its offset, so the testbenches neither
+    depend on the host's byte order and struct packing nor spell an offset themselves."""
+    lines = [f"// {BANNER}", "// Binary layouts of the .dmtv and .dmtd bench files (contract/file_layouts.py).",
+             "#pragma once", "#include <cstddef>", "#include <cstdint>", "",
+             "namespace dmtl_files {", "",
+             "inline uint32_t le32(const unsigned char* p) {",
+             "  return uint32_t(p[0]) | (uint32_t(p[1]) << 8) | (uint32_t(p[2]) << 16) | (uint32_t(p[3]) << 24);",
+             "}", "inline uint64_t le64(const unsigned char* p) {",
+             "  return uint64_t(le32(p)) | (uint64_t(le32(p + 4)) << 32);", "}", "",
+             f"constexpr std::size_t PAYLOAD_WORD_BYTES = {file_layouts.PAYLOAD_WORD_BYTES};",
+             f"constexpr std::size_t NUM_LIMITS = {len(file_layouts.LIMIT_FIELDS)};"]
+    loaders = {"u32": "le32", "u64": "le64"}
+    for fmt, magic, version, layouts in file_layouts.FILE_FORMATS:
+        lines += ["", f'constexpr char {fmt}_MAGIC[] = "{magic.decode("ascii")}";  // 4 bytes, no NUL in the file',
+                  f"constexpr uint32_t {fmt}_VERSION = {version};"]
+        for layout in layouts:
+            struct_name, const = _camel(layout.name), layout.name.upper()
+            lines += ["", f"struct {struct_name} {{"]
+            for name, kind, _at in layout.offsets():
+                lines.append(f"  char {name}[4];" if kind == "magic" else
+                             f"  {'uint32_t' if kind == 'u32' else 'uint64_t'} {name};")
+            lines += ["};", f"constexpr std::size_t {const}_BYTES = {layout.size};",
+                      f"// reads {const}_BYTES bytes at p",
+                      f"inline {struct_name} load_{layout.name}(const unsigned char* p) {{",
+                      f"  {struct_name} h;"]
+            for name, kind, at in layout.offsets():
+                lines.append(f"  for (int k = 0; k < 4; k++) h.{name}[k] = char(p[{at} + k]);"
+                             if kind == "magic" else f"  h.{name} = {loaders[kind]}(p + {at});")
+            lines += ["  return h;", "}"]
+        header = layouts[0]
+        lines += ["", f"// the limits of a {fmt} file header, in params.h order",
+                  f"inline void limits_of(const {_camel(header.name)}& h, uint32_t out[NUM_LIMITS]) {{"]
+        lines += [f"  out[{k}] = h.{f};" for k, f in enumerate(file_layouts.LIMIT_FIELDS)]
+        lines += ["}"]
+    lines += ["", "}  // namespace dmtl_files", ""]
+    return "\n".join(lines)
 
 
 def generated_files(limits: CoreLimits = TINY_LIMITS) -> dict[Path, str]:
     return {
         HLS_GENERATED / "contract.h": contract_header(),
+        HLS_GENERATED / "vector_files.h": vector_files_header(),
         RTL_GENERATED / "deltamtl_contract_pkg.sv": contract_package(),
         HLS_GENERATED / "params.h": params_header(limits),
         RTL_GENERATED / "deltamtl_params_pkg.sv": params_package(limits),

@@ -106,7 +106,7 @@ def job_nnz_per_token(job, x_ref: np.ndarray | None) -> np.ndarray:
 
 
 def cycle_breakdown(job, lanes: int, state=None, nnz_per_token=None) -> CycleBreakdown:
-    """Cycles of an accepted SiteJob (model.golden_core) or of a header dict.
+    """Cycles of an accepted SiteJob (deltamtl.contract.jobs) or of a header dict.
 
     A header dict (mode, flags, tokens, in_dim, out_dim, nnz_dw) needs ``nnz_per_token``;
     or pass ``nnz_act`` in it to assume every token holds at least one non-zero.

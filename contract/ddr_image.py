@@ -1,7 +1,7 @@
 """DDR job layout for the fetch and commit kernels: the descriptor and its regions.
 
 One job occupies one byte buffer: the descriptor (``DESC_BYTES``, contract DESC_* words)
-followed by every region the job uses (``contract.regions_used``), each at a
+followed by every region the job uses (``descriptor.regions_used``), each at a
 ``REGION_ALIGN``-aligned offset and padded to whole 64-bit words, because the kernels
 access memory in whole words (hls/include/dmtl_desc.h). Unused regions are written as
 offset 0 and never accessed. The emulator (``deltamtl.hls.emulator``) and the PYNQ host
@@ -15,6 +15,7 @@ import struct
 from dataclasses import dataclass, field
 
 import numpy as np
+from deltamtl.contract.atomic import atomic_write_bytes
 from deltamtl.contract.descriptor import (
     DESC_BYTES,
     DESC_MAGIC,
@@ -30,6 +31,13 @@ from deltamtl.contract.descriptor import (
     regions_used,
 )
 from deltamtl.contract.encoding import pack_header, parse_header
+from deltamtl.contract.file_layouts import (
+    DMTD_CASE_HEADER,
+    DMTD_FILE_HEADER,
+    DMTD_MAGIC,
+    DMTD_VERSION,
+    LIMIT_FIELDS,
+)
 from deltamtl.contract.formats import CONTRACT_VERSION, JobFlag, Mode
 from deltamtl.contract.jobs import SiteJob
 
@@ -212,18 +220,16 @@ def validate_descriptor(buf: np.ndarray, buf_bytes: int, desc_offset: int, limit
 
 # ---------------------------------------------------------------------------------------
 # DDR test images for the C++ system testbench (hls/tb/tb_system.cpp, Vitis csim/cosim of
-# fetch and commit). File format ``.dmtd`` (little-endian):
-#   file header, 10 x uint32: magic "DMTD", version (2), n_cases, max_tokens, max_in,
-#                             max_out, max_nnz_dw, lanes, max_weights, 0
-#   per case: 4 x uint32 kind (0 run, 1 reset the core), expected fetch status, expected
-#             commit status, 0; 3 x uint64 buf_bytes, desc_offset, image_bytes;
+# fetch and commit). File format ``.dmtd`` (little-endian; the headers are defined once in
+# deltamtl.contract.file_layouts and reach tb_system.cpp as hls/generated/vector_files.h):
+#   file header (DMTD_FILE_HEADER): magic "DMTD", version, n_cases, the six limits, 0
+#   per case: case header (DMTD_CASE_HEADER): reset (1: reset the core), expected fetch
+#             status, expected commit status, 0, buf_bytes, desc_offset, image_bytes;
 #             image_bytes of memory before, image_bytes of memory expected after.
 # Cases run in order on one core (resident state carries over, as in .dmtv files).
 # ---------------------------------------------------------------------------------------
-DDR_MAGIC = b"DMTD"
-DDR_VERSION = 2
-_DDR_HEADER = struct.Struct("<4s9I")
-_DDR_CASE = struct.Struct("<4I3Q")
+DDR_MAGIC = DMTD_MAGIC
+DDR_VERSION = DMTD_VERSION
 
 
 @dataclass
@@ -240,30 +246,18 @@ class DdrCase:
 
 def write_ddr_cases(path, cases: list[DdrCase], limits) -> None:
     """Write cases atomically (temporary file in the same folder, then rename)."""
-    import os
-    import tempfile
-    from pathlib import Path
-
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(_DDR_HEADER.pack(DDR_MAGIC, DDR_VERSION, len(cases), limits.max_tokens,
-                                      limits.max_in, limits.max_out, limits.max_nnz_dw,
-                                      limits.lanes, limits.max_weights, 0))
-            for c in cases:
-                if c.before.size != c.after.size:
-                    raise ValueError(f"case {c.name}: before/after images differ in size")
-                fh.write(_DDR_CASE.pack(int(c.reset), c.fetch_status, c.commit_status, 0,
-                                        c.buf_bytes, c.desc_offset, c.before.size))
-                fh.write(np.asarray(c.before, np.uint8).tobytes())
-                fh.write(np.asarray(c.after, np.uint8).tobytes())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    parts = [DMTD_FILE_HEADER.pack(magic=DDR_MAGIC, version=DDR_VERSION, n_cases=len(cases),
+                                   **{f: getattr(limits, f) for f in LIMIT_FIELDS})]
+    for c in cases:
+        if c.before.size != c.after.size:
+            raise ValueError(f"case {c.name}: before/after images differ in size")
+        parts.append(DMTD_CASE_HEADER.pack(reset=int(c.reset), fetch_status=c.fetch_status,
+                                           commit_status=c.commit_status,
+                                           buf_bytes=c.buf_bytes, desc_offset=c.desc_offset,
+                                           image_bytes=c.before.size))
+        parts.append(np.asarray(c.before, np.uint8).tobytes())
+        parts.append(np.asarray(c.after, np.uint8).tobytes())
+    atomic_write_bytes(path, b"".join(parts))
 
 
 def _put_u32(buf: np.ndarray, at: int, value: int) -> None:

@@ -149,9 +149,9 @@ def unpack_job(words: np.ndarray) -> SiteJob:
         job.y_ref = _unpack_rows(chunks[Section.YREF], p, o, INT32_PER_WORD, "<i4")
     if nnz:
         nz = chunks[Section.DW].astype(np.uint64)
-        cols = ((nz >> np.uint64(_NZ["col"].lsb)) & np.uint64(0xFFFF)).astype(np.uint16)
-        rows = ((nz >> np.uint64(_NZ["row"].lsb)) & np.uint64(0xFFFF)).astype(np.int64)
-        vals = ((nz >> np.uint64(_NZ["value"].lsb)) & np.uint64(0xFF)).astype(np.uint8).view(np.int8)
+        cols = ((nz >> np.uint64(_NZ["col"].lsb)) & np.uint64(_NZ["col"].mask)).astype(np.uint16)
+        rows = ((nz >> np.uint64(_NZ["row"].lsb)) & np.uint64(_NZ["row"].mask)).astype(np.int64)
+        vals = ((nz >> np.uint64(_NZ["value"].lsb)) & np.uint64(_NZ["value"].mask)).astype(np.uint8).view(np.int8)
         if np.any(rows >= o):
             raise ValueError(f"dW non-zero names row {int(rows.max())} >= out_dim {o}")
         # each word carries its own row: the hardware needs no order, so sort (stably) here

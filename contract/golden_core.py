@@ -155,8 +155,8 @@ class GoldenCore:
             start = HEADER_WORDS + (w_words if hdr["flags"] & JobFlag.LOAD_W else 0)
             nz = words[start:]
             nz = nz[: hdr["nnz_dw"]]
-            rows = (nz >> np.uint64(_NZ["row"].lsb)) & np.uint64(0xFFFF)
-            cols = (nz >> np.uint64(_NZ["col"].lsb)) & np.uint64(0xFFFF)
+            rows = (nz >> np.uint64(_NZ["row"].lsb)) & np.uint64(_NZ["row"].mask)
+            cols = (nz >> np.uint64(_NZ["col"].lsb)) & np.uint64(_NZ["col"].mask)
             if np.any(rows >= hdr["out_dim"]) or np.any(cols >= hdr["in_dim"]):
                 status = CoreStatus.INDEX
         if status:

@@ -48,3 +48,18 @@ class CoreLimits:
 # the largest site is fc1/fc2 with 96 x 384 weights.
 TINY_LIMITS = CoreLimits(max_tokens=64, max_in=384, max_out=384, max_nnz_dw=384 * 96, lanes=32,
                          max_weights=384 * 96)
+
+
+# Small maxima for the CI build of the SV core (deltamtl.rtl.sim): compiles in about a
+# minute on one core and still exercises several output groups, token groups and a
+# multi-bank list. max_weights below max_in * max_out, so jobs with every dimension in range
+# but O*I too large are refused.
+CI_LIMITS = CoreLimits(max_tokens=24, max_in=64, max_out=64, max_nnz_dw=1024, lanes=8,
+                       max_weights=64 * 48)
+
+
+# Board target (deltamtl.rtl.yosys_synth): ViT-Tiny sites (197 tokens, width 192, MLP 768:
+# in/out up to 768, no site above 768x192 weights). A dW list of 64K non-zeros holds 44% of
+# the largest delta matrix.
+BOARD_LIMITS = CoreLimits(max_tokens=197, max_in=768, max_out=768, max_nnz_dw=65536, lanes=64,
+                          max_weights=768 * 192)

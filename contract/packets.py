@@ -35,8 +35,14 @@ class Field:
     lsb: int
     width: int
 
+    @property
+    def mask(self) -> int:
+        """All ones over the field's width: the largest value it holds, and the wrap of a
+        counter (a tag) kept in it."""
+        return (1 << self.width) - 1
+
     def get(self, words: list[int] | tuple[int, ...]) -> int:
-        return (int(words[self.word]) >> self.lsb) & ((1 << self.width) - 1)
+        return (int(words[self.word]) >> self.lsb) & self.mask
 
     def put(self, words: list[int], value: int) -> None:
         if not 0 <= int(value) < (1 << self.width):

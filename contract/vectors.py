@@ -1,12 +1,14 @@
 """Test vectors for C and RTL simulation: core packet sequences with expected outputs.
 
-File format (``.dmtv``, all little-endian), read by this module, by hls/tb/vectors.h and
-by the cocotb benches:
+File format (``.dmtv``, all little-endian; the headers are defined once in
+deltamtl.contract.file_layouts, and hls/tb/dmtv.h reads them through the generated
+hls/generated/vector_files.h; the cocotb benches read through this module):
 
-    file header, 10 x uint32: magic "DMTV", version, n_records,
+    file header (DMTV_FILE_HEADER): magic "DMTV", version, n_records,
                               max_tokens, max_in, max_out, max_nnz_dw, lanes, max_weights,
                               reserved (0)
-    n_records x record:       4 x uint32: class_id, n_in_words, n_out_words, reserved (0)
+    n_records x record:       record header (DMTV_RECORD_HEADER): class_id, n_in_words,
+                              n_out_words, reserved (0)
                               n_in_words  x uint64: the core input packet (TLAST on the last)
                               n_out_words x uint64: the expected core output packet
 
@@ -17,25 +19,32 @@ the header are the compiled maxima the expected outputs assume (refusals depend 
 
 from __future__ import annotations
 
-import os
-import struct
-import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+from deltamtl.contract.atomic import atomic_write_bytes
 from deltamtl.contract.encoding import pack_job, with_header_field
+from deltamtl.contract.file_layouts import (
+    DMTV_FILE_HEADER,
+    DMTV_MAGIC,
+    DMTV_RECORD_HEADER,
+    DMTV_VERSION,
+    LIMIT_FIELDS,
+    PAYLOAD_WORD_BYTES,
+)
 from deltamtl.contract.formats import ACT_MAX, ACT_MIN, REQ_MULT_MAX, JobFlag, Mode, choose_requant
 from deltamtl.contract.golden_core import GoldenCore
 from deltamtl.contract.jobs import CsrDelta, SiteJob
 from deltamtl.contract.limits import CoreLimits
-from deltamtl.contract.packets import HEADER_WORDS
+from deltamtl.contract.packets import HEADER_FIELDS, HEADER_WORDS
 
-MAGIC = b"DMTV"
-VERSION = 2
-_FILE_HEADER = struct.Struct("<4s9I")
-_RECORD_HEADER = struct.Struct("<4I")
+# job tags count records and wrap at the width of the header's tag field
+_TAG_MASK = next(f for f in HEADER_FIELDS if f.name == "tag").mask
+
+MAGIC = DMTV_MAGIC
+VERSION = DMTV_VERSION
 
 # Job classes, by id. Benches report per class; the cycle model is checked per class.
 CLASSES: tuple[str, ...] = (
@@ -73,50 +82,43 @@ class Record:
 
 def write_vectors(path: str | Path, records: list[Record], limits: CoreLimits) -> None:
     """Write records atomically (temporary file in the same folder, then rename)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(_FILE_HEADER.pack(MAGIC, VERSION, len(records), limits.max_tokens,
-                                       limits.max_in, limits.max_out, limits.max_nnz_dw,
-                                       limits.lanes, limits.max_weights, 0))
-            for rec in records:
-                fh.write(_RECORD_HEADER.pack(CLASS_ID[rec.cls], rec.words_in.size,
-                                             rec.words_out.size, 0))
-                fh.write(np.asarray(rec.words_in, dtype="<u8").tobytes())
-                fh.write(np.asarray(rec.words_out, dtype="<u8").tobytes())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    parts = [DMTV_FILE_HEADER.pack(magic=MAGIC, version=VERSION, n_records=len(records),
+                                   **{f: getattr(limits, f) for f in LIMIT_FIELDS})]
+    for rec in records:
+        parts.append(DMTV_RECORD_HEADER.pack(class_id=CLASS_ID[rec.cls],
+                                             n_in_words=rec.words_in.size,
+                                             n_out_words=rec.words_out.size))
+        parts.append(np.asarray(rec.words_in, dtype="<u8").tobytes())
+        parts.append(np.asarray(rec.words_out, dtype="<u8").tobytes())
+    atomic_write_bytes(path, b"".join(parts))
 
 
 def read_vectors(path: str | Path) -> tuple[CoreLimits, list[Record]]:
     """Read and validate a vector file; errors name the file, the record and the field."""
     path = Path(path)
     data = path.read_bytes()
-    if len(data) < _FILE_HEADER.size:
+    if len(data) < DMTV_FILE_HEADER.size:
         raise ValueError(f"{path}: {len(data)} bytes, shorter than the file header")
-    magic, version, n, mt, mi, mo, mn, lanes, mw, _ = _FILE_HEADER.unpack_from(data, 0)
+    head = DMTV_FILE_HEADER.unpack(data)
+    magic, version, n = head["magic"], head["version"], head["n_records"]
     if magic != MAGIC:
         raise ValueError(f"{path}: magic {magic!r}, expected {MAGIC!r}")
     if version != VERSION:
         raise ValueError(f"{path}: version {version}, this reader knows {VERSION}")
     try:
-        limits = CoreLimits(mt, mi, mo, mn, lanes, mw)
+        limits = CoreLimits(**{f: head[f] for f in LIMIT_FIELDS})
     except ValueError as exc:
         raise ValueError(f"{path}: file header limits: {exc}") from exc
-    pos, records = _FILE_HEADER.size, []
+    pos, records = DMTV_FILE_HEADER.size, []
     for k in range(n):
-        if pos + _RECORD_HEADER.size > len(data):
+        if pos + DMTV_RECORD_HEADER.size > len(data):
             raise ValueError(f"{path}: record {k}: truncated record header")
-        cls_id, n_in, n_out, _ = _RECORD_HEADER.unpack_from(data, pos)
-        pos += _RECORD_HEADER.size
+        rh = DMTV_RECORD_HEADER.unpack(data, pos)
+        cls_id, n_in, n_out = rh["class_id"], rh["n_in_words"], rh["n_out_words"]
+        pos += DMTV_RECORD_HEADER.size
         if cls_id >= len(CLASSES):
             raise ValueError(f"{path}: record {k}: class_id {cls_id} unknown")
-        end = pos + 8 * (n_in + n_out)
+        end = pos + PAYLOAD_WORD_BYTES * (n_in + n_out)
         if end > len(data):
             raise ValueError(f"{path}: record {k}: truncated payload ({n_in}+{n_out} words)")
         words = np.frombuffer(data, dtype="<u8", count=n_in + n_out, offset=pos)
@@ -185,7 +187,7 @@ class _Gen:
         return self.rng.integers(-(1 << 16), 1 << 16, o).astype(np.int32)
 
     def emit(self, cls: str, job: SiteJob, words: np.ndarray | None = None) -> None:
-        self.tag = (self.tag + 1) & 0xFFFF
+        self.tag = (self.tag + 1) & _TAG_MASK
         job.tag = self.tag
         # hand-made (malformed) packets are sent as given
         words_in = pack_job(job) if words is None else np.asarray(words, dtype=np.uint64)

@@ -1,6 +1,6 @@
 """Benchmarks (`make bench`): speed and cost figures, written to JSON and markdown.
 
-    python deltamtl/bench.py --out runs/bench [--quick]
+    deltamtl bench --out runs/bench [--quick]
 
 Sections:
 * render    synthetic video frames per second at 64x64 and 224x224
@@ -19,17 +19,17 @@ import json
 import os
 import platform
 import sys
-import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
 
+from deltamtl.contract.atomic import atomic_write_text
 from deltamtl.contract.cycle_model import cycle_breakdown
 from deltamtl.contract.formats import JobFlag, Mode, choose_requant
 from deltamtl.contract.golden_core import GoldenCore
 from deltamtl.contract.jobs import CsrDelta, SiteJob
-from deltamtl.contract.limits import CoreLimits
+from deltamtl.contract.limits import TINY_LIMITS
 from deltamtl.contract.packets import WORD_BYTES, input_sections, output_sections
 
 CLOCK_HZ = 300e6
@@ -82,7 +82,7 @@ def _jobs_for(rng, p: int, i: int, o: int, act_density: float) -> list[SiteJob]:
 def bench_executors(quick: bool) -> dict:
     from deltamtl.hls.emulator import HlsCoreExecutor
 
-    limits = CoreLimits(max_tokens=64, max_in=384, max_out=384, max_nnz_dw=384 * 96, lanes=32)
+    limits = TINY_LIMITS
     rng = np.random.default_rng(0)
     shapes = {"qkv 64x96->288": (64, 96, 288), "fc1 64x96->384": (64, 96, 384),
               "fc2 64x384->96": (64, 384, 96)}
@@ -170,13 +170,9 @@ def bench_board(config: Path) -> dict:
 
 
 def write_report(out_dir: Path, report: dict) -> None:
-    out_dir.mkdir(parents=True, exist_ok=True)
     for name, text in (("bench.json", json.dumps(report, indent=2) + "\n"),
                        ("bench.md", to_markdown(report))):
-        fd, tmp = tempfile.mkstemp(dir=out_dir, prefix=f".{name}.")
-        with os.fdopen(fd, "w") as fh:
-            fh.write(text)
-        os.replace(tmp, out_dir / name)
+        atomic_write_text(out_dir / name, text)
 
 
 def to_markdown(report: dict) -> str:

@@ -1,14 +1,16 @@
-"""`make demo`: synthetic video -> train the base task -> evaluate -> report.
+"""`deltamtl demo` (`make demo`): synthetic video -> train the base task -> evaluate ->
+quantise and export -> run the bundle on the emulated accelerator -> report.
 
-The demo is a list of :class:`Step` objects run in order over one :class:`DemoContext`.
-Later stages (multi-task sharing, quantisation/export, hardware emulation) are added by
-appending steps to :data:`STEPS` (or passing a longer list to :func:`run_demo`); each step
-returns a dict that lands under its name in ``report.json`` and as a section of
+The demo is a list of :class:`Step` objects run in order over one :class:`DemoContext`:
+render, train_base, evaluate, preview, quantise_export, emulate (:data:`STEPS`). Further
+stages are added by appending steps (or passing a longer list to :func:`run_demo`); each
+step returns a dict that lands under its name in ``report.json`` and as a section of
 ``report.md``, and may add files to ``ctx.artifacts``.
 
 Outputs in ``--out`` (default runs/demo): report.md, report.json, clip_gt.png (ground truth
 of one rendered clip), preview_<split>.png (ground truth and predictions), the run folder
-st_semseg/ (checkpoint, logs) and eval_<split>.json.
+st_semseg/ (checkpoint, logs), eval_<split>.json, quant_report.json and the export bundle
+bundle/ (manifest.yaml and arrays).
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from deltamtl.contract.atomic import atomic_write_text
+from deltamtl.contract.atomic import atomic_write_text, atomic_write_with
 from deltamtl.model.checkpoint import json_safe
 from deltamtl.model.config import load_config
 
@@ -66,9 +68,8 @@ def _palette(n: int) -> np.ndarray:
 
 
 def _savefig_atomic(fig, path: Path) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    fig.savefig(tmp, format="png", dpi=110, bbox_inches="tight")
-    os.replace(tmp, path)
+    atomic_write_with(path, lambda tmp: fig.savefig(tmp, format="png", dpi=110, bbox_inches="tight"),
+                      suffix=".png")
 
 
 def _panels(frame: dict[str, np.ndarray], palette: np.ndarray, depth_range: tuple[float, float]) -> dict[str, np.ndarray]:
@@ -100,7 +101,8 @@ def save_grid(path: Path, rgb: np.ndarray, gt: dict[str, np.ndarray], pred: dict
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from deltamtl.model.data.synthetic import CLASS_NAMES, TASKS
+    from deltamtl.model.data.synthetic import CLASS_NAMES
+    from deltamtl.model.tasks import TASKS
 
     palette = _palette(len(CLASS_NAMES))
     lo, hi = float(np.percentile(gt["depth"], 1)), float(np.percentile(gt["depth"], 99))
@@ -281,7 +283,7 @@ def _borrow_st_models(ctx: DemoContext) -> dict[str, str]:
     """Load single-task models of the other tasks from ``ctx.st_runs`` (same model config)
     so the preview shows every task; returns task -> checkpoint used."""
     from deltamtl.model.checkpoint import load_checkpoint
-    from deltamtl.model.data.synthetic import TASKS
+    from deltamtl.model.tasks import TASKS
     from deltamtl.model.training.evaluate_checkpoint import load_trained_model
 
     used: dict[str, str] = {}

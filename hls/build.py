@@ -27,11 +27,11 @@ import re
 import shutil
 import subprocess
 import sys
-import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from deltamtl.contract.atomic import atomic_path
 from deltamtl.contract.limits import CoreLimits
 
 HLS_DIR = Path(__file__).resolve().parent
@@ -70,7 +70,7 @@ def ap_types_dir() -> Path:
 def _sources() -> list[Path]:
     files = sorted(HLS_DIR.glob("*.cpp")) + sorted((HLS_DIR / "include").rglob("*.h"))
     files += sorted((HLS_DIR / "tb").glob("*.cpp")) + sorted((HLS_DIR / "tb").glob("*.h"))
-    files.append(HLS_DIR / "generated" / "contract.h")
+    files += [HLS_DIR / "generated" / "contract.h", HLS_DIR / "generated" / "vector_files.h"]
     return files
 
 
@@ -141,16 +141,13 @@ def build(target: str, limits: CoreLimits | None = None,
         if out.is_file():
             return out
         (out_dir / "params.h").write_text(params)
-        fd, tmp = tempfile.mkstemp(dir=out_dir, prefix=f".{out_name}.")
-        os.close(fd)
-        cmd = ["nice", CXX, *flags, f"-I{out_dir}", *includes,
-               *(str(HLS_DIR / src) for src in sources), "-o", tmp]
-        proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
-        if proc.returncode != 0:
-            Path(tmp).unlink(missing_ok=True)
-            raise BuildError(f"build of {target} failed:\n{' '.join(cmd)}\n{proc.stderr[-6000:]}")
-        os.chmod(tmp, 0o755)
-        os.replace(tmp, out)
+        with atomic_path(out) as tmp:  # a failed build leaves no half-written binary
+            cmd = ["nice", CXX, *flags, f"-I{out_dir}", *includes,
+                   *(str(HLS_DIR / src) for src in sources), "-o", str(tmp)]
+            proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
+            if proc.returncode != 0:
+                raise BuildError(f"build of {target} failed:\n{' '.join(cmd)}\n{proc.stderr[-6000:]}")
+            os.chmod(tmp, 0o755)
     return out
 
 

@@ -1,6 +1,6 @@
 """Host operations between linear sites, in float32 numpy: the ONE implementation every backend runs.
 
-The integer contract covers the linear sites only (BRIEF section 3). Everything between
+The integer contract covers the linear sites only (docs/architecture.md). Everything between
 them -- image normalisation, patchify, position embedding, LayerNorm, the attention core
 (q k^T, softmax, attn v), tanh-GELU, residual adds, the final norm and the dense heads --
 runs here, on one image at a time (tokens [P, D], images [C, H, W]). The golden runner,

@@ -32,10 +32,13 @@ from deltamtl.contract.descriptor import OUTPUT_REGIONS, region_bytes, regions_u
 from deltamtl.contract.formats import JobFlag, Mode, quantize_activation
 from deltamtl.contract.golden_core import GoldenCore
 from deltamtl.contract.jobs import JobResult, SiteJob
-from deltamtl.contract.packets import CoreStatus
+from deltamtl.contract.packets import HEADER_FIELDS, CoreStatus
 from deltamtl.host import float_ops as host_ops
 from deltamtl.model.export.quantized_model import QuantizedModel, SiteParams
 from deltamtl.model.tasks import BLOCK_SITES, EMBED
+
+# job tags count jobs and wrap at the width of the header's tag field
+_TAG_MASK = next(f for f in HEADER_FIELDS if f.name == "tag").mask
 
 
 # ---------------------------------------------------------------------------------------
@@ -122,7 +125,7 @@ class GoldenRunner:
         key = (task, sp.name)
         job = SiteJob(mode=mode, flags=flags, th=self.qm.policy.threshold(task, sp.layer), x=x,
                       req_mult=sp.req_mult[task], req_shift=sp.req_shift[task],
-                      out_dim=sp.out_dim, tag=tag & 0xFFFF)
+                      out_dim=sp.out_dim, tag=tag & _TAG_MASK)
         if flags & JobFlag.LOAD_W:
             job.w = sp.w
         if task != self.qm.base and task in sp.dw and sp.dw[task].nnz:

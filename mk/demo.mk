@@ -1,5 +1,6 @@
-# make demo: render synthetic video, train the tiny semseg ViT, evaluate, write runs/demo/report.md.
-# DEMO_ARGS passes options to deltamtl/demo.py, e.g. make demo DEMO_ARGS="--steps 300".
+# make demo: render synthetic video, train the tiny semseg ViT, evaluate, quantise and export, run
+# the bundle on the emulated accelerator; writes runs/demo/report.md.
+# DEMO_ARGS passes options to `deltamtl demo` (deltamtl/demo.py), e.g. make demo DEMO_ARGS="--steps 300".
 DEMO_ARGS ?=
 
 demo: setup

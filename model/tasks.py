@@ -1,10 +1,21 @@
-"""Names every stage shares: the base task and the sub-tasks, the linear sites of a block,
-and the canonical site names and their execution order.
+"""The tasks and the accelerator sites: the one definition every level imports.
+
+The base task runs every site densely (or temporally); each sub-task shares the base's
+weights plus sparse deltas (docs/architecture.md). A site is one linear layer the
+accelerator runs: the patch embedding, then four per encoder block.
 """
 
 from __future__ import annotations
 
-BASE_TASK = "semseg"
+# Every dense task of the multi-task model, base first (the data, the heads and the reports
+# use this order).
+TASKS = ("semseg", "depth", "normals", "edges")
+
+
+BASE_TASK = TASKS[0]
+
+
+SUB_TASKS = TASKS[1:]
 
 
 EMBED = "patch_embed"

@@ -84,14 +84,28 @@ module deltamtl_core #(
   localparam logic [31:0] MAX_OUT_U = 32'(MAX_OUT);
   localparam logic [31:0] MAX_NNZ_U = 32'(MAX_NNZ_DW);
   localparam logic [31:0] MAX_WEIGHTS_U = 32'(MAX_WEIGHTS);
+  // packet field widths (contract/packets.py, through the generated package)
+  localparam int FW_MODE = deltamtl_contract_pkg::HDR_MODE_WIDTH;
+  localparam int FW_FLAGS = deltamtl_contract_pkg::HDR_FLAGS_WIDTH;
+  localparam int FW_TH = deltamtl_contract_pkg::HDR_TH_WIDTH;
+  localparam int FW_TOKENS = deltamtl_contract_pkg::HDR_TOKENS_WIDTH;
+  localparam int FW_IN = deltamtl_contract_pkg::HDR_IN_DIM_WIDTH;
+  localparam int FW_OUT = deltamtl_contract_pkg::HDR_OUT_DIM_WIDTH;
+  localparam int FW_NNZ = deltamtl_contract_pkg::HDR_NNZ_DW_WIDTH;
+  localparam int FW_TAG = deltamtl_contract_pkg::HDR_TAG_WIDTH;
+  localparam int FW_STATUS = deltamtl_contract_pkg::TRL_STATUS_WIDTH;
+  // flag bits the core keeps: every defined flag (bits above are refused as BAD_HEADER)
+  localparam int NFLAGS = $clog2(deltamtl_contract_pkg::VALID_FLAGS + 1);
+  // one requant entry as stored on chip: mult and shift, without the entry's spare bits
+  localparam int QE = deltamtl_contract_pkg::REQ_SHIFT_LSB + deltamtl_contract_pkg::REQ_SHIFT_WIDTH;
   // contract constants at the widths used here
-  localparam logic [5:0] VALID6 = 6'(deltamtl_contract_pkg::VALID_FLAGS);
-  localparam logic [7:0] CS_BAD_HEADER = 8'(deltamtl_contract_pkg::CORE_STATUS_BAD_HEADER);
-  localparam logic [7:0] CS_DIMS = 8'(deltamtl_contract_pkg::CORE_STATUS_DIMS);
-  localparam logic [7:0] CS_NNZ = 8'(deltamtl_contract_pkg::CORE_STATUS_NNZ);
-  localparam logic [7:0] CS_INDEX = 8'(deltamtl_contract_pkg::CORE_STATUS_INDEX);
-  localparam logic [7:0] CS_NO_STATE = 8'(deltamtl_contract_pkg::CORE_STATUS_NO_STATE);
-  localparam logic [7:0] CS_LENGTH = 8'(deltamtl_contract_pkg::CORE_STATUS_LENGTH);
+  localparam logic [FW_FLAGS-1:0] VALID_F = FW_FLAGS'(deltamtl_contract_pkg::VALID_FLAGS);
+  localparam logic [FW_STATUS-1:0] CS_BAD_HEADER = FW_STATUS'(deltamtl_contract_pkg::CORE_STATUS_BAD_HEADER);
+  localparam logic [FW_STATUS-1:0] CS_DIMS = FW_STATUS'(deltamtl_contract_pkg::CORE_STATUS_DIMS);
+  localparam logic [FW_STATUS-1:0] CS_NNZ = FW_STATUS'(deltamtl_contract_pkg::CORE_STATUS_NNZ);
+  localparam logic [FW_STATUS-1:0] CS_INDEX = FW_STATUS'(deltamtl_contract_pkg::CORE_STATUS_INDEX);
+  localparam logic [FW_STATUS-1:0] CS_NO_STATE = FW_STATUS'(deltamtl_contract_pkg::CORE_STATUS_NO_STATE);
+  localparam logic [FW_STATUS-1:0] CS_LENGTH = FW_STATUS'(deltamtl_contract_pkg::CORE_STATUS_LENGTH);
   localparam int SEC_HEADER = deltamtl_contract_pkg::SECTION_HEADER;
   localparam int SEC_W = deltamtl_contract_pkg::SECTION_W;
   localparam int SEC_DW = deltamtl_contract_pkg::SECTION_DW;
@@ -103,6 +117,10 @@ module deltamtl_core #(
 
   initial begin
     if (L < 8 || (1 << LB) != L) $fatal(1, "deltamtl_core: LANES=%0d must be a power of two >= 8", L);
+    // the datapath is written for 8 int8 / 2 int32 per 64-bit stream word and 16-bit dims
+    if (deltamtl_contract_pkg::STREAM_DATA_BITS != 64 || deltamtl_contract_pkg::INT8_PER_WORD != 8
+        || FW_TOKENS != 16 || FW_IN != 16 || FW_OUT != 16)
+      $fatal(1, "deltamtl_core: written for 64-bit stream words and 16-bit dimension fields");
   end
 
   // -------------------------------------------------------------------------------------
@@ -116,12 +134,15 @@ module deltamtl_core #(
 
   logic [63:0] h0;
   logic [15:0] prev_row;   // row of the previous dW word
-  logic [1:0]  j_mode;
-  logic [2:0]  j_flags;
-  logic [7:0]  j_th;
-  logic [15:0] j_p, j_i, j_o, j_tag;
-  logic [31:0] j_nnz;
-  logic [7:0]  j_status;
+  logic [FW_MODE-1:0]   j_mode;
+  logic [NFLAGS-1:0]    j_flags;
+  logic [FW_TH-1:0]     j_th;
+  logic [FW_TOKENS-1:0] j_p;
+  logic [FW_IN-1:0]     j_i;
+  logic [FW_OUT-1:0]    j_o;
+  logic [FW_TAG-1:0]    j_tag;
+  logic [FW_NNZ-1:0]    j_nnz;
+  logic [FW_STATUS-1:0] j_status;
   logic        j_idx_err, j_nostate;
   logic [12:0] j_wi;        // ceil(I/8)
   logic [15:0] j_ho2;       // ceil(O/2)
@@ -129,13 +150,13 @@ module deltamtl_core #(
   logic [15:0] j_go;        // ceil(O/L)
   logic [15:0] j_tg;        // ceil(P/L)
 
-  wire j_load_w = j_flags[0];
-  wire j_load_ref = j_flags[1];
-  wire j_emit_ref = j_flags[2];
-  wire j_dense = (j_mode == 2'(deltamtl_contract_pkg::MODE_DENSE));
-  wire j_task = (j_mode == 2'(deltamtl_contract_pkg::MODE_TASK));
+  wire j_load_w = j_flags[deltamtl_contract_pkg::FLAG_LOAD_W_BIT];
+  wire j_load_ref = j_flags[deltamtl_contract_pkg::FLAG_LOAD_REF_BIT];
+  wire j_emit_ref = j_flags[deltamtl_contract_pkg::FLAG_EMIT_REF_BIT];
+  wire j_dense = (j_mode == FW_MODE'(deltamtl_contract_pkg::MODE_DENSE));
+  wire j_task = (j_mode == FW_MODE'(deltamtl_contract_pkg::MODE_TASK));
   wire j_refs_in = !j_dense && j_load_ref;
-  wire j_has_bias = (j_mode != 2'(deltamtl_contract_pkg::MODE_TEMPORAL));
+  wire j_has_bias = (j_mode != FW_MODE'(deltamtl_contract_pkg::MODE_TEMPORAL));
 
   // Resident state: which half holds it, and the dims it was written with.
   logic wsel, rsel, w_valid, r_valid;
@@ -148,14 +169,14 @@ module deltamtl_core #(
   logic w_use, x_src, x_dst;
 
   // header checks (golden check_header), on word 0 (registered) and word 1 (incoming)
-  function automatic logic [7:0] header_status(input logic [63:0] w0, input logic [31:0] nnz);
+  function automatic logic [FW_STATUS-1:0] header_status(input logic [63:0] w0, input logic [FW_NNZ-1:0] nnz);
     logic [15:0] p, i, o;
-    p = w0[deltamtl_contract_pkg::HDR_TOKENS_LSB +: 16];
-    i = w0[deltamtl_contract_pkg::HDR_IN_DIM_LSB +: 16];
-    o = w0[deltamtl_contract_pkg::HDR_OUT_DIM_LSB +: 16];
-    if (w0[deltamtl_contract_pkg::HDR_MODE_LSB +: 2] == 2'd3
-        || (w0[deltamtl_contract_pkg::HDR_FLAGS_LSB +: 6] & ~VALID6) != 6'd0
-        || w0[deltamtl_contract_pkg::HDR_TH_LSB +: 8] == 8'd0)
+    p = w0[deltamtl_contract_pkg::HDR_TOKENS_LSB +: FW_TOKENS];
+    i = w0[deltamtl_contract_pkg::HDR_IN_DIM_LSB +: FW_IN];
+    o = w0[deltamtl_contract_pkg::HDR_OUT_DIM_LSB +: FW_OUT];
+    if (w0[deltamtl_contract_pkg::HDR_MODE_LSB +: FW_MODE] > FW_MODE'(deltamtl_contract_pkg::MODE_TASK)
+        || (w0[deltamtl_contract_pkg::HDR_FLAGS_LSB +: FW_FLAGS] & ~VALID_F) != FW_FLAGS'(0)
+        || w0[deltamtl_contract_pkg::HDR_TH_LSB +: FW_TH] == FW_TH'(0))
       header_status = CS_BAD_HEADER;
     else if (p == 16'd0 || {16'd0, p} > MAX_TOKENS_U || i == 16'd0 || {16'd0, i} > MAX_IN_U
              || o == 16'd0 || {16'd0, o} > MAX_OUT_U || {16'd0, o} * {16'd0, i} > MAX_WEIGHTS_U)
@@ -163,7 +184,7 @@ module deltamtl_core #(
     else if (nnz > MAX_NNZ_U)
       header_status = CS_NNZ;
     else
-      header_status = 8'd0;
+      header_status = '0;
   endfunction
 
   // -------------------------------------------------------------------------------------
@@ -251,8 +272,8 @@ module deltamtl_core #(
   logic [31:0]    b_rdata [L];
   logic           q_we [4];
   logic [RAW-1:0] q_waddr, q_raddr;
-  logic [43:0]    q_wdata;
-  logic [43:0]    q_rdata [4];
+  logic [2*QE-1:0] q_wdata;
+  logic [2*QE-1:0] q_rdata [4];
   // per-token end of the non-zero list (small: distributed RAM / registers)
   logic [NW-1:0]  tok_end [MAX_TOKENS];
 
@@ -275,7 +296,7 @@ module deltamtl_core #(
       .rdata(l_rword[k]));
   end
   for (genvar k = 0; k < 4; k++) begin : g_req
-    dm_ram #(.WIDTH(44), .DEPTH(HO4)) u_q (
+    dm_ram #(.WIDTH(2 * QE), .DEPTH(HO4)) u_q (
       .clk(ap_clk), .we(q_we[k]), .waddr(q_waddr), .wdata(q_wdata), .raddr(q_raddr), .rdata(q_rdata[k]));
   end
   dm_ram #(.WIDTH(2 * DWP), .DEPTH(DDEPTH2), .SEGS(2), .STYLE(RAM_ULTRA)) u_dw (
@@ -411,6 +432,15 @@ module deltamtl_core #(
   // -------------------------------------------------------------------------------------
   // Output pipeline: o0 issue reads, o1 select, o2 multiply, o3 round/clamp, push FIFO
   // -------------------------------------------------------------------------------------
+  // the trailer word at the contract's field positions; bits no field covers are zero
+  function automatic logic [63:0] trailer_word(input logic [FW_STATUS-1:0] status,
+                                               input logic [FW_TAG-1:0] tag,
+                                               input logic [FW_NNZ-1:0] nnz);
+    trailer_word = 64'd0;
+    trailer_word[deltamtl_contract_pkg::TRL_NNZ_ACT_LSB +: deltamtl_contract_pkg::TRL_NNZ_ACT_WIDTH] = nnz;
+    trailer_word[deltamtl_contract_pkg::TRL_TAG_LSB +: deltamtl_contract_pkg::TRL_TAG_WIDTH] = tag;
+    trailer_word[deltamtl_contract_pkg::TRL_STATUS_LSB +: deltamtl_contract_pkg::TRL_STATUS_WIDTH] = status;
+  endfunction
   typedef enum logic [1:0] {K_Y, K_XO, K_YO, K_TRL} okind_t;
   okind_t ok0, ok1, ok2, ok3;
   logic  ov1, ov2, ov3, ov4;
@@ -422,8 +452,8 @@ module deltamtl_core #(
   okind_t      ok4;
   logic [7:0]  omask4;
   logic [31:0] oacc2 [8];
-  logic [15:0] omul2 [8];
-  logic [5:0]  osh2 [8];
+  logic [deltamtl_contract_pkg::REQ_MULT_WIDTH-1:0]  omul2 [8];
+  logic [deltamtl_contract_pkg::REQ_SHIFT_WIDTH-1:0] osh2 [8];
   logic [7:0]  omask2, omask3;
   logic signed [7:0] oy4 [8];
   logic [4:0]  fifo_cnt, inflight;
@@ -543,13 +573,13 @@ module deltamtl_core #(
   assign l_raddr = LAW2'(g_r >> 4);
 
   // dW list; the first/last-of-row bits let the weight pass close a row without look-ahead
-  wire [15:0] nz_row = s_axis_TDATA[deltamtl_contract_pkg::NZ_ROW_LSB +: 16];
+  wire [15:0] nz_row = s_axis_TDATA[deltamtl_contract_pkg::NZ_ROW_LSB +: deltamtl_contract_pkg::NZ_ROW_WIDTH];
   wire        nz_newrow = (sec_idx == 32'd0) || (nz_row != prev_row);
   wire        dw_in = in_data && sec == 4'(SEC_DW);
   assign d_we = {dw_in && sec_idx[0], dw_in && !sec_idx[0]};
   assign d_waddr = DAW2'(sec_idx >> 1);
-  assign d_wdata = {CO'(nz_row), CI'(s_axis_TDATA[deltamtl_contract_pkg::NZ_COL_LSB +: 16]),
-                    s_axis_TDATA[deltamtl_contract_pkg::NZ_VALUE_LSB +: 8], nz_newrow};
+  assign d_wdata = {CO'(nz_row), CI'(s_axis_TDATA[deltamtl_contract_pkg::NZ_COL_LSB +: deltamtl_contract_pkg::NZ_COL_WIDTH]),
+                    s_axis_TDATA[deltamtl_contract_pkg::NZ_VALUE_LSB +: deltamtl_contract_pkg::NZ_VALUE_WIDTH], nz_newrow};
   assign dl_we = dw_in && sec_idx != 32'd0;
   assign dl_waddr = DAW'(sec_idx - 32'd1);
   assign dl_wdata = nz_newrow;
@@ -571,15 +601,15 @@ module deltamtl_core #(
     assign q_we[k] = in_data && sec == 4'(SEC_REQ) && sec_idx[1:0] == 2'(k);
   end
   assign q_waddr = RAW'(sec_idx >> 2);
-  assign q_wdata = {s_axis_TDATA[32 +: 22], s_axis_TDATA[0 +: 22]};
+  assign q_wdata = {s_axis_TDATA[deltamtl_contract_pkg::REQ_ENTRY_BITS +: QE], s_axis_TDATA[0 +: QE]};
   assign q_raddr = RAW'(op_m);
 
   // -------------------------------------------------------------------------------------
   // Sequential control
   // -------------------------------------------------------------------------------------
   wire pipe_busy = v1 || v2 || v3 || v4 || pv1 || pv2;
-  wire [7:0] final_status = j_idx_err ? CS_INDEX
-                          : (j_nostate ? CS_NO_STATE : 8'd0);
+  wire [FW_STATUS-1:0] final_status = j_idx_err ? CS_INDEX
+                          : (j_nostate ? CS_NO_STATE : '0);
 
   always_ff @(posedge ap_clk) begin
     if (!ap_rst_n) begin
@@ -595,8 +625,8 @@ module deltamtl_core #(
       ov1 <= 1'b0; ov2 <= 1'b0; ov3 <= 1'b0; ov4 <= 1'b0;
       fifo_cnt <= '0; fifo_rd <= '0; fifo_wr <= '0; inflight <= '0;
       pw_last_v <= 1'b0;
-      j_status <= 8'd0;
-      j_tag <= 16'd0;
+      j_status <= '0;
+      j_tag <= '0;
       nnz_act <= '0;
     end else begin
       y_rhalf_q <= y_rhalf;
@@ -614,38 +644,38 @@ module deltamtl_core #(
       case (st)
         ST_HDR0: if (in_acc) begin
           h0 <= s_axis_TDATA;
-          j_tag <= 16'd0;
+          j_tag <= '0;
           if (s_axis_TLAST) begin
             j_status <= CS_LENGTH;
             st <= ST_DECIDE;
           end else st <= ST_HDR1;
         end
         ST_HDR1: if (in_acc) begin
-          logic [7:0] hs;
-          hs = header_status(h0, s_axis_TDATA[deltamtl_contract_pkg::HDR_NNZ_DW_LSB +: 32]);
-          j_tag <= s_axis_TDATA[deltamtl_contract_pkg::HDR_TAG_LSB +: 16];
-          j_mode <= h0[deltamtl_contract_pkg::HDR_MODE_LSB +: 2];
-          j_flags <= h0[deltamtl_contract_pkg::HDR_FLAGS_LSB +: 3];
-          j_th <= h0[deltamtl_contract_pkg::HDR_TH_LSB +: 8];
-          j_p <= h0[deltamtl_contract_pkg::HDR_TOKENS_LSB +: 16];
-          j_i <= h0[deltamtl_contract_pkg::HDR_IN_DIM_LSB +: 16];
-          j_o <= h0[deltamtl_contract_pkg::HDR_OUT_DIM_LSB +: 16];
-          j_nnz <= s_axis_TDATA[deltamtl_contract_pkg::HDR_NNZ_DW_LSB +: 32];
-          j_wi <= 13'((32'(h0[deltamtl_contract_pkg::HDR_IN_DIM_LSB +: 16]) + 32'd7) >> 3);
-          j_ho2 <= 16'((32'(h0[deltamtl_contract_pkg::HDR_OUT_DIM_LSB +: 16]) + 32'd1) >> 1);
-          j_ho8 <= 13'((32'(h0[deltamtl_contract_pkg::HDR_OUT_DIM_LSB +: 16]) + 32'd7) >> 3);
-          j_go <= 16'((32'(h0[deltamtl_contract_pkg::HDR_OUT_DIM_LSB +: 16]) + 32'(L) - 32'd1) >> LB);
-          j_tg <= 16'((32'(h0[deltamtl_contract_pkg::HDR_TOKENS_LSB +: 16]) + 32'(L) - 32'd1) >> LB);
+          logic [FW_STATUS-1:0] hs;
+          hs = header_status(h0, s_axis_TDATA[deltamtl_contract_pkg::HDR_NNZ_DW_LSB +: FW_NNZ]);
+          j_tag <= s_axis_TDATA[deltamtl_contract_pkg::HDR_TAG_LSB +: FW_TAG];
+          j_mode <= h0[deltamtl_contract_pkg::HDR_MODE_LSB +: FW_MODE];
+          j_flags <= h0[deltamtl_contract_pkg::HDR_FLAGS_LSB +: NFLAGS];
+          j_th <= h0[deltamtl_contract_pkg::HDR_TH_LSB +: FW_TH];
+          j_p <= h0[deltamtl_contract_pkg::HDR_TOKENS_LSB +: FW_TOKENS];
+          j_i <= h0[deltamtl_contract_pkg::HDR_IN_DIM_LSB +: FW_IN];
+          j_o <= h0[deltamtl_contract_pkg::HDR_OUT_DIM_LSB +: FW_OUT];
+          j_nnz <= s_axis_TDATA[deltamtl_contract_pkg::HDR_NNZ_DW_LSB +: FW_NNZ];
+          j_wi <= 13'((32'(h0[deltamtl_contract_pkg::HDR_IN_DIM_LSB +: FW_IN]) + 32'd7) >> 3);
+          j_ho2 <= 16'((32'(h0[deltamtl_contract_pkg::HDR_OUT_DIM_LSB +: FW_OUT]) + 32'd1) >> 1);
+          j_ho8 <= 13'((32'(h0[deltamtl_contract_pkg::HDR_OUT_DIM_LSB +: FW_OUT]) + 32'd7) >> 3);
+          j_go <= 16'((32'(h0[deltamtl_contract_pkg::HDR_OUT_DIM_LSB +: FW_OUT]) + 32'(L) - 32'd1) >> LB);
+          j_tg <= 16'((32'(h0[deltamtl_contract_pkg::HDR_TOKENS_LSB +: FW_TOKENS]) + 32'(L) - 32'd1) >> LB);
           j_idx_err <= 1'b0;
           nnz_act <= '0;
           if (s_axis_TLAST) begin
-            j_status <= (hs != 8'd0) ? hs : CS_LENGTH;
+            j_status <= (hs != '0) ? hs : CS_LENGTH;
             st <= ST_DECIDE;
-          end else if (hs != 8'd0) begin
+          end else if (hs != '0) begin
             j_status <= hs;
             st <= ST_DRAIN;
           end else begin
-            j_status <= 8'd0;
+            j_status <= '0;
             st <= ST_SETUP;
           end
         end
@@ -664,8 +694,8 @@ module deltamtl_core #(
         end
         ST_IN: if (in_acc) begin
           if (sec == 4'(SEC_DW)) begin
-            if (32'(s_axis_TDATA[deltamtl_contract_pkg::NZ_ROW_LSB +: 16]) >= 32'(j_o)
-                || 32'(s_axis_TDATA[deltamtl_contract_pkg::NZ_COL_LSB +: 16]) >= 32'(j_i)) j_idx_err <= 1'b1;
+            if (32'(s_axis_TDATA[deltamtl_contract_pkg::NZ_ROW_LSB +: deltamtl_contract_pkg::NZ_ROW_WIDTH]) >= 32'(j_o)
+                || 32'(s_axis_TDATA[deltamtl_contract_pkg::NZ_COL_LSB +: deltamtl_contract_pkg::NZ_COL_WIDTH]) >= 32'(j_i)) j_idx_err <= 1'b1;
             prev_row <= nz_row;
           end
           if (s_axis_TLAST && !in_final) begin
@@ -693,12 +723,12 @@ module deltamtl_core #(
         ST_DRAIN: if (in_acc && s_axis_TLAST) st <= ST_DECIDE;
         ST_DECIDE: begin
           // a header refusal or LENGTH is already in j_status; else INDEX > NO_STATE
-          logic [7:0] fs;
-          fs = (j_status != 8'd0) ? j_status : final_status;
+          logic [FW_STATUS-1:0] fs;
+          fs = (j_status != '0) ? j_status : final_status;
           j_status <= fs;
           g_p <= 16'd0; g_g <= 16'd0; g_t <= 16'd0; g_r <= '0; g_dr <= 32'd0;
           ok0 <= K_Y; op_p <= 16'd0; op_m <= 16'd0;
-          if (fs != 8'd0) begin
+          if (fs != '0) begin
             ok0 <= K_TRL;
             st <= ST_OUT;
           end else begin
@@ -837,7 +867,7 @@ module deltamtl_core #(
       ok1 <= ok0;
       op1p <= op_p[LB-1:0];
       op1m <= op_m[14:0];
-      od1 <= {8'd0, j_status, j_tag, (j_status != 8'd0) ? 32'd0 : 32'(nnz_act)};
+      od1 <= trailer_word(j_status, j_tag, (j_status != FW_STATUS'(0)) ? FW_NNZ'(0) : FW_NNZ'(nnz_act));
       // o1: select
       ov2 <= ov1;
       ok2 <= ok1;
@@ -847,8 +877,8 @@ module deltamtl_core #(
         oo = {op1m[12:0], 3'(j)};
         bk = op1p + LB'(oo);
         oacc2[j] <= y_rdata[bk];
-        omul2[j] <= q_rdata[j / 2][22*(j%2) +: 16];
-        osh2[j] <= q_rdata[j / 2][22*(j%2) + 16 +: 6];
+        omul2[j] <= q_rdata[j / 2][QE*(j%2) + deltamtl_contract_pkg::REQ_MULT_LSB +: deltamtl_contract_pkg::REQ_MULT_WIDTH];
+        osh2[j] <= q_rdata[j / 2][QE*(j%2) + deltamtl_contract_pkg::REQ_SHIFT_LSB +: deltamtl_contract_pkg::REQ_SHIFT_WIDTH];
         omask2[j] <= oo < j_o;
       end
       case (ok1)

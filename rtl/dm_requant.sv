@@ -1,29 +1,39 @@
-// Requantiser, two pipeline stages: y = clamp((acc*mult + 2^(shift-1)) >>> shift, -128, 127)
-// (deltamtl.contract.requantize). mult < 2^16 unsigned, 1 <= shift <= 46, so the 48-bit
-// product plus the rounding constant stays inside 49 signed bits.
+// Requantiser, two pipeline stages: y = clamp((acc*mult + 2^(shift-1)) >>> shift, ACT_MIN, ACT_MAX)
+// (deltamtl.contract.formats.requantize). Port widths are the packet's requant fields
+// (REQ_MULT_WIDTH, REQ_SHIFT_WIDTH); the contract keeps mult <= REQ_MULT_MAX (< 2^15) and
+// REQ_SHIFT_MIN <= shift <= REQ_SHIFT_MAX (1..46), so |acc*mult| + 2^(shift-1) < 2^47 and
+// the product register below (ACC_BITS + REQ_MULT_WIDTH + 1 signed bits) never overflows
+// (docs/architecture.md, "The integer contract").
 `default_nettype none
 module dm_requant (
   input  wire               clk,
-  input  wire  signed [31:0] acc,
-  input  wire        [15:0] mult,
-  input  wire        [5:0]  shift,
-  output logic signed [7:0] y
+  input  wire  signed [deltamtl_contract_pkg::ACC_BITS-1:0] acc,
+  input  wire        [deltamtl_contract_pkg::REQ_MULT_WIDTH-1:0] mult,
+  input  wire        [deltamtl_contract_pkg::REQ_SHIFT_WIDTH-1:0] shift,
+  output logic signed [deltamtl_contract_pkg::ACT_BITS-1:0] y
 );
-  logic signed [48:0] prod;
-  logic [5:0] shift_q;
-  logic signed [48:0] rounded;
-  logic signed [48:0] shifted;
+  // product width: acc (signed) times mult zero-extended by one sign bit
+  localparam int PW = deltamtl_contract_pkg::ACC_BITS + deltamtl_contract_pkg::REQ_MULT_WIDTH + 1;
+  localparam int ZW = PW - deltamtl_contract_pkg::REQ_MULT_WIDTH;
+  localparam int SW = deltamtl_contract_pkg::REQ_SHIFT_WIDTH;
+  localparam int YW = deltamtl_contract_pkg::ACT_BITS;
+  localparam logic signed [PW-1:0] Y_MAX = PW'(deltamtl_contract_pkg::ACT_MAX);
+  localparam logic signed [PW-1:0] Y_MIN = PW'(deltamtl_contract_pkg::ACT_MIN);
+  logic signed [PW-1:0] prod;
+  logic [SW-1:0] shift_q;
+  logic signed [PW-1:0] rounded;
+  logic signed [PW-1:0] shifted;
 
   always_ff @(posedge clk) begin
-    prod <= 49'(acc) * $signed({33'b0, mult});
+    prod <= PW'(acc) * $signed({ZW'(0), mult});
     shift_q <= shift;
   end
-  assign rounded = prod + ((shift_q == 6'd0) ? 49'sd0 : (49'sd1 <<< (shift_q - 6'd1)));
+  assign rounded = prod + ((shift_q == SW'(0)) ? PW'(0) : (PW'(1) <<< (shift_q - SW'(1))));
   assign shifted = rounded >>> shift_q;
   always_ff @(posedge clk) begin
-    if (shifted > 49'sd127) y <= 8'sd127;
-    else if (shifted < -49'sd128) y <= -8'sd128;
-    else y <= shifted[7:0];
+    if (shifted > Y_MAX) y <= YW'(deltamtl_contract_pkg::ACT_MAX);
+    else if (shifted < Y_MIN) y <= YW'(deltamtl_contract_pkg::ACT_MIN);
+    else y <= shifted[YW-1:0];
   end
 endmodule
 `default_nettype wire

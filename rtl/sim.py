@@ -19,7 +19,7 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-from deltamtl.contract.limits import CoreLimits
+from deltamtl.contract.limits import CI_LIMITS, CoreLimits
 
 ROOT = Path(__file__).resolve().parent.parent
 RTL_DIR = ROOT / "rtl"
@@ -38,13 +38,6 @@ RTL_SOURCES = (
     RTL_DIR / "dm_requant.sv",
     RTL_DIR / "deltamtl_core.sv",
 )
-
-# Small maxima for the CI build: compiles in about a minute on one core and still
-# exercises several output groups, token groups and a multi-bank list. max_weights below
-# max_in * max_out, so jobs with every dimension in range but O*I too large are refused.
-CI_LIMITS = CoreLimits(max_tokens=24, max_in=64, max_out=64, max_nnz_dw=1024, lanes=8,
-                       max_weights=64 * 48)
-
 
 class SimError(RuntimeError):
     pass
@@ -113,6 +106,7 @@ def lint_command(limits: CoreLimits | None = None) -> list[str]:
     return cmd + [str(s) for s in RTL_SOURCES]
 
 
+# CI_LIMITS: the CI build's maxima, defined with every other build's in contract/limits.py
 def build_core(limits: CoreLimits = CI_LIMITS, jobs: int = 2, impl: str = "rtl",
                hls_sources: list[Path] | None = None) -> Build:
     """Verilate the core (or the HLS export) once per maxima; reuses an up-to-date build."""

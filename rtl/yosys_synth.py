@@ -19,8 +19,8 @@ import subprocess
 import time
 from pathlib import Path
 
-from deltamtl.contract.limits import CoreLimits
-from deltamtl.rtl.sim import CI_LIMITS, ROOT, RTL_SOURCES, core_parameters, limits_tag
+from deltamtl.contract.limits import BOARD_LIMITS, CI_LIMITS, CoreLimits
+from deltamtl.rtl.sim import ROOT, RTL_SOURCES, core_parameters, limits_tag
 
 SCRIPT = ROOT / "rtl" / "synth" / "synth_core.ys"
 OUT_DIR = ROOT / "build" / "synth"
@@ -28,10 +28,7 @@ OUT_DIR = ROOT / "build" / "synth"
 # XCZU7EV (ZCU104) resources.
 ZCU104_BUDGET = {"LUT": 230_400, "FF": 460_800, "DSP48E2": 1_728, "BRAM36": 312, "URAM": 96}
 
-# Board target: ViT-Tiny sites (197 tokens, width 192, MLP 768: in/out up to 768, no site
-# above 768x192 weights). A dW list of 64K non-zeros holds 44% of the largest delta matrix.
-BOARD_LIMITS = CoreLimits(max_tokens=197, max_in=768, max_out=768, max_nnz_dw=65536, lanes=64,
-                          max_weights=768 * 192)
+# The core builds synthesised here (contract/limits.py defines every build's maxima)
 LIMITS = {"board": BOARD_LIMITS, "ci": CI_LIMITS}
 
 # LUTs taken by each distributed-RAM primitive

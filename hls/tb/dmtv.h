@@ -1,4 +1,5 @@
-// Reader of .dmtv test-vector files (format: deltamtl/model/vectors.py docstring).
+// Reader of .dmtv test-vector files (format: contract/vectors.py docstring; the
+// header layouts come generated from contract/file_layouts.py in vector_files.h).
 // Errors name the file, the record and the field, and throw std::runtime_error.
 #pragma once
 
@@ -9,6 +10,8 @@
 #include <stdexcept>
 #include <string>
 #include <vector>
+
+#include "vector_files.h"
 
 namespace dmtv {
 
@@ -27,42 +30,37 @@ struct File {
   std::vector<Record> records;
 };
 
-inline uint32_t le32(const unsigned char* p) {
-  return uint32_t(p[0]) | (uint32_t(p[1]) << 8) | (uint32_t(p[2]) << 16) | (uint32_t(p[3]) << 24);
-}
-
 inline File read(const std::string& path) {
+  namespace fl = dmtl_files;
   std::ifstream f(path, std::ios::binary);
   if (!f) throw std::runtime_error(path + ": cannot open");
   std::vector<unsigned char> data((std::istreambuf_iterator<char>(f)), std::istreambuf_iterator<char>());
   auto fail = [&](const std::string& what) { throw std::runtime_error(path + ": " + what); };
-  // version 2: 10 x uint32 (magic, version, n_records, 6 limits, reserved)
-  constexpr size_t kHeader = 40;
-  if (data.size() < kHeader) fail("shorter than the 40-byte file header");
-  if (std::string(data.begin(), data.begin() + 4) != "DMTV") fail("magic is not DMTV");
-  if (le32(&data[4]) != 2) fail("version " + std::to_string(le32(&data[4])) + ", this reader knows 2");
+  if (data.size() < fl::DMTV_FILE_HEADER_BYTES)
+    fail("shorter than the " + std::to_string(fl::DMTV_FILE_HEADER_BYTES) + "-byte file header");
+  const fl::DmtvFileHeader head = fl::load_dmtv_file_header(data.data());
+  if (std::string(head.magic, 4) != fl::DMTV_MAGIC) fail(std::string("magic is not ") + fl::DMTV_MAGIC);
+  if (head.version != fl::DMTV_VERSION)
+    fail("version " + std::to_string(head.version) + ", this reader knows " + std::to_string(fl::DMTV_VERSION));
   File out;
-  const uint32_t n = le32(&data[8]);
-  out.limits = {le32(&data[12]), le32(&data[16]), le32(&data[20]),
-                le32(&data[24]), le32(&data[28]), le32(&data[32])};
-  size_t pos = kHeader;
+  out.limits = {head.max_tokens, head.max_in, head.max_out, head.max_nnz_dw, head.lanes, head.max_weights};
+  size_t pos = fl::DMTV_FILE_HEADER_BYTES;
   auto words = [&](size_t count, std::vector<uint64_t>& dst) {
     dst.resize(count);
-    for (size_t k = 0; k < count; k++, pos += 8)
-      dst[k] = uint64_t(le32(&data[pos])) | (uint64_t(le32(&data[pos + 4])) << 32);
+    for (size_t k = 0; k < count; k++, pos += fl::PAYLOAD_WORD_BYTES) dst[k] = fl::le64(&data[pos]);
   };
-  for (uint32_t r = 0; r < n; r++) {
+  for (uint32_t r = 0; r < head.n_records; r++) {
     const std::string at = "record " + std::to_string(r) + ": ";
-    if (pos + 16 > data.size()) fail(at + "truncated record header");
+    if (pos + fl::DMTV_RECORD_HEADER_BYTES > data.size()) fail(at + "truncated record header");
+    const fl::DmtvRecordHeader rh = fl::load_dmtv_record_header(&data[pos]);
     Record rec;
-    rec.class_id = le32(&data[pos]);
-    const uint32_t n_in = le32(&data[pos + 4]), n_out = le32(&data[pos + 8]);
-    pos += 16;
-    if (pos + 8 * (size_t(n_in) + n_out) > data.size())
-      fail(at + "truncated payload (n_in_words=" + std::to_string(n_in) +
-           ", n_out_words=" + std::to_string(n_out) + ")");
-    words(n_in, rec.in);
-    words(n_out, rec.out);
+    rec.class_id = rh.class_id;
+    pos += fl::DMTV_RECORD_HEADER_BYTES;
+    if (pos + fl::PAYLOAD_WORD_BYTES * (size_t(rh.n_in_words) + rh.n_out_words) > data.size())
+      fail(at + "truncated payload (n_in_words=" + std::to_string(rh.n_in_words) +
+           ", n_out_words=" + std::to_string(rh.n_out_words) + ")");
+    words(rh.n_in_words, rec.in);
+    words(rh.n_out_words, rec.out);
     out.records.push_back(std::move(rec));
   }
   if (pos != data.size()) fail(std::to_string(data.size() - pos) + " trailing bytes after the records");

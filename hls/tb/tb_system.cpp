@@ -16,6 +16,7 @@
 #include <vector>
 
 #include "../include/dmtl_kernels.h"
+#include "vector_files.h"  // the .dmtd headers, generated from contract/file_layouts.py
 
 namespace {
 
@@ -28,14 +29,6 @@ struct Reader {
     const unsigned char* p = &data[pos];
     pos += n;
     return p;
-  }
-  uint32_t u32(const std::string& what) {
-    const unsigned char* p = take(4, what);
-    return uint32_t(p[0]) | (uint32_t(p[1]) << 8) | (uint32_t(p[2]) << 16) | (uint32_t(p[3]) << 24);
-  }
-  uint64_t u64(const std::string& what) {
-    const uint64_t lo = u32(what);
-    return lo | (uint64_t(u32(what)) << 32);
   }
 };
 
@@ -57,24 +50,27 @@ int main(int argc, char** argv) {
   rd.data.assign(std::istreambuf_iterator<char>(f), std::istreambuf_iterator<char>());
   long passed = 0, total = 0;
   try {
-    const unsigned char* magic = rd.take(4, "file header");
-    if (memcmp(magic, "DMTD", 4) != 0) throw std::runtime_error(rd.path + ": magic is not DMTD");
-    if (rd.u32("file header") != 2) throw std::runtime_error(rd.path + ": version is not 2");
-    const uint32_t n = rd.u32("file header");
-    uint32_t lim[6];
-    for (uint32_t& v : lim) v = rd.u32("limits");
-    rd.u32("file header");  // reserved
-    const int want[6] = {dmtl::MAX_TOKENS, dmtl::MAX_IN, dmtl::MAX_OUT, dmtl::MAX_NNZ_DW,
-                         dmtl::LANES, dmtl::MAX_WEIGHTS};
-    for (int k = 0; k < 6; k++)
+    namespace fl = dmtl_files;
+    const fl::DmtdFileHeader head =
+        fl::load_dmtd_file_header(rd.take(fl::DMTD_FILE_HEADER_BYTES, "file header"));
+    if (memcmp(head.magic, fl::DMTD_MAGIC, 4) != 0)
+      throw std::runtime_error(rd.path + ": magic is not " + fl::DMTD_MAGIC);
+    if (head.version != fl::DMTD_VERSION)
+      throw std::runtime_error(rd.path + ": version is not " + std::to_string(fl::DMTD_VERSION));
+    const uint32_t n = head.n_cases;
+    uint32_t lim[fl::NUM_LIMITS];
+    fl::limits_of(head, lim);
+    const int want[fl::NUM_LIMITS] = {dmtl::MAX_TOKENS, dmtl::MAX_IN, dmtl::MAX_OUT,
+                                      dmtl::MAX_NNZ_DW, dmtl::LANES, dmtl::MAX_WEIGHTS};
+    for (size_t k = 0; k < fl::NUM_LIMITS; k++)
       if (lim[k] != uint32_t(want[k]))
         throw std::runtime_error(rd.path + ": generated for other limits than this build's params.h");
     core_reset_state();
     for (uint32_t c = 0; c < n; c++) {
       const std::string at = "case " + std::to_string(c);
-      const uint32_t kind = rd.u32(at), exp_fetch = rd.u32(at), exp_commit = rd.u32(at);
-      rd.u32(at);
-      const uint64_t buf_bytes = rd.u64(at), desc_offset = rd.u64(at), image = rd.u64(at);
+      const fl::DmtdCaseHeader ch = fl::load_dmtd_case_header(rd.take(fl::DMTD_CASE_HEADER_BYTES, at));
+      const uint32_t kind = ch.reset, exp_fetch = ch.fetch_status, exp_commit = ch.commit_status;
+      const uint64_t buf_bytes = ch.buf_bytes, desc_offset = ch.desc_offset, image = ch.image_bytes;
       const unsigned char* before = rd.take(image, at + " image");
       const unsigned char* after = rd.take(image, at + " expected image");
       if (kind == 1) {

@@ -7,7 +7,7 @@
 #            .dmtd file of DDR images (tb_system); default build/hls/csim.dmtv|.dmtd, which
 #            `make csim` writes. For cosim use a file without resets after its start:
 #            the testbench's reset hook clears the C model only, not the RTL's state
-#            (tests/test_hls_vitis.py truncates its vectors accordingly).
+#            (tests/hls/test_hls_vitis.py truncates its vectors accordingly).
 # Run from the repository root (make hls does). Project under build/hls_prj/<kernel>,
 # reports under build/hls_prj/<kernel>/sol/syn/report, IP exported to build/ip/<kernel>.
 # Part of the ZCU104 (from platform.tcl), 3.33 ns clock (300 MHz), flow target vivado:

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from deltamtl.contract.atomic import atomic_write_with
 from torch.utils.data import Dataset
 
 from .io_utils import to_sample
@@ -60,9 +61,8 @@ def _npz_path(cache_dir: Path, key: tuple) -> Path:
 
 
 def _save_npz(path: Path, clip: Clip) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp.npz")
-    np.savez(
+    # suffix .npz: np.savez appends it to any other name
+    atomic_write_with(path, lambda tmp: np.savez(
         tmp,
         rgb=clip.rgb,
         semseg=clip.semseg,
@@ -70,8 +70,7 @@ def _save_npz(path: Path, clip: Clip) -> None:
         normals=clip.normals,
         edges=clip.edges,
         meta=np.frombuffer(meta_to_json(clip.meta).encode(), np.uint8),
-    )
-    os.replace(tmp, path)
+    ), suffix=".npz")
 
 
 def _load_npz(path: Path) -> Clip:

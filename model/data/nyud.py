@@ -23,6 +23,7 @@ import os
 from pathlib import Path
 
 import numpy as np
+from deltamtl.model.tasks import TASKS
 from torch.utils.data import Dataset
 
 from .io_utils import (
@@ -38,7 +39,8 @@ from .io_utils import (
     to_sample,
 )
 
-NYUD_TASKS = ("semseg", "depth", "normals", "edges")
+# NYUD-v2 annotates every task of the model
+NYUD_TASKS = TASKS
 _FOLDERS = {"image": "images", "semseg": "segmentation", "depth": "depth", "normals": "normals",
             "edges": "edge"}
 _EXTS = {"image": (".jpg", ".png", ".jpeg"), "semseg": (".png",), "depth": (".npy", ".png"),

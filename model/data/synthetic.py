@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+from deltamtl.model.tasks import TASKS as TASKS  # the tasks rendered here (one definition)
 
 from . import textures as _tex
 
@@ -40,7 +41,6 @@ CLASS_NAMES: tuple[str, ...] = (
 )
 NUM_CLASSES: int = len(CLASS_NAMES)
 IGNORE_INDEX = 255
-TASKS = ("semseg", "depth", "normals", "edges")
 FPS = 30.0
 RENDERER_VERSION = 1
 

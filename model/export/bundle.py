@@ -314,7 +314,7 @@ def load_bundle(path: str | Path, verify_checksums: bool = True) -> QuantizedMod
     reader = _Reader(root, _need(manifest, "arrays", where, dict), verify_checksums)
     depth = int(mcfg["depth"])
     sites_m = _need(manifest, "sites", where, list)
-    expected_order = [("patch_embed" if layer < 0 else s, layer) for layer, s in site_order(depth)]
+    expected_order = [(s, layer) for layer, s in site_order(depth)]  # site_order names layer -1 EMBED
     if len(sites_m) != len(expected_order):
         raise BundleError(f"{where}: sites: {len(sites_m)} entries, a depth-{depth} model has "
                           f"{len(expected_order)}")

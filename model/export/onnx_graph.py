@@ -10,13 +10,12 @@ its onnxruntime outputs compared with PyTorch on random images before it is kept
 from __future__ import annotations
 
 import inspect
-import os
-import tempfile
 import warnings
 from pathlib import Path
 
 import numpy as np
 import torch
+from deltamtl.contract.atomic import atomic_write_with
 from torch import nn
 
 OPSET = 17
@@ -74,15 +73,10 @@ def export_onnx(mt: nn.Module, out_dir: Path, tasks: tuple[str, ...] | None = No
     written: dict[str, Path] = {}
     for task in tasks or mt.tasks:
         graph = TaskGraph(mt, task).eval()
-        fd, tmp = tempfile.mkstemp(dir=out_dir, prefix=f".{task}.", suffix=".onnx")
-        os.close(fd)
-        try:
-            _export(graph, torch.rand(1, 3, img_size, img_size), Path(tmp))
-            check_onnx(Path(tmp), graph, img_size)
-            os.chmod(tmp, 0o644)  # mkstemp files are private
-            os.replace(tmp, out_dir / f"{task}.onnx")
-        finally:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
+        def write(tmp: Path, graph: nn.Module = graph) -> None:
+            _export(graph, torch.rand(1, 3, img_size, img_size), tmp)
+            check_onnx(tmp, graph, img_size)  # a graph that fails the check is never renamed
+
+        atomic_write_with(out_dir / f"{task}.onnx", write, suffix=".onnx")
         written[task] = out_dir / f"{task}.onnx"
     return written

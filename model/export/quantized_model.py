@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import numpy as np
+from deltamtl.contract.formats import TH_MAX, TH_MIN
 from deltamtl.contract.jobs import CsrDelta
 from deltamtl.contract.limits import CoreLimits
 from deltamtl.model.tasks import BASE_TASK, site_name
@@ -78,8 +79,9 @@ class ReusePolicy:
         if not 0 <= self.key_offset < self.keyframe_interval:
             raise ValueError(f"key_offset must be in [0, K={self.keyframe_interval}), got {self.key_offset!r}")
         for task, ths in self.thresholds.items():
-            if len(ths) != self.depth or any(not 1 <= int(t) <= 255 for t in ths):
-                raise ValueError(f"thresholds of {task} must be {self.depth} ints in [1, 255], got {ths!r}")
+            if len(ths) != self.depth or any(not TH_MIN <= int(t) <= TH_MAX for t in ths):
+                raise ValueError(f"thresholds of {task} must be {self.depth} ints in "
+                                 f"[{TH_MIN}, {TH_MAX}], got {ths!r}")
         for task, b in self.boundaries.items():
             if not -1 <= int(b) < self.depth:
                 raise ValueError(f"boundary of {task} must be in [-1, {self.depth - 1}], got {b!r}")

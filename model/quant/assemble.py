@@ -12,7 +12,7 @@ from typing import Any
 import torch
 from deltamtl.model.sharing.delta import GateConfig
 from deltamtl.model.sharing.subtasks import _get, build_subtask_model
-from deltamtl.model.tasks import BASE_TASK
+from deltamtl.model.tasks import BASE_TASK, SUB_TASKS
 from deltamtl.model.training.vit import MultiTaskViT
 from torch import nn
 
@@ -93,7 +93,7 @@ SMALL_MODEL: dict[str, Any] = {
 
 @torch.no_grad()
 def random_multitask(seed: int, mcfg: Mapping[str, Any] | None = None, density: float = 0.2,
-                     subtasks: Sequence[str] = ("depth", "normals", "edges")) -> MultiTask:
+                     subtasks: Sequence[str] = SUB_TASKS) -> MultiTask:
     """A random base and sub-task models with random sparse fixed deltas (real modules)."""
     from deltamtl.model.sharing.delta import delta_modules
 

@@ -25,7 +25,7 @@ from typing import Any
 
 import numpy as np
 import torch
-from deltamtl.contract.formats import choose_requant
+from deltamtl.contract.formats import TH_MAX, TH_MIN, choose_requant
 from deltamtl.contract.jobs import CsrDelta
 from deltamtl.model.export.quantized_model import QuantizedModel, ReusePolicy, SiteParams
 from deltamtl.model.quant.assemble import MultiTask
@@ -237,7 +237,7 @@ def integer_policy(float_policy: Any | None, sites: Sequence[SiteParams], depth:
     if float_policy is None:
         return ReusePolicy(depth=depth, keyframe_interval=keyframe_interval, key_offset=key_offset)
     min_sx = [min(s.s_x for s in sites if s.layer == b) for b in range(depth)]
-    ths = {t: [int(min(255, max(1, round(float(v) / min_sx[b])))) for b, v in enumerate(vals)]
+    ths = {t: [int(min(TH_MAX, max(TH_MIN, round(float(v) / min_sx[b])))) for b, v in enumerate(vals)]
            for t, vals in float_policy.thresholds.items()}
     k = int(float_policy.keyframe_interval) if float_policy.temporal else 1
     return ReusePolicy(depth=depth, keyframe_interval=k, key_offset=key_offset % k,

@@ -1,6 +1,6 @@
 """MAC, parameter and storage accounting for single-task and delta-shared models.
 
-MACs per linear site with P tokens, I inputs, O outputs (BRIEF section 3):
+MACs per linear site with P tokens, I inputs, O outputs (docs/sharing.md, "Accounting"):
 
 * DENSE:    P * I * O
 * TASK:     nnz(d) * O + P * nnz(dW)      (d W_b^T, then (x_ref_b + d) dW^T)

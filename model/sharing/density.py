@@ -27,7 +27,8 @@ from dataclasses import dataclass
 import torch
 from deltamtl.model.sharing.accounting import weight_density
 from deltamtl.model.sharing.reuse import Policy, ReuseEngine, clip_frames
-from deltamtl.model.sharing.subtasks import BASE_TASK, block_sites
+from deltamtl.model.sharing.subtasks import block_sites
+from deltamtl.model.tasks import BASE_TASK
 from deltamtl.model.training.vit import MultiTaskViT
 
 

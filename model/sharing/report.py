@@ -34,14 +34,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import torch
-from deltamtl.contract.atomic import atomic_write_text
+from deltamtl.contract.atomic import atomic_write_text, atomic_write_with
 from deltamtl.model.checkpoint import load_checkpoint
 from deltamtl.model.sharing.accounting import (
     attention_core_macs,
@@ -53,8 +52,9 @@ from deltamtl.model.sharing.accounting import (
 from deltamtl.model.sharing.delta import GateConfig, delta_modules
 from deltamtl.model.sharing.density import calibrate_thresholds, measure_densities
 from deltamtl.model.sharing.reuse import Policy, clip_frames, evaluate_video
-from deltamtl.model.sharing.subtasks import BASE_TASK, SUB_TASKS, load_subtask
+from deltamtl.model.sharing.subtasks import load_subtask
 from deltamtl.model.sharing.train_steps import sharing_value
+from deltamtl.model.tasks import BASE_TASK, EMBED, SUB_TASKS
 from deltamtl.model.training.vit import MultiTaskViT
 
 REPORT_DEFAULTS: dict[str, Any] = {
@@ -232,7 +232,7 @@ def _macs_breakdown(result: dict, base: MultiTaskViT, subs: Mapping[str, MultiTa
     ledger, images = result["ledger"], result["images"]
     out: dict[str, dict[str, float]] = {}
     for (t, b, s, _mode), v in ledger.macs.items():
-        part = "patch_embed" if s == "patch_embed" else ("attention+head" if b < -1 else "sites")
+        part = EMBED if s == EMBED else ("attention+head" if b < -1 else "sites")
         out.setdefault(t, {}).setdefault(part, 0.0)
         out[t][part] += v / images
     return out
@@ -364,11 +364,10 @@ def plot_sweep(points: Sequence[dict], path: Path) -> None:
 def _save_fig(fig, path: Path) -> None:
     import matplotlib.pyplot as plt
 
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.stem}.tmp.png")
-    fig.savefig(tmp, dpi=120)
-    plt.close(fig)
-    os.replace(tmp, path)
+    try:  # suffix .png: savefig picks the format from it
+        atomic_write_with(path, lambda tmp: fig.savefig(tmp, dpi=120), suffix=".png")
+    finally:
+        plt.close(fig)
 
 
 # -- the report --------------------------------------------------------------------------------
@@ -439,7 +438,7 @@ def build_report(cfg: dict, split: str = "test", device: str = "cpu", log=print)
     breakdown = _macs_breakdown(r4, base, subs3)
     st_linear = sum(dense_model_macs(m, t).patch_embed + dense_model_macs(m, t).blocks_linear
                     for t, m in st.items())
-    shared_linear = sum(p.get("sites", 0.0) + p.get("patch_embed", 0.0) for p in breakdown.values())
+    shared_linear = sum(p.get("sites", 0.0) + p.get(EMBED, 0.0) for p in breakdown.values())
     fixed = sum(p.get("attention+head", 0.0) for p in breakdown.values())
     acceptance["linear_site_macs_saving"] = 1 - shared_linear / st_linear
     acceptance["attention_head_share_of_st"] = fixed / st_row["total_macs"]

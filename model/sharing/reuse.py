@@ -1,6 +1,6 @@
 """Threshold inference in float PyTorch: task- and temporal-domain activation reuse.
 
-Implements BRIEF section 3's site algebra (the integer contract's modes, in float) on the
+Implements the site algebra of docs/architecture.md (the integer contract's modes, in float) on the
 real models by swapping every linear site for a :class:`ReuseSite`:
 
 * DENSE:    Y = X W^T + b; if the site keeps state: x_ref := X, Y_ref := Y.
@@ -36,12 +36,13 @@ import torch
 import torch.nn.functional as F
 from deltamtl.contract.formats import Mode
 from deltamtl.model.sharing.delta import DeltaLinear
-from deltamtl.model.sharing.subtasks import BASE_TASK, _get, _set, block_sites
+from deltamtl.model.sharing.subtasks import _get, _set, block_sites
+from deltamtl.model.tasks import BASE_TASK, EMBED
 from deltamtl.model.training.vit import MultiTaskViT
 from torch import nn
 
 EMBED_BLOCK = -1  # block index used for the base's patch-embedding site
-EMBED_SITE = "patch_embed"
+EMBED_SITE = EMBED  # the patch embedding's site name (model/tasks.py)
 EXTRAS_BLOCK = -2  # ledger block index for the dense attention core + head of a task
 EXTRAS_SITE = "attention+head"
 

@@ -21,11 +21,9 @@ from collections.abc import Iterator
 
 import torch
 from deltamtl.model.sharing.delta import DeltaLinear, GateConfig, delta_modules
-from deltamtl.model.training.vit import SITE_NAMES, MultiTaskViT
+from deltamtl.model.tasks import BASE_TASK, BLOCK_SITES, SUB_TASKS
+from deltamtl.model.training.vit import MultiTaskViT
 from torch import nn
-
-BASE_TASK = "semseg"
-SUB_TASKS = ("depth", "normals", "edges")
 
 
 def _get(module: nn.Module, dotted: str) -> nn.Module:
@@ -42,7 +40,7 @@ def _set(module: nn.Module, dotted: str, value: nn.Module) -> None:
 def block_sites(model: MultiTaskViT) -> Iterator[tuple[int, str, nn.Module]]:
     """(block index, site name, module) for every block linear site, in execution order."""
     for b, block in enumerate(model.encoder.blocks):
-        for site in SITE_NAMES:
+        for site in BLOCK_SITES:
             yield b, site, _get(block, site)
 
 

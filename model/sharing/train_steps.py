@@ -50,13 +50,12 @@ import torch
 from deltamtl.model.checkpoint import load_checkpoint
 from deltamtl.model.sharing.delta import GateConfig, delta_modules, expected_l0, fix_masks
 from deltamtl.model.sharing.subtasks import (
-    BASE_TASK,
-    SUB_TASKS,
     block_sites,
     build_subtask_model,
     freeze_base,
     owned_parameters,
 )
+from deltamtl.model.tasks import BASE_TASK, SUB_TASKS
 from deltamtl.model.training.recipe import Recipe, RecipeArgs, synthetic_split, unwrap
 from deltamtl.model.training.vit import MultiTaskViT
 from torch import nn

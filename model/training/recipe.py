@@ -185,7 +185,7 @@ class DenseRecipe(Recipe):
 
 
 def _known_task(task: str) -> str:
-    from deltamtl.model.data.synthetic import TASKS
+    from deltamtl.model.tasks import TASKS
 
     if task not in TASKS:
         raise ValueError(f"unknown task {task!r}; expected one of {tuple(TASKS)}")
@@ -203,7 +203,7 @@ def recipe_st(args: RecipeArgs) -> Recipe:
 
 def recipe_mt(args: RecipeArgs) -> Recipe:
     """Dense multi-task (shared encoder, one head per task); ``--task a,b`` or all tasks."""
-    from deltamtl.model.data.synthetic import TASKS
+    from deltamtl.model.tasks import TASKS
 
     tasks = tuple(_known_task(t.strip()) for t in args.task.split(",")) if args.task else tuple(TASKS)
     r = DenseRecipe(args, tasks)

@@ -31,10 +31,12 @@ import math
 from collections.abc import Iterable, Sequence
 
 import torch
+from deltamtl.model.tasks import BLOCK_SITES
 from torch import nn
 
 TASK_OUT_CHANNELS_FIXED = {"depth": 1, "normals": 3, "edges": 1}
-SITE_NAMES = ("attn.qkv", "attn.proj", "mlp.fc1", "mlp.fc2")
+# the block sites, under the name this module has always exported (model/tasks.py)
+SITE_NAMES = BLOCK_SITES
 GELU_APPROXIMATE = "tanh"
 
 
@@ -256,7 +258,7 @@ def linear_sites(model: nn.Module) -> dict[str, nn.Linear]:
     sites: dict[str, nn.Linear] = {}
     for name, module in model.named_modules():
         is_embed = name.endswith("encoder.patch_embed")
-        is_block_site = ".blocks." in name and any(name.endswith("." + s) for s in SITE_NAMES)
+        is_block_site = ".blocks." in name and any(name.endswith("." + s) for s in BLOCK_SITES)
         if is_embed or is_block_site:
             sites[name] = module
     return sites
