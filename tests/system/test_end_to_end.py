@@ -33,7 +33,8 @@ the 2-core CI machine (``time python -m pytest tests/system/test_end_to_end.py``
 training chain, quantisation and export take 2-6 s together (the module fixture), the C++
 checks about 1-4 s (g++ build of the emulator included), and the RTL test 35 s from an
 empty build/ (Verilator build at ``sim.CI_LIMITS`` plus ~11 s of simulation), 14 s with
-the build cached: 44 s for the file from cold, 25-28 s warm. The Verilator build is the
+the build cached: 44 s for the file from cold, 25-28 s warm (32-35 s of CPU time cold;
+on a machine shared at load average 6, 78-90 s cold wall). The Verilator build is the
 same one tests/rtl/test_rtl_cosim.py uses, so in a full run it is paid once. A fixture
 would save at most the 2-6 s of training, and add a committed artefact that can drift from
 the code that made it; training here also checks that the chain itself still works.
