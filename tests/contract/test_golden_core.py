@@ -18,6 +18,8 @@ from deltamtl.contract.jobs import CoreState, CsrDelta, SiteJob
 from deltamtl.contract.limits import CoreLimits
 from deltamtl.contract.packets import CoreStatus
 
+from tests.helpers import seeding
+
 LIMITS = CoreLimits(max_tokens=32, max_in=64, max_out=64, max_nnz_dw=64 * 64, lanes=8)
 
 
@@ -42,7 +44,7 @@ def _dense_ref(x, w, bias):
 
 
 def test_dense_matches_direct_product_and_sets_state() -> None:
-    rng = np.random.default_rng()
+    rng = seeding.rng("test_dense_matches_direct_product_and_sets_state")
     p, i, o, w, dw, mult, shift, bias = _site(rng)
     x = _x(rng, (p, i))
     state = CoreState()
@@ -58,7 +60,7 @@ def test_dense_matches_direct_product_and_sets_state() -> None:
 
 
 def test_temporal_lossless_equals_dense_and_bounded_without_drift() -> None:
-    rng = np.random.default_rng()
+    rng = seeding.rng("test_temporal_lossless_equals_dense_and_bounded_without_drift")
     p, i, o, w, _dw, mult, shift, bias = _site(rng)
     x = _x(rng, (p, i))
     state = CoreState()
@@ -80,7 +82,7 @@ def test_temporal_lossless_equals_dense_and_bounded_without_drift() -> None:
 
 
 def test_task_identity_and_base_state_untouched() -> None:
-    rng = np.random.default_rng()
+    rng = seeding.rng("test_task_identity_and_base_state_untouched")
     p, i, o, w, dw, mult, shift, bias = _site(rng)
     x_b = _x(rng, (p, i))
     state = CoreState()
@@ -102,7 +104,7 @@ def test_task_identity_and_base_state_untouched() -> None:
 
 
 def test_sub_task_temporal_with_dw_patch_keeps_base_bank() -> None:
-    rng = np.random.default_rng()
+    rng = seeding.rng("test_sub_task_temporal_with_dw_patch_keeps_base_bank")
     p, i, o, w, dw, mult, shift, bias = _site(rng)
     x = _x(rng, (p, i))
     state = CoreState(w=w.copy())
@@ -116,7 +118,7 @@ def test_sub_task_temporal_with_dw_patch_keeps_base_bank() -> None:
 
 
 def test_packets_round_trip_and_golden_core_matches_execute() -> None:
-    rng = np.random.default_rng()
+    rng = seeding.rng("test_packets_round_trip_and_golden_core_matches_execute")
     for _ in range(20):
         p, i, o, w, dw, mult, shift, bias = _site(rng)
         x = _x(rng, (p, i))
@@ -148,7 +150,7 @@ def test_packets_round_trip_and_golden_core_matches_execute() -> None:
     ],
 )
 def test_refused_headers_answer_with_trailer_only(mutate, status) -> None:
-    rng = np.random.default_rng()
+    rng = seeding.rng("test_refused_headers_answer_with_trailer_only")
     p, i, o, w, _dw, mult, shift, bias = _site(rng)
     job = SiteJob(Mode.DENSE, JobFlag.LOAD_W, 1, _x(rng, (p, i)), mult, shift, o, w=w,
                   bias=bias, tag=77)
@@ -163,7 +165,7 @@ def test_refused_headers_answer_with_trailer_only(mutate, status) -> None:
 
 
 def test_refused_length_index_and_missing_state() -> None:
-    rng = np.random.default_rng()
+    rng = seeding.rng("test_refused_length_index_and_missing_state")
     p, i, o, w, dw, mult, shift, bias = _site(rng, i=12, o=9)
     job = SiteJob(Mode.DENSE, JobFlag.LOAD_W, 1, _x(rng, (p, i)), mult, shift, o, w=w,
                   dw=CsrDelta.from_dense(dw), bias=bias)
@@ -186,7 +188,7 @@ def test_refused_length_index_and_missing_state() -> None:
 def test_csr_from_dense_matches_scipy() -> None:
     import scipy.sparse as sp
 
-    rng = np.random.default_rng()
+    rng = seeding.rng("test_csr_from_dense_matches_scipy")
     dense = np.where(rng.random((23, 31)) < 0.3, rng.integers(-128, 128, (23, 31)), 0)
     csr = CsrDelta.from_dense(dense.astype(np.int8))
     ref = sp.csr_matrix((csr.values, csr.indices, csr.indptr), shape=dense.shape)
@@ -195,7 +197,7 @@ def test_csr_from_dense_matches_scipy() -> None:
 
 
 def test_dw_words_in_any_order_give_the_same_result() -> None:
-    rng = np.random.default_rng()
+    rng = seeding.rng("test_dw_words_in_any_order_give_the_same_result")
     p, i, o, w, dw, mult, shift, bias = _site(rng, i=20, o=20)
     dw[0, 0] = 5
     x = _x(rng, (p, i))
@@ -225,7 +227,7 @@ def test_merged_weight_wraps_like_the_int8_bank() -> None:
 def test_weight_bank_size_is_a_compiled_maximum() -> None:
     limits = CoreLimits(max_tokens=8, max_in=64, max_out=64, max_nnz_dw=64, lanes=8,
                         max_weights=64 * 16)
-    rng = np.random.default_rng()
+    rng = seeding.rng("test_weight_bank_size_is_a_compiled_maximum")
     for (o, i), expected in (((64, 16), CoreStatus.OK), ((16, 64), CoreStatus.OK),
                              ((64, 17), CoreStatus.DIMS)):
         mult, shift = choose_requant(np.full(o, 1e-3))

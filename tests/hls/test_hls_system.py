@@ -34,16 +34,12 @@ from deltamtl.contract.packets import CoreStatus
 from deltamtl.contract.registers import KernelStatus
 from deltamtl.hls.emulator import HlsKernelError, HlsSystemExecutor
 
+from tests.helpers import seeding
+
 # max_weights below max_in * max_out: the O*I DIMS refusal is reachable with in-range dims
 LIM = CoreLimits(max_tokens=24, max_in=48, max_out=40, max_nnz_dw=400, lanes=8,
                  max_weights=48 * 24)
 DONE = KernelStatus.DONE
-
-
-def _rng() -> np.random.Generator:
-    seed = int(np.random.SeedSequence().entropy % (1 << 32))
-    print(f"seed {seed}")
-    return np.random.default_rng(seed)
 
 
 def _job(rng, mode, flags, dims, w, dw_density=0.0, refs=None) -> SiteJob:
@@ -102,7 +98,7 @@ def _outside_outputs(buf: np.ndarray, layout: descriptor.JobLayout) -> np.ndarra
 
 
 def test_system_matches_golden_with_resident_state():
-    rng = _rng()
+    rng = seeding.rng("test_system_matches_golden_with_resident_state")
     system, gold = HlsSystemExecutor(LIM), GoldenCore(LIM)
     n_jobs = 0
     for _seq in range(6):
@@ -125,7 +121,7 @@ def test_system_matches_golden_with_resident_state():
 
 
 def test_run_job_interface_and_core_refusal():
-    rng = _rng()
+    rng = seeding.rng("test_run_job_interface_and_core_refusal")
     system, gold = HlsSystemExecutor(LIM), GoldenCore(LIM)
     dims = (7, 21, 13)
     w = rng.integers(-128, 128, (13, 21)).astype(np.int8)
@@ -266,7 +262,7 @@ def _check_refused(system, buf, buf_bytes, desc_offset, bit, name):
 
 
 def test_refused_descriptors_leave_memory_identical():
-    rng = _rng()
+    rng = seeding.rng("test_refused_descriptors_leave_memory_identical")
     system = HlsSystemExecutor(LIM)
     _job0, clean, layout = _base_job(rng)
     for name, bit, mutate in _refusals(rng):
@@ -285,7 +281,7 @@ def test_refused_descriptors_leave_memory_identical():
 
 def test_commit_rules_for_malformed_packets():
     """Tag mismatch, early TLAST, missing TLAST, trailer alone, drain when refused."""
-    rng = _rng()
+    rng = seeding.rng("test_commit_rules_for_malformed_packets")
     system = HlsSystemExecutor(LIM)
     job, clean, layout = _base_job(rng)
     gold = GoldenCore(LIM).run_packet(pack_job(job))
@@ -363,7 +359,7 @@ def _guard_child(seed: int) -> None:
 
 
 def test_no_access_beyond_buffer_guard_page():
-    rng = _rng()
+    rng = seeding.rng("test_no_access_beyond_buffer_guard_page")
     ctx = multiprocessing.get_context("fork")
     child = ctx.Process(target=_guard_child, args=(int(rng.integers(1 << 31)),))
     child.start()
@@ -372,7 +368,7 @@ def test_no_access_beyond_buffer_guard_page():
 
 
 def test_layout_is_aligned_and_disjoint():
-    rng = _rng()
+    rng = seeding.rng("test_layout_is_aligned_and_disjoint")
     for job in _sequence(rng, n_frames=1):
         _buf, lay = descriptor.layout_job(job, desc_offset=8 * int(rng.integers(0, 10)))
         spans = [(lay.desc_offset, DESC_BYTES)] + [
@@ -387,7 +383,7 @@ def test_fuzzed_descriptors_match_python_validation():
     """Random corruptions of descriptor words, region offsets, CSR and buf_bytes: the C++
     fetch status equals descriptor.validate_descriptor, and a refused job leaves the
     buffer byte-identical through fetch -> core -> commit."""
-    rng = _rng()
+    rng = seeding.rng("test_fuzzed_descriptors_match_python_validation")
     system = HlsSystemExecutor(LIM)
     seen: set[int] = set()
     for trial in range(300):

@@ -15,11 +15,13 @@ from deltamtl.model.export.quantized_model import ReusePolicy
 from deltamtl.model.quant.assemble import random_multitask
 from deltamtl.model.quant.quantizer import Quantizer
 
+from tests.helpers import seeding
+
 torch.set_num_threads(1)
 
 
 def test_model_vectors_replay_and_cover_modes(tmp_path: Path) -> None:
-    seed = int(np.random.default_rng().integers(1 << 20))
+    seed = seeding.seed_for("test_model_vectors_replay_and_cover_modes", bits=20)
     q = Quantizer(random_multitask(seed))
     q.calibrate([torch.rand(4, 3, 16, 16, generator=torch.Generator().manual_seed(seed))])
     qm = q.to_quantized()

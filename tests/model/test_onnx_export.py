@@ -11,11 +11,13 @@ import torch
 from deltamtl.model.export.onnx_graph import OPSET, check_onnx, export_onnx
 from deltamtl.model.quant.assemble import random_multitask
 
+from tests.helpers import seeding
+
 torch.set_num_threads(1)
 
 
 def test_every_task_exports_and_matches_onnxruntime(tmp_path: Path) -> None:
-    seed = int(np.random.default_rng().integers(1 << 20))
+    seed = seeding.seed_for("test_every_task_exports_and_matches_onnxruntime", bits=20)
     mt = random_multitask(seed)
     paths = export_onnx(mt, tmp_path)
     assert set(paths) == {"semseg", "depth", "normals", "edges"}
