@@ -1,7 +1,8 @@
 # HLS kernels (fetch, core, commit): C simulation with g++, Vitis HLS flow. See docs/hls.md.
 #   make csim          random vectors -> tb_core (bit-exact vs golden) and tb_system
 #                      (fetch -> core -> commit over DDR images); g++ only
-#   make test-hls      the HLS pytest files (emulator, system, csim)
+#   make test-hls      the tests under tests/hls (emulator, system, csim, sources; the Vitis
+#                      ones skip without vitis_hls)
 #   make hls           Vitis HLS csim, csynth, export for every kernel (IP in build/ip/)
 #   make hls-params MANIFEST=path/manifest.yaml   size the core from a model's export
 # CSIM_SEQUENCES sets the size of the random vector set (80 -> about 550 jobs).
@@ -17,7 +18,7 @@ csim: setup
 	nice $(DELTAMTL) hls csim --sequences $(CSIM_SEQUENCES) --seed $(CSIM_SEED)
 
 test-hls: setup
-	$(PY) -m pytest -q tests/test_hls_emulator.py tests/test_hls_system.py tests/test_hls_csim.py
+	$(PY) -m pytest -q tests/hls $(PYTEST_ARGS)
 
 hls-params: setup
 	@test -n "$(MANIFEST)" || { echo "hls-params: set MANIFEST=<export manifest.yaml>"; exit 2; }

@@ -21,6 +21,8 @@ from deltamtl.model.training.vit import gelu_tanh_reference, patchify
 
 from tests.helpers.seeding import SEED
 
+pytestmark = pytest.mark.quant  # make test-quant
+
 torch.set_num_threads(1)
 
 

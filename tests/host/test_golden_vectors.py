@@ -20,6 +20,8 @@ from deltamtl.model.quant.quantizer import Quantizer
 
 from tests.helpers import seeding
 
+pytestmark = pytest.mark.quant  # make test-quant
+
 torch.set_num_threads(1)
 
 

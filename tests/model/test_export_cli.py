@@ -14,6 +14,8 @@ from deltamtl.model.quant.cli import main
 
 from tests.helpers import seeding
 
+pytestmark = pytest.mark.quant  # make test-quant
+
 torch.set_num_threads(1)
 ROOT = Path(__file__).resolve().parents[2]
 SMALL_DATA = ["--set", "data.val_clips=1", "--set", "data.test_clips=1", "--set", "data.frames_per_clip=4",

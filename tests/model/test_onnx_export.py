@@ -7,11 +7,14 @@ from pathlib import Path
 import numpy as np
 import onnx
 import onnxruntime as ort
+import pytest
 import torch
 from deltamtl.model.export.onnx_graph import OPSET, check_onnx, export_onnx
 from deltamtl.model.quant.assemble import random_multitask
 
 from tests.helpers import seeding
+
+pytestmark = pytest.mark.quant  # make test-quant
 
 torch.set_num_threads(1)
 

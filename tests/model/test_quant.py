@@ -17,6 +17,8 @@ from deltamtl.model.tasks import BLOCK_SITES, site_order
 
 from tests.helpers.seeding import SEED
 
+pytestmark = pytest.mark.quant  # make test-quant
+
 torch.set_num_threads(1)
 
 

@@ -5,12 +5,15 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+import pytest
 import torch
 from deltamtl.model.checkpoint import CHECKPOINT_FORMAT, atomic_torch_save, load_checkpoint
 from deltamtl.model.config import load_config
 from deltamtl.model.quant.assemble import SMALL_MODEL, random_multitask
 
 from tests.helpers import seeding
+
+pytestmark = pytest.mark.quant  # make test-quant
 
 torch.set_num_threads(1)
 ROOT = Path(__file__).resolve().parents[2]

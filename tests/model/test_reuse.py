@@ -26,6 +26,8 @@ from deltamtl.model.sharing.subtasks import BASE_TASK, _get, block_sites
 from tests.helpers import seeding
 from tests.helpers.sharing import make_system
 
+pytestmark = pytest.mark.sharing  # make test-sharing
+
 
 def _dense_outputs(base, subs, frames):
     with torch.no_grad():

@@ -19,6 +19,8 @@ from deltamtl.model.sharing.subtasks import BASE_TASK
 from tests.helpers import seeding
 from tests.helpers.sharing import make_system
 
+pytestmark = pytest.mark.sharing  # make test-sharing
+
 
 def _brute_boundary(ct, cm):
     costs = {b: sum(ct[: b + 1]) + sum(cm[b + 1:]) for b in range(-1, len(ct))}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 import torch
 from deltamtl.model.sharing.delta import GateConfig, delta_modules
 from deltamtl.model.sharing.subtasks import (
@@ -15,6 +16,8 @@ from deltamtl.model.training.vit import MultiTaskViT
 
 from tests.helpers import seeding
 from tests.helpers.sharing import SMALL_CFG
+
+pytestmark = pytest.mark.sharing  # make test-sharing
 
 
 def test_subtask_shares_embeddings_and_starts_at_base_features() -> None:

