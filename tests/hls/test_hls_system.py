@@ -51,6 +51,7 @@ DONE = KernelStatus.DONE
 _HDR = {f.name: f for f in HEADER_FIELDS}
 _TRL = {f.name: f for f in TRAILER_FIELDS}
 _DESC_WORD_BYTES = DESC_BYTES // DESC_WORDS  # descriptor words are uint32
+_DESC_WORD_BITS = 8 * _DESC_WORD_BYTES  # 64-bit values span two words, (lo, hi)
 # in_dim and out_dim share a header word, out_dim right above in_dim
 _OUT_ABOVE_IN = _HDR["out_dim"].lsb - _HDR["in_dim"].lsb
 assert _HDR["out_dim"].word == _HDR["in_dim"].word and _OUT_ABOVE_IN == _HDR["in_dim"].width
@@ -198,12 +199,12 @@ def _base_job(rng) -> tuple[SiteJob, np.ndarray, descriptor.JobLayout]:
 
 def _set_word(buf, layout, index, value):
     at = layout.desc_offset + _DESC_WORD_BYTES * index
-    buf[at: at + _DESC_WORD_BYTES] = np.frombuffer(struct.pack("<I", value & 0xFFFFFFFF), np.uint8)
+    buf[at: at + _DESC_WORD_BYTES] = np.frombuffer(struct.pack("<I", value & ((1 << _DESC_WORD_BITS) - 1)), np.uint8)
 
 
 def _set_region(buf, layout, region, offset):
     _set_word(buf, layout, DESC_WORD_REGIONS + 2 * int(region), offset)
-    _set_word(buf, layout, DESC_WORD_REGIONS + 2 * int(region) + 1, offset >> 32)
+    _set_word(buf, layout, DESC_WORD_REGIONS + 2 * int(region) + 1, offset >> _DESC_WORD_BITS)
 
 
 def _set_header_field(buf, layout, name, value, width=None):
@@ -216,7 +217,7 @@ def _set_header_field(buf, layout, name, value, width=None):
     hw[f.word] = (hw[f.word] & ~(((1 << width) - 1) << f.lsb)) | (value << f.lsb)
     for k, v in enumerate(hw):
         _set_word(buf, layout, DESC_WORD_HEADER + 2 * k, v)
-        _set_word(buf, layout, DESC_WORD_HEADER + 2 * k + 1, v >> 32)
+        _set_word(buf, layout, DESC_WORD_HEADER + 2 * k + 1, v >> _DESC_WORD_BITS)
 
 
 def _csr_i32(buf, layout, k, value):
