@@ -2,7 +2,7 @@
 #   make data-bench     rendering speed of the synthetic video at 64x64 and 224x224
 #   make data-preview   $(RUNS)/data/preview.png: RGB, classes, depth, normals, edges per frame
 #   make data-export    a synthetic split in the NYUD-v2 multi-task layout under $(DATA_EXPORT)
-#   make test-data      the data and metrics tests
+#   make test-data      the data and metrics tests (pytest marker `data`)
 DATA_SEED   ?= 0
 DATA_SIZE   ?= 64
 DATA_CLIPS  ?= 2
@@ -24,4 +24,4 @@ data-export: setup
 	  --frames $(DATA_FRAMES) --size $(DATA_SIZE) --seed $(DATA_SEED)
 
 test-data: setup
-	$(PY) -m pytest -q tests/model/test_data_synthetic.py tests/model/test_data_datasets.py tests/model/test_data_loaders.py tests/model/test_metrics.py
+	$(PY) -m pytest -q -m "data and not slow" $(PYTEST_ARGS)

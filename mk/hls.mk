@@ -1,7 +1,7 @@
 # HLS kernels (fetch, core, commit): C simulation with g++, Vitis HLS flow. See docs/hls.md.
 #   make csim          random vectors -> tb_core (bit-exact vs golden) and tb_system
 #                      (fetch -> core -> commit over DDR images); g++ only
-#   make test-hls      the HLS pytest files (emulator, system, csim)
+#   make test-hls      the tests under tests/hls (the Vitis ones skip without vitis_hls)
 #   make hls           Vitis HLS csim, csynth, export for every kernel (IP in build/ip/);
 #                      after csynth, fails unless every main loop is at II=1 and the
 #                      estimated clock meets 300 MHz (deltamtl.hls.csynth_report)
@@ -20,7 +20,7 @@ csim: setup
 	nice $(DELTAMTL) hls csim --sequences $(CSIM_SEQUENCES) --seed $(CSIM_SEED)
 
 test-hls: setup
-	$(PY) -m pytest -q tests/hls
+	$(PY) -m pytest -q tests/hls $(PYTEST_ARGS)
 
 hls-static: setup
 	$(DELTAMTL) hls-static

@@ -8,7 +8,7 @@
 #   make quant-inspect  print the bundle's summary (sites, densities, storage)
 #   make quant-verify   re-validate the bundle and run the golden model on a test clip
 #   make model-vectors  every site job of a few frames of the bundle -> build/vectors/model.dmtv
-#   make test-quant     the quantisation / golden / export / ONNX tests (fast tier)
+#   make test-quant     the quantisation / golden / export / ONNX tests (marker `quant`, fast tier)
 QUANT_CONFIG  ?= configs/tiny.yaml
 QUANT_OUT     ?= $(RUNS)/quant
 QAT_OUT       ?= $(RUNS)/qat
@@ -46,5 +46,4 @@ model-vectors: setup
 	  --out build/vectors/model.dmtv
 
 test-quant: setup
-	$(PY) -m pytest -q tests/model/test_quant.py tests/model/test_quant_qat.py tests/host/test_golden.py \
-	  tests/host/test_golden_vectors.py tests/model/test_export.py tests/model/test_export_cli.py tests/model/test_onnx_export.py
+	$(PY) -m pytest -q -m "quant and not slow" $(PYTEST_ARGS)

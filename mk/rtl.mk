@@ -1,5 +1,6 @@
 # RTL core (SystemVerilog twin of the HLS core): co-simulation, lint, resource estimates.
-#   make cosim              fast + slow cocotb/Verilator tiers on the RTL core (all vectors)
+#   make cosim              fast + slow cocotb/Verilator tiers on the RTL core (all vectors;
+#                           pytest marker `cosim`)
 #   make cosim IMPL=hls     the same bench on the Vitis HLS export (needs vitis_hls)
 #   make rtl-lint           verilator --lint-only -Wall (default and CI maxima)
 #   make cosim-vectors VECTORS=build/vectors/model.dmtv   replay one .dmtv file (e.g. the
@@ -19,9 +20,9 @@ cosim-vectors: setup
 
 cosim: setup
 ifeq ($(IMPL),hls)
-	$(PY) -m pytest -m vitis tests/rtl/test_rtl_cosim.py $(PYTEST_ARGS)
+	$(PY) -m pytest -m "cosim and vitis" $(PYTEST_ARGS)
 else ifeq ($(IMPL),rtl)
-	$(PY) -m pytest -m "not vitis and not vivado and not board" tests/rtl/test_rtl_cosim.py tests/rtl/test_rtl_cycle_model.py $(PYTEST_ARGS)
+	$(PY) -m pytest -m "cosim and not vitis and not vivado and not board" $(PYTEST_ARGS)
 else
 	@echo "cosim: IMPL=$(IMPL) unknown (rtl or hls)"; exit 2
 endif

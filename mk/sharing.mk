@@ -3,6 +3,7 @@
 #   make sharing-report   tables + figures under $(SHARING_OUT)
 #   make sharing-sweep    lambda_w / lambda_a sweep (fig 5; retrains one sub-task, reduced budget)
 #   make test-sharing     the sharing unit tests and the reduced end-to-end pipeline test
+#                         (pytest marker `sharing`, fast tier)
 SHARING_CONFIG ?= configs/tiny.yaml
 SHARING_OUT    ?= $(RUNS)/sharing
 # The tiny schedule (learning rates, lambdas, steps, edges' lambda_w) is the config's
@@ -22,4 +23,4 @@ sharing-sweep: setup
 	$(DELTAMTL) sharing-report --config $(SHARING_CONFIG) --out $(SHARING_OUT) --set sharing.out_root=$(SHARING_OUT) $(SHARING_SETS) --sweep-only
 
 test-sharing: setup
-	$(PY) -m pytest -q tests/model/test_delta.py tests/model/test_accounting.py tests/model/test_reuse.py tests/model/test_sharing_pipeline.py
+	$(PY) -m pytest -q -m "sharing and not slow" $(PYTEST_ARGS)

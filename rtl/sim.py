@@ -39,6 +39,19 @@ RTL_SOURCES = (
     RTL_DIR / "deltamtl_core.sv",
 )
 
+# Verilator options of every build. --x-initial unique makes power-up values a run-time
+# choice: zeros by default (what the run without plusargs sees), random with random_x_plusargs(),
+# so one build serves both the plain runs and the randomised-X run that exposes registers
+# that reset never sets (docs/rtl.md).
+VERILATOR_ARGS = ("-Wno-fatal", "-O3", "--x-assign", "fast", "--x-initial", "unique")
+
+
+def random_x_plusargs(seed: int) -> list[str]:
+    """Run-time arguments that randomise the power-up value of every register from ``seed``
+    (Verilator takes a non-zero seed; 0 would mean "pick one")."""
+    return ["+verilator+rand+reset+2", f"+verilator+seed+{seed % ((1 << 31) - 1) + 1}"]
+
+
 class SimError(RuntimeError):
     pass
 
@@ -125,7 +138,8 @@ def build_core(limits: CoreLimits = CI_LIMITS, jobs: int = 2, impl: str = "rtl",
         raise SimError(f"impl={impl!r}: expected 'rtl' or 'hls'")
     build_dir = BUILD_ROOT / f"{impl}_{limits_tag(limits)}"
     stamp = build_dir / "deltamtl_build.json"
-    fingerprint = {str(s): s.stat().st_mtime_ns for s in sources} | {"params": params}
+    fingerprint = {str(s): s.stat().st_mtime_ns for s in sources} | {
+        "params": params, "args": list(VERILATOR_ARGS)}
     runner = runner_mod.get_runner("verilator")
     if not (stamp.exists() and json.loads(stamp.read_text()) == fingerprint
             and (build_dir / toplevel).exists()):
@@ -142,8 +156,7 @@ def build_core(limits: CoreLimits = CI_LIMITS, jobs: int = 2, impl: str = "rtl",
                 hdl_toplevel=toplevel,
                 parameters=params,
                 build_dir=build_dir,
-                build_args=["-j", str(max(1, jobs)), "-Wno-fatal", "-O3",
-                            "--x-assign", "fast", "--x-initial", "fast"],
+                build_args=["-j", str(max(1, jobs)), *VERILATOR_ARGS],
                 always=True,
                 log_file=build_dir / "build.log",
             )
@@ -176,9 +189,11 @@ def cocotb_log(build: Build, tag: str) -> Path:
 
 
 def run_cocotb(build: Build, testcases: str | list[str], env: dict[str, str] | None = None,
-               tag: str = "run", seed: int | None = None, check: bool = True) -> Path:
+               tag: str = "run", seed: int | None = None, check: bool = True,
+               plusargs: list[str] | None = None) -> Path:
     """Run bench test cases on a build. With check, raises SimError naming failures.
-    Returns the junit results.xml (see testcase_results)."""
+    ``plusargs`` go to the simulator (e.g. random_x_plusargs). Returns the junit
+    results.xml (see testcase_results)."""
     verilator_env()
     import cocotb_tools.runner as runner_mod
 
@@ -199,6 +214,7 @@ def run_cocotb(build: Build, testcases: str | list[str], env: dict[str, str] | N
         extra_env=extra_env,
         results_xml=str(results),
         seed=seed,
+        plusargs=list(plusargs or []),
         log_file=cocotb_log(build, tag),
     )
     log = cocotb_log(build, tag)

@@ -5,13 +5,29 @@ Environment (set by deltamtl.rtl.sim / tests/rtl/test_rtl_cosim.py):
     DMTV_REPORT   folder for this bench's JSON reports, one per test (<test>.json)
     DMTV_SEED     seed for valid gaps / back-pressure / reset points
     DMTV_IMPL     "rtl" (internal state signal available for phase timing) or "hls"
+    DMTV_WATCHDOG scale of the per-packet time-out (default 1; the HLS export may be slower)
+
+Every test runs under three checks of the Harness:
+    watchdog   each packet must be answered within a budget scaled from the cycle model's
+               cycles for it (deltamtl.contract.cycle_model), so a deadlocked core fails
+               the test instead of hanging the run
+    protocol   both AXI4-Stream ports: while TVALID is high and TREADY low, TVALID, TDATA
+               and TLAST hold (AxisHoldRule, one per port, sampled every clock)
+    quiet      no output beat after the last packet's trailer (Harness.expect_quiet)
 
 Tests:
+    x_initial_probe    first, before any reset: internal registers' power-up values to the
+                       report (all zero under --x-initial unique unless the run passes
+                       +verilator+rand+reset+2, which randomises them)
     run_vectors        every record, no gaps, no back-pressure: bit-exact + cycle counts
     run_vectors_stress every record with random TVALID gaps and random TREADY back-pressure
     reset_mid_job      reset during input and during output, then clean jobs (fresh golden)
     long_jobs          long DENSE/TEMPORAL/TASK jobs at the build's maxima: bit-exact and
                        non-zeros per cycle in the compute phase
+    unordered_dw       dW non-zeros out of order and split in two entries
+    refusal_keeps_state refused packets keep the resident state
+    watchdog_fires     a sink that never takes a beat: the watchdog fails the packet
+    quiet_check_fires  output still streaming: expect_quiet fails
 """
 
 from __future__ import annotations
@@ -25,29 +41,90 @@ import time
 import cocotb
 import numpy as np
 from cocotb.clock import Clock
-from cocotb.triggers import ClockCycles, RisingEdge
+from cocotb.triggers import ClockCycles, RisingEdge, SimTimeoutError, with_timeout
 from cocotbext.axi import AxiStreamBus, AxiStreamFrame, AxiStreamSink, AxiStreamSource
-from deltamtl.contract.encoding import pack_job
+from deltamtl.contract.cycle_model import packet_breakdown
+from deltamtl.contract.encoding import pack_job, trailer_status, with_header_field
 from deltamtl.contract.formats import JobFlag, Mode, choose_requant
 from deltamtl.contract.golden_core import GoldenCore
 from deltamtl.contract.jobs import CsrDelta, SiteJob
 from deltamtl.contract.limits import CoreLimits
+from deltamtl.contract.packets import (
+    HEADER_WORDS,
+    INT8_PER_WORD,
+    NZ_FIELDS,
+    TRAILER_FIELDS,
+    CoreStatus,
+    words_for,
+)
 from deltamtl.contract.vectors import read_vectors
 
 CLK_NS = 4  # 250 MHz in simulation time; cycles are what is measured
 # RTL state encoding (deltamtl_core.sv state_t): compute phases are these states
 _ST_COMPUTE = {6, 7, 8, 9, 10}  # PATCH, ACT, WPASS, UNPATCH, WAITPIPE
+_NZ = {f.name: f for f in NZ_FIELDS}
+_TRL = {f.name: f for f in TRAILER_FIELDS}
+
+# Watchdog budget per packet: WATCHDOG_FACTOR x the cycle model's cycles + WATCHDOG_SLACK.
+# The model is within 5 % of the RTL (docs/rtl.md), so 4x only trips on a real stall; under
+# stress the source idles 30 % and the sink 40 % of the cycles (Harness._pauses), which at
+# worst stretches a packet about 1 / (0.7 * 0.6) = 2.4x more, hence 16x there.
+WATCHDOG_FACTOR = {False: 4, True: 16}
+WATCHDOG_SLACK = 256  # cycles: reset recovery and the pipeline's fill, whatever the job
+# Cycles without an output beat that count as "nothing more comes": well above the core's
+# trailer latency (5 cycles in the cycle model) and any stall the sink's pauses introduce
+QUIET_CYCLES = 64
+# Registers read before the first reset by x_initial_probe (RTL only): wide ones, so a
+# randomised power-up leaves some bit set with near certainty
+_PROBED = ("h0", "j_nnz", "j_p", "j_i", "j_o", "j_tag", "sec_left", "sec_idx")
+
+
+class AxisHoldRule:
+    """AXI4-Stream hold rule for one port, fed one sample per clock edge: once TVALID is
+    high, TVALID, TDATA and TLAST may not change until TREADY takes the beat.
+
+    Pure Python so that tests/rtl/test_rtl_bench_checks.py can show it fires.
+    """
+
+    def __init__(self, port: str) -> None:
+        self.port = port
+        self.held: tuple[int, int] | None = None  # (TDATA, TLAST) offered and not taken
+        self.violations: list[str] = []
+
+    def reset(self) -> None:
+        self.held = None
+
+    def sample(self, cycle: int, valid: int, ready: int, data: int, last: int) -> str | None:
+        """One clock edge. Returns (and records) a violation message, or None."""
+        error = None
+        if self.held is not None:
+            if not valid:
+                error = f"{self.port}: TVALID dropped at cycle {cycle} before TREADY took the beat"
+            elif (data, last) != self.held:
+                error = (f"{self.port}: TDATA/TLAST changed during a stall at cycle {cycle}: "
+                         f"{self.held[0]:#018x}/{self.held[1]} -> {data:#018x}/{last}")
+        if error:
+            self.violations.append(error)
+        self.held = (data, last) if valid and not ready else None
+        return error
 
 
 class Harness:
-    def __init__(self, dut, seed: int, stress: bool) -> None:
+    def __init__(self, dut, seed: int, stress: bool, limits: CoreLimits) -> None:
         self.dut = dut
         self.rng = random.Random(seed)
         self.stress = stress
+        self.limits = limits
         self.cycle = 0
         self.first_in: int | None = None
         self.trailer_at: int | None = None
         self.compute_cycles = 0
+        self.out_beats = 0  # m_axis beats taken since the start
+        self.out_valid_cycles = 0  # cycles with m_axis TVALID high
+        self.rules = {"s_axis": AxisHoldRule("s_axis"), "m_axis": AxisHoldRule("m_axis")}
+        # the golden state the core should hold, for the watchdog's cycle-model budget
+        self.shadow = GoldenCore(limits)
+        self.watchdog_scale = float(os.environ.get("DMTV_WATCHDOG", "1"))
         self.has_state = os.environ.get("DMTV_IMPL", "rtl") == "rtl"
         cocotb.start_soon(Clock(dut.ap_clk, CLK_NS, unit="ns").start())
         self.source = AxiStreamSource(AxiStreamBus.from_prefix(dut, "s_axis"), dut.ap_clk,
@@ -66,20 +143,37 @@ class Harness:
         while True:
             yield self.rng.random() < p
 
+    def _port(self, prefix: str) -> tuple[int, int, int, int]:
+        d = self.dut
+        return (int(getattr(d, f"{prefix}_TVALID").value), int(getattr(d, f"{prefix}_TREADY").value),
+                int(getattr(d, f"{prefix}_TDATA").value), int(getattr(d, f"{prefix}_TLAST").value))
+
     async def _monitor(self) -> None:
         dut = self.dut
         while True:
             await RisingEdge(dut.ap_clk)
             self.cycle += 1
             if int(dut.ap_rst_n.value) == 0:
+                for rule in self.rules.values():
+                    rule.reset()
                 continue
-            if self.first_in is None and dut.s_axis_TVALID.value == 1 and dut.s_axis_TREADY.value == 1:
+            s_valid, s_ready, s_data, s_last = self._port("s_axis")
+            m_valid, m_ready, m_data, m_last = self._port("m_axis")
+            self.rules["s_axis"].sample(self.cycle, s_valid, s_ready, s_data, s_last)
+            self.rules["m_axis"].sample(self.cycle, m_valid, m_ready, m_data, m_last)
+            self.out_valid_cycles += m_valid
+            if m_valid and m_ready:
+                self.out_beats += 1
+            if self.first_in is None and s_valid and s_ready:
                 self.first_in = self.cycle
-            if (dut.m_axis_TVALID.value == 1 and dut.m_axis_TREADY.value == 1
-                    and dut.m_axis_TLAST.value == 1 and self.trailer_at is None):
+            if m_valid and m_ready and m_last and self.trailer_at is None:
                 self.trailer_at = self.cycle
             if self.has_state and int(dut.st.value) in _ST_COMPUTE:
                 self.compute_cycles += 1
+
+    def check_protocol(self) -> None:
+        errors = [e for rule in self.rules.values() for e in rule.violations]
+        assert not errors, f"AXI4-Stream protocol: {len(errors)} violations: {errors[:3]}"
 
     async def reset(self, cycles: int = 4) -> None:
         self.dut.ap_rst_n.value = 0
@@ -87,18 +181,56 @@ class Harness:
         self.dut.ap_rst_n.value = 1
         await ClockCycles(self.dut.ap_clk, 2)
         self.sink.clear()
+        self.shadow.reset()
+
+    def budget(self, words: np.ndarray) -> tuple[int, int]:
+        """(time-out in cycles, the cycle model's cycles) for a packet on the shadow state."""
+        model = packet_breakdown(np.asarray(words, dtype=np.uint64), self.shadow.state,
+                                 self.limits).total
+        cycles = WATCHDOG_FACTOR[self.stress] * model + WATCHDOG_SLACK
+        return int(cycles * self.watchdog_scale), model
+
+    async def _exchange(self, words: np.ndarray) -> AxiStreamFrame:
+        await self.source.send(_frame(words))
+        return await self.sink.recv()
 
     async def run_packet(self, words: np.ndarray) -> tuple[list[int], dict]:
-        """Send one packet, wait for its output packet; returns words and timing."""
+        """Send one packet, wait for its output packet; returns words and timing.
+
+        Fails when an output word is already waiting (extra output of the previous packet),
+        when no output packet arrives within the watchdog's budget, or on a protocol error.
+        """
+        # a whole extra frame waits in the sink; a partial one would prefix this packet's
+        # output and fail its comparison; after the last packet, expect_quiet looks
+        assert self.sink.empty(), "an output packet arrived after the previous packet's trailer"
         self.first_in = None
         self.trailer_at = None
         self.compute_cycles = 0
-        await self.source.send(_frame(words))
-        frame = await self.sink.recv()
+        words = np.asarray(words, dtype=np.uint64)
+        limit, model = self.budget(words)
+        self.shadow.run_packet(words)
+        try:
+            frame = await with_timeout(self._exchange(words), limit * CLK_NS, "ns")
+        except SimTimeoutError:
+            raise AssertionError(
+                f"watchdog: no output packet within {limit} cycles (the cycle model expects "
+                f"{model}): the core is deadlocked or far slower than modelled") from None
+        self.check_protocol()
         timing = {"cycles": (self.trailer_at - self.first_in + 1)
                   if self.first_in is not None and self.trailer_at is not None else None,
                   "compute_cycles": self.compute_cycles if self.has_state else None}
         return _words(frame), timing
+
+    async def expect_quiet(self, cycles: int = QUIET_CYCLES) -> None:
+        """No output beat, and no TVALID, for ``cycles`` cycles: nothing follows the last
+        trailer. Call after the last packet of a test (run_packet checks between packets)."""
+        beats, valid = self.out_beats, self.out_valid_cycles
+        await ClockCycles(self.dut.ap_clk, cycles)
+        extra = self.out_beats - beats
+        assert extra == 0 and self.out_valid_cycles == valid and self.sink.empty(), (
+            f"{extra} output words ({self.out_valid_cycles - valid} cycles of TVALID) after "
+            "the last packet's trailer")
+        self.check_protocol()
 
 
 def _frame(words) -> AxiStreamFrame:
@@ -134,7 +266,7 @@ async def _run_file(dut, stress: bool) -> None:
     path = os.environ["DMTV_PATH"]
     seed = int(os.environ.get("DMTV_SEED", "1"))
     limits, records = read_vectors(path)
-    h = Harness(dut, seed, stress)
+    h = Harness(dut, seed, stress, limits)
     await h.reset()
     report = []
     failures = []
@@ -158,9 +290,22 @@ async def _run_file(dut, stress: bool) -> None:
         report.append({"record": k, "cls": rec.cls, "ok": not diff, **timing})
         if diff and len(failures) <= 3:
             report[-1]["got"] = got  # the first few failing outputs, for diagnosis
+    await h.expect_quiet()
     _write_report("run_vectors_stress" if stress else "run_vectors",
                   {"limits": limits.__dict__, "stress": stress, "records": report})
     assert not failures, f"{len(failures)} of {len(records)} records differ: {failures[:5]}"
+
+
+@cocotb.test()
+async def x_initial_probe(dut):
+    """Defined first so that it runs before anything resets the core: the power-up values of
+    a few wide internal registers, to the report. With --x-initial unique they are zeros
+    unless the run passes +verilator+rand+reset+2 (tests/rtl/test_rtl_cosim.py runs both)."""
+    values = {}
+    if os.environ.get("DMTV_IMPL", "rtl") == "rtl":  # the HLS export has other names
+        for name in _PROBED:
+            values[name] = int(getattr(dut, name).value)
+    _write_report("x_initial_probe", {"values": values})
 
 
 @cocotb.test()
@@ -210,7 +355,7 @@ async def reset_mid_job(dut):
     seed = int(os.environ.get("DMTV_SEED", "1"))
     rng = np.random.default_rng(seed)
     limits = _limits()
-    h = Harness(dut, seed, stress=True)
+    h = Harness(dut, seed, stress=True, limits=limits)
     await h.reset()
     p, o = limits.max_tokens, limits.max_out
     i = min(limits.max_in, limits.max_weights // o)  # O*I within the weight bank
@@ -244,6 +389,7 @@ async def reset_mid_job(dut):
             exp = [int(x) for x in golden.run_packet(pack_job(job))]
             got, _ = await h.run_packet(pack_job(job))
             assert got == exp, f"clean job after reset during {where}: {_first_diff(got, exp)}"
+    await h.expect_quiet()
 
 
 @cocotb.test()
@@ -254,7 +400,7 @@ async def long_jobs(dut):
     seed = int(os.environ.get("DMTV_SEED", "1"))
     rng = np.random.default_rng(seed)
     limits = _limits()
-    h = Harness(dut, seed, stress=False)
+    h = Harness(dut, seed, stress=False, limits=limits)
     await h.reset()
     golden = GoldenCore(limits)
     p, lanes = limits.max_tokens, limits.lanes
@@ -278,7 +424,7 @@ async def long_jobs(dut):
         x_ref = golden.state.x_ref
         got, timing = await h.run_packet(pack_job(job))
         assert got == exp, f"long {name} job: {_first_diff(got, exp)}"
-        nnz_act = exp[-1] & 0xFFFFFFFF
+        nnz_act = _TRL["nnz_act"].get(exp[-1:])
         groups_o = -(-o // lanes)
         groups_p = -(-p // lanes)
         broadcasts = nnz_act * groups_o + (job.nnz_dw * groups_p if name == "task" else 0)
@@ -288,6 +434,7 @@ async def long_jobs(dut):
                      "nnz_per_cycle": (broadcasts / timing["compute_cycles"])
                      if timing["compute_cycles"] else None})
         dut._log.info("long %s: %s", name, rows[-1])
+    await h.expect_quiet()
     _write_report("long_jobs", {"limits": limits.__dict__, "long_jobs": rows})
 
 
@@ -295,12 +442,10 @@ async def long_jobs(dut):
 async def unordered_dw(dut):
     """dW non-zeros out of row order and with repeated (row, col) entries: the golden sums
     them (np.add.at); so must the weight pass (TASK) and the W patch (DENSE)."""
-    from deltamtl.contract.packets import HEADER_WORDS, INT8_PER_WORD, words_for
-
     seed = int(os.environ.get("DMTV_SEED", "1"))
     rng = np.random.default_rng(seed + 7)
     limits = _limits()
-    h = Harness(dut, seed, stress=True)
+    h = Harness(dut, seed, stress=True, limits=limits)
     await h.reset()
     golden = GoldenCore(limits)
     p, i, o = min(limits.max_tokens, 12), min(limits.max_in, 40), min(limits.max_out, 40)
@@ -321,20 +466,24 @@ async def unordered_dw(dut):
         start = HEADER_WORDS + (o * words_for(i, INT8_PER_WORD) if name == "dense" else 0)
         nz = words[start:start + dw.nnz].copy()
         # split every entry v into (v - v//2, v//2) twice over, shuffled across rows
-        half = ((nz >> np.uint64(32)) & np.uint64(0xFF)).astype(np.uint8).view(np.int8) // 2
-        rest = ((nz >> np.uint64(32)) & np.uint64(0xFF)).astype(np.uint8).view(np.int8) - half
-        keep = nz & np.uint64(0xFFFFFFFF)
-        part1 = keep | (half.view(np.uint8).astype(np.uint64) << np.uint64(32))
-        part2 = keep | (rest.view(np.uint8).astype(np.uint64) << np.uint64(32))
-        shuffled = np.concatenate([part1, part2])[rng.permutation(2 * nz.size)]
-        hdr = words[:HEADER_WORDS].copy()
-        hdr[1] = (int(hdr[1]) & ~0xFFFFFFFF) | shuffled.size
+        parts = []
+        for word in (int(w) for w in nz):
+            value = int(np.uint8(_NZ["value"].get([word])).view(np.int8))
+            for piece in (value - value // 2, value // 2):
+                entry = [0]
+                _NZ["row"].put(entry, _NZ["row"].get([word]))
+                _NZ["col"].put(entry, _NZ["col"].get([word]))
+                _NZ["value"].put(entry, int(np.int8(piece).view(np.uint8)))
+                parts.append(entry[0])
+        shuffled = np.array(parts, dtype=np.uint64)[rng.permutation(len(parts))]
+        hdr = with_header_field(words[:HEADER_WORDS], "nnz_dw", shuffled.size)
         packet = np.concatenate([hdr, words[HEADER_WORDS:start], shuffled,
                                  words[start + nz.size:]]).astype(np.uint64)
         exp_words = [int(x) for x in golden.run_packet(packet)]
-        assert (exp_words[-1] >> 48) & 0xFF == 0, "the golden refused the shuffled packet"
+        assert trailer_status(exp_words) == CoreStatus.OK, "the golden refused the shuffled packet"
         got, _ = await h.run_packet(packet)
         assert got == exp_words, f"unordered dW ({name}): {_first_diff(got, exp_words)}"
+    await h.expect_quiet()
 
 
 @cocotb.test()
@@ -344,7 +493,7 @@ async def refusal_keeps_state(dut):
     seed = int(os.environ.get("DMTV_SEED", "1"))
     rng = np.random.default_rng(seed + 11)
     limits = _limits()
-    h = Harness(dut, seed, stress=True)
+    h = Harness(dut, seed, stress=True, limits=limits)
     await h.reset()
     golden = GoldenCore(limits)
     p, i, o = min(limits.max_tokens, 10), min(limits.max_in, 30), min(limits.max_out, 20)
@@ -365,22 +514,85 @@ async def refusal_keeps_state(dut):
                    p, i, o, w=w_new, x_ref=x_ref, y_ref=y_ref)
         words = pack_job(job)
         exp = await check(words[:-1], "LENGTH (early TLAST)")
-        assert (exp[-1] >> 48) & 0xFF == 32
+        assert trailer_status(exp) == CoreStatus.LENGTH
         exp = await check(np.concatenate([words, words[:3]]), "LENGTH (late TLAST)")
-        assert (exp[-1] >> 48) & 0xFF == 32
+        assert trailer_status(exp) == CoreStatus.LENGTH
         dense_dw = np.zeros((o, i), np.int8)
         dense_dw[o - 1, i - 1] = 5
         bad = pack_job(_job(rng, Mode.DENSE, JobFlag.LOAD_W, p, i, o, w=w_new,
                             dw=CsrDelta.from_dense(dense_dw)))
-        at = 2 + o * (-(-i // 8))
-        bad[at] = np.uint64(int(bad[at]) | (0xFFFF << 16))  # row beyond out_dim
+        at = HEADER_WORDS + o * words_for(i, INT8_PER_WORD)  # the one dW word, after W
+        entry = [int(bad[at])]
+        _NZ["row"].put(entry, (1 << _NZ["row"].width) - 1)  # all ones: a row beyond out_dim
+        bad[at] = np.uint64(entry[0])
         exp = await check(bad, "INDEX")
-        assert (exp[-1] >> 48) & 0xFF == 8
+        assert trailer_status(exp) == CoreStatus.INDEX
         other = _job(rng, Mode.TASK, JobFlag.LOAD_W, p + 1, i, o, w=w_new)
         exp = await check(pack_job(other), "NO_STATE (refs of other dims)")
-        assert (exp[-1] >> 48) & 0xFF == 16
+        assert trailer_status(exp) == CoreStatus.NO_STATE
         # the resident state is still the keyframe's: TEMPORAL and TASK on it agree
         await check(pack_job(_job(rng, Mode.TEMPORAL, JobFlag.EMIT_REF, p, i, o, th=1,
                                   x_ref=golden.state.x_ref, frac=0.3)), "resident TEMPORAL")
         await check(pack_job(_job(rng, Mode.TASK, JobFlag.EMIT_REF, p, i, o, th=2,
                                   x_ref=golden.state.x_ref, frac=0.3)), "resident TASK")
+    await h.expect_quiet()
+
+
+def _small_job(rng: np.random.Generator, limits: CoreLimits) -> np.ndarray:
+    p, i, o = min(limits.max_tokens, 4), min(limits.max_in, 16), min(limits.max_out, 16)
+    w = rng.integers(-128, 128, (o, i)).astype(np.int8)
+    return pack_job(_job(rng, Mode.DENSE, JobFlag.LOAD_W | JobFlag.EMIT_REF, p, i, o, w=w))
+
+
+@cocotb.test()
+async def watchdog_fires(dut):
+    """A sink that never takes a beat stands for a deadlocked core: run_packet must fail
+    with the watchdog's message within its budget, not hang. After a reset the core works."""
+    seed = int(os.environ.get("DMTV_SEED", "1"))
+    rng = np.random.default_rng(seed + 13)
+    limits = _limits()
+    h = Harness(dut, seed, stress=False, limits=limits)
+    await h.reset()
+    h.sink.pause = True
+    words = _small_job(rng, limits)
+    start = h.cycle
+    try:
+        await h.run_packet(words)
+    except AssertionError as exc:
+        assert "watchdog" in str(exc), exc
+    else:
+        raise AssertionError("the watchdog let a packet through a sink that takes nothing")
+    limit, _model = h.budget(words)
+    assert h.cycle - start <= limit + 2, (h.cycle - start, limit)
+    h.sink.pause = False
+    await h.reset()
+    golden = GoldenCore(limits)
+    words = _small_job(rng, limits)
+    got, _ = await h.run_packet(words)
+    exp = [int(x) for x in golden.run_packet(words)]
+    assert got == exp, f"after the watchdog case: {_first_diff(got, exp)}"
+    await h.expect_quiet()
+
+
+@cocotb.test()
+async def quiet_check_fires(dut):
+    """expect_quiet must see output words: called while a result still streams out (the
+    sink paused so the words wait on the port), it fails."""
+    seed = int(os.environ.get("DMTV_SEED", "1"))
+    rng = np.random.default_rng(seed + 17)
+    limits = _limits()
+    h = Harness(dut, seed, stress=False, limits=limits)
+    await h.reset()
+    h.sink.pause = True
+    await h.source.send(_frame(_small_job(rng, limits)))
+    while int(dut.m_axis_TVALID.value) == 0:
+        await RisingEdge(dut.ap_clk)
+    try:
+        await h.expect_quiet(8)
+    except AssertionError as exc:
+        assert "after the last packet" in str(exc), exc
+    else:
+        raise AssertionError("expect_quiet missed output words on the port")
+    h.sink.pause = False
+    await h.sink.recv()
+    await h.reset()

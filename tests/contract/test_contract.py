@@ -35,6 +35,8 @@ from deltamtl.contract.packets import (
 )
 from deltamtl.contract.registers import KERNEL_ARGS, register
 
+from tests.helpers import seeding
+
 
 def _requant_reference(acc: int, mult: int, shift: int) -> int:
     # round half towards +inf, then saturate: floor(acc*mult / 2^shift + 1/2)
@@ -50,7 +52,7 @@ def test_requantize_hand_cases() -> None:
 
 
 def test_requantize_matches_exact_rational_rounding() -> None:
-    rng = np.random.default_rng()
+    rng = seeding.rng("test_requantize_matches_exact_rational_rounding")
     acc = rng.integers(-(2**31), 2**31, size=(64, 16), dtype=np.int64).astype(np.int32)
     acc[:8] = rng.integers(-5000, 5000, size=(8, 16))
     mult = rng.integers(0, REQ_MULT_MAX + 1, 16).astype(np.uint16)
@@ -71,7 +73,7 @@ def test_requantize_rejects_out_of_range_parameters() -> None:
 
 
 def test_choose_requant_precision_and_errors() -> None:
-    rng = np.random.default_rng()
+    rng = seeding.rng("test_choose_requant_precision_and_errors")
     real = 10.0 ** rng.uniform(-9, 2, 200)
     mult, shift = choose_requant(real)
     approx = mult.astype(np.float64) / 2.0 ** shift.astype(np.float64)
@@ -94,7 +96,7 @@ def test_quantize_activation_rounds_half_to_even_and_clamps() -> None:
 
 
 def test_keep_delta_threshold_rule() -> None:
-    rng = np.random.default_rng()
+    rng = seeding.rng("test_keep_delta_threshold_rule")
     x = rng.integers(-128, 128, (32, 40)).astype(np.int8)
     ref = rng.integers(-128, 128, (32, 40)).astype(np.int8)
     th = int(rng.integers(1, 60))

@@ -4,7 +4,7 @@ from copy import deepcopy
 
 import numpy as np
 import pytest
-from deltamtl.contract.encoding import pack_job, pack_result, unpack_job, unpack_result
+from deltamtl.contract.encoding import pack_job, unpack_job, unpack_result
 from deltamtl.contract.formats import (
     JobFlag,
     Mode,
@@ -16,7 +16,23 @@ from deltamtl.contract.formats import (
 from deltamtl.contract.golden_core import GoldenCore, execute_job
 from deltamtl.contract.jobs import CoreState, CsrDelta, SiteJob
 from deltamtl.contract.limits import CoreLimits
-from deltamtl.contract.packets import CoreStatus
+from deltamtl.contract.packets import (
+    HEADER_FIELDS,
+    HEADER_WORDS,
+    INT8_PER_WORD,
+    NZ_FIELDS,
+    TRAILER_FIELDS,
+    CoreStatus,
+    Field,
+    output_sections,
+    words_for,
+)
+
+from tests.helpers import seeding
+
+_HDR = {f.name: f for f in HEADER_FIELDS}
+_NZ = {f.name: f for f in NZ_FIELDS}
+_TRL = {f.name: f for f in TRAILER_FIELDS}
 
 LIMITS = CoreLimits(max_tokens=32, max_in=64, max_out=64, max_nnz_dw=64 * 64, lanes=8)
 
@@ -42,7 +58,7 @@ def _dense_ref(x, w, bias):
 
 
 def test_dense_matches_direct_product_and_sets_state() -> None:
-    rng = np.random.default_rng()
+    rng = seeding.rng("test_dense_matches_direct_product_and_sets_state")
     p, i, o, w, dw, mult, shift, bias = _site(rng)
     x = _x(rng, (p, i))
     state = CoreState()
@@ -58,7 +74,7 @@ def test_dense_matches_direct_product_and_sets_state() -> None:
 
 
 def test_temporal_lossless_equals_dense_and_bounded_without_drift() -> None:
-    rng = np.random.default_rng()
+    rng = seeding.rng("test_temporal_lossless_equals_dense_and_bounded_without_drift")
     p, i, o, w, _dw, mult, shift, bias = _site(rng)
     x = _x(rng, (p, i))
     state = CoreState()
@@ -80,7 +96,7 @@ def test_temporal_lossless_equals_dense_and_bounded_without_drift() -> None:
 
 
 def test_task_identity_and_base_state_untouched() -> None:
-    rng = np.random.default_rng()
+    rng = seeding.rng("test_task_identity_and_base_state_untouched")
     p, i, o, w, dw, mult, shift, bias = _site(rng)
     x_b = _x(rng, (p, i))
     state = CoreState()
@@ -102,7 +118,7 @@ def test_task_identity_and_base_state_untouched() -> None:
 
 
 def test_sub_task_temporal_with_dw_patch_keeps_base_bank() -> None:
-    rng = np.random.default_rng()
+    rng = seeding.rng("test_sub_task_temporal_with_dw_patch_keeps_base_bank")
     p, i, o, w, dw, mult, shift, bias = _site(rng)
     x = _x(rng, (p, i))
     state = CoreState(w=w.copy())
@@ -116,7 +132,10 @@ def test_sub_task_temporal_with_dw_patch_keeps_base_bank() -> None:
 
 
 def test_packets_round_trip_and_golden_core_matches_execute() -> None:
-    rng = np.random.default_rng()
+    """run_packet against numbers computed here, not against execute_job (its own body):
+    Y and Y_ref from x (W + dW)^T + b in int64, trailer fields read through the contract's
+    field table, and the packet length from output_sections."""
+    rng = seeding.rng("test_packets_round_trip_and_golden_core_matches_execute")
     for _ in range(20):
         p, i, o, w, dw, mult, shift, bias = _site(rng)
         x = _x(rng, (p, i))
@@ -131,24 +150,43 @@ def test_packets_round_trip_and_golden_core_matches_execute() -> None:
         assert (back.dw is None) == (np.count_nonzero(dw) == 0)
         core = GoldenCore(LIMITS)
         out = core.run_packet(pack_job(job))
-        expected = execute_job(job, CoreState(), LIMITS)
-        assert np.array_equal(out, pack_result(expected, job))
+        assert out.size == sum(n for _s, n in output_sections(job.flags, p, i, o))
+        trailer = [int(out[-1])]
+        assert _TRL["status"].get(trailer) == CoreStatus.OK
+        assert _TRL["tag"].get(trailer) == job.tag
+        assert _TRL["nnz_act"].get(trailer) == np.count_nonzero(x)  # DENSE sends every x
+        acc = _dense_ref(x, w.astype(np.int64) + dw, bias)  # _site keeps W + dW in int8
         res = unpack_result(out, job)
-        assert res.tag == job.tag and np.array_equal(res.y, expected.y)
+        assert np.array_equal(res.y_ref, acc) and np.array_equal(res.x_ref, x)
+        assert np.array_equal(res.y, requantize(acc, mult, shift))
+        # the packer agrees with the bytes: Y row 0, element j in byte j of its words
+        y_bytes = out[: words_for(o, INT8_PER_WORD)].astype("<u8").tobytes()[:o]
+        assert np.array_equal(np.frombuffer(y_bytes, np.int8), res.y[0])
+
+
+def _set(name: str, value: int):
+    """A mutation that overwrites one header field (by the contract's field table)."""
+    return lambda words: _put(words, _HDR[name], value)
+
+
+def _put(words: list[int], field: Field, value: int) -> None:
+    words[field.word] &= ~(((1 << field.width) - 1) << field.lsb)
+    field.put(words, value)
 
 
 @pytest.mark.parametrize(
     "mutate, status",
     [
-        (lambda w: w.__setitem__(0, (int(w[0]) & ~3) | 3), CoreStatus.BAD_HEADER),
-        (lambda w: w.__setitem__(0, int(w[0]) & ~(0xFF << 8)), CoreStatus.BAD_HEADER),
-        (lambda w: w.__setitem__(0, int(w[0]) | (1 << 7)), CoreStatus.BAD_HEADER),
-        (lambda w: w.__setitem__(0, (int(w[0]) & ~(0xFFFF << 16)) | (33 << 16)), CoreStatus.DIMS),
-        (lambda w: w.__setitem__(1, (int(w[1]) & ~0xFFFFFFFF) | 5000), CoreStatus.NNZ),
+        (_set("mode", 3), CoreStatus.BAD_HEADER),  # no fourth mode
+        (_set("th", 0), CoreStatus.BAD_HEADER),  # th below TH_MIN
+        (_set("flags", 1 << (_HDR["flags"].width - 1)), CoreStatus.BAD_HEADER),  # unused flag
+        (_set("tokens", LIMITS.max_tokens + 1), CoreStatus.DIMS),
+        (_set("nnz_dw", 5000), CoreStatus.NNZ),  # above max_nnz_dw = 4096
     ],
+    ids=["mode", "th", "flags", "tokens", "nnz"],
 )
 def test_refused_headers_answer_with_trailer_only(mutate, status) -> None:
-    rng = np.random.default_rng()
+    rng = seeding.rng("test_refused_headers_answer_with_trailer_only")
     p, i, o, w, _dw, mult, shift, bias = _site(rng)
     job = SiteJob(Mode.DENSE, JobFlag.LOAD_W, 1, _x(rng, (p, i)), mult, shift, o, w=w,
                   bias=bias, tag=77)
@@ -163,7 +201,7 @@ def test_refused_headers_answer_with_trailer_only(mutate, status) -> None:
 
 
 def test_refused_length_index_and_missing_state() -> None:
-    rng = np.random.default_rng()
+    rng = seeding.rng("test_refused_length_index_and_missing_state")
     p, i, o, w, dw, mult, shift, bias = _site(rng, i=12, o=9)
     job = SiteJob(Mode.DENSE, JobFlag.LOAD_W, 1, _x(rng, (p, i)), mult, shift, o, w=w,
                   dw=CsrDelta.from_dense(dw), bias=bias)
@@ -173,8 +211,10 @@ def test_refused_length_index_and_missing_state() -> None:
         assert unpack_result(core.run_packet(bad), job).status == CoreStatus.LENGTH
     if job.nnz_dw:
         bad = words.copy()
-        at = 2 + o * 2  # header + W rows of ceil(12/8) = 2 words
-        bad[at] = np.uint64(int(bad[at]) | 0xFFFF)  # column 65535
+        at = HEADER_WORDS + o * words_for(i, INT8_PER_WORD)  # first DW word, after W
+        nz = [int(bad[at])]
+        _put(nz, _NZ["col"], (1 << _NZ["col"].width) - 1)  # the widest column index
+        bad[at] = np.uint64(nz[0])
         assert unpack_result(core.run_packet(bad), job).status == CoreStatus.INDEX
     task = SiteJob(Mode.TASK, JobFlag.NONE, 1, job.x, mult, shift, o, bias=bias)
     assert unpack_result(core.run_packet(pack_job(task)), task).status == CoreStatus.NO_STATE
@@ -186,7 +226,7 @@ def test_refused_length_index_and_missing_state() -> None:
 def test_csr_from_dense_matches_scipy() -> None:
     import scipy.sparse as sp
 
-    rng = np.random.default_rng()
+    rng = seeding.rng("test_csr_from_dense_matches_scipy")
     dense = np.where(rng.random((23, 31)) < 0.3, rng.integers(-128, 128, (23, 31)), 0)
     csr = CsrDelta.from_dense(dense.astype(np.int8))
     ref = sp.csr_matrix((csr.values, csr.indices, csr.indptr), shape=dense.shape)
@@ -195,7 +235,7 @@ def test_csr_from_dense_matches_scipy() -> None:
 
 
 def test_dw_words_in_any_order_give_the_same_result() -> None:
-    rng = np.random.default_rng()
+    rng = seeding.rng("test_dw_words_in_any_order_give_the_same_result")
     p, i, o, w, dw, mult, shift, bias = _site(rng, i=20, o=20)
     dw[0, 0] = 5
     x = _x(rng, (p, i))
@@ -207,7 +247,7 @@ def test_dw_words_in_any_order_give_the_same_result() -> None:
     words = pack_job(task)
     nnz = task.nnz_dw
     shuffled = words.copy()
-    shuffled[2:2 + nnz] = rng.permutation(words[2:2 + nnz])
+    shuffled[HEADER_WORDS:HEADER_WORDS + nnz] = rng.permutation(words[HEADER_WORDS:HEADER_WORDS + nnz])
     assert np.array_equal(unpack_job(shuffled).dw.to_dense(o, i), dw)
     assert np.array_equal(core.run_packet(shuffled), core.run_packet(words))
 
@@ -225,7 +265,7 @@ def test_merged_weight_wraps_like_the_int8_bank() -> None:
 def test_weight_bank_size_is_a_compiled_maximum() -> None:
     limits = CoreLimits(max_tokens=8, max_in=64, max_out=64, max_nnz_dw=64, lanes=8,
                         max_weights=64 * 16)
-    rng = np.random.default_rng()
+    rng = seeding.rng("test_weight_bank_size_is_a_compiled_maximum")
     for (o, i), expected in (((64, 16), CoreStatus.OK), ((16, 64), CoreStatus.OK),
                              ((64, 17), CoreStatus.DIMS)):
         mult, shift = choose_requant(np.full(o, 1e-3))

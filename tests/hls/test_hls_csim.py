@@ -12,19 +12,16 @@ from deltamtl.contract.limits import CoreLimits
 from deltamtl.contract.vectors import CLASSES, generate_random_vectors, read_vectors, write_vectors
 from deltamtl.hls.build import BUILD_ROOT, limits_from_params_header, run_csim
 
+from tests.helpers import seeding
+
 pytestmark = pytest.mark.skipif(shutil.which("g++") is None, reason="g++ not installed")
-
-
-def _seed() -> int:
-    seed = int(np.random.SeedSequence().entropy % (1 << 31))
-    print(f"seed {seed}")
-    return seed
 
 
 def test_tb_core_random_vectors_all_classes(tmp_path):
     limits = limits_from_params_header()
     path = tmp_path / "csim.dmtv"
-    write_vectors(path, generate_random_vectors(limits, n_sequences=80, seed=_seed()), limits)
+    seed = seeding.seed_for("test_tb_core_random_vectors_all_classes")
+    write_vectors(path, generate_random_vectors(limits, n_sequences=80, seed=seed), limits)
     report = run_csim(path)
     print(report.table())
     assert report.ok, report.log
@@ -36,7 +33,7 @@ def test_tb_core_random_vectors_all_classes(tmp_path):
 def test_tb_core_detects_a_wrong_expected_word(tmp_path):
     """The bench is not vacuous: one flipped bit in one expected packet fails that record."""
     limits = limits_from_params_header()
-    rng = np.random.default_rng(_seed())
+    rng = seeding.rng("test_tb_core_detects_a_wrong_expected_word")
     records = generate_random_vectors(limits, n_sequences=6, seed=int(rng.integers(1 << 31)))
     jobs = [k for k, r in enumerate(records) if not r.is_reset and r.words_out.size > 1]
     k = int(rng.choice(jobs))
@@ -76,7 +73,7 @@ def test_tb_system_ddr_images_with_address_sanitizer(tmp_path):
     from deltamtl.hls.build import run_tb_system
 
     limits = limits_from_params_header()
-    rng = np.random.default_rng(_seed())
+    rng = seeding.rng("test_tb_system_ddr_images_with_address_sanitizer")
     records = generate_random_vectors(limits, n_sequences=10, seed=int(rng.integers(1 << 31)))
     cases = ddr_cases_from_records(records, limits, rng, variants_every=3)
     kinds = {c.name.rstrip("0123456789") for c in cases}

@@ -13,18 +13,14 @@ from deltamtl.contract.packets import CoreStatus
 from deltamtl.contract.vectors import generate_random_vectors
 from deltamtl.hls.emulator import HlsCoreExecutor
 
+from tests.helpers import seeding
+
 # Small limits of their own: a second library build, and refusals at small sizes.
 # max_weights below max_in * max_out: the weight bank is sized by it, not by the dims. (The
 # vector generator draws ordinary jobs up to 48 x 48 without checking max_weights, so it
 # stays >= 48 * max_out here.)
 SMALL = CoreLimits(max_tokens=20, max_in=96, max_out=36, max_nnz_dw=300, lanes=8,
                    max_weights=48 * 36)
-
-
-def _rng() -> np.random.Generator:
-    seed = int(np.random.SeedSequence().entropy % (1 << 32))
-    print(f"seed {seed}")
-    return np.random.default_rng(seed)
 
 
 def _job(rng, mode, flags, p, i, o, w=None, dw_density=0.0, refs=None):
@@ -47,7 +43,7 @@ def _job(rng, mode, flags, p, i, o, w=None, dw_density=0.0, refs=None):
 
 def test_random_vector_file_matches_golden_packets():
     """The vector generator's records (every class, resets, refusals) through the C++ core."""
-    rng = _rng()
+    rng = seeding.rng("test_random_vector_file_matches_golden_packets")
     records = generate_random_vectors(SMALL, n_sequences=24, seed=int(rng.integers(1 << 31)))
     core = HlsCoreExecutor(SMALL)
     counts: dict[str, int] = {}
@@ -65,7 +61,7 @@ def test_random_vector_file_matches_golden_packets():
 
 def test_run_job_and_state_isolation_between_executors():
     """Two executors over one library keep separate resident state; run_job == golden."""
-    rng = _rng()
+    rng = seeding.rng("test_run_job_and_state_isolation_between_executors")
     a, b = HlsCoreExecutor(SMALL), HlsCoreExecutor(SMALL)
     ga, gb = GoldenCore(SMALL), GoldenCore(SMALL)
     for core, gold in ((a, ga), (b, gb)):
@@ -98,7 +94,7 @@ def test_run_job_and_state_isolation_between_executors():
 
 def test_refused_packet_keeps_resident_state():
     """A LOAD_W packet cut short (LENGTH) must not disturb the resident bank or references."""
-    rng = _rng()
+    rng = seeding.rng("test_refused_packet_keeps_resident_state")
     core, gold = HlsCoreExecutor(SMALL), GoldenCore(SMALL)
     p, i, o = 5, 17, 11
     w = rng.integers(-128, 128, (o, i)).astype(np.int8)
@@ -131,7 +127,7 @@ def test_empty_packet_is_an_error():
 ], ids=["lanes1", "lanes3", "lanes64", "weights_bound"])
 def test_other_limits_and_lane_counts(limits):
     """The kernels are generic in the compiled maxima and L (one library build each)."""
-    rng = _rng()
+    rng = seeding.rng("test_other_limits_and_lane_counts")
     records = generate_random_vectors(limits, n_sequences=30, seed=int(rng.integers(1 << 31)))
     core = HlsCoreExecutor(limits)
     for k, rec in enumerate(records):

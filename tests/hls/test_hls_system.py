@@ -22,28 +22,41 @@ from deltamtl.contract.descriptor import (
     DESC_WORD_MAGIC,
     DESC_WORD_REGIONS,
     DESC_WORD_VERSION,
+    DESC_WORDS,
     OUTPUT_REGIONS,
+    REGION_ALIGN,
     Region,
 )
 from deltamtl.contract.encoding import pack_job
-from deltamtl.contract.formats import JobFlag, Mode, choose_requant
+from deltamtl.contract.formats import VALID_FLAGS, JobFlag, Mode, choose_requant
 from deltamtl.contract.golden_core import GoldenCore
 from deltamtl.contract.jobs import CsrDelta, SiteJob
 from deltamtl.contract.limits import CoreLimits
-from deltamtl.contract.packets import CoreStatus
+from deltamtl.contract.packets import (
+    HEADER_FIELDS,
+    INT8_PER_WORD,
+    TRAILER_FIELDS,
+    CoreStatus,
+    words_for,
+)
 from deltamtl.contract.registers import KernelStatus
 from deltamtl.hls.emulator import HlsKernelError, HlsSystemExecutor
+
+from tests.helpers import seeding
 
 # max_weights below max_in * max_out: the O*I DIMS refusal is reachable with in-range dims
 LIM = CoreLimits(max_tokens=24, max_in=48, max_out=40, max_nnz_dw=400, lanes=8,
                  max_weights=48 * 24)
 DONE = KernelStatus.DONE
-
-
-def _rng() -> np.random.Generator:
-    seed = int(np.random.SeedSequence().entropy % (1 << 32))
-    print(f"seed {seed}")
-    return np.random.default_rng(seed)
+_HDR = {f.name: f for f in HEADER_FIELDS}
+_TRL = {f.name: f for f in TRAILER_FIELDS}
+_DESC_WORD_BYTES = DESC_BYTES // DESC_WORDS  # descriptor words are uint32
+_DESC_WORD_BITS = 8 * _DESC_WORD_BYTES  # 64-bit values span two words, (lo, hi)
+# in_dim and out_dim share a header word, out_dim right above in_dim
+_OUT_ABOVE_IN = _HDR["out_dim"].lsb - _HDR["in_dim"].lsb
+assert _HDR["out_dim"].word == _HDR["in_dim"].word and _OUT_ABOVE_IN == _HDR["in_dim"].width
+# header fields the fuzzer overwrites (th and tag are any value the core accepts or echoes)
+_FUZZED_FIELDS = ("tokens", "in_dim", "out_dim", "nnz_dw", "mode", "flags")
 
 
 def _job(rng, mode, flags, dims, w, dw_density=0.0, refs=None) -> SiteJob:
@@ -59,7 +72,7 @@ def _job(rng, mode, flags, dims, w, dw_density=0.0, refs=None) -> SiteJob:
     job = SiteJob(Mode(mode), JobFlag(flags), int(rng.integers(1, 5)),
                   rng.integers(-128, 128, (p, i)).astype(np.int8), mult, shift, o,
                   w=w if flags & JobFlag.LOAD_W else None, dw=dw,
-                  tag=int(rng.integers(0, 1 << 16)))
+                  tag=int(rng.integers(0, 1 << _HDR["tag"].width)))
     if mode != Mode.TEMPORAL:
         job.bias = rng.integers(-(1 << 20), 1 << 20, o).astype(np.int32)
     if flags & JobFlag.LOAD_REF and mode != Mode.DENSE:
@@ -102,7 +115,7 @@ def _outside_outputs(buf: np.ndarray, layout: descriptor.JobLayout) -> np.ndarra
 
 
 def test_system_matches_golden_with_resident_state():
-    rng = _rng()
+    rng = seeding.rng("test_system_matches_golden_with_resident_state")
     system, gold = HlsSystemExecutor(LIM), GoldenCore(LIM)
     n_jobs = 0
     for _seq in range(6):
@@ -125,7 +138,7 @@ def test_system_matches_golden_with_resident_state():
 
 
 def test_run_job_interface_and_core_refusal():
-    rng = _rng()
+    rng = seeding.rng("test_run_job_interface_and_core_refusal")
     system, gold = HlsSystemExecutor(LIM), GoldenCore(LIM)
     dims = (7, 21, 13)
     w = rng.integers(-128, 128, (13, 21)).astype(np.int8)
@@ -185,21 +198,26 @@ def _base_job(rng) -> tuple[SiteJob, np.ndarray, descriptor.JobLayout]:
 
 
 def _set_word(buf, layout, index, value):
-    at = layout.desc_offset + 4 * index
-    buf[at: at + 4] = np.frombuffer(struct.pack("<I", value & 0xFFFFFFFF), np.uint8)
+    at = layout.desc_offset + _DESC_WORD_BYTES * index
+    buf[at: at + _DESC_WORD_BYTES] = np.frombuffer(struct.pack("<I", value & ((1 << _DESC_WORD_BITS) - 1)), np.uint8)
 
 
 def _set_region(buf, layout, region, offset):
     _set_word(buf, layout, DESC_WORD_REGIONS + 2 * int(region), offset)
-    _set_word(buf, layout, DESC_WORD_REGIONS + 2 * int(region) + 1, offset >> 32)
+    _set_word(buf, layout, DESC_WORD_REGIONS + 2 * int(region) + 1, offset >> _DESC_WORD_BITS)
 
 
-def _set_header_field(buf, layout, word, lsb, width, value):
+def _set_header_field(buf, layout, name, value, width=None):
+    """Overwrite a header field in the descriptor's copy of the header. ``width`` wider
+    than the field spills into the next field(s) of the same word (in_dim and out_dim at
+    once, for an O*I too large with each dimension in range)."""
+    f = _HDR[name]
+    width = f.width if width is None else width
     hw = list(layout.header_words)
-    hw[word] = (hw[word] & ~(((1 << width) - 1) << lsb)) | (value << lsb)
+    hw[f.word] = (hw[f.word] & ~(((1 << width) - 1) << f.lsb)) | (value << f.lsb)
     for k, v in enumerate(hw):
         _set_word(buf, layout, DESC_WORD_HEADER + 2 * k, v)
-        _set_word(buf, layout, DESC_WORD_HEADER + 2 * k + 1, v >> 32)
+        _set_word(buf, layout, DESC_WORD_HEADER + 2 * k + 1, v >> _DESC_WORD_BITS)
 
 
 def _csr_i32(buf, layout, k, value):
@@ -215,25 +233,26 @@ def _refusals(rng):
     return [
         case("magic", KernelStatus.BAD_DESC, lambda b, lay: _set_word(b, lay, DESC_WORD_MAGIC, 0x1234)),
         case("version", KernelStatus.BAD_DESC, lambda b, lay: _set_word(b, lay, DESC_WORD_VERSION, 99)),
-        case("mode", KernelStatus.BAD_DESC, lambda b, lay: _set_header_field(b, lay, 0, 0, 2, 3)),
-        case("flags", KernelStatus.BAD_DESC, lambda b, lay: _set_header_field(b, lay, 0, 2, 6, 8)),
-        case("tokens0", KernelStatus.DIMS, lambda b, lay: _set_header_field(b, lay, 0, 16, 16, 0)),
+        case("mode", KernelStatus.BAD_DESC, lambda b, lay: _set_header_field(b, lay, "mode", 3)),
+        case("flags", KernelStatus.BAD_DESC, lambda b, lay: _set_header_field(b, lay, "flags", VALID_FLAGS + 1)),
+        case("tokens0", KernelStatus.DIMS, lambda b, lay: _set_header_field(b, lay, "tokens", 0)),
         case("tokens_big", KernelStatus.DIMS,
-             lambda b, lay: _set_header_field(b, lay, 0, 16, 16, LIM.max_tokens + 1)),
-        case("in_big", KernelStatus.DIMS, lambda b, lay: _set_header_field(b, lay, 0, 32, 16, 60000)),
+             lambda b, lay: _set_header_field(b, lay, "tokens", LIM.max_tokens + 1)),
+        case("in_big", KernelStatus.DIMS, lambda b, lay: _set_header_field(b, lay, "in_dim", 60000)),
         case("out_big", KernelStatus.DIMS,
-             lambda b, lay: _set_header_field(b, lay, 0, 48, 16, LIM.max_out + 1)),
+             lambda b, lay: _set_header_field(b, lay, "out_dim", LIM.max_out + 1)),
         case("weights_big", KernelStatus.DIMS,  # each dim in range, O*I > max_weights
-             lambda b, lay: _set_header_field(b, lay, 0, 32, 32,
-                                              LIM.max_in | (LIM.max_out << 16))),
+             lambda b, lay: _set_header_field(
+                 b, lay, "in_dim", LIM.max_in | (LIM.max_out << _OUT_ABOVE_IN),
+                 width=_OUT_ABOVE_IN + _HDR["out_dim"].width)),
         case("nnz_big", KernelStatus.DIMS,
-             lambda b, lay: _set_header_field(b, lay, 1, 0, 32, LIM.max_nnz_dw + 1)),
+             lambda b, lay: _set_header_field(b, lay, "nnz_dw", LIM.max_nnz_dw + 1)),
         case("x_beyond", KernelStatus.REGION,
-             lambda b, lay: _set_region(b, lay, Region.X, lay.buf_bytes - 8)),
+             lambda b, lay: _set_region(b, lay, Region.X, lay.buf_bytes - REGION_ALIGN)),
         case("y_huge", KernelStatus.REGION,
-             lambda b, lay: _set_region(b, lay, Region.Y_OUT, (1 << 64) - 8)),
+             lambda b, lay: _set_region(b, lay, Region.Y_OUT, (1 << 64) - REGION_ALIGN)),
         case("w_misaligned", KernelStatus.REGION,
-             lambda b, lay: _set_region(b, lay, Region.W, lay.offsets[Region.W] + 4)),
+             lambda b, lay: _set_region(b, lay, Region.W, lay.offsets[Region.W] + REGION_ALIGN // 2)),
         case("y_misaligned", KernelStatus.REGION,
              lambda b, lay: _set_region(b, lay, Region.Y_OUT, lay.offsets[Region.Y_OUT] + 1)),
         case("y_over_x", KernelStatus.OVERLAP,
@@ -241,7 +260,7 @@ def _refusals(rng):
         case("y_over_desc", KernelStatus.OVERLAP,
              lambda b, lay: _set_region(b, lay, Region.Y_OUT, lay.desc_offset)),
         case("yref_over_xref", KernelStatus.OVERLAP,
-             lambda b, lay: _set_region(b, lay, Region.YREF_OUT, lay.offsets[Region.XREF_OUT] + 8)),
+             lambda b, lay: _set_region(b, lay, Region.YREF_OUT, lay.offsets[Region.XREF_OUT] + REGION_ALIGN)),
         case("indptr0", KernelStatus.CSR, lambda b, lay: _csr_i32(b, lay, 0, 1)),
         case("indptr_down", KernelStatus.CSR, lambda b, lay: _csr_i32(b, lay, 2, -1)),
         case("indptr_end", KernelStatus.CSR,
@@ -266,7 +285,7 @@ def _check_refused(system, buf, buf_bytes, desc_offset, bit, name):
 
 
 def test_refused_descriptors_leave_memory_identical():
-    rng = _rng()
+    rng = seeding.rng("test_refused_descriptors_leave_memory_identical")
     system = HlsSystemExecutor(LIM)
     _job0, clean, layout = _base_job(rng)
     for name, bit, mutate in _refusals(rng):
@@ -274,10 +293,10 @@ def test_refused_descriptors_leave_memory_identical():
         mutate(buf, layout)
         _check_refused(system, buf, layout.buf_bytes, layout.desc_offset, bit, name)
     # buffer declared too small for the last region; descriptor outside / misaligned
-    _check_refused(system, clean.copy(), layout.buf_bytes - 8, 0, KernelStatus.REGION, "short")
+    _check_refused(system, clean.copy(), layout.buf_bytes - REGION_ALIGN, 0, KernelStatus.REGION, "short")
     _check_refused(system, clean.copy(), layout.buf_bytes, layout.buf_bytes - 64,
                    KernelStatus.REGION, "desc_beyond")
-    _check_refused(system, clean.copy(), layout.buf_bytes, 4, KernelStatus.REGION, "desc_misaligned")
+    _check_refused(system, clean.copy(), layout.buf_bytes, REGION_ALIGN // 2, KernelStatus.REGION, "desc_misaligned")
     # the unmodified descriptor still runs
     run = system.run_buffer(clean, layout.buf_bytes, layout.desc_offset)
     assert run.fetch_status == DONE and run.commit_status == DONE
@@ -285,7 +304,7 @@ def test_refused_descriptors_leave_memory_identical():
 
 def test_commit_rules_for_malformed_packets():
     """Tag mismatch, early TLAST, missing TLAST, trailer alone, drain when refused."""
-    rng = _rng()
+    rng = seeding.rng("test_commit_rules_for_malformed_packets")
     system = HlsSystemExecutor(LIM)
     job, clean, layout = _base_job(rng)
     gold = GoldenCore(LIM).run_packet(pack_job(job))
@@ -296,16 +315,25 @@ def test_commit_rules_for_malformed_packets():
     good = buf.copy()
     # another job's trailer tag: the data is written, TAG tells the host to discard it
     other = gold.copy()
-    other[-1] = np.uint64(int(other[-1]) ^ (1 << 32))
+    other[-1] = np.uint64(int(other[-1]) ^ (1 << _TRL["tag"].lsb))  # lowest tag bit
     buf = clean.copy()
     assert system.commit_only(buf, layout.buf_bytes, 0, other, lasts) == (DONE | KernelStatus.TAG, 0)
     assert np.array_equal(buf, good)
-    # TLAST early (packet cut inside Y): CORE, nothing beyond the cut is written
-    cut_l = lasts[:3].copy()
-    cut_l[-1] = 1
-    buf = clean.copy()
-    st, left = system.commit_only(buf, layout.buf_bytes, 0, gold[:3], cut_l)
-    assert st & KernelStatus.CORE and left == 0
+    # TLAST early (packet cut inside Y): CORE, nothing beyond the cut is written: every
+    # changed byte is a Y element that a word before the cut carried, with its good value
+    row_words = words_for(job.out_dim, INT8_PER_WORD)
+    y_at = layout.offsets[Region.Y_OUT]
+    for cut in sorted({1, 2, 3, row_words + 1, int(rng.integers(1, job.tokens * row_words))}):
+        cut_l = np.zeros(cut, np.uint8)
+        cut_l[-1] = 1
+        buf = clean.copy()
+        st, left = system.commit_only(buf, layout.buf_bytes, 0, gold[:cut], cut_l)
+        assert st & KernelStatus.CORE and left == 0, (cut, st)
+        rows, rest = divmod(cut, row_words)
+        delivered = rows * job.out_dim + min(rest * INT8_PER_WORD, job.out_dim)
+        changed = np.flatnonzero(buf != clean)
+        assert np.all((changed >= y_at) & (changed < y_at + delivered)), (cut, changed)
+        assert np.array_equal(buf[changed], good[changed]), cut
     # no TLAST where the trailer belongs: CORE, drained through the late TLAST
     late = np.concatenate([gold, np.zeros(2, np.uint64)])
     late_l = np.zeros(late.size, np.uint8)
@@ -313,7 +341,10 @@ def test_commit_rules_for_malformed_packets():
     st, left = system.commit_only(clean.copy(), layout.buf_bytes, 0, late, late_l)
     assert st == DONE | KernelStatus.CORE and left == 0
     # trailer alone (core refused): nothing written
-    refused = np.array([(int(CoreStatus.INDEX) << 48) | (job.tag << 32)], np.uint64)
+    trailer = [0]
+    _TRL["status"].put(trailer, int(CoreStatus.INDEX))
+    _TRL["tag"].put(trailer, job.tag)
+    refused = np.array(trailer, np.uint64)
     buf = clean.copy()
     st, _ = system.commit_only(buf, layout.buf_bytes, 0, refused, np.ones(1, np.uint8))
     assert st == DONE | KernelStatus.CORE and np.array_equal(buf, clean)
@@ -349,7 +380,7 @@ def _guard_child(seed: int) -> None:
     _job0, clean, layout = _base_job(rng)
     cases = [(name, mutate) for name, _bit, mutate in _refusals(rng)] + [("valid", None)]
     for _name, mutate in cases:
-        for declared in (layout.buf_bytes, layout.buf_bytes - 8):
+        for declared in (layout.buf_bytes, layout.buf_bytes - REGION_ALIGN):
             _mem, buf = _guarded(declared)
             buf[:] = clean[:declared]
             if mutate is not None:
@@ -363,7 +394,7 @@ def _guard_child(seed: int) -> None:
 
 
 def test_no_access_beyond_buffer_guard_page():
-    rng = _rng()
+    rng = seeding.rng("test_no_access_beyond_buffer_guard_page")
     ctx = multiprocessing.get_context("fork")
     child = ctx.Process(target=_guard_child, args=(int(rng.integers(1 << 31)),))
     child.start()
@@ -372,22 +403,22 @@ def test_no_access_beyond_buffer_guard_page():
 
 
 def test_layout_is_aligned_and_disjoint():
-    rng = _rng()
+    rng = seeding.rng("test_layout_is_aligned_and_disjoint")
     for job in _sequence(rng, n_frames=1):
-        _buf, lay = descriptor.layout_job(job, desc_offset=8 * int(rng.integers(0, 10)))
+        _buf, lay = descriptor.layout_job(job, desc_offset=REGION_ALIGN * int(rng.integers(0, 10)))
         spans = [(lay.desc_offset, DESC_BYTES)] + [
             (off, lay.region_size(r)) for r, off in lay.offsets.items()]
         spans.sort()
         for (a, an), (b, _bn) in zip(spans, spans[1:], strict=False):
-            assert a % 8 == 0 and a + an <= b
-        assert spans[-1][0] + spans[-1][1] <= lay.buf_bytes and lay.buf_bytes % 8 == 0
+            assert a % REGION_ALIGN == 0 and a + an <= b
+        assert spans[-1][0] + spans[-1][1] <= lay.buf_bytes and lay.buf_bytes % REGION_ALIGN == 0
 
 
 def test_fuzzed_descriptors_match_python_validation():
     """Random corruptions of descriptor words, region offsets, CSR and buf_bytes: the C++
     fetch status equals descriptor.validate_descriptor, and a refused job leaves the
     buffer byte-identical through fetch -> core -> commit."""
-    rng = _rng()
+    rng = seeding.rng("test_fuzzed_descriptors_match_python_validation")
     system = HlsSystemExecutor(LIM)
     seen: set[int] = set()
     for trial in range(300):
@@ -397,8 +428,8 @@ def test_fuzzed_descriptors_match_python_validation():
         for _ in range(int(rng.integers(1, 3))):
             kind = int(rng.integers(0, 5))
             if kind == 0:  # any descriptor word, a random bit
-                at = layout.desc_offset + 4 * int(rng.integers(0, 32))
-                buf[at + int(rng.integers(0, 4))] ^= np.uint8(1 << int(rng.integers(0, 8)))
+                at = layout.desc_offset + _DESC_WORD_BYTES * int(rng.integers(0, DESC_WORDS))
+                buf[at + int(rng.integers(0, _DESC_WORD_BYTES))] ^= np.uint8(1 << int(rng.integers(0, 8)))
             elif kind == 1:  # a region offset moved by a small amount or to a random place
                 r = Region(int(rng.integers(0, len(Region))))
                 target = (int(rng.integers(0, buf_bytes + 64)) if rng.random() < 0.5 else
@@ -410,10 +441,9 @@ def test_fuzzed_descriptors_match_python_validation():
             elif kind == 3:
                 buf_bytes = int(rng.integers(layout.buf_bytes - 24, layout.buf_bytes + 1))
             else:  # a header field
-                word, lsb, width = [(0, 16, 16), (0, 32, 16), (0, 48, 16), (1, 0, 32),
-                                    (0, 0, 2), (0, 2, 6)][int(rng.integers(0, 6))]
-                _set_header_field(buf, layout, word, lsb, width,
-                                  int(rng.integers(0, 1 << min(width, 7))))
+                name = _FUZZED_FIELDS[int(rng.integers(0, len(_FUZZED_FIELDS)))]
+                _set_header_field(buf, layout, name,
+                                  int(rng.integers(0, 1 << min(_HDR[name].width, 7))))
         want = descriptor.validate_descriptor(buf, buf_bytes, layout.desc_offset, LIM)
         st, words, _ = system.fetch_only(buf, buf_bytes, layout.desc_offset)
         assert int(st) == DONE | want, (trial, st, KernelStatus(want))
@@ -435,4 +465,4 @@ def _fresh(rng):
             rng.integers(-999, 999, (dims[0], dims[2])).astype(np.int32))
     job = _job(rng, Mode.TASK, JobFlag.LOAD_W | JobFlag.LOAD_REF | JobFlag.EMIT_REF, dims, w,
                dw_density=0.4, refs=refs)
-    return descriptor.layout_job(job, desc_offset=8 * int(rng.integers(1, 6)), fill=0x77)
+    return descriptor.layout_job(job, desc_offset=REGION_ALIGN * int(rng.integers(1, 6)), fill=0x77)

@@ -16,6 +16,8 @@ from deltamtl.contract.ddr_image import ddr_cases_from_records, write_ddr_cases
 from deltamtl.contract.vectors import generate_random_vectors, write_vectors
 from deltamtl.hls.build import limits_from_params_header
 
+from tests.helpers import seeding
+
 ROOT = Path(__file__).resolve().parents[2]
 pytestmark = [
     pytest.mark.vitis,
@@ -27,7 +29,7 @@ pytestmark = [
 @pytest.fixture(scope="module")
 def vectors(tmp_path_factory) -> tuple[Path, Path]:
     limits = limits_from_params_header()
-    seed = int(np.random.SeedSequence().entropy % (1 << 31))
+    seed = seeding.seed_for("vectors")
     print(f"seed {seed}")
     records = generate_random_vectors(limits, n_sequences=12, seed=seed)
     # In cosim the testbench's reset hook clears the C model, not the RTL's state, so the

@@ -21,6 +21,8 @@ from deltamtl.model.training.vit import gelu_tanh_reference, patchify
 
 from tests.helpers.seeding import SEED
 
+pytestmark = pytest.mark.quant  # make test-quant
+
 torch.set_num_threads(1)
 
 
@@ -252,16 +254,21 @@ def test_thresholds_cut_macs_and_keep_outputs_close() -> None:
     exact = GoldenRunner(qm)
     out_exact = exact.run_clip(frames)
     qm.policy = ReusePolicy(depth=qm.depth, keyframe_interval=5,
-                            thresholds={t: [3] * qm.depth for t in qm.tasks})
+                            thresholds={t: [3] * qm.depth for t in qm.tasks})  # th below
     lossy = GoldenRunner(qm)
     out_lossy = lossy.run_clip(frames)
     macs_exact = sum(v["macs"] for v in exact.totals().values())
     macs_lossy = sum(v["macs"] for v in lossy.totals().values())
     assert macs_lossy < macs_exact
+    # th = 3 leaves each site input at most th - 1 = 2 LSB from the exact one, 2/127 of the
+    # int8 range; summed linearly over the 4 sites of every block that is 4 depth (th-1)/127
+    # of the output's scale (12.6 % at depth 2; measured below 3 % over a dozen seeds)
+    th = 3
+    bound = len(BLOCK_SITES) * qm.depth * (th - 1) / 127
     for a, b in zip(out_exact[1:], out_lossy[1:], strict=True):
         for t in a:
             scale = np.abs(a[t]).max() + 1e-6
-            assert np.abs(a[t] - b[t]).max() < 0.5 * scale
+            assert np.abs(a[t] - b[t]).max() < bound * scale, (t, bound)
 
 
 def test_executors_are_interchangeable() -> None:

@@ -10,10 +10,13 @@ import pytest
 import torch
 from deltamtl.contract.golden_core import GoldenCore
 from deltamtl.contract.limits import TINY_LIMITS
+from deltamtl.hls.emulator import HlsCoreExecutor, HlsSystemExecutor
 from deltamtl.host.runner import GoldenRunner
 from deltamtl.model.export.quantized_model import ReusePolicy
 from deltamtl.model.quant.assemble import random_multitask
 from deltamtl.model.quant.quantizer import Quantizer
+
+from tests.helpers import seeding
 
 torch.set_num_threads(1)
 pytestmark = pytest.mark.skipif(shutil.which("g++") is None, reason="g++ not installed (HLS emulation)")
@@ -21,14 +24,13 @@ pytestmark = pytest.mark.skipif(shutil.which("g++") is None, reason="g++ not ins
 
 @pytest.mark.parametrize("kind", ["core", "system"])
 def test_runner_on_hls_emulator_matches_golden(kind: str) -> None:
-    emulator = pytest.importorskip("deltamtl.hls.emulator")
-    seed = int(np.random.default_rng().integers(1 << 20))
+    seed = seeding.seed_for("test_runner_on_hls_emulator_matches_golden", bits=20)
     q = Quantizer(random_multitask(seed))
     q.calibrate([torch.rand(4, 3, 16, 16, generator=torch.Generator().manual_seed(seed))])
     qm = q.to_quantized()
     qm.policy = ReusePolicy(depth=qm.depth, keyframe_interval=2, boundaries={"depth": 0, "edges": -1},
                             thresholds={t: [2, 3] for t in qm.tasks})
-    executor = (emulator.HlsCoreExecutor if kind == "core" else emulator.HlsSystemExecutor)(TINY_LIMITS)
+    executor = (HlsCoreExecutor if kind == "core" else HlsSystemExecutor)(TINY_LIMITS)
     rng = np.random.default_rng(seed)
     frames = np.clip(rng.integers(0, 256, (1, 16, 16, 3)) + rng.integers(-6, 7, (3, 16, 16, 3)).cumsum(0),
                      0, 255).astype(np.uint8)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 import torch
 from deltamtl.contract.formats import CSR_INDEX_DTYPE, CSR_INDPTR_DTYPE, CSR_VALUE_DTYPE
 from deltamtl.model.sharing.accounting import (
@@ -17,6 +18,8 @@ from deltamtl.model.sharing.delta import delta_modules
 from deltamtl.model.training.vit import MultiTaskViT, count_macs_per_image
 
 from tests.helpers.sharing import SMALL_CFG, make_system
+
+pytestmark = pytest.mark.sharing  # make test-sharing
 
 
 def test_dense_macs_match_flop_counter_for_every_task() -> None:

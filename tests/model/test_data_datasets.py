@@ -12,6 +12,8 @@ from deltamtl.model.data import (
 )
 from torch.utils.data import DataLoader
 
+pytestmark = pytest.mark.data  # make test-data
+
 
 @pytest.fixture(scope="module")
 def ds():

@@ -19,6 +19,8 @@ from deltamtl.model.data.io_utils import to_sample
 from deltamtl.model.data.pascal import edges_from_labelmap
 from PIL import Image
 
+pytestmark = pytest.mark.data  # make test-data
+
 
 def _png(path: Path, arr) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)

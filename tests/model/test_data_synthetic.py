@@ -12,6 +12,8 @@ from deltamtl.model.data import (
 )
 from deltamtl.model.data.synthetic import edges_from_geometry
 
+pytestmark = pytest.mark.data  # make test-data
+
 
 @pytest.fixture(scope="module")
 def clip():

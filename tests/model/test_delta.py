@@ -16,6 +16,8 @@ from deltamtl.model.sharing.delta import (
 )
 from torch import nn
 
+pytestmark = pytest.mark.sharing  # make test-sharing
+
 
 def test_gate_probability_matches_monte_carlo() -> None:
     torch.manual_seed(0)

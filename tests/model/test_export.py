@@ -26,6 +26,8 @@ from deltamtl.model.quant.quantizer import Quantizer
 
 from tests.helpers.seeding import SEED
 
+pytestmark = pytest.mark.quant  # make test-quant
+
 torch.set_num_threads(1)
 
 

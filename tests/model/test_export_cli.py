@@ -12,6 +12,10 @@ import torch
 from deltamtl.host.verify import main as verify_main
 from deltamtl.model.quant.cli import main
 
+from tests.helpers import seeding
+
+pytestmark = pytest.mark.quant  # make test-quant
+
 torch.set_num_threads(1)
 ROOT = Path(__file__).resolve().parents[2]
 SMALL_DATA = ["--set", "data.val_clips=1", "--set", "data.test_clips=1", "--set", "data.frames_per_clip=4",
@@ -19,7 +23,7 @@ SMALL_DATA = ["--set", "data.val_clips=1", "--set", "data.test_clips=1", "--set"
 
 
 def test_quantise_inspect_verify(tmp_path: Path, capsys) -> None:
-    seed = str(int(np.random.default_rng().integers(1 << 20)))
+    seed = str(seeding.seed_for("test_quantise_inspect_verify", bits=20))
     cfg = str(ROOT / "configs" / "tiny.yaml")
     out = tmp_path / "q"
     assert main(["quantise", "--config", cfg, "--random", seed, "--out", str(out), *SMALL_DATA]) == 0

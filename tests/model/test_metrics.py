@@ -4,6 +4,8 @@ import numpy as np
 import pytest
 from deltamtl.model.training import metrics as M
 
+pytestmark = pytest.mark.data  # make test-data
+
 
 # ---------------------------------------------------------------------------- semseg
 def test_miou_hand_case():

@@ -7,15 +7,20 @@ from pathlib import Path
 import numpy as np
 import onnx
 import onnxruntime as ort
+import pytest
 import torch
 from deltamtl.model.export.onnx_graph import OPSET, check_onnx, export_onnx
 from deltamtl.model.quant.assemble import random_multitask
+
+from tests.helpers import seeding
+
+pytestmark = pytest.mark.quant  # make test-quant
 
 torch.set_num_threads(1)
 
 
 def test_every_task_exports_and_matches_onnxruntime(tmp_path: Path) -> None:
-    seed = int(np.random.default_rng().integers(1 << 20))
+    seed = seeding.seed_for("test_every_task_exports_and_matches_onnxruntime", bits=20)
     mt = random_multitask(seed)
     paths = export_onnx(mt, tmp_path)
     assert set(paths) == {"semseg", "depth", "normals", "edges"}

@@ -13,9 +13,11 @@ from deltamtl.model.quant.fake_quant import RangeObserver, site_weights, ste_rou
 from deltamtl.model.quant.quantizer import Quantizer, integer_policy
 from deltamtl.model.sharing.delta import DeltaLinear
 from deltamtl.model.sharing.reuse import Policy
-from deltamtl.model.tasks import site_order
+from deltamtl.model.tasks import BLOCK_SITES, site_order
 
 from tests.helpers.seeding import SEED
+
+pytestmark = pytest.mark.quant  # make test-quant
 
 torch.set_num_threads(1)
 
@@ -92,7 +94,7 @@ def test_requantisers_approximate_the_real_multiplier(system: tuple) -> None:
 
 
 def test_integer_mode_tracks_float_model(system: tuple) -> None:
-    mt, q, _ = system
+    mt, q, qm = system
     img = torch.rand(2, 3, 16, 16, generator=torch.Generator().manual_seed(SEED + 1))
     with torch.no_grad():
         q.set_mode("float")
@@ -102,11 +104,16 @@ def test_integer_mode_tracks_float_model(system: tuple) -> None:
         q.set_mode("qat")
         fake = mt(img)
     q.set_mode("float")
+    # Rounding budget: each int8 rounding on the path (the patch embedding and 4 sites per
+    # block, docs/quantisation.md) is at most half an LSB, 1/254 of its tensor's range;
+    # summed linearly that is (1 + 4 depth) / 254 (3.5 % at depth 2). The errors of random
+    # inputs partly cancel, so the measured mean error is several times below it.
+    budget = (1 + len(BLOCK_SITES) * qm.depth) / 254
     for t in mt.tasks:
         err = (out[t] - ref[t]).abs().mean() / ref[t].abs().mean()
-        assert err < 0.1, (t, float(err))
+        assert err < budget, (t, float(err), budget)
         err_fake = (fake[t] - ref[t]).abs().mean() / ref[t].abs().mean()
-        assert err_fake < 0.1, (t, float(err_fake))
+        assert err_fake < budget, (t, float(err_fake), budget)
 
 
 def test_qat_straight_through_gradients() -> None:

@@ -5,10 +5,15 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+import pytest
 import torch
 from deltamtl.model.checkpoint import CHECKPOINT_FORMAT, atomic_torch_save, load_checkpoint
 from deltamtl.model.config import load_config
 from deltamtl.model.quant.assemble import SMALL_MODEL, random_multitask
+
+from tests.helpers import seeding
+
+pytestmark = pytest.mark.quant  # make test-quant
 
 torch.set_num_threads(1)
 ROOT = Path(__file__).resolve().parents[2]
@@ -39,7 +44,8 @@ def test_recipe_qat_trains_and_checkpoints_scales(tmp_path: Path) -> None:
     from deltamtl.model.training.recipe import RecipeArgs, make_recipe
     from deltamtl.model.training.train import train
 
-    cfg = write_trained_checkpoints(tmp_path, int(np.random.default_rng().integers(1 << 20)))
+    seed = seeding.seed_for("test_recipe_qat_trains_and_checkpoints_scales", bits=20)
+    cfg = write_trained_checkpoints(tmp_path, seed)
     res = train(cfg, "deltamtl.model.quant.qat:recipe_qat", tmp_path / "qat", progress=False)
     assert res["step"] == 2
     ckpt = load_checkpoint(res["checkpoint"])

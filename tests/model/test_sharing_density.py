@@ -16,7 +16,10 @@ from deltamtl.model.sharing.density import (
 )
 from deltamtl.model.sharing.subtasks import BASE_TASK
 
+from tests.helpers import seeding
 from tests.helpers.sharing import make_system
+
+pytestmark = pytest.mark.sharing  # make test-sharing
 
 
 def _brute_boundary(ct, cm):
@@ -26,7 +29,7 @@ def _brute_boundary(ct, cm):
 
 
 def test_choose_boundary_matches_brute_force() -> None:
-    rng = np.random.default_rng()
+    rng = seeding.rng("test_choose_boundary_matches_brute_force")
     for _ in range(200):
         n = int(rng.integers(1, 7))
         ct, cm = rng.integers(0, 10, n).tolist(), rng.integers(0, 10, n).tolist()
@@ -52,7 +55,7 @@ def _clips(n_clips: int, n_frames: int, seed: int):
 
 
 def test_calibration_scales_with_input_magnitude() -> None:
-    base, subs = make_system(int(torch.randint(0, 1000, ()).item()), dtype=torch.float32)
+    base, subs = make_system(seeding.seed_for("test_calibration_scales_with_input_magnitude", bits=13), dtype=torch.float32)
     clips = _clips(2, 4, 1)
     ths = calibrate_thresholds(base, subs, clips, {BASE_TASK: 0.1, "depth": 0.2})
     frames = torch.stack([torch.from_numpy(c.rgb.transpose(0, 3, 1, 2)).float() / 255 for c in clips], 1)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 import torch
 from deltamtl.model.sharing.delta import GateConfig, delta_modules
 from deltamtl.model.sharing.subtasks import (
@@ -13,11 +14,14 @@ from deltamtl.model.sharing.subtasks import (
 from deltamtl.model.sharing.train_steps import init_from_single_task
 from deltamtl.model.training.vit import MultiTaskViT
 
+from tests.helpers import seeding
 from tests.helpers.sharing import SMALL_CFG
+
+pytestmark = pytest.mark.sharing  # make test-sharing
 
 
 def test_subtask_shares_embeddings_and_starts_at_base_features() -> None:
-    torch.manual_seed(int(torch.randint(0, 1000, ())))
+    torch.manual_seed(seeding.seed_for("test_subtask_shares_embeddings_and_starts_at_base_features", bits=13))
     base = MultiTaskViT(SMALL_CFG, ["semseg"]).eval()
     sub = build_subtask_model(base, "depth", SMALL_CFG, GateConfig()).eval()
     assert sub.encoder.patch_embed is base.encoder.patch_embed

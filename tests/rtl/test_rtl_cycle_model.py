@@ -14,13 +14,15 @@ from deltamtl.contract.cycle_model import (
     cycle_breakdown,
     packet_breakdown,
 )
-from deltamtl.contract.encoding import pack_job
+from deltamtl.contract.encoding import pack_job, with_header_field
 from deltamtl.contract.formats import JobFlag, Mode
 from deltamtl.contract.golden_core import GoldenCore
 from deltamtl.contract.jobs import CsrDelta, SiteJob
 from deltamtl.contract.limits import CoreLimits
 
 from tests.helpers.seeding import SEED
+
+pytestmark = pytest.mark.cosim  # make cosim
 
 LIMITS = CoreLimits(max_tokens=24, max_in=64, max_out=64, max_nnz_dw=1024, lanes=8)
 
@@ -74,8 +76,7 @@ def test_refused_packets_cost_their_length_plus_trailer(rng):
     empty = GoldenCore(LIMITS).state
     short = packet_breakdown(words[:-1], empty, LIMITS)
     assert short.total == (words.size - 1) + 1 + 1 + 1 + 5  # input, setup, decide, trailer, latency
-    bad = words.copy()
-    bad[0] = (int(bad[0]) & ~0x3) | 3
+    bad = with_header_field(words, "mode", 3)  # no fourth mode: refused on the header
     refused = packet_breakdown(bad, empty, LIMITS)
     assert refused.setup == 0 and refused.compute == 0 and refused.output == 1
 
