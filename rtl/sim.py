@@ -204,20 +204,31 @@ def run_cocotb(build: Build, testcases: str | list[str], env: dict[str, str] | N
     extra_env = {"PYTHONPATH": os.pathsep.join([str(BENCH_DIR), os.environ.get("PYTHONPATH", "")]),
                  "DMTV_IMPL": build.impl}
     extra_env.update(env or {})
-    runner.test(
-        test_module=BENCH_MODULE,
-        hdl_toplevel=build.toplevel,
-        hdl_toplevel_lang="verilog",
-        testcase=testcases,
-        build_dir=build.build_dir,
-        test_dir=BENCH_DIR,
-        extra_env=extra_env,
-        results_xml=str(results),
-        seed=seed,
-        plusargs=list(plusargs or []),
-        log_file=cocotb_log(build, tag),
-    )
     log = cocotb_log(build, tag)
+    # Under pytest, cocotb's runner checks the results itself and calls sys.exit on a
+    # failure, which would hide the bench's messages and ignore check=False: hide
+    # PYTEST_CURRENT_TEST from it for the call and read results.xml here instead.
+    pytest_test = os.environ.pop("PYTEST_CURRENT_TEST", None)
+    try:
+        runner.test(
+            test_module=BENCH_MODULE,
+            hdl_toplevel=build.toplevel,
+            hdl_toplevel_lang="verilog",
+            testcase=testcases,
+            build_dir=build.build_dir,
+            test_dir=BENCH_DIR,
+            extra_env=extra_env,
+            results_xml=str(results),
+            seed=seed,
+            plusargs=list(plusargs or []),
+            log_file=log,
+        )
+    except SystemExit as exc:  # the simulator itself failed (crash, $fatal)
+        if not results.exists():
+            raise SimError(f"simulator exited with {exc.code} and no {results}: see {log}") from None
+    finally:
+        if pytest_test is not None:
+            os.environ["PYTEST_CURRENT_TEST"] = pytest_test
     if not results.exists():
         raise SimError(f"simulation ended without {results} (crash?): see {log}")
     n_tests, n_failed = runner_mod.get_results(results)
