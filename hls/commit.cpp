@@ -12,6 +12,7 @@
 //   KSTATUS_CORE (writing stops at the early TLAST; a late one is drained). A trailer tag
 //   other than the descriptor's sets KSTATUS_TAG: the regions were already written with
 //   another job's results, which the host must discard.
+#include "dmtl_chain.h"
 #include "dmtl_desc.h"
 #include "dmtl_kernels.h"
 
@@ -77,11 +78,9 @@ rows_loop:
 
 }  // namespace
 
-void commit(mem_word* gmem, uint64_t buf_bytes, uint64_t desc_offset, uint32_t* status,
-            axis_stream& s_axis) {
-  DMTL_AXILITE_PRAGMAS
-#pragma HLS INTERFACE mode = m_axi port = gmem bundle = gmem offset = slave depth = GMEM_COSIM_DEPTH max_write_burst_length = 64
-#pragma HLS INTERFACE mode = axis port = s_axis
+// One job (the body of the single-job kernel, unchanged).
+void commit_job(mem_word* gmem, uint64_t buf_bytes, uint64_t desc_offset, uint32_t* status,
+                axis_stream& s_axis) {
   Desc d;
   const int err = read_and_validate(gmem, buf_bytes, desc_offset, d);
   if (err) {
@@ -129,4 +128,35 @@ void commit(mem_word* gmem, uint64_t buf_bytes, uint64_t desc_offset, uint32_t* 
   if (bits(trl, TRL_STATUS_LSB, TRL_STATUS_WIDTH) != 0) st |= KSTATUS_CORE;
   if (int(bits(trl, TRL_TAG_LSB, TRL_TAG_WIDTH)) != h.tag) st |= KSTATUS_TAG;
   *status = uint32_t(st);
+}
+
+// A chain: validated whole first (nothing written when refused); then each job in link
+// order, its status and tag landing in the chain's status array.
+static uint32_t commit_chain(mem_word* gmem, uint64_t buf_bytes, uint64_t chain_offset,
+                             axis_stream& s_axis) {
+  Chain c;
+  const int err = read_and_validate_chain(gmem, buf_bytes, chain_offset, c);
+  if (err) return uint32_t(KSTATUS_DONE | err);
+  uint64_t pos = c.first;
+chain_jobs:
+  for (uint32_t k = 0; k < c.n_jobs; k++) {
+#pragma HLS LOOP_TRIPCOUNT min = 1 max = MAX_CHAIN_JOBS
+    const ChainLink l = read_link(gmem, pos);
+    uint32_t job_status = 0;
+    commit_job(gmem, buf_bytes, l.desc, &job_status, s_axis);
+    write_chain_status(gmem, c, k, job_status, desc_tag(gmem, buf_bytes, l.desc));
+    pos = l.next;
+  }
+  return uint32_t(KSTATUS_DONE);
+}
+
+void commit(mem_word* gmem, uint64_t buf_bytes, uint64_t desc_offset, uint32_t* status,
+            axis_stream& s_axis) {
+  DMTL_AXILITE_PRAGMAS
+#pragma HLS INTERFACE mode = m_axi port = gmem bundle = gmem offset = slave depth = GMEM_COSIM_DEPTH max_write_burst_length = 64
+#pragma HLS INTERFACE mode = axis port = s_axis
+  if (is_chain(gmem, buf_bytes, desc_offset))
+    *status = commit_chain(gmem, buf_bytes, desc_offset, s_axis);
+  else
+    commit_job(gmem, buf_bytes, desc_offset, status, s_axis);
 }
