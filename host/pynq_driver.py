@@ -232,12 +232,15 @@ class PynqExecutor:
             arena[self.chain.header: self.chain.doorbell].flush()
             self._current = bool(keyframe)
         chain = self.chain
+        # the host's own check of the chain and of every descriptor it links, before any
+        # start register is written (the kernels check again; docs/host.md)
+        err, _links = validate_chain(arena, self.buf_bytes, chain.header)
+        if err:
+            raise ValueError(f"chain refused by the host: {KernelStatus(err)!r}")
+        self.validate(prog)
         end = chain.status + CHAIN_STATUS_BYTES * chain.n_jobs
         arena[chain.doorbell: end] = 0  # doorbell and status array are adjacent
         arena[chain.doorbell: end].flush()
-        err, _links = validate_chain(arena, self.buf_bytes, chain.header)
-        if err:  # before any start register is written
-            raise ValueError(f"chain refused by the host: {KernelStatus(err)!r}")
         if not self._args_written:  # the registers keep their values until a reset
             for ip in (self.fetch, self.commit):
                 ip.set_args(arena.device_address, self.buf_bytes, chain.header)
@@ -252,8 +255,7 @@ class PynqExecutor:
             self._validate_slot(k, slot)
 
     def _validate_slot(self, k: int, slot: _Slot) -> None:
-        # against the arena's prefix up to the slot's end: a stricter bound than buf_bytes
-        # that spares copying the whole arena for each job
+        # within the slot's end, not only the arena's: a job must stay in its own slot
         raw = np.asarray(self.arena)[: slot.end]
         err = validate_descriptor(raw, slot.end, slot.layout.desc_offset, self.limits)
         if err:

@@ -124,6 +124,7 @@ class VirtualZcu104(Device):
         self.counters = Counters()
         self.hang_after: int | None = None
         self.corrupt_status: int | None = None
+        self.corrupt_mask = 0x8000_0040  # XORed into the status word (an unknown bit and CORE)
 
     # -- pynq.Device: metadata ------------------------------------------------------------
     def get_bitfile_metadata(self, bitfile_name: str) -> RuntimeMetadataParser:
@@ -279,7 +280,8 @@ class VirtualZcu104(Device):
             _sysrun, run.link = step
             if self.corrupt_status == run.next_job:
                 at = self._status_entry(run, run.next_job)
-                run.bo.device[at: at + 4] ^= np.frombuffer(b"\x40\x00\x00\x80", np.uint8)
+                word = run.bo.device[at: at + 4].view("<u4")
+                word ^= np.uint32(self.corrupt_mask)
                 self.corrupt_status = None
             run.next_job += 1
             self.counters.jobs += 1
