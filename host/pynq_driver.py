@@ -229,15 +229,17 @@ class PynqExecutor:
         if self._current != bool(keyframe):  # the chain area holds the other plan's chain
             self.chain = plan_chain(self.chain_at, [s.layout.desc_offset for s in prog.slots])
             write_chain(arena, self.chain)
-            arena[self.chain.header: self.chain.doorbell].flush()
-            self._current = bool(keyframe)
+            self._current = None  # written, flushed below once it passes the checks
         chain = self.chain
         # the host's own check of the chain and of every descriptor it links, before any
-        # start register is written (the kernels check again; docs/host.md)
+        # flush or start register (the kernels check again; docs/host.md)
         err, _links = validate_chain(arena, self.buf_bytes, chain.header)
         if err:
             raise ValueError(f"chain refused by the host: {KernelStatus(err)!r}")
         self.validate(prog)
+        if self._current is None:
+            arena[chain.header: chain.doorbell].flush()
+            self._current = bool(keyframe)
         end = chain.status + CHAIN_STATUS_BYTES * chain.n_jobs
         arena[chain.doorbell: end] = 0  # doorbell and status array are adjacent
         arena[chain.doorbell: end].flush()

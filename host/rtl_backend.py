@@ -25,12 +25,21 @@ from deltamtl.rtl import sim
 _PACKET, _RESET, _END = 0, 1, 2
 
 
+def _pow2(n: int) -> int:
+    return 1 << max(0, int(n) - 1).bit_length()
+
+
 class RtlCore:
     """``run_packet``/``reset`` of the RTL core in a live simulator subprocess."""
 
     def __init__(self, limits: CoreLimits, lanes: int = 8, jobs: int = 2) -> None:
-        # lanes change the cycle count, never the bits: a narrow build verilates faster
-        self.limits = replace(limits, lanes=min(limits.lanes, lanes))
+        # Lanes change the cycle count, never the bits: a narrow build verilates faster.
+        # nnz and the weight bank round up to powers of two, so models that differ only
+        # in their sparsity share one Verilator build (larger maxima never change a bit
+        # of an accepted job).
+        weights = min(_pow2(limits.max_weights), limits.max_in * limits.max_out)
+        self.limits = replace(limits, lanes=min(limits.lanes, lanes),
+                              max_nnz_dw=_pow2(limits.max_nnz_dw), max_weights=weights)
         self.build = sim.build_core(self.limits, jobs=jobs)
         self._dir = Path(tempfile.mkdtemp(prefix="deltamtl-rtl-"))
         self._in, self._out = self._dir / "req", self._dir / "ans"

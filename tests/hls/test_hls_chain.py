@@ -23,8 +23,8 @@ from deltamtl.contract.packets import CoreStatus
 from deltamtl.contract.registers import KernelStatus
 from deltamtl.hls.emulator import HlsSystemExecutor
 
-from tests.hls.test_hls_system import LIM, _sequence
 from tests.helpers.seeding import SEED
+from tests.hls.test_hls_system import LIM, _sequence
 
 DONE = int(KernelStatus.DONE)
 
