@@ -85,7 +85,7 @@ class JobStatusError(AcceleratorFault):
 
 class _KernelIP(DefaultIP):
     """ap_ctrl_hs control of fetch/commit through single MMIO accesses (each one counts on
-    the board: about 30 us from Python, FIELD-NOTES in docs/host.md)."""
+    the board: tens of microseconds from Python, docs/host.md)."""
 
     def set_args(self, gmem: int, buf_bytes: int, desc_offset: int) -> None:
         for name, value in (("gmem", gmem), ("buf_bytes", buf_bytes), ("desc_offset", desc_offset)):
@@ -159,6 +159,7 @@ class PynqExecutor:
         self.chain: ChainLayout | None = None
         self._current: bool | None = None  # which program the chain area holds
         self._args_written = False
+        self._started = False  # kernels started since the last pulse of the recovery line
         self._frame: _Program | None = None
         self._k = 0
         self.guards: list[tuple[int, int]] = []  # (offset, size) of every guard band
@@ -249,6 +250,7 @@ class PynqExecutor:
             self._args_written = True
         self.commit.start()
         self.fetch.start()
+        self._started = True
         self._frame, self._k = prog, 0
 
     def validate(self, prog: _Program) -> None:
@@ -348,8 +350,14 @@ class PynqExecutor:
                             f"{np.asarray(job.x).dtype}, the contract says int8")
 
     # -- reset ----------------------------------------------------------------------------------
-    def recover(self) -> None:
-        """Pulse the recovery line: fetch, core and commit (and their register files) reset."""
+    def recover(self, force: bool = False) -> None:
+        """Pulse the recovery line: fetch, core and commit (and their register files) reset.
+        Skipped when nothing was started since the last pulse (the runner calls it again
+        after a fault the driver already answered), unless ``force``."""
+        if not (self._started or force):
+            self._frame = None
+            return
+        self._started = False
         bit = 1 << self.reset_line.bit
         on, off = (bit, 0) if self.reset_line.active_high else (0, bit)
         self.gpio.write(self.reset_line.data_offset, on)
@@ -358,9 +366,9 @@ class PynqExecutor:
         self._frame = None
 
     def reset(self) -> None:
-        """GoldenRunner.reset: forget the core's state (a keyframe follows)."""
-        if self._args_written or self._frame is not None:
-            self.recover()
+        """GoldenRunner.reset: forget the core's state (a keyframe follows, which loads
+        every weight and reference it needs; the pulse also clears a half-run chain)."""
+        self.recover()
 
 
 def write_job_descriptor(buf: np.ndarray, layout: JobLayout, header_words: tuple[int, int]) -> None:

@@ -54,6 +54,7 @@ with warnings.catch_warnings():  # pynq warns that x86 is not a supported archit
 
 # PYNQ's buffers live in DDR_LOW; start above 0 so that a zero address is never valid.
 DDR_BASE = 0x1000_0000
+CACHE_LINE = 64  # Cortex-A53 data cache line
 
 
 @dataclass
@@ -144,17 +145,29 @@ class VirtualZcu104(Device):
         return PynqBuffer(shape, dtype, buffer=host.data, device=self,
                           device_address=self._bos[bo].address, bo=bo, coherent=False)
 
+    # Cache maintenance works on whole lines (ARM: by virtual address, 64-byte lines), so a
+    # flush also writes back the host's stale copy of bytes that share a line with the
+    # range, and an invalidate also drops the host's unflushed writes there. Modelling
+    # that, rather than byte ranges, makes a buffer plan that mixes host- and kernel-written
+    # bytes in one line fail here as it would on the board.
+    def _lines(self, b: _Bo, offset: int, size: int) -> slice:
+        lo = offset // CACHE_LINE * CACHE_LINE
+        hi = min(b.host.size, -(-(offset + size) // CACHE_LINE) * CACHE_LINE)
+        return slice(lo, hi)
+
     def flush(self, bo: int, offset: int, ptr: int, size: int) -> None:
         b = self._bos[bo]
-        b.device[offset: offset + size] = b.host[offset: offset + size]
-        self.counters.flushed += size
+        lines = self._lines(b, offset, size)
+        b.device[lines] = b.host[lines]
+        self.counters.flushed += lines.stop - lines.start
         self._advance()
 
     def invalidate(self, bo: int, offset: int, ptr: int, size: int) -> None:
         self._advance()
         b = self._bos[bo]
-        b.host[offset: offset + size] = b.device[offset: offset + size]
-        self.counters.invalidated += size
+        lines = self._lines(b, offset, size)
+        b.host[lines] = b.device[lines]
+        self.counters.invalidated += lines.stop - lines.start
 
     def freebuffer(self, bo: int, *_args) -> None:  # the stock one calls munmap
         self._bos.pop(bo, None)
