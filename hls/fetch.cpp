@@ -4,6 +4,7 @@
 // desc_offset 0x28, status 0x34). The descriptor is validated completely (dmtl_desc.h)
 // before the first word is streamed; a refused descriptor streams nothing and sets one
 // KSTATUS error bit. status always carries KSTATUS_DONE at the end.
+// desc_offset may instead name a job chain: one start runs a frame (docs/hls.md, Job chains).
 #include "dmtl_chain.h"
 #include "dmtl_desc.h"
 #include "dmtl_kernels.h"
@@ -104,38 +105,39 @@ req_words:
   *status = uint32_t(KSTATUS_DONE);
 }
 
-// A chain (contract/chain.py): validated whole first; then each job in link order, after
-// waiting for the doorbell when its link says so. Returns the chain's status.
-static uint32_t fetch_chain(mem_word* gmem, uint64_t buf_bytes, uint64_t chain_offset,
-                            axis_stream& m_axis) {
-  Chain c;
-  const int err = read_and_validate_chain(gmem, buf_bytes, chain_offset, c);
-  if (err) return uint32_t(KSTATUS_DONE | err);
+// The top: `desc_offset` names a job descriptor (one job, as before) or a chain header
+// (contract/chain.py), validated whole first; then each job in link order, after waiting
+// for the doorbell when its link says so. One call site of fetch_job, so synthesis builds
+// the per-job datapath once for both cases.
+void fetch(mem_word* gmem, uint64_t buf_bytes, uint64_t desc_offset, uint32_t* status,
+           axis_stream& m_axis) {
+  DMTL_AXILITE_PRAGMAS
+#pragma HLS INTERFACE mode = m_axi port = gmem bundle = gmem offset = slave depth = GMEM_COSIM_DEPTH max_read_burst_length = 64
+#pragma HLS INTERFACE mode = axis port = m_axis
+  const bool chained = is_chain(gmem, buf_bytes, desc_offset);
+  Chain c = {1, 0, 0, 0};
+  if (chained) {
+    const int err = read_and_validate_chain(gmem, buf_bytes, desc_offset, c);
+    if (err) {
+      *status = uint32_t(KSTATUS_DONE | err);
+      return;
+    }
+  }
   uint64_t pos = c.first;
+  uint32_t job_status = 0;
 chain_jobs:
   for (uint32_t k = 0; k < c.n_jobs; k++) {
 #pragma HLS LOOP_TRIPCOUNT min = 1 max = MAX_CHAIN_JOBS
-    const ChainLink l = read_link(gmem, pos);
+    ChainLink l = {CHAIN_END, desc_offset, 0};
+    if (chained) l = read_link(gmem, pos);
     if (l.flags & CHAIN_WAIT) {
     doorbell:
       while (!doorbell_rung(gmem, c, k)) {
 #pragma HLS LOOP_TRIPCOUNT min = 0 max = 1
       }
     }
-    uint32_t job_status = 0;  // per job: commit reports it in the status array
-    fetch_job(gmem, buf_bytes, l.desc, &job_status, m_axis);
+    fetch_job(gmem, buf_bytes, l.desc, &job_status, m_axis);  // a chained job's status: commit reports it
     pos = l.next;
   }
-  return uint32_t(KSTATUS_DONE);
-}
-
-void fetch(mem_word* gmem, uint64_t buf_bytes, uint64_t desc_offset, uint32_t* status,
-           axis_stream& m_axis) {
-  DMTL_AXILITE_PRAGMAS
-#pragma HLS INTERFACE mode = m_axi port = gmem bundle = gmem offset = slave depth = GMEM_COSIM_DEPTH max_read_burst_length = 64
-#pragma HLS INTERFACE mode = axis port = m_axis
-  if (is_chain(gmem, buf_bytes, desc_offset))
-    *status = fetch_chain(gmem, buf_bytes, desc_offset, m_axis);
-  else
-    fetch_job(gmem, buf_bytes, desc_offset, status, m_axis);
+  *status = chained ? uint32_t(KSTATUS_DONE) : job_status;
 }

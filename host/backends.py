@@ -38,7 +38,9 @@ def _emulated(qm: QuantizedModel, **_options: Any) -> SiteExecutor:
 
 def _virtual(qm: QuantizedModel, folder: str | None = None, timeout_s: float = 2.0,
              **_options: Any) -> SiteExecutor:
+    import shutil
     import tempfile
+    import weakref
 
     from deltamtl.host.pynq_driver import PynqExecutor
     from deltamtl.host.virtual_zcu104 import load_overlay
@@ -46,7 +48,10 @@ def _virtual(qm: QuantizedModel, folder: str | None = None, timeout_s: float = 2
     # the .hwh/.bit pair PYNQ loads: a scratch folder unless one is given (never the tree)
     where = folder if folder is not None else tempfile.mkdtemp(prefix="deltamtl-virtual-")
     overlay, _device = load_overlay(where, qm.core_limits())
-    return PynqExecutor(overlay, qm.core_limits(), timeout_s=timeout_s)
+    executor = PynqExecutor(overlay, qm.core_limits(), timeout_s=timeout_s)
+    if folder is None:  # the scratch .hwh/.bit go with the executor
+        weakref.finalize(executor, shutil.rmtree, where, True)
+    return executor
 
 
 def _pynq(qm: QuantizedModel, bitfile: str | None = None, timeout_s: float = 2.0,
