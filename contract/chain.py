@@ -150,8 +150,7 @@ def validate_chain(buf: np.ndarray, buf_bytes: int, offset: int
     then per link: inside and aligned (CHAIN_LINK), strictly after the previous structure
     (CHAIN_CYCLE), disjoint from the status array and doorbell (OVERLAP), flags
     (BAD_DESC); after n_jobs links the next must be CHAIN_END (CHAIN_LENGTH)."""
-    buf = np.asarray(buf, dtype=np.uint8)
-    raw = buf[: int(buf_bytes)].tobytes()
+    raw = np.ascontiguousarray(buf, dtype=np.uint8)  # read in place: no copy of a large buffer
     if not _inside(offset, CHAIN_HEADER_BYTES, buf_bytes):
         return int(KernelStatus.CHAIN_LINK), []
     magic, version, n, _r, doorbell, status, first, _z = _HEADER.unpack_from(raw, offset)
