@@ -70,6 +70,7 @@ with warnings.catch_warnings():  # pynq warns that x86 is not a supported archit
     import pynq
     from pynq import DefaultIP
 
+_KNOWN_STATUS_BITS = sum(int(bit) for bit in KernelStatus)  # any other bit: not commit's word
 GUARD_BYTES = 64  # between every two structures of the arena: a stray write shows there
 GUARD_FILL = 0xA5
 _PLATFORM = pf.zcu104()
@@ -190,6 +191,7 @@ class PynqExecutor:
             self.arena = pynq.allocate((total,), dtype=np.uint8, cacheable=True, target=self.device)
         self.check_buffer(self.arena, total)
         self.programs, self.guards, self._current = programs, guards, None
+        self._args_written = False  # the chain (desc_offset) and maybe the arena moved
         arena = self.arena
         arena[:] = 0
         for at, size in guards:
@@ -293,7 +295,7 @@ class PynqExecutor:
         self._k += 1
         pj = slot.job
         where = f"job {k} ({pj.task}, layer {pj.layer}, {pj.site}, {Mode(pj.mode).name})"
-        if tagword != pack_status_tag(job.tag, k) or status & ~0x7FF:
+        if tagword != pack_status_tag(job.tag, k) or status & ~_KNOWN_STATUS_BITS:
             raise JobStatusError(f"{where}: corrupted status word {status:#010x} {tagword:#010x} "
                                  f"(expected tag {job.tag:#06x}, index {k})")
         if status != int(KernelStatus.DONE):
@@ -376,4 +378,4 @@ def write_job_descriptor(buf: np.ndarray, layout: JobLayout, header_words: tuple
     buf[layout.desc_offset: layout.desc_offset + raw.size] = raw
 
 
-__all__ = ["CommitIP", "FetchIP", "JobStatusError", "KernelTimeout", "PynqExecutor", "Region"]
+__all__ = ["CommitIP", "FetchIP", "JobStatusError", "KernelTimeout", "PynqExecutor"]
