@@ -11,6 +11,7 @@ Modules, from the bits up:
 * ``jobs``        one site job and its result as numpy data (SiteJob, CsrDelta, JobResult)
 * ``encoding``    SiteJob <-> stream packets
 * ``golden_core`` the bit-exact reference of one site job (and of a packet stream)
+* ``chain``       job chains: one launch per frame (links, doorbell, status array)
 * ``ddr_image``   jobs laid out in a DDR buffer as fetch/commit see them; .dmtd case files
 * ``cycle_model`` cycles of one job on the RTL core (held to simulation)
 * ``vectors``     .dmtv test-vector files and the random vector generator

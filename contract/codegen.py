@@ -19,7 +19,7 @@ import enum
 from collections.abc import Iterable
 from pathlib import Path
 
-from deltamtl.contract import descriptor, file_layouts, formats, packets, registers
+from deltamtl.contract import chain, descriptor, file_layouts, formats, packets, registers
 from deltamtl.contract.atomic import atomic_write_text
 from deltamtl.contract.descriptor import Region
 from deltamtl.contract.formats import JobFlag, Mode
@@ -49,10 +49,14 @@ _SCALARS = (
     "REG_CTRL", "REG_GIE", "REG_IER", "REG_ISR", "CTRL_START", "CTRL_DONE", "CTRL_IDLE",
     "CTRL_READY", "REG_STATUS_CTRL",
     "INT32_BYTES", "INDPTR_BYTES", "INDEX_BYTES", "REQ_MULT_BYTES",
+    "CHAIN_MAGIC", "CHAIN_HEADER_BYTES", "CHAIN_LINK_BYTES", "CHAIN_STATUS_BYTES",
+    "CHAIN_DOORBELL_BYTES", "CHAIN_WAIT", "CHAIN_VALID_FLAGS", "MAX_CHAIN_JOBS",
+    "CHAIN_WORD_MAGIC", "CHAIN_WORD_VERSION", "CHAIN_WORD_NJOBS", "CHAIN_WORD_DOORBELL",
+    "CHAIN_WORD_STATUS", "CHAIN_WORD_FIRST", "LINK_WORD_NEXT", "LINK_WORD_DESC", "LINK_WORD_FLAGS",
 )
 def _scalar(name: str) -> int:
     """A scalar of the contract by name, from whichever contract module defines it."""
-    for module in (formats, packets, descriptor, registers):
+    for module in (formats, packets, descriptor, registers, chain):
         if hasattr(module, name):
             return getattr(module, name)
     raise KeyError(f"codegen: no contract scalar named {name!r}")

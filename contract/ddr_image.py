@@ -181,7 +181,8 @@ def validate_descriptor(buf: np.ndarray, buf_bytes: int, desc_offset: int, limit
 
     if not inside(desc_offset, DESC_BYTES):
         return int(KernelStatus.REGION)
-    words = struct.unpack_from(f"<{DESC_WORDS}I", buf.tobytes(), desc_offset)
+    # the descriptor's bytes only: the host validates jobs inside a large DDR buffer
+    words = struct.unpack_from(f"<{DESC_WORDS}I", buf[desc_offset: desc_offset + DESC_BYTES].tobytes())
     hw = [words[DESC_WORD_HEADER + 2 * k] | (words[DESC_WORD_HEADER + 2 * k + 1] << 32)
           for k in range(2)]
     h = parse_header(np.array(hw, dtype=np.uint64))

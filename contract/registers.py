@@ -23,6 +23,10 @@ class KernelStatus(enum.IntFlag):
     CSR = 32  # row pointers not monotone, not 0..nnz, or a column index >= in_dim
     CORE = 64  # commit: the core's trailer reported an error
     TAG = 128  # commit: the trailer's tag differs from the descriptor's
+    # Job chains (contract/chain.py): the chain is refused whole, nothing touched.
+    CHAIN_LINK = 256  # header, link, doorbell or status array outside the buffer/misaligned
+    CHAIN_CYCLE = 512  # a link not strictly after the previous one (a cycle or a backward link)
+    CHAIN_LENGTH = 1024  # n_jobs 0 or above MAX_CHAIN_JOBS, or the links end early or run on
 
 
 # ---------------------------------------------------------------------------------------

@@ -1,6 +1,7 @@
 // commit: the core's output packet (AXI4-Stream) -> Y / XREF_OUT / YREF_OUT regions (m_axi).
 //
-// ap_ctrl_hs, registers pinned by DMTL_AXILITE_PRAGMAS. Rules:
+// ap_ctrl_hs, registers pinned by DMTL_AXILITE_PRAGMAS; desc_offset may name a job chain
+// (docs/hls.md, Job chains). Rules:
 // * The descriptor is validated exactly as fetch does (same function), so both kernels
 //   refuse the same descriptors. Refused: nothing is written, status = DONE | error bit,
 //   and whatever packet words are already waiting are drained without blocking, up to and
@@ -12,6 +13,7 @@
 //   KSTATUS_CORE (writing stops at the early TLAST; a late one is drained). A trailer tag
 //   other than the descriptor's sets KSTATUS_TAG: the regions were already written with
 //   another job's results, which the host must discard.
+#include "dmtl_chain.h"
 #include "dmtl_desc.h"
 #include "dmtl_kernels.h"
 
@@ -132,11 +134,9 @@ void write_region(mem_word* gmem, uint64_t base, int rows, int row_bytes, axis_s
 
 }  // namespace
 
-void commit(mem_word* gmem, uint64_t buf_bytes, uint64_t desc_offset, uint32_t* status,
-            axis_stream& s_axis) {
-  DMTL_AXILITE_PRAGMAS
-#pragma HLS INTERFACE mode = m_axi port = gmem bundle = gmem offset = slave depth = GMEM_COSIM_DEPTH max_write_burst_length = 64
-#pragma HLS INTERFACE mode = axis port = s_axis
+// One job (the body of the single-job kernel, unchanged).
+void commit_job(mem_word* gmem, uint64_t buf_bytes, uint64_t desc_offset, uint32_t* status,
+                axis_stream& s_axis) {
   Desc d;
   const int err = read_and_validate(gmem, buf_bytes, desc_offset, d);
   if (err) {
@@ -188,4 +188,35 @@ void commit(mem_word* gmem, uint64_t buf_bytes, uint64_t desc_offset, uint32_t* 
   if (bits(trl, TRL_STATUS_LSB, TRL_STATUS_WIDTH) != 0) st |= KSTATUS_CORE;
   if (int(bits(trl, TRL_TAG_LSB, TRL_TAG_WIDTH)) != h.tag) st |= KSTATUS_TAG;
   *status = uint32_t(st);
+}
+
+// The top: a job descriptor (one job, as before) or a chain header (contract/chain.py),
+// validated whole first (nothing written when refused); then each job in link order, its
+// status and tag landing in the chain's status array. One call site of commit_job.
+void commit(mem_word* gmem, uint64_t buf_bytes, uint64_t desc_offset, uint32_t* status,
+            axis_stream& s_axis) {
+  DMTL_AXILITE_PRAGMAS
+#pragma HLS INTERFACE mode = m_axi port = gmem bundle = gmem offset = slave depth = GMEM_COSIM_DEPTH max_write_burst_length = 64
+#pragma HLS INTERFACE mode = axis port = s_axis
+  const bool chained = is_chain(gmem, buf_bytes, desc_offset);
+  Chain c = {1, 0, 0, 0};
+  if (chained) {
+    const int err = read_and_validate_chain(gmem, buf_bytes, desc_offset, c);
+    if (err) {
+      *status = uint32_t(KSTATUS_DONE | err);
+      return;
+    }
+  }
+  uint64_t pos = c.first;
+  uint32_t job_status = 0;
+chain_jobs:
+  for (uint32_t k = 0; k < c.n_jobs; k++) {
+#pragma HLS LOOP_TRIPCOUNT min = 1 max = MAX_CHAIN_JOBS
+    ChainLink l = {CHAIN_END, desc_offset, 0};
+    if (chained) l = read_link(gmem, pos);
+    commit_job(gmem, buf_bytes, l.desc, &job_status, s_axis);
+    if (chained) write_chain_status(gmem, c, k, job_status, desc_tag(gmem, buf_bytes, l.desc));
+    pos = l.next;
+  }
+  *status = chained ? uint32_t(KSTATUS_DONE) : job_status;
 }

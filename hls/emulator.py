@@ -64,6 +64,11 @@ class _Library:
         lib.dmtl_commit_run.argtypes = [u8p, ctypes.c_uint64, ctypes.c_uint64, u32p, u64p, u8p,
                                         ctypes.c_long]
         lib.dmtl_commit_run.restype = ctypes.c_int
+        lib.dmtl_chain_check.argtypes = [u8p, ctypes.c_uint64, ctypes.c_uint64, u32p, u64p]
+        lib.dmtl_chain_check.restype = ctypes.c_uint32
+        lib.dmtl_chain_step.argtypes = [u8p, ctypes.c_uint64, ctypes.c_uint64, ctypes.c_uint32, u64p,
+                                        u32p, u32p, u64p]
+        lib.dmtl_chain_step.restype = ctypes.c_int
         self.lib = lib
         got = (ctypes.c_int * 6)()
         lib.dmtl_limits(got)
@@ -209,6 +214,39 @@ class HlsSystemExecutor(_CoreOwner):
             ctypes.byref(st), words.ctypes.data_as(ctypes.POINTER(ctypes.c_uint64)),
             lasts.ctypes.data_as(ctypes.POINTER(ctypes.c_uint8)), words.size)
         return KernelStatus(st.value), int(left)
+
+    def chain_check(self, buf: np.ndarray, buf_bytes: int, chain_offset: int) -> tuple[int, int, int]:
+        """The kernels' chain validation (contract/chain.py): (0 or the KernelStatus bit,
+        n_jobs, first link offset). Reads only; touches no core state."""
+        _check_buf(buf, buf_bytes)
+        n, first = ctypes.c_uint32(0), ctypes.c_uint64(0)
+        err = self._lib.lib.dmtl_chain_check(
+            buf.ctypes.data_as(ctypes.POINTER(ctypes.c_uint8)), int(buf_bytes), int(chain_offset),
+            ctypes.byref(n), ctypes.byref(first))
+        return int(err), int(n.value), int(first.value)
+
+    def chain_step(self, buf: np.ndarray, buf_bytes: int, chain_offset: int, k: int,
+                   link: int) -> tuple[SystemRun, int] | None:
+        """Job ``k`` of a validated chain, its link at ``link``: None while its doorbell is
+        not rung; else (what the run reported, the next link). commit writes the job's
+        status entry."""
+        _check_buf(buf, buf_bytes)
+        pos = ctypes.c_uint64(int(link))
+        fst, cst = ctypes.c_uint32(0), ctypes.c_uint32(0)
+        trailer = (ctypes.c_uint64 * 2)()
+        with _LOCK:
+            self._lib.activate(self)
+            rc = self._lib.lib.dmtl_chain_step(
+                buf.ctypes.data_as(ctypes.POINTER(ctypes.c_uint8)), int(buf_bytes),
+                int(chain_offset), int(k), ctypes.byref(pos), ctypes.byref(fst), ctypes.byref(cst),
+                trailer)
+        if rc < 0:
+            raise HlsKernelError(f"chain_step: job {k} of a chain that does not validate")
+        if rc == 1:
+            return None
+        run = SystemRun(KernelStatus(fst.value), KernelStatus(cst.value),
+                        int(trailer[0]) if trailer[1] else None)
+        return run, int(pos.value)
 
     def run_job(self, job: SiteJob) -> JobResult:
         """Lay ``job`` out in a fresh buffer, run it, read the results back (GoldenCore.run_job).

@@ -10,6 +10,9 @@
 // words, and the rate mismatch with the stream side (rows need not start on a word, the
 // CSR walk consumes three regions at different rates) is taken up by FIFOs between a
 // reader and a consumer running in a DATAFLOW region.
+//
+// desc_offset may instead name a job chain: one start runs a frame (docs/hls.md, Job chains).
+#include "dmtl_chain.h"
 #include "dmtl_desc.h"
 #include "dmtl_kernels.h"
 
@@ -149,11 +152,9 @@ void nnz_dataflow(const mem_word* gmem, uint64_t ix0, uint64_t iv0, int n_ix, in
 
 }  // namespace
 
-void fetch(mem_word* gmem, uint64_t buf_bytes, uint64_t desc_offset, uint32_t* status,
-           axis_stream& m_axis) {
-  DMTL_AXILITE_PRAGMAS
-#pragma HLS INTERFACE mode = m_axi port = gmem bundle = gmem offset = slave depth = GMEM_COSIM_DEPTH max_read_burst_length = 64
-#pragma HLS INTERFACE mode = axis port = m_axis
+// One job (the body of the single-job kernel, unchanged).
+void fetch_job(mem_word* gmem, uint64_t buf_bytes, uint64_t desc_offset, uint32_t* status,
+               axis_stream& m_axis) {
   Desc d;
   const int err = read_and_validate(gmem, buf_bytes, desc_offset, d);
   if (err) {
@@ -223,4 +224,41 @@ req_words:
   }
   stream_rows(gmem, d.off[REGION_X], P, I, true, m_axis);
   *status = uint32_t(KSTATUS_DONE);
+}
+
+// The top: `desc_offset` names a job descriptor (one job, as before) or a chain header
+// (contract/chain.py), validated whole first; then each job in link order, after waiting
+// for the doorbell when its link says so. One call site of fetch_job, so synthesis builds
+// the per-job datapath once for both cases.
+void fetch(mem_word* gmem, uint64_t buf_bytes, uint64_t desc_offset, uint32_t* status,
+           axis_stream& m_axis) {
+  DMTL_AXILITE_PRAGMAS
+#pragma HLS INTERFACE mode = m_axi port = gmem bundle = gmem offset = slave depth = GMEM_COSIM_DEPTH max_read_burst_length = 64
+#pragma HLS INTERFACE mode = axis port = m_axis
+  const bool chained = is_chain(gmem, buf_bytes, desc_offset);
+  Chain c = {1, 0, 0, 0};
+  if (chained) {
+    const int err = read_and_validate_chain(gmem, buf_bytes, desc_offset, c);
+    if (err) {
+      *status = uint32_t(KSTATUS_DONE | err);
+      return;
+    }
+  }
+  uint64_t pos = c.first;
+  uint32_t job_status = 0;
+chain_jobs:
+  for (uint32_t k = 0; k < c.n_jobs; k++) {
+#pragma HLS LOOP_TRIPCOUNT min = 1 max = MAX_CHAIN_JOBS
+    ChainLink l = {CHAIN_END, desc_offset, 0};
+    if (chained) l = read_link(gmem, pos);
+    if (l.flags & CHAIN_WAIT) {
+    doorbell:
+      while (!doorbell_rung(gmem, c, k)) {
+#pragma HLS LOOP_TRIPCOUNT min = 0 max = 1
+      }
+    }
+    fetch_job(gmem, buf_bytes, l.desc, &job_status, m_axis);  // a chained job's status: commit reports it
+    pos = l.next;
+  }
+  *status = chained ? uint32_t(KSTATUS_DONE) : job_status;
 }

@@ -19,6 +19,10 @@ board driver, chosen by name in :mod:`deltamtl.host.backends`. The runner owns
 Keyframes: the first frame after :meth:`GoldenRunner.reset` and every frame i with
 (i - key_offset) % K == 0 (i counts frames since the reset), unless ``run_frame`` is told
 otherwise by a scheduler. K = 1 disables temporal reuse.
+
+Executors may also implement the optional chained-launch hooks ``prepare_video(plans)``
+(both frame plans, once per video), ``begin_frame(keyframe)``, ``end_frame()`` and
+``recover()`` (docs/host.md); the golden and emulated executors do not need them.
 """
 
 from __future__ import annotations
@@ -49,6 +53,28 @@ class SiteExecutor(Protocol):
     def run_job(self, job: SiteJob) -> JobResult: ...
 
     def reset(self) -> None: ...
+
+
+class AcceleratorFault(RuntimeError):
+    """A fault the runner recovers from: the executor is reset (``recover()``, e.g. the
+    board's recovery line) and the frame is run again as a keyframe. Raised by executors
+    for kernel time-outs and bad status words (host/pynq_driver.py)."""
+
+
+@dataclass(frozen=True)
+class PlannedJob:
+    """One job of a frame as the runner will issue it: known before the frame's data, so
+    a chained executor can lay out and start the whole frame at once (docs/host.md)."""
+
+    layer: int
+    site: str
+    task: str
+    mode: Mode
+    flags: JobFlag
+    tokens: int
+    in_dim: int
+    out_dim: int
+    nnz_dw: int
 
 
 @dataclass
@@ -111,6 +137,7 @@ class GoldenRunner:
         self.trace_enabled = trace
         self.records: list[JobRecord] = []
         self.trace: list[dict] = []  # per frame: {(task, site name): (x int8, y int8)}
+        self.faults: list[tuple[int, str]] = []  # (frame, message) of recovered faults
         self.reset()
 
     # DDR regions: per (task, site name) the reference input and accumulator.
@@ -119,6 +146,22 @@ class GoldenRunner:
         self.x_ref: dict[tuple[str, str], np.ndarray] = {}
         self.y_ref: dict[tuple[str, str], np.ndarray] = {}
         self.frame_index = 0
+        prepare = getattr(self.executor, "prepare_video", None)
+        if prepare is not None:  # a chained executor sizes its buffers once per video
+            prepare({True: self.frame_plan(True), False: self.frame_plan(False)})
+
+    def frame_plan(self, keyframe: bool) -> list[PlannedJob]:
+        """Every job of one frame, in issue order (what :meth:`run_frame` will run)."""
+        qm = self.qm
+        sites = [(-1, EMBED)] + [(layer, site) for layer in range(qm.depth) for site in BLOCK_SITES]
+        out = []
+        for layer, site in sites:
+            sp = qm.site(layer, site)
+            for task, mode, flags in self._plan(sp, keyframe):
+                dw = sp.dw.get(task) if task != qm.base else None
+                out.append(PlannedJob(layer, site, task, mode, flags, qm.tokens, sp.in_dim,
+                                      sp.out_dim, dw.nnz if dw is not None and dw.nnz else 0))
+        return out
 
     def _job(self, sp: SiteParams, task: str, mode: Mode, flags: JobFlag, x: np.ndarray,
              tag: int) -> SiteJob:
@@ -194,6 +237,23 @@ class GoldenRunner:
 
     def run_frame(self, frame: np.ndarray, override: InputOverride | None = None,
                   keyframe: bool | None = None) -> dict[str, np.ndarray]:
+        """One frame; an :class:`AcceleratorFault` resets the executor and runs the frame
+        again as a keyframe (once: a second fault propagates). See :meth:`_run_frame`."""
+        try:
+            return self._run_frame(frame, override, keyframe)
+        except AcceleratorFault as fault:
+            self.faults.append((self.frame_index, str(fault)))
+            recover = getattr(self.executor, "recover", None)
+            if recover is not None:
+                recover()
+            self.executor.reset()
+            # the references in flight are lost with the core's state: start over from here
+            self.x_ref, self.y_ref = {}, {}
+            self.records = [r for r in self.records if r.frame != self.frame_index]
+            return self._run_frame(frame, override, True)
+
+    def _run_frame(self, frame: np.ndarray, override: InputOverride | None = None,
+                   keyframe: bool | None = None) -> dict[str, np.ndarray]:
         """One frame (uint8 [H, W, 3] or float [3, H, W] in [0, 1]) -> {task: output map}.
 
         ``override(task, site_name)`` may return an int8 site input to use instead of the
@@ -206,6 +266,9 @@ class GoldenRunner:
         scheduled = qm.policy.is_keyframe(self.frame_index)
         keyframe = scheduled if keyframe is None else (bool(keyframe) or self.frame_index == 0)
         self.last_keyframe = keyframe
+        begin = getattr(self.executor, "begin_frame", None)
+        if begin is not None:  # a chained executor starts the whole frame here
+            begin(keyframe)
         base_host = qm.host[qm.base]
         x_norm = host_ops.normalize_image(frame, base_host["pixel_mean"], base_host["pixel_std"])
         states = {t: host_ops.TaskHostState(qm.host[t], mcfg, x_norm) for t in self.tasks}
@@ -232,6 +295,9 @@ class GoldenRunner:
                     if self.trace_enabled:
                         trace[(t, sp.name)] = (xs[t], ys[t])
                     states[t].site_output(layer, site, ys[t].astype(np.float32) * np.float32(sp.s_y[t]))
+        end = getattr(self.executor, "end_frame", None)
+        if end is not None:
+            end()
         if self.trace_enabled:
             self.trace.append(trace)
         self.frame_index += 1

@@ -5,6 +5,8 @@
 #include "../fetch.cpp"
 #include "../commit.cpp"
 
+#include "dmtl_chain.h"
+
 #include <vector>
 
 static_assert(sizeof(dmtl::mem_word) == 8, "ap_uint<64> must be one 8-byte word for zero-copy gmem");
@@ -85,8 +87,9 @@ void dmtl_system_run(uint8_t* buf, uint64_t buf_bytes, uint64_t desc_offset,
   trailer_out[0] = 0;
   trailer_out[1] = 0;
   fetch(gmem, buf_bytes, desc_offset, fetch_status, s_in);
-  if (!s_in.empty()) {
-    core(s_in, s_mid);
+  // A chain whose doorbells are all rung streams one packet per accepted job.
+  while (!s_in.empty()) core(s_in, s_mid);
+  {
     std::vector<dmtl::axis_word> words;
     while (!s_mid.empty()) words.push_back(s_mid.read());
     if (!words.empty()) {
@@ -121,6 +124,51 @@ int dmtl_commit_run(uint8_t* buf, uint64_t buf_bytes, uint64_t desc_offset, uint
     left++;
   }
   return left;
+}
+
+// Job chains, stepped job by job (the virtual ZCU104 does this: the host's doorbell
+// writes and the kernels' work interleave without threads; docs/host.md). The steps use
+// the same helpers as the chain walks of fetch.cpp and commit.cpp.
+// Validation of the chain (both kernels run it first): 0 or one KSTATUS bit.
+uint32_t dmtl_chain_check(uint8_t* buf, uint64_t buf_bytes, uint64_t chain_offset, uint32_t* n_jobs,
+                          uint64_t* first_link) {
+  dmtl::Chain c = {0, 0, 0, 0};
+  const int err = dmtl::read_and_validate_chain(reinterpret_cast<dmtl::mem_word*>(buf), buf_bytes,
+                                                chain_offset, c);
+  *n_jobs = c.n_jobs;
+  *first_link = c.first;
+  return uint32_t(err);
+}
+
+// Job k of a validated chain whose link is at *link: returns 1 (nothing done) while its
+// doorbell is not rung; else runs fetch -> core -> commit on it, writes its status entry,
+// advances *link and returns 0.
+int dmtl_chain_step(uint8_t* buf, uint64_t buf_bytes, uint64_t chain_offset, uint32_t k,
+                    uint64_t* link, uint32_t* fetch_status, uint32_t* commit_status,
+                    uint64_t* trailer_out) {
+  dmtl::mem_word* gmem = reinterpret_cast<dmtl::mem_word*>(buf);
+  dmtl::Chain c = {0, 0, 0, 0};
+  if (dmtl::read_and_validate_chain(gmem, buf_bytes, chain_offset, c) != 0 || k >= c.n_jobs) return -1;
+  const dmtl::ChainLink l = dmtl::read_link(gmem, *link);
+  if ((l.flags & dmtl::CHAIN_WAIT) && !dmtl::doorbell_rung(gmem, c, k)) return 1;
+  dmtl::axis_stream s_in, s_mid, s_out;
+  *fetch_status = 0;
+  *commit_status = 0;
+  trailer_out[0] = 0;
+  trailer_out[1] = 0;
+  fetch_job(gmem, buf_bytes, l.desc, fetch_status, s_in);
+  if (!s_in.empty()) core(s_in, s_mid);
+  std::vector<dmtl::axis_word> words;
+  while (!s_mid.empty()) words.push_back(s_mid.read());
+  if (!words.empty()) {
+    trailer_out[0] = uint64_t(words.back().data);
+    trailer_out[1] = 1;
+  }
+  for (const auto& w : words) s_out.write(w);
+  commit_job(gmem, buf_bytes, l.desc, commit_status, s_out);
+  dmtl::write_chain_status(gmem, c, k, *commit_status, dmtl::desc_tag(gmem, buf_bytes, l.desc));
+  *link = l.next;
+  return 0;
 }
 
 }  // extern "C"

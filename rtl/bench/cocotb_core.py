@@ -596,3 +596,31 @@ async def quiet_check_fires(dut):
     h.sink.pause = False
     await h.sink.recv()
     await h.reset()
+
+
+@cocotb.test()
+async def serve_packets(dut):
+    """A live core for the host's ``rtl`` backend (host/rtl_backend.py): requests arrive on
+    the named pipe DMTV_SERVE_IN, answers leave on DMTV_SERVE_OUT, one at a time, so the
+    core's resident state carries over between jobs as on the board. Request: u32 kind
+    (0 packet, 1 reset, 2 end), u32 n, n x u64 words; answer: u32 n, n x u64 words."""
+    import struct
+
+    h = Harness(dut, int(os.environ.get("DMTV_SEED", "1")), stress=False, limits=_limits())
+    await h.reset()
+    with open(os.environ["DMTV_SERVE_IN"], "rb") as req, open(os.environ["DMTV_SERVE_OUT"], "wb") as ans:
+        while True:
+            head = req.read(8)
+            if len(head) < 8:
+                return  # the host went away
+            kind, n = struct.unpack("<II", head)
+            words = np.frombuffer(req.read(8 * n), dtype="<u8") if n else np.zeros(0, "<u8")
+            if kind == 2:
+                return
+            out: list[int] = []
+            if kind == 1:
+                await h.reset()
+            else:
+                out, _timing = await h.run_packet(words)
+            ans.write(struct.pack("<I", len(out)) + np.asarray(out, dtype="<u8").tobytes())
+            ans.flush()
