@@ -28,7 +28,7 @@ from deltamtl.model.tasks import EMBED
 
 MODES = ("fixed", "adaptive", "off")
 REASONS = ("first", "interval", "scene_cut", "dropped_frames", "fault", "max_interval")
-DEFAULT_DENSITY_LIMIT = 0.5
+DEFAULT_DENSITY_LIMIT = 0.25  # a static synthetic scene measures ~0, a cut ~0.4 (docs/streaming.md)
 # The runner emits references only when its policy's K > 1; a stream that chooses its own
 # keyframes needs them on every non-keyframe, so its policy carries this K.
 UNSCHEDULED_K = 1 << 30
