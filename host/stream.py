@@ -24,7 +24,7 @@ from deltamtl.host.backends import BACKENDS, make_executor
 from deltamtl.host.overlays import TASK_ORDER, overlay_row, predictions, save_grid_png
 from deltamtl.host.runner import GoldenRunner, JobRecord, SiteExecutor
 from deltamtl.host.scheduler import DEFAULT_DENSITY_LIMIT, KeyframeScheduler, override_policy
-from deltamtl.host.sources import Frame, FrameSource, Preprocess, open_source
+from deltamtl.host.sources import Frame, FrameSource, Preprocess, SyntheticSource, open_source
 from deltamtl.host.stats import FrameStats, StreamStats, frame_stats
 from deltamtl.model.export.quantized_model import QuantizedModel
 from deltamtl.model.tasks import EMBED
@@ -336,20 +336,23 @@ def write_report(out: Path, streamer: Streamer, drift: DriftReport | None, files
     atomic_write_text(out / "report.md", "\n".join(md))
 
 
-def _parse_task_values(items: Sequence[str], what: str, depth: int) -> dict[str, Any]:
+def _parse_task_values(p: argparse.ArgumentParser, items: Sequence[str], what: str,
+                       depth: int) -> dict[str, Any]:
+    """``TASK=V`` (boundary) or ``TASK=V[,V..]`` (thresholds: one for every block or one
+    per block) -> {task: value}; errors name the option and the value."""
     out: dict[str, Any] = {}
     for item in items:
         task, sep, value = item.partition("=")
         if not sep:
-            raise SystemExit(f"--{what} {item!r}: expected TASK=VALUE")
+            p.error(f"--{what} {item!r}: expected TASK=VALUE")
         try:
             vals = [int(v) for v in value.split(",")]
         except ValueError:
-            raise SystemExit(f"--{what} {item!r}: {value!r} is not an integer (list)") from None
+            p.error(f"--{what} {item!r}: {value!r} is not an integer (list)")
         if what == "threshold":
             out[task] = vals * depth if len(vals) == 1 else vals
         elif len(vals) != 1:
-            raise SystemExit(f"--{what} {item!r}: one integer per task")
+            p.error(f"--{what} {item!r}: one integer per task")
         else:
             out[task] = vals[0]
     return out
@@ -385,8 +388,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if a.backend not in BACKENDS:
         p.error(f"--backend {a.backend!r}: this build has {', '.join(BACKENDS)}")
     qm = load_bundle(a.bundle)
-    overrides = {"thresholds": _parse_task_values(a.threshold, "threshold", qm.depth),
-                 "boundaries": _parse_task_values(a.boundary, "boundary", qm.depth)}
+    overrides = {"thresholds": _parse_task_values(p, a.threshold, "threshold", qm.depth),
+                 "boundaries": _parse_task_values(p, a.boundary, "boundary", qm.depth)}
     try:
         qm = dataclasses.replace(qm, policy=override_policy(qm.policy, offset=a.offset, **overrides))
         keyframes: str | int = a.keyframes
@@ -401,7 +404,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     writer = None if a.no_video else OverlayWriter(streamer.runner.tasks, streamer.num_classes,
                                                    a.fps or source.fps)
     t0 = time.perf_counter()
-    streamer.run(source, max_frames=a.frames, progress=not a.no_progress, on_result=writer)
+    # a synthetic source's --frames is its clip length (per seed), elsewhere a frame cap
+    cap = None if isinstance(source, SyntheticSource) else a.frames
+    streamer.run(source, max_frames=cap, progress=not a.no_progress, on_result=writer)
     wall = time.perf_counter() - t0
     drift = streamer.finish_drift()
     files = writer.write(out) if writer is not None else []
