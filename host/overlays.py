@@ -101,7 +101,6 @@ def save_grid_png(path: str, rows: Sequence[np.ndarray], titles: Sequence[str], 
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-
     from deltamtl.contract.atomic import atomic_path
 
     fig, axes = plt.subplots(len(rows), 1, figsize=(2.0 * (len(tasks) + 1), 2.1 * len(rows) + 0.4),
