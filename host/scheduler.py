@@ -5,7 +5,10 @@ Modes (docs/streaming.md):
 * ``fixed``    every K-th frame from ``offset`` (the bundle's K and offset unless overridden);
 * ``adaptive`` a keyframe when the measured delta density of the frame's first site (the
   patch embedding's int8 input against the reference the accelerator holds) passes
-  ``density_limit`` -- a scene cut -- and, optionally, at least every ``max_interval`` frames;
+  ``density_limit``: reason ``scene_cut`` when it also jumped to more than ``CUT_JUMP``
+  times the previous frame's density, ``density`` otherwise (steady motion too fast for the
+  thresholds: a TEMPORAL frame would cost about as much as a DENSE one); optionally at
+  least every ``max_interval`` frames;
 * ``off``      no keyframe after the first (the no-drift demonstration).
 
 In every mode a keyframe is also forced on the first frame, after dropped frames and after
@@ -27,8 +30,11 @@ from deltamtl.model.export.quantized_model import QuantizedModel, ReusePolicy
 from deltamtl.model.tasks import EMBED
 
 MODES = ("fixed", "adaptive", "off")
-REASONS = ("first", "interval", "scene_cut", "dropped_frames", "fault", "max_interval")
-DEFAULT_DENSITY_LIMIT = 0.25  # a static synthetic scene measures ~0, a cut ~0.4 (docs/streaming.md)
+REASONS = ("first", "interval", "scene_cut", "density", "dropped_frames", "fault", "max_interval")
+# Above half the elements sent, a TEMPORAL job's MACs plus its reference traffic approach a
+# DENSE job's; a hard cut measures ~1 on the demo's clips (docs/streaming.md).
+DEFAULT_DENSITY_LIMIT = 0.5
+CUT_JUMP = 2.0
 # The runner emits references only when its policy's K > 1; a stream that chooses its own
 # keyframes needs them on every non-keyframe, so its policy carries this K.
 UNSCHEDULED_K = 1 << 30
@@ -75,6 +81,7 @@ class KeyframeScheduler:
         self.max_interval = int(max_interval)
         self.frame = 0  # stream frame counter (the runner's restarts at a reset)
         self.since_key = 0
+        self.last_density: float | None = None  # the previous frame's measured density
         self._embed = qm.site(-1, EMBED)
 
     def runner_policy(self) -> ReusePolicy:
@@ -114,8 +121,10 @@ class KeyframeScheduler:
             return self._skip(None)
         if self.mode == "adaptive":
             density = self.embed_density(frame, x_ref)
+            last, self.last_density = self.last_density, density
             if density > self.density_limit:
-                return self._key("scene_cut", density)
+                cut = last is None or density > CUT_JUMP * last
+                return self._key("scene_cut" if cut else "density", density)
             if self.max_interval and self.since_key + 1 >= self.max_interval:
                 return self._key("max_interval", density)
             return self._skip(density)
@@ -125,6 +134,7 @@ class KeyframeScheduler:
         """The frame that just failed, again, as a keyframe (the executor was reset): the
         frame counter does not advance a second time."""
         self.since_key = 0
+        self.last_density = None
         return Decision(True, "fault", None)
 
     def _key(self, reason: str, density: float | None = None) -> Decision:

@@ -23,7 +23,7 @@ from deltamtl.model.export.quantized_model import QuantizedModel
 STAGES = ("io", "host_ops", "accelerator", "output")
 SCHEMA_KEYS = ("frame", "source_index", "t", "gap", "keyframe", "reason", "macs", "dense_macs",
                "site_macs", "density", "ddr_bytes_read", "ddr_bytes_written", "register_accesses",
-               "times_s", "retries")
+               "times_s", "retries", "embed_density")
 
 
 @dataclass
@@ -43,6 +43,7 @@ class FrameStats:
     register_accesses: int | None  # None when the backend does not count them
     times_s: dict[str, float] = field(default_factory=dict)  # per stage in STAGES
     retries: int = 0  # fault recoveries on this frame
+    embed_density: float | None = None  # adaptive: the scheduler's measure before the frame
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), allow_nan=False, sort_keys=True)

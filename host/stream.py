@@ -233,7 +233,7 @@ class Streamer:
             gap=frame.gap, keyframe=decision.keyframe, reason=decision.reason,
             register_accesses=None if regs0 is None or regs1 is None else regs1 - regs0,
             times_s={"io": io_s, "host_ops": run_s - acc_s, "accelerator": acc_s, "output": 0.0},
-            retries=retries)
+            retries=retries, embed_density=decision.predicted_density)
         self.stats.add(fs)
         return FrameResult(frame, rgb, outputs, fs)
 

@@ -52,6 +52,10 @@ def test_adaptive_fires_on_a_scene_cut_and_not_on_a_static_clip(qm) -> None:
     s = Streamer(qm, "golden", "adaptive", density_limit=0.25)
     s.run(static)
     assert _keys(s) == [(0, "first")]
+    # steady fast motion: over the limit every frame, but no jump -- reason "density"
+    s = Streamer(qm, "golden", "adaptive", density_limit=0.25)
+    s.run(ArraySource(random_walk(5, step=60)))
+    assert [f.reason for f in s.stats.frames[2:]] == ["density"] * 3, [f.embed_density for f in s.stats.frames]
 
 
 def test_predicted_density_is_the_accelerators_measure(qm) -> None:

@@ -1,0 +1,39 @@
+# Streaming (docs/streaming.md).
+#   make stream          stream STREAM_SOURCE through STREAM_BACKEND with the bundle STREAM_BUNDLE
+#                        (default: the demo's) -> $(RUNS)/stream/report.md, overlays.mp4/gif, grid.png
+#   make stream-bundle   a random 4-task bundle of the tiny config (no training): $(STREAM_RANDOM)
+#   make stream-bench    frames/s of the 4-task tiny bundle on golden and emulated (no video)
+#   make stream-drift    the no-drift check: STREAM_DRIFT_FRAMES frames with keyframes off
+#   make test-stream     the streaming tests
+STREAM_BUNDLE  ?= $(RUNS)/demo/bundle
+STREAM_SOURCE  ?= synthetic:3,4
+STREAM_BACKEND ?= emulated
+STREAM_ARGS    ?= --keyframes adaptive
+STREAM_RANDOM  ?= $(RUNS)/stream/random_bundle
+STREAM_BENCH_FRAMES ?= 40
+STREAM_DRIFT_FRAMES ?= 1000
+
+.PHONY: stream stream-bundle stream-bench stream-drift test-stream
+
+stream: setup
+	nice $(DELTAMTL) stream --bundle $(STREAM_BUNDLE) --source $(STREAM_SOURCE) \
+	  --backend $(STREAM_BACKEND) --out $(RUNS)/stream/run $(STREAM_ARGS)
+
+$(STREAM_RANDOM)/manifest.yaml: | setup
+	nice $(DELTAMTL) quant export --random 0 --config configs/tiny.yaml --out $(STREAM_RANDOM)
+
+stream-bundle: $(STREAM_RANDOM)/manifest.yaml
+
+stream-bench: $(STREAM_RANDOM)/manifest.yaml
+	for b in golden emulated; do \
+	  nice $(DELTAMTL) stream --bundle $(STREAM_RANDOM) --source synthetic:1 --frames $(STREAM_BENCH_FRAMES) \
+	    --backend $$b --keyframes fixed --no-video --no-progress --out $(RUNS)/stream/bench_$$b || exit 1; \
+	done
+
+stream-drift: $(STREAM_RANDOM)/manifest.yaml
+	nice $(DELTAMTL) stream --bundle $(STREAM_RANDOM) --source synthetic:5 --frames $(STREAM_DRIFT_FRAMES) \
+	  --backend golden --keyframes off --no-video --out $(RUNS)/stream/drift
+
+test-stream: setup
+	$(PY) -m pytest -q tests/host/test_stream_sources.py tests/host/test_stream_scheduler.py \
+	  tests/host/test_stream_drift.py tests/host/test_stream_cli.py tests/host/test_stream_notebook.py
