@@ -94,17 +94,18 @@ class Preprocess:
 
 
 def _with_gaps(frames: Iterator[tuple[int, float, np.ndarray, str]], fps: float) -> Iterator[Frame]:
-    """Attach ``gap`` from frame numbers (when they skip) or time stamps (late frames)."""
+    """Attach ``gap``: from time stamps when ``fps`` > 0 (a frame more than GAP_TOLERANCE
+    periods after the previous one), else from frame numbers that skip (frame folders)."""
     prev_index: int | None = None
-    prev_t: float | None = None
+    prev_t = 0.0
     for index, t, rgb, name in frames:
         gap = 0
         if prev_index is not None:
-            gap = max(0, index - prev_index - 1)
-            if prev_t is not None and fps > 0:
-                late = int(round((t - prev_t) * fps)) - 1
-                if (t - prev_t) * fps > GAP_TOLERANCE:
-                    gap = max(gap, late)
+            if fps > 0:
+                periods = (t - prev_t) * fps
+                gap = max(0, int(round(periods)) - 1) if periods > GAP_TOLERANCE else 0
+            else:
+                gap = max(0, index - prev_index - 1)
         yield Frame(rgb=rgb, index=index, t=t, gap=gap, name=name)
         prev_index, prev_t = index, t
 
