@@ -39,7 +39,7 @@ DEFAULT_STEPS = 1000  # tiny semseg ST model: a few minutes on two idle cores
 # The demo's sharing chain per sub-task (steps 1, 2, 3): far shorter than the measured
 # schedule of docs/sharing.md, so the whole demo fits 15 minutes on two cores; the sub-task
 # predictions are therefore rougher than `make sharing-train`'s.
-DEFAULT_SHARING_STEPS = (150, 60, 30)
+DEFAULT_SHARING_STEPS = (500, 100, 50)  # ~6 minutes for the three sub-tasks
 STREAM_FRAMES = 16  # per clip; two test clips concatenated: a scene cut at the join
 # Streaming threshold when the bundle carries none (the sharing report chooses them; the
 # demo does not run it): th = 1 is lossless but sends the renderer's pixel noise, ~85 % of

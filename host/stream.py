@@ -287,6 +287,7 @@ class OverlayWriter:
         self.scale = scale
         self.rows: list[np.ndarray] = []
         self.titles: list[str] = []
+        self.keyframes: list[int] = []  # row indices of keyframes
         self.grid_frames = grid_frames
 
     def __call__(self, res: FrameResult) -> None:
@@ -294,6 +295,8 @@ class OverlayWriter:
         label = f"{s.frame}" + (f" KEY {s.reason}" if s.keyframe else "")
         self.rows.append(overlay_row(res.rgb, predictions(res.outputs), self.scale, self.num_classes, label))
         self.titles.append(f"frame {s.frame}" + (f"\nkeyframe: {s.reason}" if s.keyframe else ""))
+        if s.keyframe:
+            self.keyframes.append(len(self.rows) - 1)
 
     def write(self, out: Path) -> list[str]:
         import imageio.v3 as iio
@@ -311,7 +314,9 @@ class OverlayWriter:
                         duration=int(1000 / self.fps), loop=0)
         files.append("overlays.gif")
         n = len(self.rows)
-        pick = sorted({int(round(i * (n - 1) / max(self.grid_frames - 1, 1))) for i in range(min(self.grid_frames, n))})
+        pick = {int(round(i * (n - 1) / max(self.grid_frames - 1, 1))) for i in range(min(self.grid_frames, n))}
+        # keyframes after the first (scene cuts, faults, drops) are what a reader looks for
+        pick = sorted(pick | set(self.keyframes[1:self.grid_frames]))
         save_grid_png(str(out / "grid.png"), [self.rows[i] for i in pick], [self.titles[i] for i in pick],
                       TASK_ORDER, self.tasks)
         files.append("grid.png")
