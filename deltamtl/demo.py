@@ -109,7 +109,7 @@ def _panels(frame: dict[str, np.ndarray], palette: np.ndarray, depth_range: tupl
 
 
 def save_grid(path: Path, rgb: np.ndarray, gt: dict[str, np.ndarray], pred: dict[str, np.ndarray] | None,
-              title: str) -> None:
+              title: str, row_labels: Sequence[str] | None = None) -> None:
     """Rows: frames. Columns: RGB, then per task ground truth (and prediction when given)."""
     import matplotlib
 
@@ -145,7 +145,7 @@ def save_grid(path: Path, rgb: np.ndarray, gt: dict[str, np.ndarray], pred: dict
             if r == 0:
                 ax.set_title(label, fontsize=8)
             if c == 0:
-                ax.set_ylabel(f"frame {r}", fontsize=8)
+                ax.set_ylabel(row_labels[r] if row_labels else f"frame {r}", fontsize=8)
     handles = [matplotlib.patches.Patch(color=palette[i], label=name) for i, name in enumerate(CLASS_NAMES)]
     fig.legend(handles=handles, loc="lower center", ncol=min(len(handles), 8), fontsize=7, frameon=False)
     fig.suptitle(f"{title}   depth colour range {lo / 1000:.1f}-{hi / 1000:.1f} m (viridis); "
@@ -378,7 +378,8 @@ def step_stream(ctx: DemoContext) -> dict:
     pred = {task: np.stack([p[task] * (1000.0 if task == "depth" else 1.0) for p in preds])
             for task in preds[0]}
     save_grid(out / "stream_predictions.png", source.frames[picks], gt, pred,
-              f"streamed on {backend}: frames {picks} (cut at {STREAM_FRAMES})")
+              f"streamed on {backend}: frames {picks} (cut at {STREAM_FRAMES})",
+              row_labels=[f"frame {i}" for i in picks])
     files.append("stream/stream_predictions.png")
     ctx.artifacts += files + ["stream/report.md"]
     return {"backend": backend, "tasks": list(streamer.runner.tasks), "frames": t["frames"],
