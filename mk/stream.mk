@@ -1,8 +1,10 @@
 # Streaming (docs/streaming.md).
 #   make stream          stream STREAM_SOURCE through STREAM_BACKEND with the bundle STREAM_BUNDLE
 #                        (default: the demo's) -> $(RUNS)/stream/report.md, overlays.mp4/gif, grid.png
-#   make stream-bundle   a random 4-task bundle of the tiny config (no training): $(STREAM_RANDOM)
-#   make stream-bench    frames/s of the 4-task tiny bundle on golden and emulated (no video)
+#   make stream-bundle   a random small 4-task bundle (quant export --random: width 24, 2 blocks,
+#                        the tiny config's 64x64 input; no training): $(STREAM_RANDOM)
+#   make stream-bench    frames/s of the demo's 4-task tiny bundle (make demo first) on golden
+#                        and emulated (no video), th = 4 as in the demo
 #   make stream-drift    the no-drift check: STREAM_DRIFT_FRAMES frames with keyframes off
 #   make test-stream     the streaming tests
 STREAM_BUNDLE  ?= $(RUNS)/demo/bundle
@@ -10,10 +12,13 @@ STREAM_SOURCE  ?= synthetic:3,4
 STREAM_BACKEND ?= emulated
 STREAM_ARGS    ?= --keyframes adaptive
 STREAM_RANDOM  ?= $(RUNS)/stream/random_bundle
-STREAM_BENCH_FRAMES ?= 40
+STREAM_BENCH_FRAMES ?= 20
+STREAM_BENCH_BUNDLE ?= $(RUNS)/demo/bundle
+STREAM_TH4 = --threshold semseg=4 --threshold depth=4 --threshold normals=4 --threshold edges=4
 STREAM_DRIFT_FRAMES ?= 1000
-# th = 1 is lossless (every reference equals its input); th = 4 makes the check bite
-STREAM_DRIFT_ARGS ?= --threshold semseg=4 --threshold depth=4 --threshold normals=4 --threshold edges=4
+# th = 1 is lossless (every reference equals its input); th = 4 makes the check bite; the
+# boundaries give depth (block 1) and normals (every block) references of their own
+STREAM_DRIFT_ARGS ?= $(STREAM_TH4) --boundary depth=0 --boundary normals=-1
 
 .PHONY: stream stream-bundle stream-bench stream-drift test-stream
 
@@ -26,10 +31,11 @@ $(STREAM_RANDOM)/manifest.yaml: | setup
 
 stream-bundle: $(STREAM_RANDOM)/manifest.yaml
 
-stream-bench: $(STREAM_RANDOM)/manifest.yaml
+stream-bench: setup
+	@test -f $(STREAM_BENCH_BUNDLE)/manifest.yaml || { echo "stream-bench: no bundle at $(STREAM_BENCH_BUNDLE) (make demo)"; exit 1; }
 	for b in golden emulated; do \
-	  nice $(DELTAMTL) stream --bundle $(STREAM_RANDOM) --source synthetic:1 --frames $(STREAM_BENCH_FRAMES) \
-	    --backend $$b --keyframes fixed --no-video --no-progress --out $(RUNS)/stream/bench_$$b || exit 1; \
+	  nice $(DELTAMTL) stream --bundle $(STREAM_BENCH_BUNDLE) --source synthetic:3,4 --frames $(STREAM_BENCH_FRAMES) \
+	    --backend $$b --keyframes adaptive $(STREAM_TH4) --no-video --no-progress --out $(RUNS)/stream/bench_$$b || exit 1; \
 	done
 
 stream-drift: $(STREAM_RANDOM)/manifest.yaml
