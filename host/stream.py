@@ -371,6 +371,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--source", required=True,
                    help="synthetic:SEED[,SEED..], camera:N, a frame folder, a .gif or a video file")
     p.add_argument("--backend", default="golden", help=f"site executor ({', '.join(BACKENDS)}, ...)")
+    p.add_argument("--backend-option", action="append", default=[], metavar="KEY=VALUE",
+                   help="passed to the backend's factory (make_executor), e.g. a bitstream path")
     p.add_argument("--keyframes", default="fixed",
                    help="K (every K frames), 'fixed' (the bundle's K and offset), 'adaptive', or 'off'")
     p.add_argument("--offset", type=int, default=None, help="keyframe offset for a fixed K")
@@ -397,9 +399,16 @@ def main(argv: Sequence[str] | None = None) -> int:
                  "boundaries": _parse_task_values(p, a.boundary, "boundary", qm.depth)}
     try:
         qm = dataclasses.replace(qm, policy=override_policy(qm.policy, offset=a.offset, **overrides))
+        options = {}
+        for item in a.backend_option:
+            key, sep, value = item.partition("=")
+            if not sep or not key:
+                p.error(f"--backend-option {item!r}: expected KEY=VALUE")
+            options[key] = value
         keyframes: str | int = a.keyframes
+        executor = make_executor(a.backend, qm, **options) if options else None
         streamer = Streamer(qm, a.backend, keyframes, a.density_limit, a.max_interval,
-                            drift=True if a.drift else None, resize=a.resize)
+                            executor=executor, drift=True if a.drift else None, resize=a.resize)
     except ValueError as e:
         p.error(str(e))
     size = int(qm.mcfg["img_size"])

@@ -64,6 +64,7 @@ def test_stream_emulated_adaptive_stats_only(bundle, tmp_path) -> None:
     (["--keyframes", "sometimes"], "keyframe mode 'sometimes'"),
     (["--threshold", "depth=x"], "--threshold 'depth=x'"),
     (["--threshold", "depth=300"], "thresholds of depth"),
+    (["--backend-option", "bitstream"], "--backend-option 'bitstream': expected KEY=VALUE"),
 ])
 def test_stream_bad_options_are_named(bundle, tmp_path, capsys, args, match) -> None:
     with pytest.raises(SystemExit):
