@@ -56,8 +56,10 @@ def frame_stats(qm: QuantizedModel, records: Sequence[JobRecord], **fields: obje
     site: dict[str, list[int]] = {}
     sent: dict[str, list[int]] = {}
     rd = wr = 0
+    # QuantizedModel.site() rebuilds its index on every call; one lookup table per frame
+    sites = {(sp.layer, sp.site): sp for sp in qm.sites}
     for r in records:
-        sp = qm.site(r.layer, r.site)
+        sp = sites[(r.layer, r.site)]
         d = qm.tokens * sp.in_dim * sp.out_dim
         macs[r.task] = macs.get(r.task, 0) + r.macs
         dense[r.task] = dense.get(r.task, 0) + d

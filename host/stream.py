@@ -103,6 +103,7 @@ class DriftMonitor:
     def __init__(self, qm: QuantizedModel) -> None:
         self.qm = qm
         self.by_name = {sp.name: sp for sp in qm.sites}
+        self.by_site = {(sp.layer, sp.site): sp for sp in qm.sites}  # qm.site() rebuilds its index per call
         self.shadow: dict[tuple[str, str], np.ndarray] = {}
         self.report = DriftReport()
 
@@ -115,7 +116,7 @@ class DriftMonitor:
         rep.frames += 1
         rep.keyframes += int(keyframe)
         for r in records:  # issue order: the base's job of a site comes before the sub-tasks'
-            sp = self.qm.site(r.layer, r.site)
+            sp = self.by_site[(r.layer, r.site)]
             key = (r.task, sp.name)
             x = inputs[key][0].astype(np.int16)
             th = int(r.th)
