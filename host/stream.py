@@ -24,7 +24,14 @@ from deltamtl.host.backends import BACKENDS, make_executor
 from deltamtl.host.overlays import TASK_ORDER, overlay_row, predictions, save_grid_png
 from deltamtl.host.runner import GoldenRunner, JobRecord, SiteExecutor
 from deltamtl.host.scheduler import DEFAULT_DENSITY_LIMIT, KeyframeScheduler, override_policy
-from deltamtl.host.sources import Frame, FrameSource, Preprocess, SyntheticSource, open_source
+from deltamtl.host.sources import (
+    Frame,
+    FrameSource,
+    Preprocess,
+    SourceError,
+    SyntheticSource,
+    open_source,
+)
 from deltamtl.host.stats import FrameStats, StreamStats, frame_stats
 from deltamtl.model.export.quantized_model import QuantizedModel
 from deltamtl.model.tasks import EMBED
@@ -365,7 +372,7 @@ def _parse_task_values(p: argparse.ArgumentParser, items: Sequence[str], what: s
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    from deltamtl.model.export.bundle import load_bundle
+    from deltamtl.model.export.bundle import BundleError, load_bundle
 
     p = argparse.ArgumentParser(prog="deltamtl stream", description=__doc__.split("\n\n")[0])
     p.add_argument("--bundle", required=True, help="export bundle folder (deltamtl quant export)")
@@ -395,7 +402,10 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     if a.backend not in BACKENDS:
         p.error(f"--backend {a.backend!r}: this build has {', '.join(BACKENDS)}")
-    qm = load_bundle(a.bundle)
+    try:
+        qm = load_bundle(a.bundle)
+    except (BundleError, FileNotFoundError) as e:
+        p.error(f"--bundle {a.bundle!r}: {e}")
     overrides = {"thresholds": _parse_task_values(p, a.threshold, "threshold", qm.depth),
                  "boundaries": _parse_task_values(p, a.boundary, "boundary", qm.depth)}
     try:
@@ -413,7 +423,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ValueError as e:
         p.error(str(e))
     size = int(qm.mcfg["img_size"])
-    source = open_source(a.source, (size, size), frames=a.frames, fps=a.fps)
+    try:
+        source = open_source(a.source, (size, size), frames=a.frames, fps=a.fps)
+    except SourceError as e:
+        p.error(str(e))
     out = Path(a.out)
     out.mkdir(parents=True, exist_ok=True)
     writer = None if a.no_video else OverlayWriter(streamer.runner.tasks, streamer.num_classes,

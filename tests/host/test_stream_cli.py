@@ -65,6 +65,7 @@ def test_stream_emulated_adaptive_stats_only(bundle, tmp_path) -> None:
     (["--threshold", "depth=x"], "--threshold 'depth=x'"),
     (["--threshold", "depth=300"], "thresholds of depth"),
     (["--backend-option", "bitstream"], "--backend-option 'bitstream': expected KEY=VALUE"),
+    (["--source", "camera:x"], "source 'camera:x': expected camera:N"),
 ])
 def test_stream_bad_options_are_named(bundle, tmp_path, capsys, args, match) -> None:
     with pytest.raises(SystemExit):
@@ -72,3 +73,10 @@ def test_stream_bad_options_are_named(bundle, tmp_path, capsys, args, match) -> 
                   "--out", str(tmp_path / "o"), *args])
     err = capsys.readouterr().err
     assert match in err, err
+
+
+def test_stream_missing_bundle_is_named(tmp_path, capsys) -> None:
+    with pytest.raises(SystemExit):
+        cli_main(["stream", "--bundle", str(tmp_path / "nope"), "--source", "synthetic:1",
+                  "--out", str(tmp_path / "o")])
+    assert f"--bundle '{tmp_path / 'nope'}'" in capsys.readouterr().err
