@@ -33,6 +33,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     # host: the integer pipeline on a bundle
     "verify": ("deltamtl.host.verify", "validate a bundle and run the golden model on a clip"),
     "model-vectors": ("deltamtl.host.model_vectors", "dump a trained model's site jobs (.dmtv)"),
+    "stream": ("deltamtl.host.stream", "stream video through a backend: overlays, statistics, report"),
     # the board: deployment folder from a built bitstream
     "package": ("deltamtl.package", "bitstream + hwh + bundle + host code for the board"),
     # the whole mission and its figures

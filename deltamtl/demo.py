@@ -1,5 +1,6 @@
-"""`deltamtl demo` (`make demo`): synthetic video -> train the base task -> evaluate ->
-quantise and export -> run the bundle on the emulated accelerator -> report.
+"""`deltamtl demo` (`make demo`): synthetic video -> train the base task and a short sharing chain for the
+three sub-tasks -> quantise and export -> stream a synthetic clip with all four tasks
+through the accelerator backend -> report.
 
 The demo is a list of :class:`Step` objects run in order over one :class:`DemoContext`:
 render, train_base, evaluate, preview, quantise_export, emulate (:data:`STEPS`). Further
@@ -9,13 +10,15 @@ step returns a dict that lands under its name in ``report.json`` and as a sectio
 
 Outputs in ``--out`` (default runs/demo): report.md, report.json, clip_gt.png (ground truth
 of one rendered clip), preview_<split>.png (ground truth and predictions), the run folder
-st_semseg/ (checkpoint, logs), eval_<split>.json, quant_report.json and the export bundle
-bundle/ (manifest.yaml and arrays).
+st_semseg/ (checkpoint, logs), eval_<split>.json, sharing/<task>/step<N>/ (the sub-tasks'
+sharing chain), bundle/, and stream/ (the streamed clip: overlays.mp4/gif, grid.png,
+statistics, stream_predictions.png with the four predictions next to the ground truth).
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import time
@@ -33,6 +36,15 @@ from deltamtl.model.config import load_config
 
 DEFAULT_CONFIG = "configs/tiny.yaml"
 DEFAULT_STEPS = 1000  # tiny semseg ST model: a few minutes on two idle cores
+# The demo's sharing chain per sub-task (steps 1, 2, 3): far shorter than the measured
+# schedule of docs/sharing.md, so the whole demo fits 15 minutes on two cores; the sub-task
+# predictions are therefore rougher than `make sharing-train`'s.
+DEFAULT_SHARING_STEPS = (500, 100, 50)  # ~6 minutes for the three sub-tasks
+STREAM_FRAMES = 16  # per clip; two test clips concatenated: a scene cut at the join
+# Streaming threshold when the bundle carries none (the sharing report chooses them; the
+# demo does not run it): th = 1 is lossless but sends the renderer's pixel noise, ~85 % of
+# the patch embedding's input per frame on a moving camera; th = 4 sends ~15 %.
+DEMO_STREAM_TH = 4
 PREVIEW_FRAMES = 4
 
 
@@ -45,6 +57,8 @@ class DemoContext:
     split: str = "test"
     overrides: list[str] = field(default_factory=list)  # --set style config overrides
     st_runs: Path | None = None  # folder with st_<task>/last.pt of other tasks, for previews
+    sharing_steps: tuple[int, int, int] = DEFAULT_SHARING_STEPS
+    backend: str | None = None  # streaming backend (None: virtual when registered, else emulated)
     results: dict[str, Any] = field(default_factory=dict)
     artifacts: list[str] = field(default_factory=list)
     models: dict[str, Any] = field(default_factory=dict)  # task -> trained model (for previews)
@@ -94,7 +108,7 @@ def _panels(frame: dict[str, np.ndarray], palette: np.ndarray, depth_range: tupl
 
 
 def save_grid(path: Path, rgb: np.ndarray, gt: dict[str, np.ndarray], pred: dict[str, np.ndarray] | None,
-              title: str) -> None:
+              title: str, row_labels: Sequence[str] | None = None) -> None:
     """Rows: frames. Columns: RGB, then per task ground truth (and prediction when given)."""
     import matplotlib
 
@@ -131,7 +145,7 @@ def save_grid(path: Path, rgb: np.ndarray, gt: dict[str, np.ndarray], pred: dict
             if r == 0:
                 ax.set_title(label, fontsize=8)
             if c == 0:
-                ax.set_ylabel(f"frame {r}", fontsize=8)
+                ax.set_ylabel(row_labels[r] if row_labels else f"frame {r}", fontsize=8)
     handles = [matplotlib.patches.Patch(color=palette[i], label=name) for i, name in enumerate(CLASS_NAMES)]
     fig.legend(handles=handles, loc="lower center", ncol=min(len(handles), 8), fontsize=7, frameon=False)
     fig.suptitle(f"{title}   depth colour range {lo / 1000:.1f}-{hi / 1000:.1f} m (viridis); "
@@ -279,6 +293,108 @@ def step_emulate(ctx: DemoContext) -> dict:
             "ddr_bytes_read_without_residency": saved["bytes_read_without_residency"]}
 
 
+def step_sharing(ctx: DemoContext) -> dict:
+    """The sharing chain (steps 1-3 of docs/sharing.md) for depth, normals and edges, each
+    starting from the base the demo just trained, at the demo's short step counts."""
+    from deltamtl.model.sharing.train_steps import run_all
+
+    s1, s2, s3 = ctx.sharing_steps
+    out: dict[str, Any] = {"steps": {"step1": s1, "step2": s2, "step3": s3}}
+    for task in ctx.cfg["sharing"]["subtasks"]:
+        # the task's per_task entries apply (lambda_w, delta caps) except its data set and
+        # step counts: the demo trains on the clips it rendered, for the short chain
+        cfg = load_config(ctx.config_path, [
+            *ctx.overrides, f"data.train_clips={ctx.cfg['data']['train_clips']}",
+            f"sharing.base_checkpoint={ctx.out / 'st_semseg' / 'last.pt'}",
+            f"sharing.out_root={ctx.out / 'sharing'}",
+            f"sharing.st_checkpoint={ctx.out / 'no_st_models' / 'st_{task}' / 'last.pt'}",
+            f"sharing.steps_step1={s1}", f"sharing.steps_step2={s2}", f"sharing.steps_step3={s3}"],
+            task=task)
+        t0 = time.perf_counter()
+        res = run_all(cfg, [task])[task]
+        out[task] = {"train_s": round(time.perf_counter() - t0, 1),
+                     "val_metrics": res["step3"]["metrics"]}
+    return out
+
+
+def step_stream(ctx: DemoContext) -> dict:
+    """Stream two held-out synthetic clips back to back (a scene cut at the join) with all
+    four tasks through the accelerator backend, adaptive keyframes; replay the same
+    keyframe decisions on the golden model and require the same bits; write the overlays,
+    statistics and a ground truth vs prediction grid."""
+    from deltamtl.host.backends import BACKENDS, make_executor
+    from deltamtl.host.overlays import predictions
+    from deltamtl.host.runner import GoldenRunner
+    from deltamtl.host.scheduler import override_policy
+    from deltamtl.host.sources import SyntheticSource
+    from deltamtl.host.stream import OverlayWriter, Streamer
+    from deltamtl.host.stream import write_report as write_stream_report
+    from deltamtl.model.data.datasets import clip_seed
+    from deltamtl.model.export.bundle import load_bundle
+
+    backend = ctx.backend or ("virtual" if "virtual" in BACKENDS else "emulated")
+    qm = load_bundle(ctx.out / "bundle")
+    if not qm.policy.thresholds:
+        qm = dataclasses.replace(qm, policy=override_policy(
+            qm.policy, thresholds={t: [DEMO_STREAM_TH] * qm.depth for t in qm.tasks}))
+    size = int(qm.mcfg["img_size"])
+    seeds = [clip_seed(ctx.split, ctx.cfg["data"]["seed"], i) for i in (2, 3)]
+    source = SyntheticSource(seeds, STREAM_FRAMES, (size, size))
+    out = ctx.out / "stream"
+    out.mkdir(parents=True, exist_ok=True)
+    streamer = Streamer(qm, backend, "adaptive")
+    writer = OverlayWriter(streamer.runner.tasks, streamer.num_classes, source.fps)
+    results = []
+
+    def keep(res) -> None:
+        writer(res)
+        results.append(res)
+
+    t0 = time.perf_counter()
+    streamer.run(source, progress=True, on_result=keep)
+    stream_s = time.perf_counter() - t0
+    files = [f"stream/{f}" for f in writer.write(out)]
+    write_stream_report(out, streamer, None, [f.split("/", 1)[1] for f in files],
+                        {"backend": backend, "source": f"synthetic:{seeds[0]},{seeds[1]}",
+                         "keyframes": "adaptive", "frames": len(results)})
+    # the golden model on the same frames and keyframe decisions: bit for bit
+    golden = GoldenRunner(streamer.qm, make_executor("golden", streamer.qm))
+    mismatched = [r.stats.frame for r in results
+                  if any(not np.array_equal(a, r.outputs[t]) for t, a in
+                         golden.run_frame(r.rgb, keyframe=r.stats.keyframe).items())]
+    if mismatched:
+        raise RuntimeError(f"{backend} differs from the golden model at frames {mismatched}")
+    # task sharing alone (every frame a keyframe) for the "MACs saved" comparison
+    dense_k = Streamer(qm, "golden", 1)
+    dense_k.run(source)
+    t = streamer.stats.totals()
+    k1 = dense_k.stats.totals()["total_macs"]
+    # four predictions next to the ground truth, frames around the cut
+    picks = [0, STREAM_FRAMES - 1, STREAM_FRAMES, 2 * STREAM_FRAMES - 1]
+    clips = source.clips
+    gt = {name: np.concatenate([getattr(c, name) for c in clips])[picks] for name in ("semseg", "depth", "normals")}
+    gt["edges"] = np.concatenate([c.edges for c in clips])[picks].astype(np.float32)
+    preds = [predictions(results[i].outputs) for i in picks]
+    pred = {task: np.stack([p[task] * (1000.0 if task == "depth" else 1.0) for p in preds])
+            for task in preds[0]}
+    save_grid(out / "stream_predictions.png", source.frames[picks], gt, pred,
+              f"streamed on {backend}: frames {picks} (cut at {STREAM_FRAMES})",
+              row_labels=[f"frame {i}" for i in picks])
+    files.append("stream/stream_predictions.png")
+    ctx.artifacts += files + ["stream/report.md"]
+    return {"backend": backend, "tasks": list(streamer.runner.tasks), "frames": t["frames"],
+            "thresholds": {task: qm.policy.threshold(task, 0) for task in qm.tasks},
+            "frames_per_s": round(t["frames"] / stream_s, 2),
+            "keyframe_reasons": t["keyframe_reasons"],
+            "keyframes": [(f.frame, f.reason) for f in streamer.stats.frames if f.keyframe],
+            "macs_executed": t["total_macs"], "macs_four_single_task_models": t["total_dense_macs"],
+            "macs_keyframe_every_frame": k1,
+            "saved_vs_four_single_task_models": round(1 - t["total_macs"] / t["total_dense_macs"], 4),
+            "saved_vs_keyframe_every_frame": round(1 - t["total_macs"] / k1, 4),
+            "macs_per_task": t["macs"], "ddr_bytes_read": t["ddr_bytes_read"],
+            "bit_exact_vs_golden": True, "time_split_s": {k: round(v, 3) for k, v in t["times_s"].items()}}
+
+
 def _borrow_st_models(ctx: DemoContext) -> dict[str, str]:
     """Load single-task models of the other tasks from ``ctx.st_runs`` (same model config)
     so the preview shows every task; returns task -> checkpoint used."""
@@ -306,10 +422,14 @@ STEPS: list[Step] = [
     Step("train_base", "Train the single-task semantic-segmentation ViT (recipe st)", step_train_base),
     Step("evaluate", "Evaluate it on held-out clips against trivial baselines", step_evaluate),
     Step("preview", "Plot ground truth and predictions", step_preview),
+    Step("sharing", "Short sharing chain (steps 1-3) for depth, normals and edges on the base",
+         step_sharing),
     Step("quantise_export", "Quantise to int8, compare with float, write the export bundle",
          step_quantise_export),
     Step("emulate", "Run the bundle on video: golden core vs emulated accelerator, bit for bit",
          step_emulate),
+    Step("stream", "Stream a synthetic clip with all four tasks through the accelerator backend",
+         step_stream),
 ]
 
 
@@ -329,6 +449,20 @@ def _md_section(name: str, desc: str, res: dict, seconds: float) -> list[str]:
             lines.append(f"{task}: " + ", ".join(f"{k} {v:.4f} (baseline {res['baselines'][task].get(k, float('nan')):.4f})"
                                                  for k, v in metrics.items()))
         lines.append("")
+    elif name == "stream":
+        lines += [f"Backend `{res['backend']}`, tasks {', '.join(res['tasks'])}, {res['frames']} frames "
+                  f"({res['frames_per_s']} frames/s), thresholds {res['thresholds']}; every output equals "
+                  "the golden model's bit for bit.", "",
+                  "| accelerator MACs | total | saved by streaming |", "|---|---|---|",
+                  f"| executed (adaptive keyframes) | {res['macs_executed']:,} | |",
+                  f"| every frame a keyframe (task sharing only) | {res['macs_keyframe_every_frame']:,} "
+                  f"| {res['saved_vs_keyframe_every_frame']:.1%} |",
+                  f"| four single-task models, dense | {res['macs_four_single_task_models']:,} "
+                  f"| {res['saved_vs_four_single_task_models']:.1%} |", "",
+                  "Keyframes (frame, reason): " + ", ".join(f"{f} {r}" for f, r in res["keyframes"]), "",
+                  "![four predictions](stream/stream_predictions.png)", "",
+                  "![overlays](stream/overlays.gif) (also [overlays.mp4](stream/overlays.mp4); statistics in "
+                  "[stream/report.md](stream/report.md))", ""]
     else:
         lines += ["```json", json.dumps(json_safe(res), indent=2, default=str), "```", ""]
     return lines
@@ -373,16 +507,27 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--st-runs", default="runs",
                    help="folder holding st_<task>/last.pt of other tasks to preview too ('' to skip)")
+    p.add_argument("--sharing-steps", default=",".join(map(str, DEFAULT_SHARING_STEPS)),
+                   metavar="S1,S2,S3", help="steps of the sharing chain's steps 1, 2, 3 per sub-task")
+    p.add_argument("--backend", default=None,
+                   help="streaming backend (default: virtual when registered, else emulated)")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="config override, repeatable")
     args = p.parse_args(argv)
+    try:
+        sharing_steps = tuple(int(v) for v in args.sharing_steps.split(","))
+    except ValueError:
+        sharing_steps = ()
+    if len(sharing_steps) != 3 or min(sharing_steps) < 1:
+        p.error(f"--sharing-steps {args.sharing_steps!r}: expected three positive integers S1,S2,S3")
     torch.set_num_threads(max(1, args.threads))
     # Rendered clips are cached on disk beside the demo folder so re-runs skip rendering.
     os.environ.setdefault("DELTAMTL_DATA_CACHE", str(Path(args.out).parent / "data_cache"))
     overrides = [f"train.threads={args.threads}", *args.overrides]
     cfg = load_config(args.config, overrides)
     ctx = DemoContext(cfg=cfg, out=Path(args.out), config_path=args.config, steps=args.steps, split=args.split,
-                      overrides=overrides, st_runs=Path(args.st_runs) if args.st_runs else None)
+                      overrides=overrides, st_runs=Path(args.st_runs) if args.st_runs else None,
+                      sharing_steps=sharing_steps, backend=args.backend)  # type: ignore[arg-type]
     run_demo(ctx)
     accept = ctx.results.get("evaluate", {}).get("acceptance", {})
     return 0 if all(a["pass"] for a in accept.values()) else 1

@@ -86,7 +86,19 @@ class JobStatusError(AcceleratorFault):
 
 class _KernelIP(DefaultIP):
     """ap_ctrl_hs control of fetch/commit through single MMIO accesses (each one counts on
-    the board: tens of microseconds from Python, docs/host.md)."""
+    the board: tens of microseconds from Python, docs/host.md). Every access is counted
+    (``accesses``), so the per-frame register traffic is measured on the board as on the
+    virtual device."""
+
+    accesses = 0
+
+    def read(self, offset: int = 0) -> int:
+        self.accesses += 1
+        return super().read(offset)
+
+    def write(self, offset: int, value: int) -> None:
+        self.accesses += 1
+        super().write(offset, value)
 
     def set_args(self, gmem: int, buf_bytes: int, desc_offset: int) -> None:
         for name, value in (("gmem", gmem), ("buf_bytes", buf_bytes), ("desc_offset", desc_offset)):
@@ -164,6 +176,12 @@ class PynqExecutor:
         self._frame: _Program | None = None
         self._k = 0
         self.guards: list[tuple[int, int]] = []  # (offset, size) of every guard band
+
+    @property
+    def register_accesses(self) -> int:
+        """AXI4-Lite accesses of fetch and commit so far (the recovery GPIO's pulses are
+        counted by the device model, not here)."""
+        return self.fetch.accesses + self.commit.accesses
 
     # -- buffer plan ------------------------------------------------------------------------
     def prepare_video(self, plans: dict[bool, list[PlannedJob]]) -> None:

@@ -1,5 +1,6 @@
-# make demo: render synthetic video, train the tiny semseg ViT, evaluate, quantise and export, run
-# the bundle on the emulated accelerator; writes runs/demo/report.md.
+# make demo: render synthetic video, train the tiny semseg ViT and a short sharing chain for
+# depth, normals and edges, quantise and export, stream a synthetic clip with all four tasks
+# through the accelerator backend, write runs/demo/report.md (stream/: overlays, statistics).
 # DEMO_ARGS passes options to `deltamtl demo` (deltamtl/demo.py), e.g. make demo DEMO_ARGS="--steps 300".
 DEMO_ARGS ?=
 

@@ -23,24 +23,35 @@ def _load_demo():
 def test_demo_steps_and_report(tmp_path, monkeypatch):
     monkeypatch.setenv("DELTAMTL_DATA_CACHE", str(tmp_path / "cache"))
     demo = _load_demo()
-    names = ["render", "train_base", "evaluate", "preview", "quantise_export", "emulate"]
+    names = ["render", "train_base", "evaluate", "preview", "sharing", "quantise_export", "emulate",
+             "stream"]
     assert [s.name for s in demo.STEPS] == names
     out = tmp_path / "demo"
-    rc = demo.main(["--out", str(out), "--steps", "3", "--threads", "1", "--st-runs", "", *[a for kv in SMALL for a in ("--set", kv)]])
+    rc = demo.main(["--out", str(out), "--steps", "3", "--threads", "1", "--st-runs", "", "--sharing-steps", "2,1,1",
+                    "--backend", "golden", *[a for kv in SMALL for a in ("--set", kv)]])
     report = json.loads((out / "report.json").read_text())
     assert set(report["results"]) == set(names)
     assert report["results"]["train_base"]["steps"] == 3
     quant = report["results"]["quantise_export"]
-    assert quant["tasks"] == ["semseg"]  # no sub-task deltas trained against this base
-    assert set(quant["accuracy"]) == {"semseg"} and (out / "bundle" / "manifest.yaml").is_file()
+    tasks = ["semseg", "depth", "normals", "edges"]  # the sharing chain trained all three sub-tasks
+    assert quant["tasks"] == tasks
+    assert set(quant["accuracy"]) == set(tasks) and (out / "bundle" / "manifest.yaml").is_file()
+    stream = report["results"]["stream"]
+    assert stream["tasks"] == tasks and stream["frames"] == 2 * demo.STREAM_FRAMES
+    assert stream["keyframes"][0] == [0, "first"] and stream["bit_exact_vs_golden"]
+    assert 0 < stream["macs_executed"] < stream["macs_four_single_task_models"]
+    for name in ("overlays.mp4", "overlays.gif", "grid.png", "stream_predictions.png", "stats.jsonl"):
+        assert (out / "stream" / name).stat().st_size > 0, name
     emulate = report["results"]["emulate"]
-    # patch embedding + 4 sites per block, every frame, compared bit for bit
-    assert emulate["site_outputs_compared"] == demo.EMULATE_FRAMES * (1 + 4 * 1)
+    # patch embedding (the base's) + 4 sites per block for each of the four tasks, every
+    # frame, compared bit for bit
+    assert emulate["site_outputs_compared"] == demo.EMULATE_FRAMES * (1 + 4 * 1 * len(tasks))
     assert emulate["mismatches"] == 0 and emulate["per_task"]["semseg"]["macs"] > 0
     accept = report["results"]["evaluate"]["acceptance"]["semseg"]
     assert rc == (0 if accept["pass"] else 1)
     md = (out / "report.md").read_text()
     assert "| semseg | mIoU |" in md and "clip_gt.png" in md and "preview_test.png" in md
+    assert "four single-task models, dense" in md and "stream/overlays.gif" in md
     for name in ("clip_gt.png", "preview_test.png", "eval_test.json"):
         assert (out / name).stat().st_size > 0, name
     assert (out / "st_semseg" / "last.pt").is_file()
