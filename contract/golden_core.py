@@ -75,6 +75,21 @@ def check_job(job: SiteJob, state: CoreState, limits: CoreLimits) -> CoreStatus:
     return check_state(hdr, state)
 
 
+def _int_matmul(a: np.ndarray, w: np.ndarray) -> np.ndarray:
+    """``a @ w.T`` of integer matrices, exactly, through float64 BLAS (numpy's int64
+    product has no BLAS and was most of a streamed frame's time, docs/streaming.md).
+
+    Exact because the operands are small: |a| <= 255 (int8 inputs, int9 deltas) and
+    |w| <= 256 (int8 weights, deltas, merged weights), so a product is below 2^16 and a
+    sum of up to MAX_DIM < 2^16 of them below 2^32, far inside the 2^53 within which every
+    integer is a float64: each partial sum is exact whatever order BLAS adds in.
+    """
+    if a.size and w.size and (int(np.abs(a).max()) > 255 or int(np.abs(w).max()) > 256):
+        return np.asarray(a, np.int64) @ np.asarray(w, np.int64).T  # outside the bound: exact, slow
+    out = np.asarray(a, np.float64) @ np.asarray(w, np.float64).T
+    return out.astype(np.int64)
+
+
 def execute_job(job: SiteJob, state: CoreState, limits: CoreLimits) -> JobResult:
     """Run one job; updates ``state`` in place exactly as the hardware would."""
     status = check_job(job, state, limits)
@@ -94,21 +109,21 @@ def execute_job(job: SiteJob, state: CoreState, limits: CoreLimits) -> JobResult
     w_eff = w_b if dw is None else ((w_b + dw + 128) % 256) - 128
 
     if mode == Mode.DENSE:
-        acc = wrap_int32(x @ w_eff.T + np.asarray(job.bias, dtype=np.int64)[None, :])
+        acc = wrap_int32(_int_matmul(x, w_eff) + np.asarray(job.bias, dtype=np.int64)[None, :])
         new_x_ref, new_y_ref = job.x.astype(np.int8), acc
         nnz_act = int(np.count_nonzero(job.x))
     elif mode == Mode.TEMPORAL:
         d = keep_delta(job.x, x_ref, job.th).astype(np.int64)
         new_x_ref = (np.asarray(x_ref, np.int64) + d).astype(np.int8)
-        acc = wrap_int32(np.asarray(y_ref, np.int64) + d @ w_eff.T)
+        acc = wrap_int32(np.asarray(y_ref, np.int64) + _int_matmul(d, w_eff))
         new_y_ref = acc
         nnz_act = int(np.count_nonzero(d))
     else:  # TASK: reads the base state, never writes it
         d = keep_delta(job.x, x_ref, job.th).astype(np.int64)
         x_k = np.asarray(x_ref, np.int64) + d
-        acc64 = np.asarray(y_ref, np.int64) + d @ w_b.T + np.asarray(job.bias, np.int64)[None, :]
+        acc64 = np.asarray(y_ref, np.int64) + _int_matmul(d, w_b) + np.asarray(job.bias, np.int64)[None, :]
         if dw is not None:
-            acc64 = acc64 + x_k @ dw.T
+            acc64 = acc64 + _int_matmul(x_k, dw)
         acc = wrap_int32(acc64)
         new_x_ref, new_y_ref = x_k.astype(np.int8), acc
         nnz_act = int(np.count_nonzero(d))

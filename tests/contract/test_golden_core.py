@@ -272,3 +272,17 @@ def test_weight_bank_size_is_a_compiled_maximum() -> None:
         job = SiteJob(Mode.DENSE, JobFlag.LOAD_W, 1, _x(rng, (2, i)), mult, shift, o,
                       w=_x(rng, (o, i)), bias=np.zeros(o, np.int32))
         assert unpack_result(GoldenCore(limits).run_packet(pack_job(job)), job).status == expected
+
+
+def test_float64_product_is_exact_at_the_extremes() -> None:
+    """The golden core's BLAS product equals the int64 one at the operand bounds (int9 deltas
+    x int8 weights over a long row), where any rounding would show; operands past the bound
+    take the int64 path."""
+    from deltamtl.contract.golden_core import _int_matmul
+
+    rng = seeding.rng("test_float64_product_is_exact_at_the_extremes")
+    a = rng.choice(np.array([-255, 255]), size=(5, 4096)).astype(np.int64)
+    w = rng.choice(np.array([-256, 256, -128, 127]), size=(7, 4096)).astype(np.int64)
+    assert np.array_equal(_int_matmul(a, w), a @ w.T)
+    big = np.full((2, 3), 1 << 40, np.int64)
+    assert np.array_equal(_int_matmul(big, big), big @ big.T)
