@@ -71,6 +71,7 @@ def backend_fps(qm: QuantizedModel, frames: np.ndarray, backend: str, repeats: i
 
     def once() -> float:
         ex.seconds = 0.0
+        runner.records.clear()  # one run's accounting (and no growth over repeats)
         t0 = time.perf_counter()
         runner.run_clip(frames)
         wall = time.perf_counter() - t0
