@@ -77,13 +77,17 @@ def plot(ctx: BenchContext, res: Mapping, config: str | None) -> None:
     other = [1e-6 * (c["site_macs_other"] or 0) for c in clips]
     key = [1e-6 * (c["site_macs_keyframe"] or 0) for c in clips]
     ax = axes[0]
-    ax.bar(x - 0.2, key, 0.4, color="0.7", label="keyframe")
-    ax.bar(x + 0.2, other, 0.4, color=[colors.get(c["kind"], "k") for c in clips],
-           label="between keyframes")
+    ax.bar(x - 0.2, key, 0.4, color="0.7")
+    ax.bar(x + 0.2, other, 0.4, color=[colors.get(c["kind"], "k") for c in clips])
+    from matplotlib.patches import Patch
+
+    handles = [Patch(color="0.7", label="keyframe")] + [
+        Patch(color=colors[k], label=f"between keyframes, {k}") for k in colors
+        if any(c["kind"] == k for c in clips)]
     ax.set_xticks(x, names, rotation=35, ha="right", fontsize=7)
     ax.set_ylabel("site MMACs per frame (4 tasks)")
     ax.set_title("Linear-site MACs per frame")
-    ax.legend(fontsize=7)
+    ax.legend(handles=handles, fontsize=7)
     ax = axes[1]
     tasks = list(next(iter(res["kinds"].values()))["act_density"])
     width = 0.8 / max(len(res["kinds"]), 1)

@@ -106,7 +106,8 @@ def test_board_projection_sense(quick: tuple[dict, Path]) -> None:
             assert r["ms_cycles"] == pytest.approx(1e3 * r["cycles"] / p["clock_hz"])
             assert r["ms_ddr"] == pytest.approx(1e3 * r["bytes"] / p["ddr_bytes_per_s"])
             assert 0.0 <= r["fraction_of_int8_peak"] < 1.0
-        for n in ("cycles", "bytes", "macs"):
+        assert 0 < p["mean"]["macs"] <= p["mean"]["dense_macs"], kind
+        for n in ("cycles", "bytes", "macs", "dense_macs"):
             assert p["mean"][n] == pytest.approx((p["keyframe"][n] + (k - 1) * p["other"][n]) / k), (kind, n)
         # jobs per frame of vit-tiny-zcu104: the patch embedding + 12 blocks x 4 sites x 4 tasks
         assert p["keyframe"]["jobs"] == 1 + 12 * 4 * 4
