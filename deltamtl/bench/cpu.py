@@ -18,8 +18,9 @@ CPU paths, same model (float for PyTorch, int8 for the runners) and same clip:
   products (``ReuseEngine(sparse_exec=True)``, model/sharing/reuse.py) under the same
   thresholds and boundaries. The best of them is compared with dense PyTorch.
 
-PyTorch and numpy get the same two threads (the machine's cores). Timings depend on the
-machine and its load (the bench records the load average); MAC counts do not.
+PyTorch runs with one intra-op thread (``THREADS``), like the numpy golden core, and the
+dense and reuse runs alternate so that load from other processes hits both alike. Timings
+depend on the machine and its load (the bench records the load average); MAC counts do not.
 """
 
 from __future__ import annotations
@@ -36,7 +37,10 @@ from deltamtl.host.backends import make_executor
 from deltamtl.host.runner import GoldenRunner, SiteExecutor
 from deltamtl.model.export.quantized_model import QuantizedModel
 
-THREADS = 2
+# One intra-op thread for PyTorch, as numpy's golden core has: on the shared 2-core machine
+# two OpenMP threads stall on each other's barriers whenever another process holds a core
+# (the same dense run measured 0.15 s to 14 s with two threads).
+THREADS = 1
 
 
 class TimedExecutor:
@@ -145,15 +149,21 @@ def cpu_paths(qm: QuantizedModel, cfg: dict | None, selection: dict, frames: np.
                     pass
             return time.perf_counter() - t0
 
-        dense_med, dense_all = _median_runs(dense, repeats)
-        reuse_med, reuse_all = _median_runs(reuse_sparse, repeats)
+        # interleaved, so a burst of load from other processes hits both paths alike
+        dense()
+        reuse_sparse()  # warm-ups, discarded
+        dense_all, reuse_all = [], []
+        for _ in range(repeats):
+            dense_all.append(dense())
+            reuse_all.append(reuse_sparse())
+        dense_med, reuse_med = statistics.median(dense_all), statistics.median(reuse_all)
     finally:
         torch.set_num_threads(threads)
     paths = {"float reuse engine (sparse gather-scatter)": reuse_med}
     for name, row in runner_fps.items():
         paths[f"{name} runner (int8)"] = row["seconds_median"]
     best = min(paths, key=lambda k: paths[k])
-    return {"frames": len(frames), "repeats": repeats, "threads": THREADS,
+    return {"frames": len(frames), "repeats": repeats, "torch_threads": THREADS,
             "dense_pytorch_seconds": dense_med, "dense_pytorch_all": dense_all,
             "dense_pytorch_frames_per_s": len(frames) / dense_med,
             "delta_paths_seconds": paths, "reuse_engine_all": reuse_all,
