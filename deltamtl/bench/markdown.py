@@ -202,6 +202,24 @@ def cpu(c: Mapping) -> list[str]:
     return lines + [""]
 
 
+# what each headline key means, for the reader of bench.md (bench.json keeps the keys)
+LABELS = {
+    "headline_footage": "footage the headline uses",
+    "site_mmacs_between_keyframes": "site MMACs per frame between keyframes, 4 tasks (headline model)",
+    "site_mmacs_keyframe": "site MMACs per keyframe, 4 tasks (headline model)",
+    "engine_delta_over_dense_cycles": "today's engine: delta over dense cycles per frame (engine model)",
+    "engine_cycles_source": "engine cycles from",
+    "cycle_model_max_error": "cycle model's largest error on one job against the RTL simulation",
+    "board_frames_per_s": "projected ZCU104 frames/s, vit-tiny-zcu104, 4 tasks, K=5, today's engine",
+    "board_bound": "what bounds the projected frame (headline footage)",
+    "board_fraction_of_int8_peak": "fraction of the int8 DSP peak (headline footage)",
+    "cpu_frames_per_s": "frames/s of the runner on 2 cores (goal 20)",
+    "best_delta_over_dense_pytorch_wall": "best CPU delta path's wall time over dense PyTorch",
+    "vit_b_nyud_gmacs": "vit-b-nyud analytic GMACs at the headline densities (paper: 314.14 / "
+                        "314.14 / 186.88 / 107.87, published)",
+}
+
+
 def render(report: Mapping) -> str:
     prov = report["provenance"]
     lines = ["# Benchmarks", "", f"Command: `{prov['command']}`; commit {prov['commit']}; machine: "
@@ -212,7 +230,7 @@ def render(report: Mapping) -> str:
     for k, v in report["headline"].items():
         if isinstance(v, dict):
             v = ", ".join(f"{kk}: {_f(vv)}" for kk, vv in v.items())
-        lines.append(f"* {k}: {_f(v, 3)}")
+        lines.append(f"* {LABELS.get(k, k)}: {_f(v, 3)}")
     lines.append("")
     figs = {"figures": report.get("figures", [])}
     for name, fn in (("footage", footage), ("sharing", sharing), ("engine", engine),

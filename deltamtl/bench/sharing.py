@@ -49,7 +49,11 @@ def sharing_report() -> dict:
     from deltamtl.model.sharing.report import markdown
 
     rep = json.loads(path.read_text())
-    return {"present": True, "path": str(path.relative_to(REPO)), "markdown": markdown(rep),
+    try:
+        table = markdown(rep)
+    except (KeyError, TypeError, ValueError) as exc:  # written by an older report version
+        table = f"(present but not in the current report format: {type(exc).__name__}: {exc})"
+    return {"present": True, "path": str(path.relative_to(REPO)), "markdown": table,
             "acceptance": rep.get("acceptance"), "config": rep.get("config_name")}
 
 
