@@ -143,7 +143,7 @@ def _plot_sharing(ctx: BenchContext, res: dict) -> None:
     kinds = list(res["analytic"])
     fig, ax = plt.subplots(figsize=(8, 4))
     x = np.arange(len(ROWS))
-    bars = [("published ViT-B NYUD-v2 (paper)", [res["published_nyud"][r]["gflops"] for r in ROWS])]
+    bars = [("the paper's ViT-B NYUD-v2 GFLOPs (published)", [res["published_nyud"][r]["gflops"] for r in ROWS])]
     for kind in kinds:
         rows = res["analytic"][kind][PAPER_CONFIG]["rows"]
         bars.append((f"vit-b-nyud analytic, {kind} densities", [rows[r]["gmacs"] for r in ROWS]))

@@ -40,6 +40,11 @@ def _model_lines(m: Mapping) -> list[str]:
              f"{m['policy']['keyframe_interval']} frames, boundaries {m['policy']['boundaries']}."]
     for note in m.get("notes", []):
         lines.append(f"*{note}*")
+    if m["source"] == "trained":
+        lines.append("*A model trained for minutes is weak enough that large thresholds barely "
+                     "move its metrics, so threshold selection keeps more of them than it would on "
+                     "a fully trained model: its densities and MACs are likely lower than a trained "
+                     "bundle's (`make quant`), which the bench uses when one exists.*")
     if m.get("threshold_selection", {}).get("threshold_rel"):
         sel = m["threshold_selection"]
         lines.append(f"Thresholds (relative to each block's mean |input|, chosen as "
