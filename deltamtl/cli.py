@@ -38,7 +38,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "package": ("deltamtl.package", "bitstream + hwh + bundle + host code for the board"),
     # the whole mission and its figures
     "demo": ("deltamtl.demo", "synthetic video -> train -> quantise -> accelerator -> report"),
-    "bench": ("deltamtl.bench", "figures: rendering, executors, projected board cycles"),
+    "bench": ("deltamtl.bench", "figures: footage, sharing, engine, board projection, CPU"),
 }
 
 
