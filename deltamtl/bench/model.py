@@ -4,7 +4,8 @@ Two models, because two questions need different sizes:
 
 * the **headline model** answers "what do real frames cost": densities, MACs, frames/s of
   the CPU backends and the board projection's densities. It is ``runs/quant/bundle``
-  (``make quant``) or ``runs/demo/bundle`` when either holds four tasks; otherwise the bench
+  (``make quant``) or ``runs/demo/bundle`` when either holds four tasks and thresholds;
+  otherwise the bench
   trains one through the real chain (base task, sharing steps 1-3 for the three sub-tasks,
   threshold selection, quantisation, export) at the ``tiny`` config's real size (64x64
   frames, 6 blocks of width 96) with a short schedule. ``--quick`` trains the engine model's
@@ -130,7 +131,10 @@ def _four_tasks(qm: QuantizedModel) -> bool:
 
 
 def find_bundle() -> BenchModel | None:
-    """A trained 4-task bundle from `make quant` or `make demo`, if one exists."""
+    """A trained 4-task bundle from `make quant` or `make demo`, if one exists and carries
+    thresholds. A bundle without them is lossless (th = 1: every delta is sent) and measures
+    no activation sharing, so the bench trains its own model instead (its thresholds are
+    selected as the sharing report selects them)."""
     from deltamtl.model.export.bundle import BundleError, load_bundle
 
     for rel in FOUND_BUNDLES:
@@ -141,7 +145,7 @@ def find_bundle() -> BenchModel | None:
             qm = load_bundle(path)
         except BundleError:
             continue
-        if _four_tasks(qm):
+        if _four_tasks(qm) and qm.policy.thresholds:
             return BenchModel(qm=qm, source="found", bundle=path, recipe=None, cfg=None)
     return None
 
