@@ -17,7 +17,8 @@ the one buffer the kernels' ``buf_bytes`` register declares):
 * doorbell: one u64 word; the low 32 bits count the jobs whose inputs are in DDR.
 * status array: n_jobs entries of ``CHAIN_STATUS_BYTES``: u32 commit's KernelStatus for
   the job (DONE always set once written; the host zeroes the array before the launch),
-  u32 (descriptor tag) | (job index << 16).
+  u32 (descriptor tag) | (job index << 16), u32 the trailer's nnz_act (the non-zero
+  activations the core used: the host's MAC count), u32 0.
 
 The kernels' ``desc_offset`` register points either at a job descriptor (``DESC_MAGIC``:
 one job, as before) or at a chain header (``CHAIN_MAGIC``). A chain is validated whole
@@ -40,7 +41,7 @@ from deltamtl.contract.registers import KernelStatus
 CHAIN_MAGIC = 0x43544D44  # b"DMTC" little-endian
 CHAIN_HEADER_BYTES = 48
 CHAIN_LINK_BYTES = 32
-CHAIN_STATUS_BYTES = 8
+CHAIN_STATUS_BYTES = 16
 CHAIN_DOORBELL_BYTES = 8
 CHAIN_END = 0xFFFF_FFFF_FFFF_FFFF
 CHAIN_WAIT = 1  # link flag: wait for the doorbell before fetching this job

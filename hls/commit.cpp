@@ -136,7 +136,8 @@ void write_region(mem_word* gmem, uint64_t base, int rows, int row_bytes, axis_s
 
 // One job (the body of the single-job kernel, unchanged).
 void commit_job(mem_word* gmem, uint64_t buf_bytes, uint64_t desc_offset, uint32_t* status,
-                axis_stream& s_axis) {
+                uint32_t* nnz_act, axis_stream& s_axis) {
+  *nnz_act = 0;
   Desc d;
   const int err = read_and_validate(gmem, buf_bytes, desc_offset, d);
   if (err) {
@@ -187,6 +188,7 @@ void commit_job(mem_word* gmem, uint64_t buf_bytes, uint64_t desc_offset, uint32
   const uint64_t trl = late ? trl_late : in.last_data;
   if (bits(trl, TRL_STATUS_LSB, TRL_STATUS_WIDTH) != 0) st |= KSTATUS_CORE;
   if (int(bits(trl, TRL_TAG_LSB, TRL_TAG_WIDTH)) != h.tag) st |= KSTATUS_TAG;
+  if (st == KSTATUS_DONE) *nnz_act = uint32_t(bits(trl, TRL_NNZ_ACT_LSB, TRL_NNZ_ACT_WIDTH));
   *status = uint32_t(st);
 }
 
@@ -208,14 +210,14 @@ void commit(mem_word* gmem, uint64_t buf_bytes, uint64_t desc_offset, uint32_t* 
     }
   }
   uint64_t pos = c.first;
-  uint32_t job_status = 0;
+  uint32_t job_status = 0, nnz_act = 0;
 chain_jobs:
   for (uint32_t k = 0; k < c.n_jobs; k++) {
 #pragma HLS LOOP_TRIPCOUNT min = 1 max = MAX_CHAIN_JOBS
     ChainLink l = {CHAIN_END, desc_offset, 0};
     if (chained) l = read_link(gmem, pos);
-    commit_job(gmem, buf_bytes, l.desc, &job_status, s_axis);
-    if (chained) write_chain_status(gmem, c, k, job_status, desc_tag(gmem, buf_bytes, l.desc));
+    commit_job(gmem, buf_bytes, l.desc, &job_status, &nnz_act, s_axis);
+    if (chained) write_chain_status(gmem, c, k, job_status, desc_tag(gmem, buf_bytes, l.desc), nnz_act);
     pos = l.next;
   }
   *status = chained ? uint32_t(KSTATUS_DONE) : job_status;

@@ -320,9 +320,9 @@ class PynqExecutor:
             raise JobStatusError(f"{where}: status {KernelStatus(status)!r} ({status:#x})")
         arena[slot.inputs_end: slot.end].invalidate()
         outs = read_outputs(np.asarray(arena), slot.layout)
-        # the status array carries no trailer: nnz_act is not reported on this path
-        return JobResult(status=CoreStatus.OK, tag=job.tag, y=outs["y"], x_ref=outs.get("x_ref"),
-                         y_ref=outs.get("y_ref"))
+        # the status entry carries the trailer's nnz_act: the MACs the runner counts
+        return JobResult(status=CoreStatus.OK, tag=job.tag, nnz_act=int(entry[2]), y=outs["y"],
+                         x_ref=outs.get("x_ref"), y_ref=outs.get("y_ref"))
 
     def _poll_status(self, k: int, pj: PlannedJob) -> np.ndarray:
         at = self.chain.status + CHAIN_STATUS_BYTES * k

@@ -97,9 +97,12 @@ inline uint32_t desc_tag(const mem_word* gmem, uint64_t buf_bytes, uint64_t desc
   return uint32_t(parse_header(h0, h1).tag);
 }
 
-inline void write_chain_status(mem_word* gmem, const Chain& c, uint32_t k, uint32_t status, uint32_t tag) {
+inline void write_chain_status(mem_word* gmem, const Chain& c, uint32_t k, uint32_t status, uint32_t tag,
+                               uint32_t nnz_act) {
   const uint64_t entry = uint64_t(status) | (uint64_t((tag & 0xFFFF) | ((k & 0xFFFF) << 16)) << 32);
-  gmem[(c.status + uint64_t(CHAIN_STATUS_BYTES) * k) / 8] = mem_word(entry);
+  const uint64_t at = (c.status + uint64_t(CHAIN_STATUS_BYTES) * k) / WORD_BYTES;
+  gmem[at + 1] = mem_word(uint64_t(nnz_act));  // before the status word the host polls
+  gmem[at] = mem_word(entry);
 }
 
 }  // namespace dmtl

@@ -165,8 +165,9 @@ int dmtl_chain_step(uint8_t* buf, uint64_t buf_bytes, uint64_t chain_offset, uin
     trailer_out[1] = 1;
   }
   for (const auto& w : words) s_out.write(w);
-  commit_job(gmem, buf_bytes, l.desc, commit_status, s_out);
-  dmtl::write_chain_status(gmem, c, k, *commit_status, dmtl::desc_tag(gmem, buf_bytes, l.desc));
+  uint32_t nnz_act = 0;
+  commit_job(gmem, buf_bytes, l.desc, commit_status, &nnz_act, s_out);
+  dmtl::write_chain_status(gmem, c, k, *commit_status, dmtl::desc_tag(gmem, buf_bytes, l.desc), nnz_act);
   *link = l.next;
   return 0;
 }

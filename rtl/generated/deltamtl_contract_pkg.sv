@@ -50,7 +50,7 @@ package deltamtl_contract_pkg;
   localparam int unsigned CHAIN_MAGIC = 32'd1129598276;
   localparam int unsigned CHAIN_HEADER_BYTES = 32'd48;
   localparam int unsigned CHAIN_LINK_BYTES = 32'd32;
-  localparam int unsigned CHAIN_STATUS_BYTES = 32'd8;
+  localparam int unsigned CHAIN_STATUS_BYTES = 32'd16;
   localparam int unsigned CHAIN_DOORBELL_BYTES = 32'd8;
   localparam int unsigned CHAIN_WAIT = 32'd1;
   localparam int unsigned CHAIN_VALID_FLAGS = 32'd1;

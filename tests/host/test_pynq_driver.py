@@ -82,6 +82,11 @@ def test_golden_emulated_virtual_bit_identical(setup, clip: str) -> None:
               f"{bad} mismatching task outputs, {secs:.1f} s")
         assert bad == 0, name
         assert not runner.faults, runner.faults
+        # the accounting too: every job's non-zero activations and MACs as the golden's
+        # (the chain's status entry carries the trailer's nnz_act)
+        acct = [(r.task, r.layer, r.site, r.mode, r.nnz_act, r.macs) for r in runner.records]
+        assert acct == [(r.task, r.layer, r.site, r.mode, r.nnz_act, r.macs)
+                        for r in runs["golden"][1].records], name
     dev = runs["virtual"][1].executor.device
     c = dev.counters
     n = len(frames)
