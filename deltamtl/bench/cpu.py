@@ -32,33 +32,15 @@ from collections.abc import Callable
 
 import numpy as np
 
-from deltamtl.contract.jobs import JobResult, SiteJob
 from deltamtl.host.backends import make_executor
-from deltamtl.host.runner import GoldenRunner, SiteExecutor
+from deltamtl.host.runner import GoldenRunner
+from deltamtl.host.stream import TimedExecutor  # wall time inside run_job
 from deltamtl.model.export.quantized_model import QuantizedModel
 
 # One intra-op thread for PyTorch, as numpy's golden core has: on the shared 2-core machine
 # two OpenMP threads stall on each other's barriers whenever another process holds a core
 # (the same dense run measured 0.15 s to 14 s with two threads).
 THREADS = 1
-
-
-class TimedExecutor:
-    """Wall time spent inside an executor's run_job."""
-
-    def __init__(self, inner: SiteExecutor) -> None:
-        self.inner = inner
-        self.seconds = 0.0
-
-    def run_job(self, job: SiteJob) -> JobResult:
-        t0 = time.perf_counter()
-        try:
-            return self.inner.run_job(job)
-        finally:
-            self.seconds += time.perf_counter() - t0
-
-    def reset(self) -> None:
-        self.inner.reset()
 
 
 def _median_runs(fn: Callable[[], float], repeats: int) -> tuple[float, list[float]]:
