@@ -17,7 +17,7 @@ the one buffer the kernels' ``buf_bytes`` register declares):
 * doorbell: one u64 word; the low 32 bits count the jobs whose inputs are in DDR.
 * status array: n_jobs entries of ``CHAIN_STATUS_BYTES``: u32 commit's KernelStatus for
   the job (DONE always set once written; the host zeroes the array before the launch),
-  u32 (descriptor tag) | (job index << 16), u32 the trailer's nnz_act (the non-zero
+  u32 (descriptor tag) | (job index << STATUS_INDEX_LSB), u32 the trailer's nnz_act (the non-zero
   activations the core used: the host's MAC count), u32 0.
 
 The kernels' ``desc_offset`` register points either at a job descriptor (``DESC_MAGIC``:
@@ -36,6 +36,7 @@ from dataclasses import dataclass
 
 import numpy as np
 from deltamtl.contract.formats import CONTRACT_VERSION
+from deltamtl.contract.packets import HEADER_FIELDS, WORD_BYTES
 from deltamtl.contract.registers import KernelStatus
 
 CHAIN_MAGIC = 0x43544D44  # b"DMTC" little-endian
@@ -48,6 +49,10 @@ CHAIN_WAIT = 1  # link flag: wait for the doorbell before fetching this job
 CHAIN_VALID_FLAGS = CHAIN_WAIT
 # A 4-task ViT-Tiny frame is about 200 site jobs; the bound keeps the walk finite.
 MAX_CHAIN_JOBS = 1024
+# The status entry's second word: the header's tag in its low bits, the job index above.
+STATUS_TAG_BITS = next(f.width for f in HEADER_FIELDS if f.name == "tag")
+STATUS_INDEX_LSB = STATUS_TAG_BITS
+STATUS_INDEX_BITS = 32 - STATUS_TAG_BITS
 
 # Word indices (uint32) inside the header and a link.
 CHAIN_WORD_MAGIC = 0
@@ -97,8 +102,8 @@ def chain_bytes(n_jobs: int) -> int:
 
 def plan_chain(at: int, desc_offsets: list[int], wait: bool = True) -> ChainLayout:
     """Header at ``at``, then the links in job order, the doorbell, the status array."""
-    if at % 8:
-        raise ValueError(f"chain header at {at}: not 8-byte aligned")
+    if at % WORD_BYTES:
+        raise ValueError(f"chain header at {at}: not {WORD_BYTES}-byte aligned")
     n = len(desc_offsets)
     pos = at + CHAIN_HEADER_BYTES
     links = tuple(ChainLink(pos + CHAIN_LINK_BYTES * k, int(d), wait) for k, d in enumerate(desc_offsets))
@@ -125,17 +130,19 @@ def write_chain(buf: np.ndarray, layout: ChainLayout) -> None:
 
 def is_chain(buf: np.ndarray, buf_bytes: int, offset: int) -> bool:
     """What the kernels decide from the word at ``desc_offset``: a chain or a single job."""
-    if offset % 8 or offset + CHAIN_HEADER_BYTES > buf_bytes:
+    if offset % WORD_BYTES or offset + CHAIN_HEADER_BYTES > buf_bytes:
         return False
     return struct.unpack_from("<I", bytes(buf[offset: offset + 4]))[0] == CHAIN_MAGIC
 
 
 def pack_status_tag(tag: int, index: int) -> int:
-    return (int(tag) & 0xFFFF) | ((int(index) & 0xFFFF) << 16)
+    tag_mask, index_mask = (1 << STATUS_TAG_BITS) - 1, (1 << STATUS_INDEX_BITS) - 1
+    return (int(tag) & tag_mask) | ((int(index) & index_mask) << STATUS_INDEX_LSB)
 
 
 def _inside(off: int, size: int, buf_bytes: int) -> bool:
-    return off % 8 == 0 and off <= buf_bytes and -(-size // 8) * 8 <= buf_bytes - off
+    return (off % WORD_BYTES == 0 and off <= buf_bytes
+            and -(-size // WORD_BYTES) * WORD_BYTES <= buf_bytes - off)
 
 
 def _overlap(a: int, an: int, b: int, bn: int) -> bool:

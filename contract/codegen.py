@@ -53,6 +53,7 @@ _SCALARS = (
     "CHAIN_DOORBELL_BYTES", "CHAIN_WAIT", "CHAIN_VALID_FLAGS", "MAX_CHAIN_JOBS",
     "CHAIN_WORD_MAGIC", "CHAIN_WORD_VERSION", "CHAIN_WORD_NJOBS", "CHAIN_WORD_DOORBELL",
     "CHAIN_WORD_STATUS", "CHAIN_WORD_FIRST", "LINK_WORD_NEXT", "LINK_WORD_DESC", "LINK_WORD_FLAGS",
+    "STATUS_TAG_BITS", "STATUS_INDEX_LSB", "STATUS_INDEX_BITS",
 )
 def _scalar(name: str) -> int:
     """A scalar of the contract by name, from whichever contract module defines it."""

@@ -20,7 +20,7 @@ struct ChainLink {
   uint32_t flags;
 };
 
-inline uint64_t word_at(const mem_word* gmem, uint64_t byte) { return uint64_t(gmem[byte / 8]); }
+inline uint64_t word_at(const mem_word* gmem, uint64_t byte) { return uint64_t(gmem[byte / WORD_BYTES]); }
 
 // The word at desc_offset decides: a chain header (CHAIN_MAGIC) or a job descriptor.
 inline bool is_chain(const mem_word* gmem, uint64_t buf_bytes, uint64_t off) {
@@ -82,10 +82,10 @@ inline bool doorbell_rung(const mem_word* gmem, const Chain& c, uint32_t k) {
 #ifndef __SYNTHESIS__
   // C simulation: re-read the host's word on every poll (an ap_uint<64> is 8 plain bytes).
   const volatile uint64_t* g = reinterpret_cast<const volatile uint64_t*>(gmem);
-  return uint32_t(g[c.doorbell / 8]) >= k + 1;
+  return uint32_t(g[c.doorbell / WORD_BYTES]) >= k + 1;
 #else
   // Unverified in Vitis (docs/host.md): each poll must stay a fresh m_axi read.
-  return uint32_t(uint64_t(gmem[c.doorbell / 8])) >= k + 1;
+  return uint32_t(uint64_t(gmem[c.doorbell / WORD_BYTES])) >= k + 1;
 #endif
 }
 
@@ -99,7 +99,9 @@ inline uint32_t desc_tag(const mem_word* gmem, uint64_t buf_bytes, uint64_t desc
 
 inline void write_chain_status(mem_word* gmem, const Chain& c, uint32_t k, uint32_t status, uint32_t tag,
                                uint32_t nnz_act) {
-  const uint64_t entry = uint64_t(status) | (uint64_t((tag & 0xFFFF) | ((k & 0xFFFF) << 16)) << 32);
+  const uint32_t tag_k = (tag & ((1u << STATUS_TAG_BITS) - 1)) |
+                        ((k & ((1u << STATUS_INDEX_BITS) - 1)) << STATUS_INDEX_LSB);
+  const uint64_t entry = uint64_t(status) | (uint64_t(tag_k) << 32);
   const uint64_t at = (c.status + uint64_t(CHAIN_STATUS_BYTES) * k) / WORD_BYTES;
   gmem[at + 1] = mem_word(uint64_t(nnz_act));  // before the status word the host polls
   gmem[at] = mem_word(entry);
