@@ -56,6 +56,11 @@ CTRL_IDLE = 0x4
 CTRL_READY = 0x8
 
 
+# AXI4-Lite words are 32 bits; a 64-bit argument is two of them, low word first.
+AXI_LITE_BITS = 32
+AXI_LITE_BYTES = AXI_LITE_BITS // 8
+
+
 @dataclass(frozen=True)
 class Register:
     name: str

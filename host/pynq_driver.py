@@ -57,6 +57,8 @@ from deltamtl.contract.jobs import JobResult, SiteJob
 from deltamtl.contract.limits import CoreLimits
 from deltamtl.contract.packets import HEADER_FIELDS, HEADER_WORDS, CoreStatus
 from deltamtl.contract.registers import (
+    AXI_LITE_BITS,
+    AXI_LITE_BYTES,
     CTRL_DONE,
     CTRL_START,
     REG_CTRL,
@@ -103,8 +105,9 @@ class _KernelIP(DefaultIP):
     def set_args(self, gmem: int, buf_bytes: int, desc_offset: int) -> None:
         for name, value in (("gmem", gmem), ("buf_bytes", buf_bytes), ("desc_offset", desc_offset)):
             reg = register(name)
-            self.write(reg.offset, value & 0xFFFF_FFFF)
-            self.write(reg.offset + 4, value >> 32)
+            for w in range(reg.bits // AXI_LITE_BITS):  # low word first
+                self.write(reg.offset + AXI_LITE_BYTES * w,
+                           (value >> (AXI_LITE_BITS * w)) & ((1 << AXI_LITE_BITS) - 1))
 
     def start(self) -> None:
         # a plain write, not register_map's read-modify-write: the read would clear ap_done

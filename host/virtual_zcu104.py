@@ -34,6 +34,7 @@ from deltamtl.contract import platform as pf
 from deltamtl.contract.chain import CHAIN_STATUS_BYTES, CHAIN_WORD_STATUS, is_chain
 from deltamtl.contract.limits import CoreLimits
 from deltamtl.contract.registers import (
+    AXI_LITE_BITS,
     CTRL_DONE,
     CTRL_IDLE,
     CTRL_START,
@@ -236,7 +237,7 @@ class VirtualZcu104(Device):
                 k.busy, k.done = True, False
                 self._maybe_launch()
             return
-        k.regs[off] = value & 0xFFFF_FFFF
+        k.regs[off] = value & ((1 << AXI_LITE_BITS) - 1)
 
     # -- the kernels ------------------------------------------------------------------------
     def _reset_kernels(self) -> None:
