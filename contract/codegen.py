@@ -15,6 +15,7 @@ The checked-in copies are compared with fresh output by tests/contract/test_code
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import enum
 from collections.abc import Iterable
 from pathlib import Path
@@ -23,7 +24,7 @@ from deltamtl.contract import chain, descriptor, file_layouts, formats, packets,
 from deltamtl.contract.atomic import atomic_write_text
 from deltamtl.contract.descriptor import Region
 from deltamtl.contract.formats import JobFlag, Mode
-from deltamtl.contract.limits import TINY_LIMITS, CoreLimits
+from deltamtl.contract.limits import LIMIT_FIELDS, TINY_LIMITS, CoreLimits
 from deltamtl.contract.packets import (
     HEADER_FIELDS,
     NZ_FIELDS,
@@ -147,9 +148,7 @@ def params_package(limits: CoreLimits) -> str:
 
 
 def _limit_rows(limits: CoreLimits) -> list[tuple[str, int]]:
-    return [("MAX_TOKENS", limits.max_tokens), ("MAX_IN", limits.max_in),
-            ("MAX_OUT", limits.max_out), ("MAX_NNZ_DW", limits.max_nnz_dw),
-            ("LANES", limits.lanes), ("MAX_WEIGHTS", limits.max_weights)]
+    return [(f.upper(), getattr(limits, f)) for f in LIMIT_FIELDS]
 
 
 def write_atomic(path: Path, text: str) -> bool:
@@ -218,7 +217,8 @@ def generated_files(limits: CoreLimits = TINY_LIMITS) -> dict[Path, str]:
 def limits_from_manifest(path: Path) -> CoreLimits:
     """Read `core_limits` from an export manifest (written by deltamtl.model.export.bundle).
 
-    Keys: max_tokens, max_in, max_out, max_nnz_dw, lanes, and optionally max_weights."""
+    Keys: max_tokens, max_in, max_out, max_nnz_dw, lanes, and optionally max_weights and
+    token_rows."""
     import yaml
 
     with open(path) as fh:
@@ -238,8 +238,7 @@ def main(argv: Iterable[str] | None = None) -> int:
     args = parser.parse_args(list(argv) if argv is not None else None)
     limits = limits_from_manifest(args.params) if args.params else TINY_LIMITS
     if args.lanes:
-        limits = CoreLimits(limits.max_tokens, limits.max_in, limits.max_out,
-                              limits.max_nnz_dw, args.lanes, limits.max_weights)
+        limits = dataclasses.replace(limits, lanes=args.lanes)
     for path, text in generated_files(limits).items():
         changed = write_atomic(path, text)
         print(f"{'wrote' if changed else 'up to date'}: {path.relative_to(ROOT)}")

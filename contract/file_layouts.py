@@ -72,12 +72,12 @@ class Layout:
 
 
 # The compiled maxima a file was generated for: CoreLimits' fields, in its order.
-LIMIT_FIELDS = ("max_tokens", "max_in", "max_out", "max_nnz_dw", "lanes", "max_weights")
+from deltamtl.contract.limits import LIMIT_FIELDS  # noqa: E402
 
 
 def _file_header(name: str, count: str) -> Layout:
     return Layout(name, (("magic", "magic"), ("version", "u32"), (count, "u32"),
-                         *((f, "u32") for f in LIMIT_FIELDS), ("reserved", "u32")))
+                         *((f, "u32") for f in LIMIT_FIELDS)))
 
 
 # Payload words (core packets) are uint64, little-endian, one stream word each.
@@ -85,14 +85,14 @@ PAYLOAD_WORD_BYTES = WORD_BYTES
 
 # .dmtv: file header, then n_records x (record header, n_in_words + n_out_words words)
 DMTV_MAGIC = b"DMTV"
-DMTV_VERSION = 2
+DMTV_VERSION = 3  # 3: token_rows in the file header
 DMTV_FILE_HEADER = _file_header("dmtv_file_header", "n_records")
 DMTV_RECORD_HEADER = Layout("dmtv_record_header", (
     ("class_id", "u32"), ("n_in_words", "u32"), ("n_out_words", "u32"), ("reserved", "u32")))
 
 # .dmtd: file header, then n_cases x (case header, image before, image after)
 DMTD_MAGIC = b"DMTD"
-DMTD_VERSION = 2
+DMTD_VERSION = 3  # 3: token_rows in the file header
 DMTD_FILE_HEADER = _file_header("dmtd_file_header", "n_cases")
 DMTD_CASE_HEADER = Layout("dmtd_case_header", (
     ("reset", "u32"),  # 1: reset the core's resident state; the images are empty

@@ -13,11 +13,20 @@ from deltamtl.contract.formats import MAX_DIM
 # Compiled maxima of one core build (generated into hls/generated/params.h and the SV
 # parameters from a model's export manifest by deltamtl.contract.codegen)
 # ---------------------------------------------------------------------------------------
+# Every field of CoreLimits, in the order the manifests, the .dmtv/.dmtd headers, the C++
+# params.h and the SV parameter package list them.
+LIMIT_FIELDS = ("max_tokens", "max_in", "max_out", "max_nnz_dw", "lanes", "max_weights",
+                "token_rows")
+MAX_TOKEN_ROWS = 64
+
+
 @dataclass(frozen=True)
 class CoreLimits:
     """Compiled maxima. ``max_weights`` bounds O*I of one site (the weight bank's size),
     which is far below max_out * max_in for a ViT (no site is both 768 wide and 768 tall);
-    0 means max_in * max_out."""
+    0 means max_in * max_out. ``token_rows`` (T) is the token dimension of the MAC array:
+    lanes x token_rows MACs per cycle, one weight read per lane feeding T tokens
+    (docs/rtl.md, "Scaled engine")."""
 
     max_tokens: int
     max_in: int
@@ -25,11 +34,13 @@ class CoreLimits:
     max_nnz_dw: int
     lanes: int = 32
     max_weights: int = 0
+    token_rows: int = 1
+
 
     def __post_init__(self) -> None:
         if self.max_weights == 0 and isinstance(self.max_in, int) and isinstance(self.max_out, int):
             object.__setattr__(self, "max_weights", self.max_in * self.max_out)
-        for name in ("max_tokens", "max_in", "max_out", "max_nnz_dw", "lanes", "max_weights"):
+        for name in LIMIT_FIELDS:
             value = getattr(self, name)
             if not (isinstance(value, int) and 1 <= value <= (1 << 24)):
                 raise ValueError(f"CoreLimits.{name}={value!r} must be an int in [1, 2^24]")
@@ -42,12 +53,15 @@ class CoreLimits:
                 f"[max(max_in, max_out), max_in * max_out] = "
                 f"[{max(self.max_in, self.max_out)}, {self.max_in * self.max_out}]"
             )
+        if self.token_rows & (self.token_rows - 1) or self.token_rows > MAX_TOKEN_ROWS:
+            raise ValueError(f"CoreLimits.token_rows={self.token_rows} must be a power of two "
+                             f"<= {MAX_TOKEN_ROWS}")
 
 
 # Maxima large enough for the embedded `tiny` config (64 tokens, width <= 96, MLP x4):
 # the largest site is fc1/fc2 with 96 x 384 weights.
 TINY_LIMITS = CoreLimits(max_tokens=64, max_in=384, max_out=384, max_nnz_dw=384 * 96, lanes=32,
-                         max_weights=384 * 96)
+                         max_weights=384 * 96, token_rows=4)
 
 
 # Small maxima for the CI build of the SV core (deltamtl.rtl.sim): compiles in about a
@@ -55,11 +69,11 @@ TINY_LIMITS = CoreLimits(max_tokens=64, max_in=384, max_out=384, max_nnz_dw=384 
 # multi-bank list. max_weights below max_in * max_out, so jobs with every dimension in range
 # but O*I too large are refused.
 CI_LIMITS = CoreLimits(max_tokens=24, max_in=64, max_out=64, max_nnz_dw=1024, lanes=8,
-                       max_weights=64 * 48)
+                       max_weights=64 * 48, token_rows=4)
 
 
 # Board target (deltamtl.rtl.yosys_synth): ViT-Tiny sites (197 tokens, width 192, MLP 768:
 # in/out up to 768, no site above 768x192 weights). A dW list of 64K non-zeros holds 44% of
 # the largest delta matrix.
 BOARD_LIMITS = CoreLimits(max_tokens=197, max_in=768, max_out=768, max_nnz_dw=65536, lanes=64,
-                          max_weights=768 * 192)
+                          max_weights=768 * 192, token_rows=16)

@@ -32,7 +32,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from deltamtl.contract.atomic import atomic_path
-from deltamtl.contract.limits import CoreLimits
+from deltamtl.contract.limits import LIMIT_FIELDS, CoreLimits
 
 HLS_DIR = Path(__file__).resolve().parent
 ROOT = HLS_DIR.parent
@@ -94,11 +94,10 @@ def limits_from_params_header(path: Path | None = None) -> CoreLimits:
     """The CoreLimits a generated params.h encodes (default: hls/generated/params.h)."""
     path = path or HLS_DIR / "generated" / "params.h"
     found = dict(re.findall(r"constexpr int (\w+) = (\d+);", path.read_text()))
-    names = ("MAX_TOKENS", "MAX_IN", "MAX_OUT", "MAX_NNZ_DW", "LANES", "MAX_WEIGHTS")
-    missing = [n for n in names if n not in found]
+    missing = [f.upper() for f in LIMIT_FIELDS if f.upper() not in found]
     if missing:
         raise ValueError(f"{path}: no {', '.join(missing)} (regenerate: deltamtl codegen)")
-    return CoreLimits(*(int(found[n]) for n in names))
+    return CoreLimits(**{f: int(found[f.upper()]) for f in LIMIT_FIELDS})
 
 
 def _cli_limits(args: argparse.Namespace) -> CoreLimits | None:
@@ -106,8 +105,8 @@ def _cli_limits(args: argparse.Namespace) -> CoreLimits | None:
         return limits_from_params_header(args.params)
     if args.limits is None:
         return None
-    if len(args.limits) not in (5, 6):
-        raise SystemExit("--limits takes P I O NNZ LANES [MAX_WEIGHTS]")
+    if len(args.limits) not in (5, 6, 7):
+        raise SystemExit("--limits takes P I O NNZ LANES [MAX_WEIGHTS [TOKEN_ROWS]]")
     return CoreLimits(*args.limits)
 
 

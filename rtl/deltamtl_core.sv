@@ -23,7 +23,10 @@ module deltamtl_core #(
   parameter int MAX_OUT = deltamtl_params_pkg::MAX_OUT,
   parameter int MAX_NNZ_DW = deltamtl_params_pkg::MAX_NNZ_DW,
   parameter int LANES = deltamtl_params_pkg::LANES,
-  parameter int MAX_WEIGHTS = deltamtl_params_pkg::MAX_WEIGHTS
+  parameter int MAX_WEIGHTS = deltamtl_params_pkg::MAX_WEIGHTS,
+  /* verilator lint_off UNUSEDPARAM */
+  parameter int TOKEN_ROWS = deltamtl_params_pkg::TOKEN_ROWS  // scaled engine (docs/rtl.md)
+  /* verilator lint_on UNUSEDPARAM */
 ) (
   input  wire         ap_clk,
   input  wire         ap_rst_n,

@@ -19,7 +19,7 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-from deltamtl.contract.limits import CI_LIMITS, CoreLimits
+from deltamtl.contract.limits import CI_LIMITS, LIMIT_FIELDS, CoreLimits
 
 ROOT = Path(__file__).resolve().parent.parent
 RTL_DIR = ROOT / "rtl"
@@ -87,19 +87,12 @@ def verilator_env() -> Path:
 
 
 def core_parameters(limits: CoreLimits) -> dict[str, int]:
-    return {
-        "MAX_TOKENS": limits.max_tokens,
-        "MAX_IN": limits.max_in,
-        "MAX_OUT": limits.max_out,
-        "MAX_NNZ_DW": limits.max_nnz_dw,
-        "LANES": limits.lanes,
-        "MAX_WEIGHTS": limits.max_weights,
-    }
+    return {f.upper(): getattr(limits, f) for f in LIMIT_FIELDS}
 
 
 def limits_tag(limits: CoreLimits) -> str:
     return (f"t{limits.max_tokens}_i{limits.max_in}_o{limits.max_out}"
-            f"_n{limits.max_nnz_dw}_l{limits.lanes}_w{limits.max_weights}")
+            f"_n{limits.max_nnz_dw}_l{limits.lanes}_w{limits.max_weights}_r{limits.token_rows}")
 
 
 @dataclass(frozen=True)
@@ -257,13 +250,12 @@ def hls_limits(params_h: Path = ROOT / "hls" / "generated" / "params.h") -> Core
 
     text = params_h.read_text()
     values = {}
-    for name in ("MAX_TOKENS", "MAX_IN", "MAX_OUT", "MAX_NNZ_DW", "LANES", "MAX_WEIGHTS"):
-        m = re.search(rf"\b{name}\s*=\s*(\d+)", text)
+    for field in LIMIT_FIELDS:
+        m = re.search(rf"\b{field.upper()}\s*=\s*(\d+)", text)
         if not m:
-            raise SimError(f"{params_h}: no {name} constant")
-        values[name] = int(m.group(1))
-    return CoreLimits(values["MAX_TOKENS"], values["MAX_IN"], values["MAX_OUT"],
-                      values["MAX_NNZ_DW"], values["LANES"], values["MAX_WEIGHTS"])
+            raise SimError(f"{params_h}: no {field.upper()} constant")
+        values[field] = int(m.group(1))
+    return CoreLimits(**values)
 
 
 def hls_export_sources(root: Path = ROOT / "build" / "hls_prj" / "core") -> list[Path]:

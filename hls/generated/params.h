@@ -8,4 +8,5 @@ constexpr int MAX_OUT = 384;
 constexpr int MAX_NNZ_DW = 36864;
 constexpr int LANES = 32;
 constexpr int MAX_WEIGHTS = 36864;
+constexpr int TOKEN_ROWS = 4;
 }  // namespace dmtl

@@ -14,10 +14,10 @@ inline uint64_t le64(const unsigned char* p) {
 }
 
 constexpr std::size_t PAYLOAD_WORD_BYTES = 8;
-constexpr std::size_t NUM_LIMITS = 6;
+constexpr std::size_t NUM_LIMITS = 7;
 
 constexpr char DMTV_MAGIC[] = "DMTV";  // 4 bytes, no NUL in the file
-constexpr uint32_t DMTV_VERSION = 2;
+constexpr uint32_t DMTV_VERSION = 3;
 
 struct DmtvFileHeader {
   char magic[4];
@@ -29,7 +29,7 @@ struct DmtvFileHeader {
   uint32_t max_nnz_dw;
   uint32_t lanes;
   uint32_t max_weights;
-  uint32_t reserved;
+  uint32_t token_rows;
 };
 constexpr std::size_t DMTV_FILE_HEADER_BYTES = 40;
 // reads DMTV_FILE_HEADER_BYTES bytes at p
@@ -44,7 +44,7 @@ inline DmtvFileHeader load_dmtv_file_header(const unsigned char* p) {
   h.max_nnz_dw = le32(p + 24);
   h.lanes = le32(p + 28);
   h.max_weights = le32(p + 32);
-  h.reserved = le32(p + 36);
+  h.token_rows = le32(p + 36);
   return h;
 }
 
@@ -73,10 +73,11 @@ inline void limits_of(const DmtvFileHeader& h, uint32_t out[NUM_LIMITS]) {
   out[3] = h.max_nnz_dw;
   out[4] = h.lanes;
   out[5] = h.max_weights;
+  out[6] = h.token_rows;
 }
 
 constexpr char DMTD_MAGIC[] = "DMTD";  // 4 bytes, no NUL in the file
-constexpr uint32_t DMTD_VERSION = 2;
+constexpr uint32_t DMTD_VERSION = 3;
 
 struct DmtdFileHeader {
   char magic[4];
@@ -88,7 +89,7 @@ struct DmtdFileHeader {
   uint32_t max_nnz_dw;
   uint32_t lanes;
   uint32_t max_weights;
-  uint32_t reserved;
+  uint32_t token_rows;
 };
 constexpr std::size_t DMTD_FILE_HEADER_BYTES = 40;
 // reads DMTD_FILE_HEADER_BYTES bytes at p
@@ -103,7 +104,7 @@ inline DmtdFileHeader load_dmtd_file_header(const unsigned char* p) {
   h.max_nnz_dw = le32(p + 24);
   h.lanes = le32(p + 28);
   h.max_weights = le32(p + 32);
-  h.reserved = le32(p + 36);
+  h.token_rows = le32(p + 36);
   return h;
 }
 
@@ -138,6 +139,7 @@ inline void limits_of(const DmtdFileHeader& h, uint32_t out[NUM_LIMITS]) {
   out[3] = h.max_nnz_dw;
   out[4] = h.lanes;
   out[5] = h.max_weights;
+  out[6] = h.token_rows;
 }
 
 }  // namespace dmtl_files

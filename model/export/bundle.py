@@ -47,13 +47,14 @@ from deltamtl.contract.formats import (
 )
 from deltamtl.contract.jobs import CsrDelta
 from deltamtl.contract.limits import CoreLimits
+from deltamtl.contract.limits import LIMIT_FIELDS, TINY_LIMITS
 from deltamtl.model.export.quantized_model import QuantizedModel, ReusePolicy, SiteParams
 from deltamtl.model.tasks import site_order
 
 SCHEMA_VERSION = 1
 FORMAT = "deltamtl-bundle"
 MANIFEST = "manifest.yaml"
-LIMIT_KEYS = ("max_tokens", "max_in", "max_out", "max_nnz_dw", "lanes", "max_weights")
+LIMIT_KEYS = LIMIT_FIELDS
 ARRAY_DIR = "arrays"
 
 # field -> little-endian dtype the loader insists on
@@ -125,7 +126,7 @@ def _check_int8_merge(sp: SiteParams) -> None:
             raise ValueError(f"site {sp.name} task {task}: W_b + dW leaves int8")
 
 
-def write_bundle(qm: QuantizedModel, out_dir: str | Path, lanes: int = 32,
+def write_bundle(qm: QuantizedModel, out_dir: str | Path, lanes: int = TINY_LIMITS.lanes,
                  extra: Mapping[str, Any] | None = None) -> Path:
     """Write ``qm`` as a bundle at ``out_dir`` (atomically: temp dir, then rename)."""
     out = Path(out_dir)
@@ -167,7 +168,7 @@ def write_bundle(qm: QuantizedModel, out_dir: str | Path, lanes: int = 32,
         for task in qm.tasks:  # identical arrays (shared embeddings) are stored once
             host[task] = {name: arrays.add(f"host/{task}/{name}", a, DTYPES["host"], dedup=True)
                           for name, a in sorted(qm.host[task].items())}
-        limits = qm.core_limits(lanes)
+        limits = qm.core_limits(lanes, TINY_LIMITS.token_rows)
         pol = qm.policy
         manifest = {
             "format": FORMAT,
@@ -176,9 +177,7 @@ def write_bundle(qm: QuantizedModel, out_dir: str | Path, lanes: int = 32,
             "model": dict(qm.mcfg),
             "tasks": list(qm.tasks),
             "base_task": qm.base,
-            "core_limits": {"max_tokens": limits.max_tokens, "max_in": limits.max_in,
-                            "max_out": limits.max_out, "max_nnz_dw": limits.max_nnz_dw,
-                            "lanes": limits.lanes, "max_weights": limits.max_weights},
+            "core_limits": {f: getattr(limits, f) for f in LIMIT_FIELDS},
             "policy": {"keyframe_interval": pol.keyframe_interval, "key_offset": pol.key_offset,
                        "task_reuse": pol.task_reuse,
                        "thresholds": {t: [int(v) for v in ths] for t, ths in pol.thresholds.items()},
@@ -386,7 +385,7 @@ def load_bundle(path: str | Path, verify_checksums: bool = True) -> QuantizedMod
                                  for k in LIMIT_KEYS})
     except (TypeError, ValueError) as exc:
         raise BundleError(f"{where}: core_limits: {exc}") from exc
-    need = qm.core_limits(declared.lanes)
+    need = qm.core_limits(declared.lanes, declared.token_rows)
     for k in ("max_tokens", "max_in", "max_out", "max_nnz_dw", "max_weights"):
         if getattr(declared, k) < getattr(need, k):
             raise BundleError(f"{where}: core_limits.{k}: {getattr(declared, k)} is below the "

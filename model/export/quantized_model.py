@@ -137,7 +137,7 @@ class QuantizedModel:
     def _index(self) -> dict[tuple[int, str], SiteParams]:
         return {(s.layer, s.site): s for s in self.sites}
 
-    def core_limits(self, lanes: int = 32) -> CoreLimits:
+    def core_limits(self, lanes: int = 32, token_rows: int = 1) -> CoreLimits:
         """The smallest compiled maxima that run every job of this model."""
         nnz = max([d.nnz for s in self.sites for d in s.dw.values()] + [1])
         return CoreLimits(
@@ -147,4 +147,5 @@ class QuantizedModel:
             max_nnz_dw=int(nnz),
             lanes=lanes,
             max_weights=max(s.in_dim * s.out_dim for s in self.sites),
+            token_rows=token_rows,
         )

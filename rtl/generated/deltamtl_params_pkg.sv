@@ -7,5 +7,6 @@ package deltamtl_params_pkg;
   localparam int unsigned MAX_NNZ_DW = 36864;
   localparam int unsigned LANES = 32;
   localparam int unsigned MAX_WEIGHTS = 36864;
+  localparam int unsigned TOKEN_ROWS = 4;
   /* verilator lint_on UNUSEDPARAM */
 endpackage : deltamtl_params_pkg

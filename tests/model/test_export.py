@@ -10,6 +10,7 @@ import pytest
 import scipy.sparse as sp
 import torch
 import yaml
+from deltamtl.contract.limits import LIMIT_FIELDS
 from deltamtl.host.runner import GoldenRunner
 from deltamtl.model.export.bundle import (
     MANIFEST,
@@ -103,7 +104,7 @@ def test_csr_arrays_read_by_scipy_as_they_are(qm: QuantizedModel, bundle: Path) 
                         shape=(site["out_dim"], site["in_dim"]))
     dense = qm.site(site["layer"], site["site"]).dw["depth"].to_dense(site["out_dim"], site["in_dim"])
     np.testing.assert_array_equal(mat.toarray(), dense)
-    assert m["core_limits"].keys() == {"max_tokens", "max_in", "max_out", "max_nnz_dw", "lanes", "max_weights"}
+    assert m["core_limits"].keys() == set(LIMIT_FIELDS)
     assert m["core_limits"]["max_weights"] == max(s["in_dim"] * s["out_dim"] for s in m["sites"])
     assert core_limits_of(bundle).max_nnz_dw >= mat.nnz
 
