@@ -8,7 +8,6 @@ from dataclasses import dataclass
 
 from deltamtl.contract.formats import MAX_DIM
 
-
 # ---------------------------------------------------------------------------------------
 # Compiled maxima of one core build (generated into hls/generated/params.h and the SV
 # parameters from a model's export manifest by deltamtl.contract.codegen)

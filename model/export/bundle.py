@@ -46,8 +46,7 @@ from deltamtl.contract.formats import (
     WEIGHT_MIN,
 )
 from deltamtl.contract.jobs import CsrDelta
-from deltamtl.contract.limits import CoreLimits
-from deltamtl.contract.limits import LIMIT_FIELDS, TINY_LIMITS
+from deltamtl.contract.limits import LIMIT_FIELDS, TINY_LIMITS, CoreLimits
 from deltamtl.model.export.quantized_model import QuantizedModel, ReusePolicy, SiteParams
 from deltamtl.model.tasks import site_order
 
