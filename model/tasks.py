@@ -18,6 +18,11 @@ BASE_TASK = TASKS[0]
 SUB_TASKS = TASKS[1:]
 
 
+# Output channels of the dense heads whose width does not depend on the data set (semseg has
+# model.num_classes): the ViT builds its heads with these, the bundle loader checks them.
+TASK_OUT_CHANNELS_FIXED = {"depth": 1, "normals": 3, "edges": 1}
+
+
 EMBED = "patch_embed"
 
 

@@ -25,10 +25,10 @@ from __future__ import annotations
 
 import hashlib
 import os
+import secrets
 import shutil
 import tempfile
 from collections.abc import Mapping
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -36,9 +36,6 @@ import numpy as np
 import yaml
 from deltamtl.contract.formats import (
     CONTRACT_VERSION,
-    CSR_INDEX_DTYPE,
-    CSR_INDPTR_DTYPE,
-    CSR_VALUE_DTYPE,
     REQ_MULT_MAX,
     REQ_SHIFT_MAX,
     REQ_SHIFT_MIN,
@@ -47,42 +44,32 @@ from deltamtl.contract.formats import (
 )
 from deltamtl.contract.jobs import CsrDelta
 from deltamtl.contract.limits import LIMIT_FIELDS, TINY_LIMITS, CoreLimits
+from deltamtl.model.export.manifest_schema import (
+    ARRAY_DIR,
+    DELTA_ARRAYS,
+    DTYPES,
+    FORMAT,
+    MANIFEST,
+    SCHEMA_VERSION,
+    Loc,
+    Manifest,
+    ManifestError,
+    format_loc,
+    short_repr,
+    validate_manifest,
+)
 from deltamtl.model.export.quantized_model import QuantizedModel, ReusePolicy, SiteParams
-from deltamtl.model.tasks import site_order
 
-SCHEMA_VERSION = 1
-FORMAT = "deltamtl-bundle"
-MANIFEST = "manifest.yaml"
-LIMIT_KEYS = LIMIT_FIELDS
-ARRAY_DIR = "arrays"
+__all__ = ["ARRAY_DIR", "DTYPES", "FORMAT", "MANIFEST", "SCHEMA_VERSION", "BundleError",
+           "bundle_summary", "core_limits_of", "format_summary", "load_bundle", "read_manifest",
+           "recover_bundle", "write_bundle"]
 
-# field -> little-endian dtype the loader insists on
-DTYPES: dict[str, np.dtype] = {
-    "w": np.dtype("i1"),
-    "bias": np.dtype("<i4"),
-    "s_w": np.dtype("<f8"),
-    "req_mult": np.dtype("<u2"),
-    "req_shift": np.dtype("u1"),
-    "dw_indptr": CSR_INDPTR_DTYPE,
-    "dw_indices": CSR_INDEX_DTYPE,
-    "dw_values": CSR_VALUE_DTYPE,
-    "db": np.dtype("<i4"),
-    "host": np.dtype("<f4"),
-}
+TMP_TAG = ".tmp-"  # .<name>.tmp-*: a bundle being written
+OLD_TAG = ".old-"  # .<name>.old-*: the previous bundle while the new one is renamed in
 
 
 class BundleError(ValueError):
-    """A bundle is malformed; the message names the file and the field."""
-
-
-@dataclass(frozen=True)
-class ArrayEntry:
-    key: str
-    file: str
-    dtype: str
-    shape: tuple[int, ...]
-    sha256: str
-    nbytes: int
+    """A bundle is malformed; the one-line message names the file, the field and the value."""
 
 
 def _sha256(data: bytes) -> str:
@@ -125,12 +112,30 @@ def _check_int8_merge(sp: SiteParams) -> None:
             raise ValueError(f"site {sp.name} task {task}: W_b + dW leaves int8")
 
 
+def _plain(v: Any) -> Any:
+    """numpy scalars and tuples -> YAML-safe Python values (the schema is strict)."""
+    if isinstance(v, Mapping):
+        return {k: _plain(x) for k, x in v.items()}
+    if isinstance(v, list | tuple):
+        return [_plain(x) for x in v]
+    if isinstance(v, np.generic):
+        return v.item()
+    return v
+
+
 def write_bundle(qm: QuantizedModel, out_dir: str | Path, lanes: int = TINY_LIMITS.lanes,
                  extra: Mapping[str, Any] | None = None) -> Path:
-    """Write ``qm`` as a bundle at ``out_dir`` (atomically: temp dir, then rename)."""
+    """Write ``qm`` as a bundle at ``out_dir``: built in a temporary sibling directory,
+    validated by the loader's schema, then renamed into place (:func:`_replace_dir`).
+
+    Whatever fails or is interrupted, ``out_dir`` holds the complete old bundle or the
+    complete new one; leftovers of a killed writer are handled by :func:`recover_bundle`,
+    which runs first.
+    """
     out = Path(out_dir)
     out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}.tmp-"))
+    recover_bundle(out)
+    tmp = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}{TMP_TAG}"))
     try:
         arrays = _ArrayWriter(tmp)
         sites = []
@@ -169,7 +174,7 @@ def write_bundle(qm: QuantizedModel, out_dir: str | Path, lanes: int = TINY_LIMI
                           for name, a in sorted(qm.host[task].items())}
         limits = qm.core_limits(lanes, TINY_LIMITS.token_rows)
         pol = qm.policy
-        manifest = {
+        manifest = _plain({
             "format": FORMAT,
             "schema_version": SCHEMA_VERSION,
             "contract_version": CONTRACT_VERSION,
@@ -185,7 +190,11 @@ def write_bundle(qm: QuantizedModel, out_dir: str | Path, lanes: int = TINY_LIMI
             "host": host,
             "arrays": arrays.index,
             "extra": dict(extra or {}),
-        }
+        })
+        try:  # the writer never produces what the loader would refuse
+            validate_manifest(manifest)
+        except ManifestError as exc:
+            raise BundleError(f"{out / MANIFEST}: {exc.line()} (refused before writing)") from None
         (tmp / MANIFEST).write_text(yaml.safe_dump(manifest, sort_keys=False), encoding="utf-8")
         os.chmod(tmp, 0o755)  # mkdtemp makes it private; a bundle is meant to be shared
         _replace_dir(tmp, out)
@@ -195,221 +204,253 @@ def write_bundle(qm: QuantizedModel, out_dir: str | Path, lanes: int = TINY_LIMI
     return out
 
 
+def _leftovers(out: Path, tag: str) -> list[Path]:
+    prefix = f".{out.name}{tag}"
+    if not out.parent.is_dir():
+        return []
+    found = [p for p in out.parent.iterdir() if p.name.startswith(prefix)]
+    return sorted(found, key=lambda p: p.lstat().st_mtime_ns)
+
+
+def recover_bundle(out: str | Path) -> Path | None:
+    """Clean up after a writer that was killed (SIGKILL, power loss) mid-write.
+
+    * ``out`` missing and ``.<name>.old-*`` present: the writer died between its two
+      renames; the newest old bundle is renamed back to ``out`` (returned).
+    * remaining ``.<name>.old-*`` (superseded bundles) and ``.<name>.tmp-*`` (unfinished
+      ones) are deleted. One writer per path at a time: a concurrent writer's temporary
+      directory would be deleted too.
+    """
+    out = Path(out)
+    restored = None
+    olds = _leftovers(out, OLD_TAG)
+    if olds and not os.path.lexists(out):
+        os.replace(olds[-1], out)
+        restored, olds = out, olds[:-1]
+    for p in olds + _leftovers(out, TMP_TAG):
+        shutil.rmtree(p, ignore_errors=True)
+    return restored
+
+
 def _replace_dir(tmp: Path, out: Path) -> None:
-    """Move ``tmp`` to ``out``; an existing bundle is swapped out, then removed."""
-    if not out.exists():
+    """Move ``tmp`` to ``out``; an existing bundle is renamed aside, the new one renamed in,
+    then the old one deleted. If the second rename fails or is interrupted, the old bundle
+    is renamed back before the error propagates. Only a kill between the two renames leaves
+    ``out`` missing, with the old bundle at ``.<name>.old-*``: :func:`recover_bundle`
+    (run by the next :func:`write_bundle`) renames it back."""
+    if not os.path.lexists(out):
         os.replace(tmp, out)
         return
-    old = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}.old-"))
-    old.rmdir()
+    old = out.parent / f".{out.name}{OLD_TAG}{secrets.token_hex(4)}"
     os.replace(out, old)
-    os.replace(tmp, out)
+    try:
+        os.replace(tmp, out)
+    except BaseException:
+        if not os.path.lexists(out):
+            os.replace(old, out)
+        raise
     shutil.rmtree(old, ignore_errors=True)
 
 
 # ---------------------------------------------------------------------------------------
 # Loader
 # ---------------------------------------------------------------------------------------
-class _Reader:
-    def __init__(self, root: Path, index: Any, verify: bool) -> None:
-        self.root = root
-        self.verify = verify
-        self.mpath = root / MANIFEST
-        if not isinstance(index, dict):
-            raise BundleError(f"{self.mpath}: arrays: must be a mapping, got {type(index).__name__}")
-        self.index = index
-        self.used: set[str] = set()
-
-    def get(self, key: Any, field: str, dtype: np.dtype, shape: tuple[int, ...]) -> np.ndarray:
-        if not isinstance(key, str) or key not in self.index:
-            raise BundleError(f"{self.mpath}: {field}: array key {key!r} not in the array index")
-        ent = self.index[key]
-        where = f"{self.mpath}: arrays.{key}"
-        for f in ("file", "dtype", "shape", "sha256", "bytes"):
-            if not isinstance(ent, dict) or f not in ent:
-                raise BundleError(f"{where}: missing field {f!r}")
-        if np.dtype(ent["dtype"]) != dtype:
-            raise BundleError(f"{where}: dtype {ent['dtype']!r}, {field} must be {dtype.str!r}")
-        if tuple(ent["shape"]) != tuple(shape):
-            raise BundleError(f"{where}: shape {tuple(ent['shape'])}, {field} must be {tuple(shape)}")
-        rel = Path(ent["file"])
-        if rel.is_absolute() or ".." in rel.parts:
-            raise BundleError(f"{where}: file {ent['file']!r} is outside the bundle")
-        path = self.root / rel
-        if not path.is_file():
-            raise BundleError(f"{path}: missing file (array {key}, field {field})")
-        data = path.read_bytes()
-        expected = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
-        if len(data) != expected or int(ent["bytes"]) != expected:
-            raise BundleError(f"{path}: {len(data)} bytes, field {field} {dtype.str}{list(shape)} "
-                              f"needs {expected} (truncated or padded)")
-        if self.verify and _sha256(data) != ent["sha256"]:
-            raise BundleError(f"{path}: sha256 mismatch for field {field} (file corrupted)")
-        self.used.add(key)
-        return np.frombuffer(data, dtype=dtype).reshape(shape).copy()
+def _manifest_data(root: Path) -> Any:
+    mpath = root / MANIFEST
+    if not root.is_dir():
+        olds = _leftovers(root, OLD_TAG)
+        hint = (f" (an interrupted write left the previous bundle at {olds[-1]}: the next "
+                "write_bundle renames it back, or rename it yourself)") if olds else ""
+        raise BundleError(f"{root}: not a bundle directory{hint}")
+    if not mpath.is_file():
+        raise BundleError(f"{mpath}: missing file (manifest)")
+    raw = mpath.read_bytes()
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise BundleError(f"{mpath}: not UTF-8 text (byte {exc.start}: "
+                          f"{raw[exc.start:exc.start + 1]!r})") from None
+    try:
+        return yaml.safe_load(text)
+    except (yaml.YAMLError, ValueError, TypeError, OverflowError, RecursionError) as exc:
+        reason = " ".join(str(exc).split())
+        raise BundleError(f"{mpath}: not valid YAML: {short_repr(reason, 200)}") from None
 
 
-def _need(m: Mapping, key: str, where: str, types: type | tuple[type, ...]) -> Any:
-    if not isinstance(m, Mapping) or key not in m:
-        raise BundleError(f"{where}: missing field {key!r}")
-    v = m[key]
-    if isinstance(v, bool) and bool not in (types if isinstance(types, tuple) else (types,)):
-        raise BundleError(f"{where}.{key}: expected {types}, got bool")
-    if not isinstance(v, types):
-        raise BundleError(f"{where}.{key}: expected {types}, got {type(v).__name__} {v!r}")
-    return v
+def _validated(root: Path) -> tuple[Manifest, Any]:
+    data = _manifest_data(root)
+    try:
+        return validate_manifest(data), data
+    except ManifestError as exc:
+        raise BundleError(f"{root / MANIFEST}: {exc.line()}") from None
 
 
 def read_manifest(path: str | Path) -> dict:
-    root = Path(path)
-    mpath = root / MANIFEST
-    if not root.is_dir():
-        raise BundleError(f"{root}: not a bundle directory")
-    if not mpath.is_file():
-        raise BundleError(f"{mpath}: missing file (manifest)")
-    try:
-        manifest = yaml.safe_load(mpath.read_text(encoding="utf-8"))
-    except yaml.YAMLError as exc:
-        raise BundleError(f"{mpath}: invalid YAML: {exc}") from exc
-    if not isinstance(manifest, dict):
-        raise BundleError(f"{mpath}: top level must be a mapping")
-    if manifest.get("format") != FORMAT:
-        raise BundleError(f"{mpath}: format: {manifest.get('format')!r}, expected {FORMAT!r}")
-    version = manifest.get("schema_version")
-    if version != SCHEMA_VERSION:
-        raise BundleError(f"{mpath}: schema_version: {version!r}, this loader reads {SCHEMA_VERSION}")
-    cv = manifest.get("contract_version")
-    if cv != CONTRACT_VERSION:
-        raise BundleError(f"{mpath}: contract_version: {cv!r}, this code implements {CONTRACT_VERSION}")
-    return manifest
+    """The manifest as parsed YAML, after the full schema check (raises BundleError)."""
+    return _validated(Path(path))[1]
 
 
-def _check_csr(where: str, indptr: np.ndarray, indices: np.ndarray, in_dim: int) -> None:
+class _Reader:
+    """Reads the arrays the (validated) index names: inside the bundle, size, checksum."""
+
+    def __init__(self, root: Path, m: Manifest, verify: bool) -> None:
+        self.root, self.m, self.verify = root, m, verify
+        self.real_root = root.resolve()
+        self.cache: dict[str, np.ndarray] = {}
+        self._check_tree()
+
+    def _check_tree(self) -> None:
+        named = {MANIFEST} | {e.file for e in self.m.arrays.values()}
+        for top, dirs, files in os.walk(self.root):
+            for d in dirs:
+                if os.path.islink(os.path.join(top, d)):
+                    files.append(d)  # a link to a directory is an entry the index must name
+            for f in files:
+                rel = Path(top, f).relative_to(self.root).as_posix()
+                if rel not in named:
+                    raise BundleError(f"{self.root / rel}: not named by the array index "
+                                      f"({self.root / MANIFEST}: arrays)")
+
+    def path_of(self, key: str) -> Path:
+        return self.root / self.m.arrays[key].file
+
+    def get(self, key: str, at: Loc) -> np.ndarray:
+        if key in self.cache:
+            return self.cache[key]
+        ent = self.m.arrays[key]
+        path = self.path_of(key)
+        where = f"{path}: {format_loc(at)}"
+        if not os.path.lexists(path):
+            raise BundleError(f"{path}: missing file (array {key}, field {format_loc(at)})")
+        real = Path(os.path.realpath(path))
+        if not real.is_relative_to(self.real_root):
+            raise BundleError(f"{where}: file resolves outside the bundle, to {str(real)!r}")
+        if not real.is_file():
+            raise BundleError(f"{where}: not a regular file")
+        data = real.read_bytes()
+        if len(data) != ent.bytes:
+            raise BundleError(f"{where}: {len(data)} bytes, {ent.dtype}{list(ent.shape)} needs "
+                              f"{ent.bytes} (truncated or padded)")
+        if self.verify and _sha256(data) != ent.sha256:
+            raise BundleError(f"{where}: sha256 mismatch (file corrupted), got {_sha256(data)[:16]}...")
+        a = np.frombuffer(data, dtype=ent.np_dtype).reshape(ent.shape).copy()
+        self.cache[key] = a
+        return a
+
+
+def _bad(reader: _Reader, key: str, at: Loc, reason: str, value: Any) -> BundleError:
+    return BundleError(f"{reader.path_of(key)}: {format_loc(at)}: {reason}, got {short_repr(value)}")
+
+
+def _first(mask: np.ndarray) -> int:
+    return int(np.flatnonzero(mask.reshape(-1))[0])
+
+
+def _check_scales(r: _Reader, key: str, at: Loc, s: np.ndarray) -> None:
+    bad = ~(np.isfinite(s) & (s > 0))
+    if bad.any():
+        k = _first(bad)
+        raise _bad(r, key, at + (k,), "must be a positive finite scale", float(s[k]))
+
+
+def _check_csr(r: _Reader, te: Any, at: Loc, indptr: np.ndarray, indices: np.ndarray,
+               in_dim: int) -> None:
+    ptr_at, idx_at = at + ("dw_indptr",), at + ("dw_indices",)
     if indptr[0] != 0:
-        raise BundleError(f"{where}.dw_indptr: starts at {int(indptr[0])}, must start at 0")
+        raise _bad(r, te.dw_indptr, ptr_at + (0,), "must be 0", int(indptr[0]))
     steps = np.diff(indptr.astype(np.int64))
     if np.any(steps < 0):
-        row = int(np.flatnonzero(steps < 0)[0])
-        raise BundleError(f"{where}.dw_indptr: not monotone at row {row}")
+        row = _first(steps < 0)
+        raise _bad(r, te.dw_indptr, ptr_at + (row + 1,), f"below row {row}'s {int(indptr[row])} "
+                   "(not monotone)", int(indptr[row + 1]))
     if int(indptr[-1]) != indices.size:
-        raise BundleError(f"{where}.dw_indptr: ends at {int(indptr[-1])}, nnz is {indices.size}")
+        raise _bad(r, te.dw_indptr, ptr_at + (indptr.size - 1,), f"must be nnz_dw {indices.size}",
+                   int(indptr[-1]))
     if indices.size and int(indices.max()) >= in_dim:
-        pos = int(np.flatnonzero(indices.astype(np.int64) >= in_dim)[0])
-        raise BundleError(f"{where}.dw_indices: index {int(indices[pos])} at {pos} out of range "
-                          f"[0, {in_dim})")
+        pos = _first(indices.astype(np.int64) >= in_dim)
+        raise _bad(r, te.dw_indices, idx_at + (pos,), f"out of range [0, {in_dim})",
+                   int(indices[pos]))
+    # within each row the columns strictly increase (sorted, no duplicates)
+    step = np.diff(indices.astype(np.int64))
+    row_start = np.zeros(max(indices.size - 1, 0), dtype=bool)
+    starts = indptr[1:-1].astype(np.int64)
+    starts = starts[(starts > 0) & (starts < indices.size)]
+    row_start[starts - 1] = True
+    bad = (step <= 0) & ~row_start
+    if bad.any():
+        pos = _first(bad) + 1
+        what = "duplicate" if step[pos - 1] == 0 else "unsorted"
+        raise _bad(r, te.dw_indices, idx_at + (pos,), f"{what} column in its row (columns must "
+                   f"strictly increase, previous {int(indices[pos - 1])})", int(indices[pos]))
 
 
 def load_bundle(path: str | Path, verify_checksums: bool = True) -> QuantizedModel:
-    """Read and validate a bundle; raises :class:`BundleError` naming file and field."""
+    """Read and validate a bundle; raises :class:`BundleError` naming file, field and value
+    (the checks: docs/export-format.md, "What the loader checks")."""
     root = Path(path)
-    manifest = read_manifest(root)
-    mpath = root / MANIFEST
-    where = str(mpath)
-    mcfg = _need(manifest, "model", where, dict)
-    for k in ("img_size", "patch_size", "embed_dim", "depth", "num_heads", "ln_eps", "head_channels"):
-        _need(mcfg, k, f"{where}: model", (int, float))
-    tasks = tuple(_need(manifest, "tasks", where, list))
-    reader = _Reader(root, _need(manifest, "arrays", where, dict), verify_checksums)
-    depth = int(mcfg["depth"])
-    sites_m = _need(manifest, "sites", where, list)
-    expected_order = [(s, layer) for layer, s in site_order(depth)]  # site_order names layer -1 EMBED
-    if len(sites_m) != len(expected_order):
-        raise BundleError(f"{where}: sites: {len(sites_m)} entries, a depth-{depth} model has "
-                          f"{len(expected_order)}")
+    m, _ = _validated(root)
+    r = _Reader(root, m, verify_checksums)
     sites: list[SiteParams] = []
-    for n, ent in enumerate(sites_m):
-        sw = f"{where}: sites[{n}]"
-        layer = _need(ent, "layer", sw, int)
-        site = _need(ent, "site", sw, str)
-        if (site, layer) != expected_order[n]:
-            raise BundleError(f"{sw}: site {site!r} layer {layer}, expected {expected_order[n]}")
-        sw = f"{where}: sites[{n}] ({ent.get('name')})"
-        i, o = _need(ent, "in_dim", sw, int), _need(ent, "out_dim", sw, int)
-        s_x = float(_need(ent, "s_x", sw, (int, float)))
-        if not (np.isfinite(s_x) and s_x > 0):
-            raise BundleError(f"{sw}.s_x: must be a positive finite scale, got {s_x!r}")
-        sp = SiteParams(layer=layer, site=site, s_x=s_x,
-                        s_w=reader.get(ent.get("s_w"), f"{sw}.s_w", DTYPES["s_w"], (o,)),
-                        w=reader.get(ent.get("w"), f"{sw}.w", DTYPES["w"], (o, i)),
-                        bias=reader.get(ent.get("bias"), f"{sw}.bias", DTYPES["bias"], (o,)))
-        tmap = _need(ent, "tasks", sw, dict)
-        for task in tasks if layer >= 0 else tasks[:1]:
-            tw = f"{sw}.tasks.{task}"
-            te = _need(tmap, task, f"{sw}.tasks", dict)
-            sp.s_y[task] = float(_need(te, "s_y", tw, (int, float)))
-            if not (np.isfinite(sp.s_y[task]) and sp.s_y[task] > 0):
-                raise BundleError(f"{tw}.s_y: must be a positive finite scale")
-            mult = reader.get(te.get("req_mult"), f"{tw}.req_mult", DTYPES["req_mult"], (o,))
-            shift = reader.get(te.get("req_shift"), f"{tw}.req_shift", DTYPES["req_shift"], (o,))
-            if mult.max(initial=0) > REQ_MULT_MAX:
-                raise BundleError(f"{tw}.req_mult: value above {REQ_MULT_MAX}")
-            if np.any((shift < REQ_SHIFT_MIN) | (shift > REQ_SHIFT_MAX)):
-                raise BundleError(f"{tw}.req_shift: value outside [{REQ_SHIFT_MIN}, {REQ_SHIFT_MAX}]")
+    for n, s in enumerate(m.sites):
+        at: Loc = ("sites", n)
+        s_w = r.get(s.s_w, at + ("s_w",))
+        _check_scales(r, s.s_w, at + ("s_w",), s_w)
+        sp = SiteParams(layer=s.layer, site=s.site, s_x=s.s_x, s_w=s_w,
+                        w=r.get(s.w, at + ("w",)), bias=r.get(s.bias, at + ("bias",)))
+        for task, te in s.tasks.items():
+            tat = at + ("tasks", task)
+            sp.s_y[task] = te.s_y
+            mult = r.get(te.req_mult, tat + ("req_mult",))
+            shift = r.get(te.req_shift, tat + ("req_shift",))
+            if np.any(mult > REQ_MULT_MAX):
+                k = _first(mult > REQ_MULT_MAX)
+                raise _bad(r, te.req_mult, tat + ("req_mult", k), f"above {REQ_MULT_MAX}", int(mult[k]))
+            bad = (shift < REQ_SHIFT_MIN) | (shift > REQ_SHIFT_MAX)
+            if bad.any():
+                k = _first(bad)
+                raise _bad(r, te.req_shift, tat + ("req_shift", k),
+                           f"outside [{REQ_SHIFT_MIN}, {REQ_SHIFT_MAX}]", int(shift[k]))
             sp.req_mult[task], sp.req_shift[task] = mult, shift
-            if task == tasks[0]:
+            if not te.has_delta:
                 continue
-            nnz = _need(te, "nnz_dw", tw, int)
-            indptr = reader.get(te.get("dw_indptr"), f"{tw}.dw_indptr", DTYPES["dw_indptr"], (o + 1,))
-            indices = reader.get(te.get("dw_indices"), f"{tw}.dw_indices", DTYPES["dw_indices"], (nnz,))
-            values = reader.get(te.get("dw_values"), f"{tw}.dw_values", DTYPES["dw_values"], (nnz,))
-            _check_csr(tw, indptr, indices, i)
-            sp.dw[task] = CsrDelta(indptr, indices, values)
-            sp.db[task] = reader.get(te.get("db"), f"{tw}.db", DTYPES["db"], (o,))
+            d = {f: r.get(getattr(te, f), tat + (f,)) for f in DELTA_ARRAYS}
+            _check_csr(r, te, tat, d["dw_indptr"], d["dw_indices"], s.in_dim)
+            sp.dw[task] = CsrDelta(d["dw_indptr"], d["dw_indices"], d["dw_values"])
+            sp.db[task] = d["db"]
             merged = sp.task_weight(task)
-            if merged.min() < WEIGHT_MIN or merged.max() > WEIGHT_MAX:
-                raise BundleError(f"{tw}.dw_values: W_b + dW leaves int8 [{WEIGHT_MIN}, {WEIGHT_MAX}]")
+            bad = (merged < WEIGHT_MIN) | (merged > WEIGHT_MAX)
+            if bad.any():
+                k = _first(bad)
+                raise _bad(r, te.dw_values, tat + ("dw_values",), f"W_b + dW leaves int8 "
+                           f"[{WEIGHT_MIN}, {WEIGHT_MAX}] at [{k // s.in_dim}, {k % s.in_dim}]",
+                           int(merged.reshape(-1)[k]))
         sites.append(sp)
-    host_m = _need(manifest, "host", where, dict)
     host: dict[str, dict[str, np.ndarray]] = {}
-    for task in tasks:
-        entries = _need(host_m, task, f"{where}: host", dict)
+    mean_std = {"pixel_mean": m.model.pixel_mean, "pixel_std": m.model.pixel_std}
+    for task, params in m.host.items():
         host[task] = {}
-        for name, key in entries.items():
-            ent = reader.index.get(key) if isinstance(key, str) else None
-            if not isinstance(ent, dict) or "shape" not in ent:
-                raise BundleError(f"{where}: host.{task}.{name}: array key {key!r} not in the array index")
-            host[task][name] = reader.get(key, f"host.{task}.{name}", DTYPES["host"],
-                                          tuple(int(s) for s in ent["shape"]))
-    policy = _policy(_need(manifest, "policy", where, dict), depth, where)
-    try:
-        qm = QuantizedModel(mcfg=mcfg, tasks=tasks, sites=sites, host=host, policy=policy)
-    except ValueError as exc:
-        raise BundleError(f"{where}: tasks: {exc}") from exc
-    unused = sorted(set(reader.index) - reader.used)
-    if unused:
-        raise BundleError(f"{where}: arrays.{unused[0]}: listed but referenced by no field")
-    lim = _need(manifest, "core_limits", where, dict)
-    try:
-        declared = CoreLimits(**{k: _need(lim, k, f"{where}: core_limits", int)
-                                 for k in LIMIT_KEYS})
-    except (TypeError, ValueError) as exc:
-        raise BundleError(f"{where}: core_limits: {exc}") from exc
-    need = qm.core_limits(declared.lanes, declared.token_rows)
-    for k in ("max_tokens", "max_in", "max_out", "max_nnz_dw", "max_weights"):
-        if getattr(declared, k) < getattr(need, k):
-            raise BundleError(f"{where}: core_limits.{k}: {getattr(declared, k)} is below the "
-                              f"model's {getattr(need, k)}")
-    return qm
-
-
-def _policy(p: Mapping, depth: int, where: str) -> ReusePolicy:
-    try:
-        return ReusePolicy(
-            depth=depth,
-            keyframe_interval=_need(p, "keyframe_interval", f"{where}: policy", int),
-            key_offset=_need(p, "key_offset", f"{where}: policy", int),
-            task_reuse=_need(p, "task_reuse", f"{where}: policy", bool),
-            thresholds={t: [int(v) for v in ths] for t, ths in _need(p, "thresholds", f"{where}: policy", dict).items()},
-            boundaries={t: int(b) for t, b in _need(p, "boundaries", f"{where}: policy", dict).items()},
-        )
-    except (TypeError, ValueError) as exc:
-        raise BundleError(f"{where}: policy: {exc}") from exc
+        for name, key in params.items():
+            at = ("host", task, name)
+            a = r.get(key, at)
+            if not np.all(np.isfinite(a)):
+                k = _first(~np.isfinite(a))
+                raise _bad(r, key, at + (k,), "must be finite", float(a.reshape(-1)[k]))
+            if name in mean_std and not np.array_equal(a.reshape(-1), np.float32(mean_std[name])):
+                raise _bad(r, key, at, f"differs from model.{name} {mean_std[name]}",
+                           a.reshape(-1).tolist())
+            host[task][name] = a
+    pol = m.policy
+    policy = ReusePolicy(depth=m.model.depth, keyframe_interval=pol.keyframe_interval,
+                         key_offset=pol.key_offset, task_reuse=pol.task_reuse,
+                         thresholds={t: list(v) for t, v in pol.thresholds.items()},
+                         boundaries=dict(pol.boundaries))
+    return QuantizedModel(mcfg=m.model.model_dump(), tasks=tuple(m.tasks), sites=sites, host=host,
+                          policy=policy)
 
 
 def core_limits_of(path: str | Path) -> CoreLimits:
     """The manifest's core_limits (what ``deltamtl.contract.codegen --params`` reads)."""
-    lim = read_manifest(path)["core_limits"]
-    return CoreLimits(**{k: int(lim[k]) for k in LIMIT_KEYS})
+    return _validated(Path(path))[0].limits()
 
 
 # ---------------------------------------------------------------------------------------

@@ -31,10 +31,9 @@ import math
 from collections.abc import Iterable, Sequence
 
 import torch
-from deltamtl.model.tasks import BLOCK_SITES
+from deltamtl.model.tasks import BLOCK_SITES, TASK_OUT_CHANNELS_FIXED
 from torch import nn
 
-TASK_OUT_CHANNELS_FIXED = {"depth": 1, "normals": 3, "edges": 1}
 # the block sites, under the name this module has always exported (model/tasks.py)
 SITE_NAMES = BLOCK_SITES
 GELU_APPROXIMATE = "tanh"

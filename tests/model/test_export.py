@@ -138,7 +138,7 @@ def test_flipped_byte_rejected(bundle: Path) -> None:
     data = bytearray(f.read_bytes())
     data[len(data) // 2] ^= 0x01
     f.write_bytes(bytes(data))
-    with pytest.raises(BundleError, match=r"dw_values\.bin: sha256 mismatch for field .*dw_values"):
+    with pytest.raises(BundleError, match=r"dw_values\.bin: sites\[\d+\]\.tasks\.\w+\.dw_values: sha256 mismatch"):
         load_bundle(bundle)
 
 
@@ -147,7 +147,7 @@ def test_index_out_of_range_rejected(bundle: Path) -> None:
     idx = np.fromfile(bundle / _manifest(bundle)["arrays"][key]["file"], dtype="<u2")
     idx[1] = site["in_dim"]
     _rewrite_array(bundle, key, idx)
-    with pytest.raises(BundleError, match=rf"dw_indices: index {site['in_dim']} at 1 out of range"):
+    with pytest.raises(BundleError, match=rf"dw_indices\.bin: sites\[\d+\]\.tasks\.\w+\.dw_indices\[1\]: out of range \[0, {site['in_dim']}\), got {site['in_dim']}$"):
         load_bundle(bundle)
 
 
@@ -157,7 +157,7 @@ def test_non_monotone_indptr_rejected(bundle: Path) -> None:
     k = int(np.flatnonzero(np.diff(ptr) > 0)[0])
     ptr[k + 1] = ptr[k] - 1 if ptr[k] > 0 else ptr[k + 2] + 1
     _rewrite_array(bundle, key, ptr)
-    with pytest.raises(BundleError, match="dw_indptr: (not monotone|starts at)"):
+    with pytest.raises(BundleError, match=r"dw_indptr\[\d+\]: (below row \d+'s \d+ \(not monotone\)|must be 0), got"):
         load_bundle(bundle)
 
 
@@ -180,7 +180,7 @@ def test_wrong_version_rejected(bundle: Path) -> None:
     m = _manifest(bundle)
     m["schema_version"] = 99
     _save_manifest(bundle, m)
-    with pytest.raises(BundleError, match=r"manifest\.yaml: schema_version: 99"):
+    with pytest.raises(BundleError, match=r"manifest\.yaml: schema_version: this loader reads 1, got 99$"):
         load_bundle(bundle)
 
 
@@ -188,7 +188,7 @@ def test_missing_file_rejected(bundle: Path) -> None:
     m = _manifest(bundle)
     key = m["host"]["depth"]["heads.depth.out.weight"]
     (bundle / m["arrays"][key]["file"]).unlink()
-    with pytest.raises(BundleError, match=r"out\.weight\.bin: missing file .*host\.depth\.heads\.depth\.out\.weight"):
+    with pytest.raises(BundleError, match=r"out\.weight\.bin: missing file .*host\.depth\['heads\.depth\.out\.weight'\]"):
         load_bundle(bundle)
 
 
@@ -196,7 +196,7 @@ def test_missing_manifest_and_fields_rejected(bundle: Path) -> None:
     m = _manifest(bundle)
     del m["sites"][2]["tasks"]["edges"]["req_shift"]
     _save_manifest(bundle, m)
-    with pytest.raises(BundleError, match=r"sites\[2\].*tasks\.edges\.req_shift: array key None"):
+    with pytest.raises(BundleError, match=r"manifest\.yaml: sites\[2\]\.tasks\.edges\.req_shift: missing field$"):
         load_bundle(bundle)
     (bundle / MANIFEST).unlink()
     with pytest.raises(BundleError, match="manifest.yaml: missing file"):
@@ -208,10 +208,10 @@ def test_wrong_dtype_and_shape_rejected(bundle: Path) -> None:
     key = m["sites"][3]["bias"]
     m["arrays"][key]["dtype"] = "<i2"
     _save_manifest(bundle, m)
-    with pytest.raises(BundleError, match="dtype '<i2', .*bias must be '<i4'"):
+    with pytest.raises(BundleError, match=r"arrays\['sites/blocks\.\d\.mlp\.fc1/bias'\]\.dtype: .*got '<i2'$"):
         load_bundle(bundle)
     m["arrays"][key]["dtype"] = "<i4"
     m["arrays"][key]["shape"] = [7]
     _save_manifest(bundle, m)
-    with pytest.raises(BundleError, match=r"shape \(7,\), .*bias must be"):
+    with pytest.raises(BundleError, match=r"arrays\['sites/blocks\.\d\.mlp\.fc1/bias'\]\.shape: sites\[3\]\.bias must be \[\d+\], got \[7\]$"):
         load_bundle(bundle)
