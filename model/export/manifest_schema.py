@@ -430,7 +430,7 @@ class Manifest(_Strict):
         files: dict[str, str] = {}
         for key, ent in self.arrays.items():
             if ent.file in files:
-                raise _rule(("arrays", key, "file"), f"also the file of arrays.{files[ent.file]}",
+                raise _rule(("arrays", key, "file"), f"also the file of {format_loc(('arrays', files[ent.file]))}",
                             ent.file)
             files[ent.file] = key
 
