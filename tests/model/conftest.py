@@ -39,3 +39,17 @@ def valid_manifest_blob(valid_bundle: Path) -> bytes:
     from tests.model.bundle_helpers import manifest
 
     return pickle.dumps(manifest(valid_bundle))
+
+
+@pytest.fixture(scope="session")
+def mini_bundle(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A valid bundle of a depth-1, two-task model (few files: fast to copy and load)."""
+    import torch
+    from deltamtl.model.export.bundle import write_bundle
+    from deltamtl.model.quant.assemble import SMALL_MODEL, random_multitask
+    from deltamtl.model.quant.quantizer import Quantizer
+
+    mt = random_multitask(seed_for("mini_qm"), mcfg=dict(SMALL_MODEL, depth=1), subtasks=("depth",))
+    q = Quantizer(mt)
+    q.calibrate([torch.rand(2, 3, 16, 16, generator=torch.Generator().manual_seed(seed_for("mini")))])
+    return write_bundle(q.to_quantized(), tmp_path_factory.mktemp("mini") / "bundle")
