@@ -19,6 +19,7 @@ import numpy as np
 
 from deltamtl.bench import workload
 from deltamtl.bench.context import BenchContext
+from deltamtl.contract.limits import BOARD_LIMITS
 from deltamtl.model.export.quantized_model import QuantizedModel
 
 HEADLINE_KIND = "photo pan"
@@ -54,10 +55,14 @@ def run(ctx: BenchContext, qm: QuantizedModel, clips: list[workload.Clip], lanes
             "dense_site_macs": mean("dense_site_macs"),
             "cycles_other": mean("cycles_other"), "cycles_keyframe": mean("cycles_keyframe"),
             "act_density": workload.pooled_densities(jobs),
+            "union_density": workload.pooled_union_densities(jobs),
             "embed_temporal_density": (sum(j.nnz_act for j in embed) / sum(j.numel_act for j in embed)
                                        if embed else None),
+            "embed_temporal_union_density": (sum(j.union for j in embed) / sum(j.union_slots for j in embed)
+                                             if embed else None),
         }
     return {"headline_kind": HEADLINE_KIND, "lanes": lanes,
+            "token_rows": BOARD_LIMITS.token_rows,
             "dw_density": workload.dw_density(qm), "clips": per_clip, "kinds": kinds,
             "keyframe_interval": int(qm.policy.keyframe_interval),
             "thresholds": qm.policy.thresholds, "boundaries": qm.policy.boundaries}

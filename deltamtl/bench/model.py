@@ -203,7 +203,7 @@ def train_model(recipe: Recipe, root: Path, log: Callable[[str], None] = print) 
     """Train (or reuse from ``root``) the recipe's 4-task model and export its bundle."""
     import torch
 
-    from deltamtl.model.export.bundle import load_bundle
+    from deltamtl.model.export.bundle import BundleError, load_bundle
     from deltamtl.model.quant.cli import quantise
     from deltamtl.model.sharing.train_steps import run_all
     from deltamtl.model.training.train import train
@@ -215,10 +215,15 @@ def train_model(recipe: Recipe, root: Path, log: Callable[[str], None] = print) 
     if stamp.is_file() and json.loads(stamp.read_text()).get("recipe") == json.loads(key) \
             and (bundle / "manifest.yaml").is_file():
         meta = json.loads(stamp.read_text())
-        qm = load_bundle(bundle)
-        return BenchModel(qm=qm, source="trained", bundle=bundle, recipe=recipe.as_dict(), cfg=cfg,
-                          train_seconds=float(meta["seconds"]), selection=meta["selection"],
-                          notes=[f"reused the model trained by an earlier bench run ({stamp})"])
+        try:
+            qm = load_bundle(bundle)
+        except BundleError as exc:  # written by an older exporter: train it again
+            log(f"[bench] not reusing {bundle}: {exc}")
+        else:
+            return BenchModel(qm=qm, source="trained", bundle=bundle, recipe=recipe.as_dict(),
+                              cfg=cfg, train_seconds=float(meta["seconds"]),
+                              selection=meta["selection"],
+                              notes=[f"reused the model trained by an earlier bench run ({stamp})"])
     t0 = time.perf_counter()
     threads = torch.get_num_threads()
     torch.set_num_threads(2)  # the machine's two cores; the bench runs under nice

@@ -21,7 +21,9 @@ from dataclasses import dataclass
 import numpy as np
 
 from deltamtl.contract.cycle_model import cycle_breakdown
-from deltamtl.contract.formats import JobFlag, Mode
+from deltamtl.contract.formats import JobFlag, Mode, keep_delta
+from deltamtl.contract.golden_core import GoldenCore
+from deltamtl.contract.limits import BOARD_LIMITS
 from deltamtl.host.runner import GoldenRunner, SiteExecutor
 from deltamtl.model.export.quantized_model import QuantizedModel
 
@@ -69,6 +71,8 @@ class Job:
     nnz_dw: int
     macs: int  # executed MACs (runner's accounting)
     bytes: int  # DDR bytes read + written
+    union: int = 0  # sum over token tiles of |inputs with a non-zero in the tile| (scaled engine)
+    union_slots: int = 0  # tiles x in_dim: what ``union`` is a fraction of
 
     @property
     def dense_macs(self) -> int:
@@ -80,21 +84,61 @@ class Job:
                 "nnz_act": self.tokens * self.in_dim if self.mode == Mode.DENSE else self.nnz_act}
 
 
-def measure(qm: QuantizedModel, frames: np.ndarray, executor: SiteExecutor | None = None
-            ) -> list[Job]:
-    """Every job of one run of ``frames`` from a fresh runner (frame 0 a keyframe)."""
-    runner = GoldenRunner(qm, executor)
+class _UnionProbe:
+    """A golden core that also measures, before each job, the per-tile input unions the
+    scaled engine walks (token tiles of ``token_rows``; docs/rtl.md, "Scaled engine")."""
+
+    def __init__(self, qm: QuantizedModel, token_rows: int) -> None:
+        self.core = GoldenCore(qm.core_limits())
+        self.token_rows = token_rows
+        self.unions: list[tuple[int, int]] = []
+
+    def reset(self) -> None:
+        self.core.reset()
+
+    def run_job(self, job):  # SiteJob -> JobResult
+        d = job_deltas(job, self.core.state)
+        self.unions.append(tile_unions(d != 0, self.token_rows))
+        return self.core.run_job(job)
+
+
+def job_deltas(job, state) -> np.ndarray:
+    """The delta matrix the core encodes for a SiteJob: X itself for DENSE, else the kept
+    delta against the job's (LOAD_REF) or the resident references."""
+    if Mode(int(job.mode)) == Mode.DENSE:
+        return np.asarray(job.x, dtype=np.int16)
+    x_ref = job.x_ref if JobFlag(int(job.flags)) & JobFlag.LOAD_REF else state.x_ref
+    return keep_delta(job.x, x_ref, job.th)
+
+
+def tile_unions(mask: np.ndarray, token_rows: int) -> tuple[int, int]:
+    """(sum over tiles of the inputs non-zero in any token of the tile, tiles x inputs)."""
+    p, i = mask.shape
+    nt = -(-p // token_rows)
+    padded = np.zeros((nt * token_rows, i), dtype=bool)
+    padded[:p] = mask
+    return int(padded.reshape(nt, token_rows, i).any(axis=1).sum()), nt * i
+
+
+def measure(qm: QuantizedModel, frames: np.ndarray, executor: SiteExecutor | None = None,
+            token_rows: int = BOARD_LIMITS.token_rows) -> list[Job]:
+    """Every job of one run of ``frames`` from a fresh runner (frame 0 a keyframe); with the
+    default executor each job also carries its tile unions at ``token_rows``."""
+    probe = _UnionProbe(qm, token_rows) if executor is None else None
+    runner = GoldenRunner(qm, probe if probe is not None else executor)
     keyframes = []
     for f in frames:
         runner.run_frame(f)
         keyframes.append(runner.last_keyframe)
+    unions = probe.unions if probe is not None else [(0, 0)] * len(runner.records)
     jobs = []
-    for r in runner.records:
+    for r, (union, slots) in zip(runner.records, unions, strict=True):
         sp = qm.site(r.layer, r.site)
         jobs.append(Job(frame=r.frame, keyframe=keyframes[r.frame], task=r.task, layer=r.layer,
                         mode=r.mode, flags=r.flags, tokens=qm.tokens, in_dim=sp.in_dim,
                         out_dim=sp.out_dim, nnz_act=r.nnz_act, numel_act=r.numel_act,
-                        nnz_dw=r.nnz_dw, macs=r.macs, bytes=r.bytes_read + r.bytes_written))
+                        nnz_dw=r.nnz_dw, macs=r.macs, bytes=r.bytes_read + r.bytes_written,
+                        union=union, union_slots=slots))
     return jobs
 
 
@@ -155,6 +199,19 @@ def pooled_densities(jobs: list[Job]) -> dict[str, dict[str, float | None]]:
         for mode in (Mode.TASK, Mode.TEMPORAL):
             sel = [j for j in jobs if j.task == task and j.mode == mode and j.layer >= 0]
             out[task][mode.name] = _ratio(sum(j.nnz_act for j in sel), sum(j.numel_act for j in sel))
+    return out
+
+
+def pooled_union_densities(jobs: list[Job]) -> dict[str, dict[str, float | None]]:
+    """Per (task, mode), block sites: the tile unions over tiles x inputs, pooled. The
+    scaled engine walks a tile's union once per output group, so this, not the element
+    density, sets its activation-pass cycles; DENSE jobs are counted too."""
+    out: dict[str, dict[str, float | None]] = {}
+    for task in sorted({j.task for j in jobs}):
+        out[task] = {}
+        for mode in (Mode.DENSE, Mode.TASK, Mode.TEMPORAL):
+            sel = [j for j in jobs if j.task == task and j.mode == mode and j.layer >= 0]
+            out[task][mode.name] = _ratio(sum(j.union for j in sel), sum(j.union_slots for j in sel))
     return out
 
 
