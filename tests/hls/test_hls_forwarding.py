@@ -140,6 +140,6 @@ def no_dw_vectors(tmp_path_factory):
 
 @pytest.mark.parametrize("delay", [2, FWD_DEPTH + 1, 12])
 def test_dependence_false_loops_need_no_forwarding(no_dw_vectors, delay):
-    # init_acc, load_yref and act_pass carry DEPENDENCE false without forwarding: exact
+    # load_yref and act_pass carry DEPENDENCE false without forwarding: exact
     # under any store delay, because no iteration loads what an earlier one stored
     assert _failing(no_dw_vectors, f"-DDMTL_STORE_DELAY={delay}", "-DDMTL_NO_FORWARD") == set()
