@@ -89,6 +89,9 @@ bool w_valid = false;
 int w_cur = 0, w_o = 0, w_i = 0;
 bool ref_valid = false;
 int ref_cur = 0, ref_p = 0, ref_i = 0, ref_o = 0;
+#ifndef __SYNTHESIS__
+uint32_t act_iterations = 0;  // trip count of the last act_pass (C-simulation introspection)
+#endif
 
 // Two's-complement value of the low `width` bits of v.
 inline int sext(uint64_t v, int width) {
@@ -603,6 +606,9 @@ load_x:
   const int nt = ceil_div(P, T);
   const uint32_t n_act = uint32_t(og) * (uint32_t(nt * T) + tile_end[nt - 1]) + uint32_t(T);
   const bool from_resident = !dense && !lay.yref;
+#ifndef __SYNTHESIS__
+  act_iterations = n_act;
+#endif
   int32_t reg[T][L];
   uint32_t other[T][L];
 #pragma HLS ARRAY_PARTITION variable = reg type = complete dim = 0
@@ -889,6 +895,9 @@ void core_reset_state() {
   w_cur = ref_cur = 0;
   w_o = w_i = ref_p = ref_i = ref_o = 0;
 }
+
+// Iterations of the last accepted packet's act_pass: og * (nt * T + sum_k |U_k|) + T.
+long core_act_iterations() { return long(act_iterations); }
 
 // Save (dir=0) or restore (dir=1) the resident state, so several emulated cores can share
 // one loaded library. Returns the byte size of the state blob (call with buf=NULL first).
