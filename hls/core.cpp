@@ -49,11 +49,21 @@ constexpr int W_HALF = cmin(ceil_div(MAX_WEIGHTS + 7 * MAX_OUT, 8 * L) + ROW_I8_
 // the bits the compiled maxima need (28 at 768 x 768), not the 64-bit stream word.
 constexpr int DW_COL_BITS = bits_for(MAX_IN);
 constexpr int DW_ROW_BITS = bits_for(MAX_OUT);
-typedef ap_uint<DW_COL_BITS + DW_ROW_BITS + WEIGHT_BITS> dw_entry;
+constexpr int DW_BITS = DW_COL_BITS + DW_ROW_BITS + WEIGHT_BITS;
+typedef ap_uint<DW_BITS> dw_entry;
+// Two entries per 72-bit URAM row when they fit (56 bits at 768 x 768): half the rows.
+constexpr int DW_PER_ROW = 2 * DW_BITS <= 72 ? 2 : 1;
+constexpr int DW_ROWS = ceil_div(MAX_NNZ_DW, DW_PER_ROW);
+typedef ap_uint<DW_PER_ROW * DW_BITS> dw_row_t;
 // Kept deltas of one X word: d is DELTA_BITS (9) wide, so a word is 8 low bytes (bits
 // [8b, 8b + 8)) and the 8 ninth bits above them (bit 64 + b): 72 bits, the native width
-// of a BRAM36 (512 x 72) or a URAM row. Token p in bank p mod T at (p / T) * ceil(MAX_IN/8) + j.
+// of a BRAM36 (512 x 72) or a URAM row. Token p is row r = p mod T of its tile, at
+// (p / T) * ceil(MAX_IN/8) + j of way r mod 2 of memory r / 2: two rows share one true
+// dual-port memory (the MAC iteration reads every row once, load_x writes one per cycle),
+// which halves the URAMs (docs/hls.md, "Pragmas against the ZCU104 budget").
 constexpr int DB_DEPTH = NT * ROW_I8_IN;
+constexpr int DB_WAYS = T > 1 ? 2 : 1;
+constexpr int DB_BANKS = T / DB_WAYS;
 typedef ap_uint<INT8_PER_WORD * DELTA_BITS> dword;
 static_assert(DELTA_BITS == 9, "dword packs 8 low bytes + 8 ninth bits");
 // Union lists U_k: per tile, the input indices with a kept delta in any of its tokens, in
@@ -77,8 +87,8 @@ uint64_t x_ref[2][L][PG][ROW_I8_IN];
 // Both accumulator slots in one 64-bit word (slot s in bits [32s, 32s + 32)): one memory row
 // per (p, o) instead of two. Skewed: (p, o) in bank (p + o) mod L at p * OG + o / L.
 uint64_t acc[L][ACC_DEPTH];
-dw_entry dw_buf[MAX_NNZ_DW];
-dword dbuf[T][DB_DEPTH];
+dw_row_t dw_buf[DW_ROWS];
+dword dbuf[DB_BANKS][DB_WAYS][DB_DEPTH];
 uint16_t ulist[U_BANKS][U_DEPTH];
 uint32_t tile_end[NT];  // cumulative |U_0| + .. + |U_k| (registers: the act pass's control reads it)
 int32_t bias_buf[L][OG];                          // channel o: lane o mod L, group o / L
@@ -117,6 +127,10 @@ inline int lane_in(int t, int s) { return (t + L - s) % L; }
 inline dw_entry dw_pack(uint64_t nz) {
   return dw_entry(bits(nz, NZ_COL_LSB, DW_COL_BITS) | (bits(nz, NZ_ROW_LSB, DW_ROW_BITS) << DW_COL_BITS) |
                   (bits(nz, NZ_VALUE_LSB, WEIGHT_BITS) << (DW_COL_BITS + DW_ROW_BITS)));
+}
+inline dw_entry dw_get(int k) {
+  const dw_row_t r = dw_buf[k / DW_PER_ROW];
+  return dw_entry(DW_PER_ROW == 2 && k % 2 ? r >> DW_BITS : r);
 }
 inline int dw_col(dw_entry e) { return int(bits(uint64_t(e), 0, DW_COL_BITS)); }
 inline int dw_row(dw_entry e) { return int(bits(uint64_t(e), DW_COL_BITS, DW_ROW_BITS)); }
@@ -250,7 +264,7 @@ patch_loop:
 #pragma HLS LOOP_TRIPCOUNT min = 0 max = MAX_NNZ_DW
 #pragma HLS PIPELINE II = 1
 #pragma HLS DEPENDENCE variable = w_bank type = inter dependent = false
-    const dw_entry e = dw_buf[k];
+    const dw_entry e = dw_get(k);
     const int r = dw_row(e), c = dw_col(e);
     const int bank = r % L, addr = w_addr(wb, r, c / INT8_PER_WORD, row_in);
     uint64_t w = w_bank[bank][addr];
@@ -326,9 +340,9 @@ void core(axis_stream& s_axis, axis_stream& m_axis) {
 // URAMs at the board maxima (acc: 1 per lane at L = 64) still close timing.
 #pragma HLS BIND_STORAGE variable = w_bank type = ram_2p impl = bram latency = 2
 #pragma HLS BIND_STORAGE variable = x_ref type = ram_2p impl = bram latency = 2
-#pragma HLS BIND_STORAGE variable = dw_buf type = ram_2p impl = bram latency = 2
+#pragma HLS BIND_STORAGE variable = dw_buf type = ram_2p impl = uram latency = 3
 #pragma HLS BIND_STORAGE variable = acc type = ram_2p impl = uram latency = 3
-#pragma HLS BIND_STORAGE variable = dbuf type = ram_2p impl = uram latency = 3
+#pragma HLS BIND_STORAGE variable = dbuf type = ram_t2p impl = uram latency = 3
 #pragma HLS BIND_STORAGE variable = ulist type = ram_2p impl = bram latency = 2
 // No reset walker or write-port mux on the state arrays (run_hls.tcl: config_rtl -reset
 // control); only the valid flags are reset, so a reset core answers NO_STATE.
@@ -393,12 +407,19 @@ load_w_rows:
   }
   // ---- dW non-zeros --------------------------------------------------------------------
   bool bad_index = false;
+  dw_entry dw_low = 0;  // the even entry of the row being filled, written again with the odd one
 load_dw:
   for (int k = 0; k < lay.dw; k++) {
 #pragma HLS LOOP_TRIPCOUNT min = 0 max = MAX_NNZ_DW
 #pragma HLS PIPELINE II = 1
     if (!rd.next(s_axis, d)) break;
-    dw_buf[k] = dw_pack(d);  // truncated fields only matter when INDEX refuses anyway
+    const dw_entry e = dw_pack(d);  // truncated fields only matter when INDEX refuses anyway
+    if (DW_PER_ROW == 2 && k % 2) {
+      dw_buf[k / DW_PER_ROW] = (dw_row_t(e) << DW_BITS) | dw_row_t(dw_low);
+    } else {
+      dw_buf[k / DW_PER_ROW] = dw_row_t(e);
+      dw_low = e;
+    }
     if (int(bits(d, NZ_ROW_LSB, NZ_ROW_WIDTH)) >= O || int(bits(d, NZ_COL_LSB, NZ_COL_WIDTH)) >= I)
       bad_index = true;
   }
@@ -560,7 +581,7 @@ load_x:
       }
     }
     seen[aj] = uint8_t(was | keep_bits);
-    dbuf[ap % T][(ap / T) * ROW_I8_IN + aj] = (dword(d_hi) << 64) | dword(d_lo);
+    dbuf[(ap % T) / DB_WAYS][(ap % T) % DB_WAYS][(ap / T) * ROW_I8_IN + aj] = (dword(d_hi) << 64) | dword(d_lo);
     x_ref[ys][ap % L][ap / L][aj] = x_new;
     if (++aj == row_in) {
       aj = 0;
@@ -686,7 +707,8 @@ act_pass:
       }
       for (int t = 0; t < T; t++) {
 #pragma HLS UNROLL
-        const int dv = tk * T + t < P ? dsel(dbuf[t][tk * ROW_I8_IN + i / INT8_PER_WORD], i % INT8_PER_WORD) : 0;
+        const dword dw = dbuf[t / DB_WAYS][t % DB_WAYS][tk * ROW_I8_IN + i / INT8_PER_WORD];
+        const int dv = tk * T + t < P ? dsel(dw, i % INT8_PER_WORD) : 0;
 #ifndef __SYNTHESIS__
         if (dv == 0) continue;  // C simulation speed only: a zero delta adds nothing
 #endif
@@ -749,7 +771,7 @@ wgt_groups:
 #pragma HLS LOOP_TRIPCOUNT min = 0 max = MAX_NNZ_DW
 #pragma HLS PIPELINE II = 1
 #pragma HLS DEPENDENCE variable = acc type = inter dependent = false
-      const dw_entry e = dw_buf[k];
+      const dw_entry e = dw_get(k);
       const int r = dw_row(e), c = dw_col(e);
       const int v = dw_val(e);
       int st_row = -1;  // the row this iteration stores, for the forwarding line
