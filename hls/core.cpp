@@ -921,6 +921,41 @@ void core_reset_state() {
 // Iterations of the last accepted packet's act_pass: og * (nt * T + sum_k |U_k|) + T.
 long core_act_iterations() { return long(act_iterations); }
 
+// The core's memories for the resource estimate (deltamtl.hls.resources): name, memories
+// (partitions), rows per memory and bits per row, from the same constants as the
+// declarations above (the static_asserts tie the two together). Returns the count.
+int core_arrays(const char** name, long* memories, long* rows, long* bits, int cap) {
+  struct Shape {
+    const char* name;
+    long memories, rows, bits, elements;
+  };
+  const Shape shapes[] = {
+      {"w_bank", L, 2 * W_HALF, 64, sizeof(w_bank) / sizeof(w_bank[0][0])},
+      {"x_ref", L, 2 * PG * ROW_I8_IN, 64, sizeof(x_ref) / sizeof(x_ref[0][0][0][0])},
+      {"acc", L, ACC_DEPTH, 64, sizeof(acc) / sizeof(acc[0][0])},
+      {"dw_buf", 1, DW_ROWS, DW_PER_ROW * DW_BITS, sizeof(dw_buf) / sizeof(dw_buf[0])},
+      {"dbuf", DB_BANKS, DB_WAYS * DB_DEPTH, INT8_PER_WORD * DELTA_BITS,
+       sizeof(dbuf) / sizeof(dbuf[0][0][0])},
+      {"ulist", U_BANKS, U_DEPTH, 16, sizeof(ulist) / sizeof(ulist[0][0])},
+      {"tile_end", NT, 1, 32, sizeof(tile_end) / sizeof(tile_end[0])},
+      {"bias_buf", L, OG, 32, sizeof(bias_buf) / sizeof(bias_buf[0][0])},
+      {"mult_buf", INT8_PER_WORD, ROW_I8_OUT, 16, sizeof(mult_buf) / sizeof(mult_buf[0][0])},
+      {"shift_buf", INT8_PER_WORD, ROW_I8_OUT, 8, sizeof(shift_buf) / sizeof(shift_buf[0][0])},
+  };
+  int n = 0;
+  for (const Shape& a : shapes) {
+    if (a.memories * a.rows != a.elements) return -1;  // a declaration and its row drifted
+    if (n < cap) {
+      name[n] = a.name;
+      memories[n] = a.memories;
+      rows[n] = a.rows;
+      bits[n] = a.bits;
+    }
+    n++;
+  }
+  return n;
+}
+
 // Save (dir=0) or restore (dir=1) the resident state, so several emulated cores can share
 // one loaded library. Returns the byte size of the state blob (call with buf=NULL first).
 long core_state_io(void* buf, int dir) {

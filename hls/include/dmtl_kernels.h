@@ -14,4 +14,5 @@ void commit(dmtl::mem_word* gmem, uint64_t buf_bytes, uint64_t desc_offset, uint
 void core_reset_state();
 long core_state_io(void* buf, int dir);
 long core_act_iterations();
+int core_arrays(const char** name, long* memories, long* rows, long* bits, int cap);
 #endif

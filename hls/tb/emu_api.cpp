@@ -61,6 +61,10 @@ void dmtl_core_reset() { core_reset_state(); }
 
 long dmtl_core_act_iterations() { return core_act_iterations(); }
 
+int dmtl_core_arrays(const char** name, long* memories, long* rows, long* bits, int cap) {
+  return core_arrays(name, memories, rows, bits, cap);
+}
+
 long dmtl_core_state_io(void* buf, int dir) { return core_state_io(buf, dir); }
 
 // One input packet (n_in >= 1 words; TLAST on the last one, as on the wire) through core.
