@@ -10,7 +10,7 @@
   "Pragmas against the ZCU104 budget"). DSP is exact for the mapping assumed (one DSP48E2
   per MAC); LUT and FF are rough (+-50 %): csynth/implementation replace them.
 
-    deltamtl hls-resources [--limits board|tiny|ci | --limits P I O NNZ LANES MAX_WEIGHTS T]
+    deltamtl hls-resources [--limits board|tiny|ci | --limits P I O NNZ LANES [MAX_WEIGHTS [T]]]
 """
 
 from __future__ import annotations
@@ -21,12 +21,11 @@ import math
 import re
 from dataclasses import dataclass
 
-from deltamtl.contract.limits import BOARD_LIMITS, CI_LIMITS, TINY_LIMITS, CoreLimits
+from deltamtl.contract.limits import CoreLimits
 from deltamtl.contract.platform import PART, PART_RESOURCES
-from deltamtl.hls.build import HLS_DIR
+from deltamtl.hls.build import HLS_DIR, parse_limits
 from deltamtl.hls.emulator import _library
 
-NAMED_LIMITS = {"board": BOARD_LIMITS, "tiny": TINY_LIMITS, "ci": CI_LIMITS}
 HEADROOM_TARGET = 0.15  # of each resource left for fetch, commit and the block design
 
 URAM = (4096, 72)
@@ -175,12 +174,9 @@ def report(limits: CoreLimits) -> str:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="deltamtl hls-resources", description=__doc__.split("\n")[0])
     parser.add_argument("--limits", nargs="+", default=["board"],
-                        help="board | tiny | ci, or P I O NNZ LANES MAX_WEIGHTS TOKEN_ROWS")
+                        help="board | tiny | ci, or P I O NNZ LANES [MAX_WEIGHTS [TOKEN_ROWS]]")
     args = parser.parse_args(argv)
-    if len(args.limits) == 1:
-        limits = NAMED_LIMITS[args.limits[0]]
-    else:
-        limits = CoreLimits(*(int(v) for v in args.limits))
+    limits = parse_limits(args.limits)
     print(report(limits))
     _mems, _items, total = estimate(limits)
     return 0 if all(total[k] <= v for k, v in PART_RESOURCES.items()) else 1
