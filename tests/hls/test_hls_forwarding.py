@@ -24,7 +24,8 @@ from deltamtl.contract.packets import Section, input_sections
 from deltamtl.contract.vectors import Record, generate_random_vectors, write_vectors
 from deltamtl.hls.build import build
 
-LIM = CoreLimits(max_tokens=20, max_in=48, max_out=40, max_nnz_dw=600, lanes=8)
+# T = 4: the activation pass runs as a 4 x 8 array with a partial last tile (P up to 20)
+LIM = CoreLimits(max_tokens=20, max_in=48, max_out=40, max_nnz_dw=600, lanes=8, token_rows=4)
 FWD_DEPTH = 4  # dmtl_ram.h
 
 
