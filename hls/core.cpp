@@ -511,7 +511,8 @@ load_yref:
   // The word of kept deltas goes to dbuf (token p: bank p mod T). Inputs kept for the first
   // time in the tile (keep & ~seen) are ranked by a prefix sum, compacted and rotated by
   // nu mod 8 onto the 8 union banks; the counts take one add of the word's popcount each.
-  // x_ref: iteration k reads (src, p, j) and writes (ys, p, j), each (p, j) once.
+  // x_ref: iteration k reads (src, p, j) and writes (ys, p, j), each (p, j) once, so no
+  // iteration reads what another wrote: DEPENDENCE false is exact.
   const bool dense = h.mode == MODE_DENSE;
   uint32_t nnz_act = 0, nu = 0;
   uint8_t seen[ROW_I8_IN];  // inputs j*8 .. j*8+7 already in U_k (bit b), cleared per tile
