@@ -232,9 +232,9 @@ def test_pragma_flags_dependence_outside_a_pipelined_loop(tmp_path):
       // DEPENDENCE false: each i once
       for (int i = 0; i < n; i++) {
         mem[i] = 0;
-    %s
+    @DEP@
       }
     }
-    """ % DEP
+    """.replace("@DEP@", DEP)
     found = _run(tmp_path, body)
     assert _rules(found) == ["pragma"] and "leading pragmas" in found[0].message, found
