@@ -84,6 +84,9 @@ HLS_LIBRARY = "hls"
 HLS_VERSION = "1.0"
 
 PART = "xczu7ev-ffvc1156-2-e"
+# The part's programmable-logic resources (XCZU7EV data sheet, DS891): what a core build's
+# estimate or synthesis is held against.
+PART_RESOURCES = {"LUT": 230_400, "FF": 460_800, "DSP48E2": 1_728, "BRAM36": 312, "URAM": 96}
 BOARD_PART_PATTERN = "xilinx.com:zcu104:part0:*"  # used when the board files are installed
 DEFAULT_CLOCK_MHZ = 300.0
 CLOCK_RANGE_MHZ = (10.0, 400.0)

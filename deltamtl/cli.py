@@ -28,6 +28,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "hls": ("deltamtl.hls.build", "build the C++ kernels with g++, run C simulation"),
     "hls-static": ("deltamtl.hls.static_checks", "static Vitis-rule checks of the kernel sources"),
     "hls-report": ("deltamtl.hls.csynth_report", "check a csynth report: II=1 loops, 300 MHz clock"),
+    "hls-resources": ("deltamtl.hls.resources", "analytic DSP/BRAM/URAM/LUT/FF estimate of the HLS core"),
     "rtl": ("deltamtl.rtl.sim", "Verilator lint of the RTL core, replay a .dmtv file on it"),
     "rtl-synth": ("deltamtl.rtl.yosys_synth", "yosys resource estimates of the RTL core"),
     # host: the integer pipeline on a bundle

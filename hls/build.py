@@ -100,14 +100,26 @@ def limits_from_params_header(path: Path | None = None) -> CoreLimits:
     return CoreLimits(**{f: int(found[f.upper()]) for f in LIMIT_FIELDS})
 
 
+def named_limits() -> dict[str, CoreLimits]:
+    """The builds contract/limits.py defines, by the name the command line takes."""
+    from deltamtl.contract.limits import BOARD_LIMITS, CI_LIMITS, TINY_LIMITS
+
+    return {"board": BOARD_LIMITS, "tiny": TINY_LIMITS, "ci": CI_LIMITS}
+
+
+def parse_limits(values: list[str]) -> CoreLimits:
+    """`board` | `tiny` | `ci`, or P I O NNZ LANES [MAX_WEIGHTS [TOKEN_ROWS]]."""
+    if len(values) == 1 and values[0] in named_limits():
+        return named_limits()[values[0]]
+    if len(values) not in (5, 6, 7) or not all(v.isdigit() for v in values):
+        raise SystemExit("--limits takes board, tiny, ci or P I O NNZ LANES [MAX_WEIGHTS [TOKEN_ROWS]]")
+    return CoreLimits(*(int(v) for v in values))
+
+
 def _cli_limits(args: argparse.Namespace) -> CoreLimits | None:
     if args.params is not None:
         return limits_from_params_header(args.params)
-    if args.limits is None:
-        return None
-    if len(args.limits) not in (5, 6, 7):
-        raise SystemExit("--limits takes P I O NNZ LANES [MAX_WEIGHTS [TOKEN_ROWS]]")
-    return CoreLimits(*args.limits)
+    return None if args.limits is None else parse_limits(args.limits)
 
 
 def build(target: str, limits: CoreLimits | None = None,
@@ -211,9 +223,12 @@ def main(argv: list[str] | None = None) -> int:
     b = sub.add_parser("build", help="build one target and print its path")
     b.add_argument("target", choices=sorted(TARGETS))
     c = sub.add_parser("csim", help="generate random vectors (or take a file) and run tb_core")
-    for p in (b, c):
-        p.add_argument("--limits", nargs="+", type=int, metavar="N",
-                       help="P I O NNZ LANES [MAX_WEIGHTS] (default: hls/generated/params.h)")
+    h = sub.add_parser("params", help="write the params.h of a build (Vitis: DMTL_PARAMS_DIR)")
+    h.add_argument("--out", type=Path, required=True)
+    for p in (b, c, h):
+        p.add_argument("--limits", nargs="+", metavar="N",
+                       help="board | tiny | ci | P I O NNZ LANES [MAX_WEIGHTS [TOKEN_ROWS]] "
+                            "(default: hls/generated/params.h)")
         p.add_argument("--params", type=Path, help="a generated params.h to take the limits from")
     c.add_argument("--vectors", type=Path, help="existing .dmtv file (limits must match the build's)")
     c.add_argument("--sequences", type=int, default=100)
@@ -222,6 +237,11 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.cmd == "build":
         print(build(args.target, _cli_limits(args)))
+        return 0
+    if args.cmd == "params":
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text(params_text(_cli_limits(args)))
+        print(args.out)
         return 0
     build_limits = _cli_limits(args)
     vectors = args.vectors

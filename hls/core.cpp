@@ -20,6 +20,8 @@
 // LANES distinct banks per cycle; the lanes reach them through barrel rotations, so every
 // bank index inside an unrolled loop is the unroll variable (docs/hls.md, "II and
 // dependences"; checked by deltamtl.hls.static_checks).
+// The activation-sparse pass is a TOKEN_ROWS x LANES MAC array (the scaled engine, issue 18):
+// tokens are taken in tiles of T, and one weight read per lane feeds the T tokens of a tile.
 #include "dmtl_kernels.h"
 #include "dmtl_ram.h"
 
@@ -30,11 +32,11 @@ using namespace dmtl;
 namespace {
 
 constexpr int L = LANES;
+constexpr int T = TOKEN_ROWS;                // token rows of the MAC array
 constexpr int OG = ceil_div(MAX_OUT, L);     // output-channel groups (activation pass)
 constexpr int PG = ceil_div(MAX_TOKENS, L);  // token groups (weight pass)
+constexpr int NT = ceil_div(MAX_TOKENS, T);  // token tiles (activation pass)
 constexpr int ACC_DEPTH = MAX_TOKENS * OG;
-constexpr int MAX_NNZ_ACT = MAX_TOKENS * MAX_IN;
-constexpr int NZ_BANKS = INT8_PER_WORD;  // one X word's <= 8 kept entries land in 8 banks
 
 // Bits that hold 0 .. n-1 (compile time; Vitis' clang has the builtin as well).
 constexpr int bits_for(int n) { return n <= 2 ? 1 : 32 - __builtin_clz(unsigned(n - 1)); }
@@ -47,16 +49,29 @@ constexpr int W_HALF = cmin(ceil_div(MAX_WEIGHTS + 7 * MAX_OUT, 8 * L) + ROW_I8_
 // the bits the compiled maxima need (28 at 768 x 768), not the 64-bit stream word.
 constexpr int DW_COL_BITS = bits_for(MAX_IN);
 constexpr int DW_ROW_BITS = bits_for(MAX_OUT);
-typedef ap_uint<DW_COL_BITS + DW_ROW_BITS + WEIGHT_BITS> dw_entry;
-// Delta non-zeros: token | input << NZ_P_BITS | d (DELTA_BITS) << (NZ_P_BITS + NZ_I_BITS).
-// Entries k go to bank k mod 8 (one X word's <= 8 entries hit 8 distinct banks); two
-// entries (k, k + 8) share a 64-bit row when they fit in 32 bits, halving the depth.
-constexpr int NZ_P_BITS = bits_for(MAX_TOKENS);
-constexpr int NZ_I_BITS = bits_for(MAX_IN);
-constexpr int NZ_BITS = NZ_P_BITS + NZ_I_BITS + DELTA_BITS;
-constexpr int NZ_PAIR = NZ_BITS <= 32 ? 2 : 1;
-constexpr int NZ_DEPTH = ceil_div(MAX_NNZ_ACT, NZ_BANKS * NZ_PAIR);
-static_assert(NZ_BITS <= 64, "a delta non-zero must fit one 64-bit row");
+constexpr int DW_BITS = DW_COL_BITS + DW_ROW_BITS + WEIGHT_BITS;
+typedef ap_uint<DW_BITS> dw_entry;
+// Two entries per 72-bit URAM row when they fit (56 bits at 768 x 768): half the rows.
+constexpr int DW_PER_ROW = 2 * DW_BITS <= 72 ? 2 : 1;
+constexpr int DW_ROWS = ceil_div(MAX_NNZ_DW, DW_PER_ROW);
+typedef ap_uint<DW_PER_ROW * DW_BITS> dw_row_t;
+// Kept deltas of one X word: d is DELTA_BITS (9) wide, so a word is 8 low bytes (bits
+// [8b, 8b + 8)) and the 8 ninth bits above them (bit 64 + b): 72 bits, the native width
+// of a BRAM36 (512 x 72) or a URAM row. Token p is row r = p mod T of its tile, at
+// (p / T) * ceil(MAX_IN/8) + j of way r mod 2 of memory r / 2: two rows share one true
+// dual-port memory (the MAC iteration reads every row once, load_x writes one per cycle),
+// which halves the URAMs (docs/hls.md, "Pragmas against the ZCU104 budget").
+constexpr int DB_DEPTH = NT * ROW_I8_IN;
+constexpr int DB_WAYS = T > 1 ? 2 : 1;
+constexpr int DB_BANKS = T / DB_WAYS;
+typedef ap_uint<INT8_PER_WORD * DELTA_BITS> dword;
+static_assert(DELTA_BITS == 9, "dword packs 8 low bytes + 8 ninth bits");
+// Union lists U_k: per tile, the input indices with a kept delta in any of its tokens, in
+// arrival order; entry u in bank u mod 8 at u / 8 (one X word's <= 8 new indices hit 8
+// distinct banks). At most ceil(MAX_TOKENS / T) * MAX_IN entries.
+constexpr int U_BANKS = INT8_PER_WORD;
+constexpr int U_DEPTH = ceil_div(NT * MAX_IN, U_BANKS);
+static_assert(MAX_IN <= 65536, "a union entry is a 16-bit input index");
 
 // Every array that is split into banks has the bank as its FIRST index in the partitioned
 // dimension, and every access inside an unrolled loop selects the bank by the unroll
@@ -72,8 +87,10 @@ uint64_t x_ref[2][L][PG][ROW_I8_IN];
 // Both accumulator slots in one 64-bit word (slot s in bits [32s, 32s + 32)): one memory row
 // per (p, o) instead of two. Skewed: (p, o) in bank (p + o) mod L at p * OG + o / L.
 uint64_t acc[L][ACC_DEPTH];
-dw_entry dw_buf[MAX_NNZ_DW];
-uint64_t nz_act[NZ_BANKS][NZ_DEPTH];
+dw_row_t dw_buf[DW_ROWS];
+dword dbuf[DB_BANKS][DB_WAYS][DB_DEPTH];
+uint16_t ulist[U_BANKS][U_DEPTH];
+uint32_t tile_end[NT];  // cumulative |U_0| + .. + |U_k| (registers: the act pass's control reads it)
 int32_t bias_buf[L][OG];                          // channel o: lane o mod L, group o / L
 uint16_t mult_buf[INT8_PER_WORD][ROW_I8_OUT];     // channel o: bank o mod 8 (one Y word)
 uint8_t shift_buf[INT8_PER_WORD][ROW_I8_OUT];
@@ -82,6 +99,9 @@ bool w_valid = false;
 int w_cur = 0, w_o = 0, w_i = 0;
 bool ref_valid = false;
 int ref_cur = 0, ref_p = 0, ref_i = 0, ref_o = 0;
+#ifndef __SYNTHESIS__
+uint32_t act_iterations = 0;  // trip count of the last act_pass (C-simulation introspection)
+#endif
 
 // Two's-complement value of the low `width` bits of v.
 inline int sext(uint64_t v, int width) {
@@ -108,13 +128,21 @@ inline dw_entry dw_pack(uint64_t nz) {
   return dw_entry(bits(nz, NZ_COL_LSB, DW_COL_BITS) | (bits(nz, NZ_ROW_LSB, DW_ROW_BITS) << DW_COL_BITS) |
                   (bits(nz, NZ_VALUE_LSB, WEIGHT_BITS) << (DW_COL_BITS + DW_ROW_BITS)));
 }
+inline dw_entry dw_get(int k) {
+  const dw_row_t r = dw_buf[k / DW_PER_ROW];
+  return dw_entry(DW_PER_ROW == 2 && k % 2 ? r >> DW_BITS : r);
+}
 inline int dw_col(dw_entry e) { return int(bits(uint64_t(e), 0, DW_COL_BITS)); }
 inline int dw_row(dw_entry e) { return int(bits(uint64_t(e), DW_COL_BITS, DW_ROW_BITS)); }
 inline int dw_val(dw_entry e) { return sext(bits(uint64_t(e), DW_COL_BITS + DW_ROW_BITS, WEIGHT_BITS), WEIGHT_BITS); }
 
-inline uint64_t nz_get(uint32_t k) {
-  const uint64_t w = nz_act[k % NZ_BANKS][k / (NZ_BANKS * NZ_PAIR)];
-  return NZ_PAIR == 2 ? bits(w, 32 * ((k / NZ_BANKS) % 2), 32) : w;
+// Delta of input byte b of a dbuf word (9-bit two's complement from its low byte and ninth bit).
+inline int dsel(const dword& w, int b) {
+  return int(uint8_t(w.to_uint64() >> (8 * b))) - (w[INT8_PER_WORD * 8 + b] ? 256 : 0);
+}
+// One accumulator word from the slot this job writes (ys) and the other slot's value.
+inline uint64_t acc_word(int ys, int32_t v, uint32_t other) {
+  return ys ? (uint64_t(uint32_t(v)) << 32) | other : (uint64_t(other) << 32) | uint32_t(v);
 }
 // int32 two's-complement wrap at every addition (contract), without C++ signed overflow.
 inline int32_t wadd(int32_t a, int32_t b) { return int32_t(uint32_t(a) + uint32_t(b)); }
@@ -236,7 +264,7 @@ patch_loop:
 #pragma HLS LOOP_TRIPCOUNT min = 0 max = MAX_NNZ_DW
 #pragma HLS PIPELINE II = 1
 #pragma HLS DEPENDENCE variable = w_bank type = inter dependent = false
-    const dw_entry e = dw_buf[k];
+    const dw_entry e = dw_get(k);
     const int r = dw_row(e), c = dw_col(e);
     const int bank = r % L, addr = w_addr(wb, r, c / INT8_PER_WORD, row_in);
     uint64_t w = w_bank[bank][addr];
@@ -301,25 +329,30 @@ void core(axis_stream& s_axis, axis_stream& m_axis) {
 #pragma HLS ARRAY_PARTITION variable = w_bank type = complete dim = 1
 #pragma HLS ARRAY_PARTITION variable = x_ref type = complete dim = 2
 #pragma HLS ARRAY_PARTITION variable = acc type = complete dim = 1
-#pragma HLS ARRAY_PARTITION variable = nz_act type = complete dim = 1
+#pragma HLS ARRAY_PARTITION variable = dbuf type = complete dim = 1
+#pragma HLS ARRAY_PARTITION variable = ulist type = complete dim = 1
+#pragma HLS ARRAY_PARTITION variable = tile_end type = complete
 #pragma HLS ARRAY_PARTITION variable = bias_buf type = complete dim = 1
 #pragma HLS ARRAY_PARTITION variable = mult_buf type = complete dim = 1
 #pragma HLS ARRAY_PARTITION variable = shift_buf type = complete dim = 1
 // Memory binding for 300 MHz (docs/hls.md, "Pragmas against the ZCU104 budget"): BRAM with
 // its output register (latency 2), URAM with the cascade pipelined (latency 3) so chained
-// URAMs at the board maxima (acc: 2 per lane, nz_act: 3 per bank) still close timing.
+// URAMs at the board maxima (acc: 1 per lane at L = 64) still close timing.
 #pragma HLS BIND_STORAGE variable = w_bank type = ram_2p impl = bram latency = 2
 #pragma HLS BIND_STORAGE variable = x_ref type = ram_2p impl = bram latency = 2
-#pragma HLS BIND_STORAGE variable = dw_buf type = ram_2p impl = bram latency = 2
+#pragma HLS BIND_STORAGE variable = dw_buf type = ram_2p impl = uram latency = 3
 #pragma HLS BIND_STORAGE variable = acc type = ram_2p impl = uram latency = 3
-#pragma HLS BIND_STORAGE variable = nz_act type = ram_2p impl = uram latency = 3
+#pragma HLS BIND_STORAGE variable = dbuf type = ram_t2p impl = uram latency = 3
+#pragma HLS BIND_STORAGE variable = ulist type = ram_2p impl = bram latency = 2
 // No reset walker or write-port mux on the state arrays (run_hls.tcl: config_rtl -reset
 // control); only the valid flags are reset, so a reset core answers NO_STATE.
 #pragma HLS RESET variable = w_bank off
 #pragma HLS RESET variable = x_ref off
 #pragma HLS RESET variable = acc off
 #pragma HLS RESET variable = dw_buf off
-#pragma HLS RESET variable = nz_act off
+#pragma HLS RESET variable = dbuf off
+#pragma HLS RESET variable = ulist off
+#pragma HLS RESET variable = tile_end off
 #pragma HLS RESET variable = bias_buf off
 #pragma HLS RESET variable = mult_buf off
 #pragma HLS RESET variable = shift_buf off
@@ -374,12 +407,19 @@ load_w_rows:
   }
   // ---- dW non-zeros --------------------------------------------------------------------
   bool bad_index = false;
+  dw_entry dw_low = 0;  // the even entry of the row being filled, written again with the odd one
 load_dw:
   for (int k = 0; k < lay.dw; k++) {
 #pragma HLS LOOP_TRIPCOUNT min = 0 max = MAX_NNZ_DW
 #pragma HLS PIPELINE II = 1
     if (!rd.next(s_axis, d)) break;
-    dw_buf[k] = dw_pack(d);  // truncated fields only matter when INDEX refuses anyway
+    const dw_entry e = dw_pack(d);  // truncated fields only matter when INDEX refuses anyway
+    if (DW_PER_ROW == 2 && k % 2) {
+      dw_buf[k / DW_PER_ROW] = (dw_row_t(e) << DW_BITS) | dw_row_t(dw_low);
+    } else {
+      dw_buf[k / DW_PER_ROW] = dw_row_t(e);
+      dw_low = e;
+    }
     if (int(bits(d, NZ_ROW_LSB, NZ_ROW_WIDTH)) >= O || int(bits(d, NZ_COL_LSB, NZ_COL_WIDTH)) >= I)
       bad_index = true;
   }
@@ -466,15 +506,17 @@ load_yref:
     }
   }
   ram_drain();
-  // ---- X rows: delta encoding on the fly into the non-zero list ------------------------
+  // ---- X rows: delta encoding on the fly into the delta buffer and the union lists -------
   // DENSE: every non-zero x is a "delta" against zero (the all-nonzero case of the engine).
-  // The kept entries of one word are ranked by a prefix sum of their keep bits, compacted,
-  // and rotated by nnz mod 8 onto the 8 banks; the 32-bit count takes one add per word.
-  // x_ref: iteration k reads (src, p, j) and writes (ys, p, j), each (p, j) once.
+  // The word of kept deltas goes to dbuf (token p: bank p mod T). Inputs kept for the first
+  // time in the tile (keep & ~seen) are ranked by a prefix sum, compacted and rotated by
+  // nu mod 8 onto the 8 union banks; the counts take one add of the word's popcount each.
+  // x_ref: iteration k reads (src, p, j) and writes (ys, p, j), each (p, j) once, so no
+  // iteration reads what another wrote: DEPENDENCE false is exact.
   const bool dense = h.mode == MODE_DENSE;
-  uint32_t nnz_act = 0;
-  uint64_t pend[NZ_BANKS];
-#pragma HLS ARRAY_PARTITION variable = pend type = complete
+  uint32_t nnz_act = 0, nu = 0;
+  uint8_t seen[ROW_I8_IN];  // inputs j*8 .. j*8+7 already in U_k (bit b), cleared per tile
+#pragma HLS ARRAY_PARTITION variable = seen type = complete
   int ap = 0, aj = 0;
 load_x:
   for (int k = 0; k < lay.x; k++) {
@@ -483,54 +525,64 @@ load_x:
 #pragma HLS DEPENDENCE variable = x_ref type = inter dependent = false
     if (!rd.next(s_axis, d)) break;
     const uint64_t ref = dense ? 0 : x_ref[src][ap % L][ap / L][aj];
-    uint64_t x_new = 0;
-    uint64_t ent[NZ_BANKS], comp[NZ_BANKS], banked[NZ_BANKS];
-    bool keep[NZ_BANKS];
-    int rank[NZ_BANKS];
+    const bool tile_start = aj == 0 && ap % T == 0;
+    const int was = tile_start ? 0 : seen[aj];
+    uint64_t x_new = 0, d_lo = 0;
+    int d_hi = 0, keep_bits = 0;
+    uint16_t ent[U_BANKS], comp[U_BANKS], banked[U_BANKS];
+    bool fresh[U_BANKS];
+    int rank[U_BANKS];
 #pragma HLS ARRAY_PARTITION variable = ent type = complete
 #pragma HLS ARRAY_PARTITION variable = comp type = complete
 #pragma HLS ARRAY_PARTITION variable = banked type = complete
-#pragma HLS ARRAY_PARTITION variable = keep type = complete
+#pragma HLS ARRAY_PARTITION variable = fresh type = complete
 #pragma HLS ARRAY_PARTITION variable = rank type = complete
-    int cnt = 0;  // 4-bit prefix sum of the keep bits
+    int cnt = 0, cnt_new = 0;  // popcount of keep; 4-bit prefix sum of the fresh bits
     for (int b = 0; b < INT8_PER_WORD; b++) {
 #pragma HLS UNROLL
       const int i = aj * INT8_PER_WORD + b;
       const int x = byte_of(d, b);
       const int r = byte_of(ref, b);
       const int dv = x - r;
-      keep[b] = i < I && (dense ? dv != 0 : (dv >= h.th || dv <= -h.th));
-      if (i < I) x_new = with_byte(x_new, b, int8_t(keep[b] ? x : r));  // "the last value sent"
-      ent[b] = uint64_t(ap) | (uint64_t(i) << NZ_P_BITS) |
-               (bits(uint64_t(int64_t(dv)), 0, DELTA_BITS) << (NZ_P_BITS + NZ_I_BITS));
-      rank[b] = cnt;
-      cnt += keep[b] ? 1 : 0;
+      const bool keep = i < I && (dense ? dv != 0 : (dv >= h.th || dv <= -h.th));
+      if (i < I) x_new = with_byte(x_new, b, int8_t(keep ? x : r));  // "the last value sent"
+      if (keep) {
+        d_lo |= uint64_t(uint8_t(dv)) << (8 * b);
+        d_hi |= (dv < 0 ? 1 : 0) << b;
+      }
+      keep_bits |= (keep ? 1 : 0) << b;
+      cnt += keep ? 1 : 0;
+      fresh[b] = keep && !((was >> b) & 1);
+      ent[b] = uint16_t(i);
+      rank[b] = cnt_new;
+      cnt_new += fresh[b] ? 1 : 0;
     }
-    for (int q = 0; q < NZ_BANKS; q++) {  // compaction: comp[q] = the q-th kept entry
+    for (int q = 0; q < U_BANKS; q++) {  // compaction: comp[q] = the q-th fresh index
 #pragma HLS UNROLL
       comp[q] = 0;
       for (int b = 0; b < INT8_PER_WORD; b++) {
 #pragma HLS UNROLL
-        if (keep[b] && rank[b] == q) comp[q] = ent[b];
+        if (fresh[b] && rank[b] == q) comp[q] = ent[b];
       }
     }
-    const int s = int(nnz_act % NZ_BANKS);
-    rotate<uint64_t, NZ_BANKS>(comp, s, banked);  // entry nnz + q lands in bank (s + q) mod 8
-    for (int t = 0; t < NZ_BANKS; t++) {
+    const int s = int(nu % U_BANKS);
+    rotate<uint16_t, U_BANKS>(comp, s, banked);  // entry nu + q lands in bank (s + q) mod 8
+    for (int t = 0; t < U_BANKS; t++) {
 #pragma HLS UNROLL
-      const int q = (t + NZ_BANKS - s) % NZ_BANKS;
-      if (q < cnt) {
-        const uint32_t pos = nnz_act + uint32_t(q);
-        const uint32_t row = pos / (NZ_BANKS * NZ_PAIR);
-        if ((pos / NZ_BANKS) % NZ_PAIR == 0) {  // low half: remembered for the high half's write
-          pend[t] = banked[t];
-          nz_act[t][row] = banked[t];
-        } else {
-          nz_act[t][row] = pend[t] | (banked[t] << 32);
-        }
-      }
+      const int q = (t + U_BANKS - s) % U_BANKS;
+      if (q < cnt_new) ulist[t][(nu + uint32_t(q)) / U_BANKS] = banked[t];
     }
     nnz_act += uint32_t(cnt);
+    nu += uint32_t(cnt_new);
+    tile_end[ap / T] = nu;  // the tile's last word leaves its final count
+    if (tile_start) {
+      for (int j = 0; j < ROW_I8_IN; j++) {
+#pragma HLS UNROLL
+        seen[j] = 0;
+      }
+    }
+    seen[aj] = uint8_t(was | keep_bits);
+    dbuf[(ap % T) / DB_WAYS][(ap % T) % DB_WAYS][(ap / T) * ROW_I8_IN + aj] = (dword(d_hi) << 64) | dword(d_lo);
     x_ref[ys][ap % L][ap / L][aj] = x_new;
     if (++aj == row_in) {
       aj = 0;
@@ -557,118 +609,127 @@ load_x:
     return;
   }
 
-  // ---- accumulator init: DENSE bias; resident references copied (+ TASK bias) ----------
-  // Row (p, group g): channel gL + l sits in bank (p + l) mod L at p * OG + g; the bias
-  // (lane order) is rotated by p mod L onto the banks. Each word is read and written once.
-  const bool init_from_bias = dense;
-  const bool init_from_resident = !dense && !lay.yref;
-  int ip = 0, ig = 0;
-init_acc:
-  for (int k = 0; k < P * og; k++) {
-#pragma HLS LOOP_TRIPCOUNT min = 1 max = MAX_TOKENS * OG
-#pragma HLS PIPELINE II = 1
-#pragma HLS DEPENDENCE variable = acc type = inter dependent = false
-    if (!(init_from_bias || init_from_resident)) break;
-    const int s = ip % L;
-    int32_t bl[L], bb[L];
-#pragma HLS ARRAY_PARTITION variable = bl type = complete
-#pragma HLS ARRAY_PARTITION variable = bb type = complete
-    for (int l = 0; l < L; l++) {
-#pragma HLS UNROLL
-      bl[l] = bias_buf[l][ig];
-    }
-    rotate<int32_t, L>(bl, s, bb);
-    for (int t = 0; t < L; t++) {
-#pragma HLS UNROLL
-      if (ig * L + lane_in(t, s) < O) {
-        const uint64_t was = acc[t][ip * OG + ig];
-        int32_t v = init_from_bias ? bb[t] : half_of(was, ref_cur);
-        if (!init_from_bias && add_bias) v = wadd(v, bb[t]);
-        ram_store(acc[t][ip * OG + ig], with_half(was, ys, v));
-      }
-    }
-    ram_tick();
-    if (++ig == og) {
-      ig = 0;
-      ip++;
-    }
-  }
-  ram_drain();
-
   // ---- DENSE/TEMPORAL with dW: patch the bank W_b += dW (undone below) ----------------
   const bool patch = h.mode != MODE_TASK && lay.dw > 0;
   if (patch) patch_bank(lay.dw, wb, row_in, 1);
 
-  // ---- activation-sparse pass: one broadcast (p, i, d) per cycle, lanes over outputs ----
-  // For each group of L output channels, walk the non-zero list; the L partial sums of the
-  // current token stay in registers and are loaded/stored once per run of equal token. The
-  // list is token-major by construction (load_x appends in X order), so a token's words
-  // are never loaded again after they were stored: DEPENDENCE false is exact here (the
-  // store-delay shim test proves it, docs/hls.md). `held` is the word as loaded: the store
-  // writes the other slot's half back unchanged.
-act_groups:
-  for (int g = 0; g < og; g++) {
-#pragma HLS LOOP_TRIPCOUNT min = 1 max = OG
-    int32_t reg[L];
-    uint64_t held[L], wv[L], st[L], ld[L];
-#pragma HLS ARRAY_PARTITION variable = reg type = complete
-#pragma HLS ARRAY_PARTITION variable = held type = complete
-#pragma HLS ARRAY_PARTITION variable = wv type = complete
-#pragma HLS ARRAY_PARTITION variable = st type = complete
-#pragma HLS ARRAY_PARTITION variable = ld type = complete
-    const int w_base = w_addr(wb, g * L, 0, row_in);  // lane l holds row g*L + l there
+  // ---- activation-sparse pass: a T x L array, lanes over outputs, rows over tokens ------
+  // One flattened loop over (output group g, tile k): T swap iterations, then one MAC
+  // iteration per entry i of U_k: lane l reads W[gL + l][i] once and row t multiplies it by
+  // the delta of token kT + t at input i (0 where not kept: integer sums are exact in any
+  // order). Swap iteration t stores PE row 0 (row t of the previous tile) into the
+  // accumulators, shifts the rows up and loads row t of this tile at the bottom with its
+  // initial value (DENSE: bias; LOAD_REF: the loaded y_ref, TASK bias already added;
+  // otherwise the resident accumulator, + TASK bias delta), so after T swaps row t holds
+  // token kT + t and every bank index is a constant or an unroll variable. A final T swaps
+  // store the last tile. Token p's L accumulators sit in L distinct skewed banks (rotated by
+  // p mod L), each loaded once and stored once per group, later: DEPENDENCE false is exact.
+  // PE rows keep the other slot's half (`other`) to write the word back whole.
+  const int nt = ceil_div(P, T);
+  const uint32_t n_act = uint32_t(og) * (uint32_t(nt * T) + tile_end[nt - 1]) + uint32_t(T);
+  const bool from_resident = !dense && !lay.yref;
+#ifndef __SYNTHESIS__
+  act_iterations = n_act;
+#endif
+  int32_t reg[T][L];
+  uint32_t other[T][L];
+#pragma HLS ARRAY_PARTITION variable = reg type = complete dim = 0
+#pragma HLS ARRAY_PARTITION variable = other type = complete dim = 0
+  for (int r = 0; r < T; r++) {
+#pragma HLS UNROLL
     for (int l = 0; l < L; l++) {
 #pragma HLS UNROLL
-      reg[l] = 0;
-      held[l] = 0;
+      reg[r][l] = 0;
+      other[r][l] = 0;
     }
-    int cur_p = -1, cur_s = 0;
-  act_pass:
-    for (uint32_t k = 0; k < nnz_act; k++) {
-#pragma HLS LOOP_TRIPCOUNT min = 0 max = MAX_NNZ_ACT
+  }
+  int g = 0, tk = 0, st = 0, cg = 0, ck = 0;  // (g, tk): the tile loading; (cg, ck): in the array
+  int w_base = wb * W_HALF;                   // lane l holds row gL + l from there
+  bool swap = true, have = false;
+  uint32_t u = 0;  // union entry, from 0 in each group
+act_pass:
+  for (uint32_t n = 0; n < n_act; n++) {
+#pragma HLS LOOP_TRIPCOUNT min = 1 max = OG * (NT * T + NT * MAX_IN) + T
 #pragma HLS PIPELINE II = 1
 #pragma HLS DEPENDENCE variable = acc type = inter dependent = false
-      const uint64_t e = nz_get(k);
-      const int p = int(bits(e, 0, NZ_P_BITS)), i = int(bits(e, NZ_P_BITS, NZ_I_BITS));
-      const int dv = sext(bits(e, NZ_P_BITS + NZ_I_BITS, DELTA_BITS), DELTA_BITS);
-      if (p != cur_p) {
+    const uint32_t end = tile_end[tk];
+    bool next_tile = false;
+    if (swap) {
+      const int ps = ck * T + st, pl = tk * T + st;  // token stored / loaded
+      const int s_st = ps % L, s_ld = pl % L;
+      const bool load = g < og && pl < P;
+      const int gb = g < og ? g : 0;
+      uint64_t wv[L], sw[L], ld[L], lw[L];
+#pragma HLS ARRAY_PARTITION variable = wv type = complete
+#pragma HLS ARRAY_PARTITION variable = sw type = complete
+#pragma HLS ARRAY_PARTITION variable = ld type = complete
+#pragma HLS ARRAY_PARTITION variable = lw type = complete
+      for (int l = 0; l < L; l++) {
+#pragma HLS UNROLL
+        wv[l] = acc_word(ys, reg[0][l], other[0][l]);
+      }
+      rotate<uint64_t, L>(wv, s_st, sw);
+      for (int t = 0; t < L; t++) {
+#pragma HLS UNROLL
+        if (have && ps < P && cg * L + lane_in(t, s_st) < O) ram_store(acc[t][ps * OG + cg], sw[t]);
+        ld[t] = load ? acc[t][pl * OG + gb] : 0;
+      }
+      rotate<uint64_t, L>(ld, (L - s_ld) % L, lw);
+      for (int r = 0; r + 1 < T; r++) {
+#pragma HLS UNROLL
         for (int l = 0; l < L; l++) {
 #pragma HLS UNROLL
-          wv[l] = with_half(held[l], ys, reg[l]);
+          reg[r][l] = reg[r + 1][l];
+          other[r][l] = other[r + 1][l];
         }
-        rotate<uint64_t, L>(wv, cur_s, st);
-        const int s = p % L;
-        for (int t = 0; t < L; t++) {
-#pragma HLS UNROLL
-          if (cur_p >= 0 && g * L + lane_in(t, cur_s) < O) ram_store(acc[t][cur_p * OG + g], st[t]);
-          ld[t] = acc[t][p * OG + g];
-        }
-        rotate<uint64_t, L>(ld, (L - s) % L, held);
-        for (int l = 0; l < L; l++) {
-#pragma HLS UNROLL
-          reg[l] = half_of(held[l], ys);
-        }
-        cur_p = p;
-        cur_s = s;
       }
       for (int l = 0; l < L; l++) {
 #pragma HLS UNROLL
-        if (g * L + l < O)
-          reg[l] = wadd(reg[l], dv * int(byte_of(w_bank[l][w_base + i / INT8_PER_WORD], i % INT8_PER_WORD)));
+        const int32_t bias = bias_buf[l][gb];
+        const int32_t from = half_of(lw[l], lay.yref ? ys : ref_cur);
+        reg[T - 1][l] = dense ? bias : (from_resident && add_bias ? wadd(from, bias) : from);
+        other[T - 1][l] = uint32_t(half_of(lw[l], ref_cur));
       }
-      ram_tick();
-    }
-    for (int l = 0; l < L; l++) {
+      if (++st == T) {
+        st = 0;
+        cg = g;
+        ck = tk;
+        have = g < og;
+        swap = u == end;  // an empty union: straight on to the next tile's swap
+        next_tile = swap;
+      }
+    } else {
+      const int i = ulist[u % U_BANKS][u / U_BANKS];
+      int32_t wl[L];
+#pragma HLS ARRAY_PARTITION variable = wl type = complete
+      for (int l = 0; l < L; l++) {
 #pragma HLS UNROLL
-      wv[l] = with_half(held[l], ys, reg[l]);
-    }
-    rotate<uint64_t, L>(wv, cur_s, st);
-    for (int t = 0; t < L; t++) {
+        wl[l] = byte_of(w_bank[l][w_base + i / INT8_PER_WORD], i % INT8_PER_WORD);
+      }
+      for (int t = 0; t < T; t++) {
 #pragma HLS UNROLL
-      if (cur_p >= 0 && g * L + lane_in(t, cur_s) < O) ram_store(acc[t][cur_p * OG + g], st[t]);
+        const dword dw = dbuf[t / DB_WAYS][t % DB_WAYS][tk * ROW_I8_IN + i / INT8_PER_WORD];
+        const int dv = tk * T + t < P ? dsel(dw, i % INT8_PER_WORD) : 0;
+#ifndef __SYNTHESIS__
+        if (dv == 0) continue;  // C simulation speed only: a zero delta adds nothing
+#endif
+        for (int l = 0; l < L; l++) {
+#pragma HLS UNROLL
+          reg[t][l] = wadd(reg[t][l], dv * wl[l]);
+        }
+      }
+      next_tile = ++u == end;
+      swap = next_tile;
     }
-    ram_drain();
+    if (next_tile && ++tk == nt) {
+      tk = 0;
+      g++;
+      u = 0;
+      w_base += row_in;
+    }
+    ram_tick();
   }
+  ram_drain();
 
   if (patch) patch_bank(lay.dw, wb, row_in, -1);
 
@@ -711,7 +772,7 @@ wgt_groups:
 #pragma HLS LOOP_TRIPCOUNT min = 0 max = MAX_NNZ_DW
 #pragma HLS PIPELINE II = 1
 #pragma HLS DEPENDENCE variable = acc type = inter dependent = false
-      const dw_entry e = dw_buf[k];
+      const dw_entry e = dw_get(k);
       const int r = dw_row(e), c = dw_col(e);
       const int v = dw_val(e);
       int st_row = -1;  // the row this iteration stores, for the forwarding line
@@ -856,6 +917,44 @@ void core_reset_state() {
   w_valid = ref_valid = false;
   w_cur = ref_cur = 0;
   w_o = w_i = ref_p = ref_i = ref_o = 0;
+}
+
+// Iterations of the last accepted packet's act_pass: og * (nt * T + sum_k |U_k|) + T.
+long core_act_iterations() { return long(act_iterations); }
+
+// The core's memories for the resource estimate (deltamtl.hls.resources): name, memories
+// (partitions), rows per memory and bits per row, from the same constants as the
+// declarations above (the static_asserts tie the two together). Returns the count.
+int core_arrays(const char** name, long* memories, long* rows, long* bits, int cap) {
+  struct Shape {
+    const char* name;
+    long memories, rows, bits, elements;
+  };
+  const Shape shapes[] = {
+      {"w_bank", L, 2 * W_HALF, 64, sizeof(w_bank) / sizeof(w_bank[0][0])},
+      {"x_ref", L, 2 * PG * ROW_I8_IN, 64, sizeof(x_ref) / sizeof(x_ref[0][0][0][0])},
+      {"acc", L, ACC_DEPTH, 64, sizeof(acc) / sizeof(acc[0][0])},
+      {"dw_buf", 1, DW_ROWS, DW_PER_ROW * DW_BITS, sizeof(dw_buf) / sizeof(dw_buf[0])},
+      {"dbuf", DB_BANKS, DB_WAYS * DB_DEPTH, INT8_PER_WORD * DELTA_BITS,
+       sizeof(dbuf) / sizeof(dbuf[0][0][0])},
+      {"ulist", U_BANKS, U_DEPTH, 16, sizeof(ulist) / sizeof(ulist[0][0])},
+      {"tile_end", NT, 1, 32, sizeof(tile_end) / sizeof(tile_end[0])},
+      {"bias_buf", L, OG, 32, sizeof(bias_buf) / sizeof(bias_buf[0][0])},
+      {"mult_buf", INT8_PER_WORD, ROW_I8_OUT, 16, sizeof(mult_buf) / sizeof(mult_buf[0][0])},
+      {"shift_buf", INT8_PER_WORD, ROW_I8_OUT, 8, sizeof(shift_buf) / sizeof(shift_buf[0][0])},
+  };
+  int n = 0;
+  for (const Shape& a : shapes) {
+    if (a.memories * a.rows != a.elements) return -1;  // a declaration and its row drifted
+    if (n < cap) {
+      name[n] = a.name;
+      memories[n] = a.memories;
+      rows[n] = a.rows;
+      bits[n] = a.bits;
+    }
+    n++;
+  }
+  return n;
 }
 
 // Save (dir=0) or restore (dir=1) the resident state, so several emulated cores can share

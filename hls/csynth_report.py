@@ -28,7 +28,7 @@ TARGET_NS = 3.33  # 300 MHz, run_hls.tcl's create_clock
 # dmtl_desc.h). Each must reach II = 1.
 MAIN_LOOPS: dict[str, tuple[str, ...]] = {
     "core": ("load_w_rows", "load_dw", "load_bias", "load_req", "load_xref", "load_yref",
-             "load_x", "init_acc", "patch_loop", "act_pass", "wgt_pass", "out_y", "out_xref",
+             "load_x", "patch_loop", "act_pass", "wgt_pass", "out_y", "out_xref",
              "out_yref"),
     "fetch": ("read_desc", "csr_indptr", "csr_indices", "read_words_loop", "realign_loop",
               "read_indptr", "read_nnz_loop", "emit_nnz_loop", "read_mult", "read_shift",

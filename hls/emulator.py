@@ -22,7 +22,7 @@ import numpy as np
 from deltamtl.contract import ddr_image as descriptor
 from deltamtl.contract.encoding import pack_job, unpack_result
 from deltamtl.contract.jobs import JobResult, SiteJob
-from deltamtl.contract.limits import CoreLimits
+from deltamtl.contract.limits import LIMIT_FIELDS, CoreLimits
 from deltamtl.contract.packets import TRAILER_FIELDS, CoreStatus
 from deltamtl.contract.registers import KernelStatus
 from deltamtl.hls.build import build
@@ -69,11 +69,11 @@ class _Library:
         lib.dmtl_chain_step.argtypes = [u8p, ctypes.c_uint64, ctypes.c_uint64, ctypes.c_uint32, u64p,
                                         u32p, u32p, u64p]
         lib.dmtl_chain_step.restype = ctypes.c_int
+        lib.dmtl_core_act_iterations.restype = ctypes.c_long
         self.lib = lib
-        got = (ctypes.c_int * 6)()
+        got = (ctypes.c_int * len(LIMIT_FIELDS))()
         lib.dmtl_limits(got)
-        want = (limits.max_tokens, limits.max_in, limits.max_out, limits.max_nnz_dw, limits.lanes,
-                limits.max_weights)
+        want = tuple(getattr(limits, name) for name in LIMIT_FIELDS)
         if tuple(got) != want:
             raise RuntimeError(f"{self.path}: compiled limits {tuple(got)} != requested {want}")
         self.max_out_words = int(lib.dmtl_max_packet_out())
@@ -142,6 +142,12 @@ class HlsCoreExecutor(_CoreOwner):
 
     def run_job(self, job: SiteJob) -> JobResult:
         return unpack_result(self.run_packet(pack_job(job)), job)
+
+    def act_iterations(self) -> int:
+        """Trip count of the activation-sparse pass of the last accepted packet, G * (NT * T
+        + sum_k |U_k|) + T (docs/hls.md, "Schedule"): C-simulation introspection."""
+        with _LOCK:
+            return int(self._lib.lib.dmtl_core_act_iterations())
 
 
 @dataclass

@@ -15,7 +15,12 @@ that can be read off the source (docs/hls.md, "II and dependences"):
   write-port mux on each memory);
 * ``divmod``: no ``/`` or ``%`` whose divisor is not a compile-time constant (a 32-bit
   run-time divider is a long combinational path or a multi-cycle unit); a constexpr
-  function that divides by a parameter must get a constant there.
+  function that divides by a parameter must get a constant there;
+* ``pragma``: every ``PIPELINE`` asks ``II = 1``; a ``DEPENDENCE ... false`` is one of the
+  leading pragmas of a pipelined loop, and a comment in the loop or in the
+  ``REASON_LINES`` lines above it says why it is exact (it names DEPENDENCE or the
+  forwarding that makes it so): an unexplained ``false`` is how a wrong result is
+  synthesised silently.
 
 The parser is deliberately small: it understands the subset of C++ the kernels use (brace
 blocks, ``for`` loops with their pragmas as the first lines of the body, function
@@ -72,6 +77,7 @@ class Source:
     path: str
     text: str
     loops: list[Loop] = field(default_factory=list)
+    raw: str = ""  # the file as written (comments kept), same offsets as `text`
     functions: dict[str, list[tuple[int, int]]] = field(default_factory=dict)
 
     def line_of(self, pos: int) -> int:
@@ -182,7 +188,7 @@ def _leading_pragmas(body: str) -> str:
 def parse(path: str | Path, text: str | None = None) -> Source:
     path = Path(path)
     raw = path.read_text() if text is None else text
-    src = Source(str(path), _strip_unsynthesised(_strip_comments(raw)))
+    src = Source(str(path), _strip_unsynthesised(_strip_comments(raw)), raw=raw)
     t = src.text
     for m in re.finditer(r"\bfor\s*\(", t):
         hdr_open = m.end() - 1
@@ -536,6 +542,40 @@ def check_divmod(sources: list[Source], consts: set[str]) -> list[Finding]:
     return findings
 
 
+REASON_LINES = 30
+_REASON = re.compile(r"//[^\n]*(DEPENDENCE|forward)", re.IGNORECASE)
+
+
+def check_pragmas(sources: list[Source]) -> list[Finding]:
+    findings = []
+    for s in sources:
+        for m in re.finditer(r"#\s*pragma\s+HLS\s+PIPELINE\b([^\n]*)", s.text, re.IGNORECASE):
+            if not re.search(r"\bII\s*=\s*1\b", m.group(1), re.IGNORECASE):
+                findings.append(Finding("pragma", s.path, s.line_of(m.start()),
+                                        f"PIPELINE{m.group(1).rstrip()} does not ask II = 1"))
+        for m in re.finditer(r"#\s*pragma\s+HLS\s+DEPENDENCE\b[^\n]*\bdependent\s*=\s*false\b",
+                             s.text, re.IGNORECASE):
+            inside = [lp for lp in s.loops if lp.body[0] <= m.start() < lp.body[1]]
+            loop = max(inside, key=lambda lp: lp.body[0]) if inside else None
+            head = s.text[loop.body[0]:m.start()] if loop else ""
+            leading = loop is not None and all(
+                ln.strip().startswith("#pragma") or not ln.strip() for ln in head.split("\n"))
+            if not (leading and loop.pipeline):
+                findings.append(Finding("pragma", s.path, s.line_of(m.start()),
+                                        "DEPENDENCE false outside the leading pragmas of a "
+                                        "pipelined loop"))
+                continue
+            first = s.raw.rfind("\n", 0, loop.start)
+            for _ in range(REASON_LINES):
+                first = s.raw.rfind("\n", 0, first) if first > 0 else 0
+            if not _REASON.search(s.raw, max(first, 0), loop.body[1]):
+                findings.append(Finding("pragma", s.path, s.line_of(m.start()),
+                                        "DEPENDENCE false with no comment saying why it is exact "
+                                        f"(none naming DEPENDENCE or forwarding in the loop or the "
+                                        f"{REASON_LINES} lines above it)"))
+    return findings
+
+
 # ---------------------------------------------------------------------------------------
 # Entry points
 # ---------------------------------------------------------------------------------------
@@ -553,7 +593,8 @@ def run_checks(files: list[Path], tcl: Path | None = TCL,
     consts = constants(sources, headers)
     tcl_text = tcl.read_text() if tcl is not None and tcl.is_file() else None
     return (check_unroll_banks(sources, consts) + check_maxi(sources)
-            + check_reset(sources, tcl_text) + check_divmod(sources, consts))
+            + check_reset(sources, tcl_text) + check_divmod(sources, consts)
+            + check_pragmas(sources))
 
 
 def main(argv: list[str] | None = None) -> int:

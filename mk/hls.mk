@@ -7,17 +7,24 @@
 #                      estimated clock meets 300 MHz (deltamtl.hls.csynth_report)
 #   make hls-static    static checks of the kernel sources (no Vitis; also in pytest)
 #   make hls-params MANIFEST=path/manifest.yaml   size the core from a model's export
+#   make hls HLS_LIMITS=board   the same flow for a build of contract/limits.py (board, tiny,
+#                      ci): params.h under build/hls_params/<name>/ (DMTL_PARAMS_DIR for
+#                      run_hls.tcl), vectors for those limits; hls/generated/ is untouched
 # CSIM_SEQUENCES sets the size of the random vector set (80 -> about 550 jobs).
 CSIM_SEQUENCES ?= 80
 CSIM_SEED      ?= 0
 HLS_KERNELS    ?= fetch core commit
 HLS_STEPS      ?= csim,csynth,export
 VITIS_HLS      ?= vitis_hls
+HLS_LIMITS     ?=
+HLS_PARAMS_DIR := $(if $(HLS_LIMITS),build/hls_params/$(HLS_LIMITS))
 
 .PHONY: csim test-hls hls hls-check hls-static hls-params $(addprefix hls-,$(HLS_KERNELS))
 
 csim: setup
-	nice $(DELTAMTL) hls csim --sequences $(CSIM_SEQUENCES) --seed $(CSIM_SEED)
+	$(if $(HLS_LIMITS),$(DELTAMTL) hls params --limits $(HLS_LIMITS) --out $(HLS_PARAMS_DIR)/params.h)
+	nice $(DELTAMTL) hls csim --sequences $(CSIM_SEQUENCES) --seed $(CSIM_SEED) \
+	  $(if $(HLS_LIMITS),--params $(HLS_PARAMS_DIR)/params.h)
 
 test-hls: setup
 	$(PY) -m pytest -q tests/hls $(PYTEST_ARGS)
@@ -39,6 +46,6 @@ hls-check:
 	  echo "     then 'make hls' again. C simulation without Vitis: 'make csim'."; exit 2; }
 
 $(addprefix hls-,$(HLS_KERNELS)): hls-%: setup hls-check
-	$(VITIS_HLS) -f hls/tcl/run_hls.tcl -tclargs $* $(HLS_STEPS)
+	DMTL_PARAMS_DIR=$(HLS_PARAMS_DIR) $(VITIS_HLS) -f hls/tcl/run_hls.tcl -tclargs $* $(HLS_STEPS)
 	@case ",$(HLS_STEPS)," in *,csynth,*|*,export,*|*,cosim,*) \
 	  $(DELTAMTL) hls-report build/hls_prj/$*/sol/syn/report --kernel $*;; esac

@@ -13,4 +13,6 @@ void commit(dmtl::mem_word* gmem, uint64_t buf_bytes, uint64_t desc_offset, uint
 // C-simulation hooks of the core (testbenches and the emulation library only).
 void core_reset_state();
 long core_state_io(void* buf, int dir);
+long core_act_iterations();
+int core_arrays(const char** name, long* memories, long* rows, long* bits, int cap);
 #endif

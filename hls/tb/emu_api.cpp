@@ -44,7 +44,7 @@ int drain_stream(dmtl::axis_stream& s, uint64_t* out, uint8_t* last, long cap) {
 
 extern "C" {
 
-// Compiled maxima of this build: max_tokens, max_in, max_out, max_nnz_dw, lanes, max_weights.
+// Compiled maxima of this build, in LIMIT_FIELDS order (contract/limits.py).
 void dmtl_limits(int* out) {
   out[0] = dmtl::MAX_TOKENS;
   out[1] = dmtl::MAX_IN;
@@ -52,11 +52,18 @@ void dmtl_limits(int* out) {
   out[3] = dmtl::MAX_NNZ_DW;
   out[4] = dmtl::LANES;
   out[5] = dmtl::MAX_WEIGHTS;
+  out[6] = dmtl::TOKEN_ROWS;
 }
 
 long dmtl_max_packet_out() { return dmtl::MAX_PACKET_OUT; }
 
 void dmtl_core_reset() { core_reset_state(); }
+
+long dmtl_core_act_iterations() { return core_act_iterations(); }
+
+int dmtl_core_arrays(const char** name, long* memories, long* rows, long* bits, int cap) {
+  return core_arrays(name, memories, rows, bits, cap);
+}
 
 long dmtl_core_state_io(void* buf, int dir) { return core_state_io(buf, dir); }
 

@@ -8,6 +8,9 @@
 #            `make csim` writes. For cosim use a file without resets after its start:
 #            the testbench's reset hook clears the C model only, not the RTL's state
 #            (tests/hls/test_hls_vitis.py truncates its vectors accordingly).
+# The compiled maxima: hls/generated/params.h, or the params.h in $DMTL_PARAMS_DIR when set
+# (`make hls HLS_LIMITS=board` writes build/hls_params/board/params.h and the matching
+# vectors; `deltamtl hls params --limits board --out DIR/params.h`).
 # Run from the repository root (make hls does). Project under build/hls_prj/<kernel>,
 # reports under build/hls_prj/<kernel>/sol/syn/report, IP exported to build/ip/<kernel>.
 # Part of the ZCU104 (from platform.tcl), 3.33 ns clock (300 MHz), flow target vivado:
@@ -53,7 +56,17 @@ if {([lsearch $steps csim] >= 0 || [lsearch $steps cosim] >= 0) && ![file exists
 source $root/scripts/vivado/generated/platform.tcl
 
 # Vitis HLS brings its own ap_int.h / hls_stream.h; only the project's headers are added.
-set cflags "-std=c++14 -I$root/hls/include -I$root/hls/generated"
+# A params.h in DMTL_PARAMS_DIR comes first on the include path (dmtl_types.h's "params.h").
+set params_dir ""
+if {[info exists ::env(DMTL_PARAMS_DIR)] && $::env(DMTL_PARAMS_DIR) ne ""} {
+    set params_dir [file normalize $::env(DMTL_PARAMS_DIR)]
+    if {![file exists $params_dir/params.h]} {
+        puts stderr "run_hls.tcl: DMTL_PARAMS_DIR=$params_dir has no params.h"
+        exit 2
+    }
+    puts "run_hls.tcl: compiled maxima from $params_dir/params.h"
+}
+set cflags "-std=c++14 [expr {$params_dir ne "" ? "-I$params_dir " : ""}]-I$root/hls/include -I$root/hls/generated"
 open_project -reset $root/build/hls_prj/$kernel
 set_top $kernel
 # The top kernel is synthesised; the testbench runs the other two as C (system bench).

@@ -24,7 +24,8 @@ from deltamtl.contract.packets import Section, input_sections
 from deltamtl.contract.vectors import Record, generate_random_vectors, write_vectors
 from deltamtl.hls.build import build
 
-LIM = CoreLimits(max_tokens=20, max_in=48, max_out=40, max_nnz_dw=600, lanes=8)
+# T = 4: the activation pass runs as a 4 x 8 array with a partial last tile (P up to 20)
+LIM = CoreLimits(max_tokens=20, max_in=48, max_out=40, max_nnz_dw=600, lanes=8, token_rows=4)
 FWD_DEPTH = 4  # dmtl_ram.h
 
 
@@ -140,6 +141,6 @@ def no_dw_vectors(tmp_path_factory):
 
 @pytest.mark.parametrize("delay", [2, FWD_DEPTH + 1, 12])
 def test_dependence_false_loops_need_no_forwarding(no_dw_vectors, delay):
-    # init_acc, load_yref and act_pass carry DEPENDENCE false without forwarding: exact
+    # load_yref and act_pass carry DEPENDENCE false without forwarding: exact
     # under any store delay, because no iteration loads what an earlier one stored
     assert _failing(no_dw_vectors, f"-DDMTL_STORE_DELAY={delay}", "-DDMTL_NO_FORWARD") == set()

@@ -191,3 +191,50 @@ def test_divmod_accepts_constant_divisors(tmp_path):
 @pytest.mark.parametrize("snippet", ["k_ /= n; return k_;", "return (k_ + 1) / n;"])
 def test_divmod_other_spellings(tmp_path, snippet):
     assert _rules(_run(tmp_path, DIV % snippet)) == ["divmod"]
+
+
+# ---- pragma ----------------------------------------------------------------------------
+PRAGMAS = """
+uint64_t mem[64];
+void k(int n) {
+#pragma HLS RESET variable = mem off
+%s
+  for (int i = 0; i < n; i++) {
+#pragma HLS PIPELINE II = %s
+%s
+    mem[i] = mem[i] + 1;
+  }
+}
+"""
+DEP = "#pragma HLS DEPENDENCE variable = mem type = inter dependent = false"
+
+
+def test_pragma_flags_a_pipeline_above_ii_1(tmp_path):
+    found = _run(tmp_path, PRAGMAS % ("", "2", ""))
+    assert _rules(found) == ["pragma"] and "II = 1" in found[0].message, found
+
+
+def test_pragma_flags_an_unexplained_dependence_false(tmp_path):
+    found = _run(tmp_path, PRAGMAS % ("", "1", DEP))
+    assert _rules(found) == ["pragma"] and "no comment" in found[0].message, found
+
+
+def test_pragma_accepts_a_dependence_false_with_its_reason(tmp_path):
+    why = "// each i is read and written once: DEPENDENCE false is exact"
+    assert _run(tmp_path, PRAGMAS % (why, "1", DEP)) == []
+
+
+def test_pragma_flags_dependence_outside_a_pipelined_loop(tmp_path):
+    body = """
+    uint64_t mem[64];
+    void k(int n) {
+    #pragma HLS RESET variable = mem off
+      // DEPENDENCE false: each i once
+      for (int i = 0; i < n; i++) {
+        mem[i] = 0;
+    @DEP@
+      }
+    }
+    """.replace("@DEP@", DEP)
+    found = _run(tmp_path, body)
+    assert _rules(found) == ["pragma"] and "leading pragmas" in found[0].message, found
