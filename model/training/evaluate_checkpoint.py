@@ -17,7 +17,7 @@ from typing import Any
 
 import torch
 from deltamtl.contract.atomic import atomic_write_text
-from deltamtl.model.checkpoint import CheckpointError, json_safe, load_checkpoint
+from deltamtl.model.checkpoint import CheckpointError, json_safe, load_checkpoint, load_model_state
 from deltamtl.model.config import ConfigError
 from deltamtl.model.training.evaluate import (
     acceptance,
@@ -36,7 +36,7 @@ def load_trained_model(ckpt_path: str | Path, device: torch.device | str = "cpu"
     ckpt = load_checkpoint(ckpt_path, map_location=device)
     recipe = make_recipe(ckpt["recipe"], RecipeArgs(ckpt["config"], ckpt.get("task"), None, torch.device(device)))
     model = recipe.build_model().to(device)
-    model.load_state_dict(ckpt["model"])
+    load_model_state(model, ckpt["model"], ckpt_path)
     recipe.load_state_dict(ckpt.get("recipe_state", {}))
     model.eval()
     return model, ckpt, recipe
@@ -90,7 +90,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         result = evaluate_checkpoint(args.ckpt, args.split, args.batch_size, overrides=args.overrides)
     except (CheckpointError, ConfigError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        print(f"deltamtl evaluate: error: {exc}", file=sys.stderr)
         return 2
     print(f"checkpoint {result['checkpoint']} (recipe {result['recipe']}, step {result['step']}), "
           f"split {result['split']} ({result['n_images']} images)")

@@ -51,6 +51,7 @@ from deltamtl.model.checkpoint import (
     capture_rng_state,
     json_safe,
     load_checkpoint,
+    load_model_state,
     restore_rng_state,
     seed_everything,
 )
@@ -181,7 +182,7 @@ def train(
             raise TrainSetupError(f"--resume: model section of {ckpt_path} differs from the given config")
         if ckpt["recipe"] != recipe_name:
             raise TrainSetupError(f"--resume: {ckpt_path} was written by recipe {ckpt['recipe']!r}, not {recipe_name!r}")
-        model.load_state_dict(ckpt["model"])
+        load_model_state(model, ckpt["model"], ckpt_path)
         recipe.load_state_dict(ckpt.get("recipe_state", {}))
     else:
         recipe.initialize(model)
@@ -333,7 +334,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         result = train(cfg, args.recipe, args.out, task=args.task, resume=args.resume,
                        progress=not args.no_progress)
     except (ConfigError, CheckpointError, FileNotFoundError, TrainSetupError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        print(f"deltamtl train: error: {exc}", file=sys.stderr)
         return 2
     if int(os.environ.get("RANK", "0")) == 0:
         print(json.dumps(json_safe({"step": result["step"], "checkpoint": result["checkpoint"],
