@@ -6,7 +6,8 @@ from pathlib import Path
 
 import pytest
 import yaml
-from deltamtl.model.config import ConfigError, apply_overrides, load_config
+from deltamtl.model.config import ConfigError, apply_overrides, load_config, validate_config
+from deltamtl.model.tasks import TASKS
 
 CONFIGS = sorted(Path("configs").glob("*.yaml"))
 
@@ -20,6 +21,20 @@ def test_shipped_configs_validate():
         hc = cfg["sharing"]["hard_concrete"]
         assert (hc["temperature"], hc["stretch_low"], hc["stretch_high"], hc["log_alpha_init"]) == (1.0, -1.5, 1.5, 5.0)
         assert cfg["sharing"]["keyframe_interval"] == 5
+
+
+@pytest.mark.parametrize("path", CONFIGS, ids=lambda p: p.name)
+@pytest.mark.parametrize("task", [None, *TASKS])
+def test_every_shipped_config_validates_for_every_task(path, task):
+    cfg = load_config(path, task=task)
+    validate_config(cfg, str(path))  # idempotent: a loaded config is valid as it stands
+
+
+def test_duplicate_yaml_keys_are_refused(tmp_path):
+    p = tmp_path / "dup.yaml"
+    p.write_text(Path("configs/tiny.yaml").read_text().replace("  lr: 1.0e-3", "  lr: 1.0e-3\n  lr: 2.0e-3"))
+    with pytest.raises(ConfigError, match=rf"{p}: invalid YAML at line \d+, column 3: duplicate key 'lr'$"):
+        load_config(p)
 
 
 def test_board_and_paper_shapes():
