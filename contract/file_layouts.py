@@ -123,6 +123,10 @@ def read_file_header(path, data: bytes, layout: Layout, magic: bytes, version: i
         limits = CoreLimits(**{f: head[f] for f in LIMIT_FIELDS})
     except ValueError as exc:
         raise VectorFileError(f"{path}: file header: {exc}") from None
+    for f in LIMIT_FIELDS:  # a writer stores the limits as CoreLimits holds them (no 0 = default)
+        if getattr(limits, f) != head[f]:
+            raise VectorFileError(f"{path}: file header: {f} {head[f]}, expected "
+                                  f"{getattr(limits, f)} (as CoreLimits completes it)")
     room = (len(data) - layout.size) // min_item_bytes
     if head[count] > room:
         raise VectorFileError(f"{path}: file header: {count} {head[count]}, but the "
