@@ -67,6 +67,8 @@ def input_error_line(exc: BaseException) -> str | None:
     """The one-line report of a user-input error, or None for anything else (a bug)."""
     if isinstance(exc, UserInputError):
         return one_line(exc)
+    if type(exc) is FileNotFoundError and getattr(exc, "filename", None) is None and str(exc):
+        return one_line(exc)  # raised by a stage with its own message ("<path>: no ... (run ...)")
     if isinstance(exc, _PATH_ERRORS) and getattr(exc, "filename", None) is not None:
         what = {FileNotFoundError: "no such file or folder", IsADirectoryError: "is a folder",
                 NotADirectoryError: "a parent is not a folder",
