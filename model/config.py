@@ -180,6 +180,16 @@ def validate_config(cfg: Mapping[str, Any], source: str = "<config>",
         validate_config(resolved, f"{source} ({PER_TASK}.{task})")
 
 
+def validate_sections(cfg: Mapping[str, Any], sections: Iterable[str], source: str) -> None:
+    """Validate only ``sections`` of ``cfg`` (e.g. the data/eval keys an evaluation may
+    change in a checkpoint's config, whose other sections may predate the schema)."""
+    for name in sections:
+        try:
+            schema.check_section(name, cfg.get(name))
+        except schema.SchemaError as exc:
+            raise ConfigError(f"{source}: {exc}") from None
+
+
 def _read_yaml_file(source: str) -> Any:
     try:
         with open(source, encoding="utf-8") as fh:

@@ -338,6 +338,16 @@ def _error(err: dict) -> SchemaError:
     return SchemaError(key, _message(err))
 
 
+def check_section(name: str, value: Any) -> None:
+    """Raise :class:`SchemaError` for the first invalid entry of one section (``data``, ...)."""
+    section = _unwrap(ConfigFile.model_fields[name].annotation)
+    try:
+        section.model_validate(value)
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        raise _error({**err, "loc": (name, *err["loc"])}) from None
+
+
 def check_config(cfg: Any) -> None:
     """Raise :class:`SchemaError` for the first invalid entry of ``cfg`` (a nested dict)."""
     if not isinstance(cfg, dict):

@@ -49,7 +49,7 @@ def evaluate_checkpoint(ckpt_path: str | Path, split: str | None = None, batch_s
     ``overrides`` (``data.test_clips=32``, ...) change the checkpoint's ``data``/``eval``
     sections for this evaluation only, e.g. to score on more held-out clips.
     """
-    from deltamtl.model.config import ConfigError, apply_overrides
+    from deltamtl.model.config import ConfigError, apply_overrides, validate_sections
     from deltamtl.model.training.recipe import synthetic_split
 
     model, ckpt, recipe = load_trained_model(ckpt_path, device)
@@ -58,8 +58,10 @@ def evaluate_checkpoint(ckpt_path: str | Path, split: str | None = None, batch_s
         bad = [o for o in overrides if not o.split("=", 1)[0].startswith(("data.", "eval."))]
         if bad:
             raise ConfigError(f"{ckpt_path}: override {bad[0]!r}: only data.* and eval.* keys can change at evaluation")
-        # keys must exist; no full re-validation, so checkpoints of older configs still load
+        # keys must exist; only the changed sections are re-validated, so checkpoints of
+        # older configs still load
         cfg = apply_overrides(cfg, overrides, source=f"{ckpt_path} (override)")
+        validate_sections(cfg, ("data", "eval"), f"{ckpt_path} (override)")
     split = split or cfg["eval"]["split"]
     bs = batch_size or int(cfg["eval"]["batch_size"])
     dataset = synthetic_split(cfg, split)

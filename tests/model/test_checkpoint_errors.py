@@ -5,7 +5,6 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-import torch
 from deltamtl.contract.errors import UserInputError
 from deltamtl.model.checkpoint import (
     CHECKPOINT_FORMAT,
@@ -103,4 +102,14 @@ def test_evaluate_command_refuses_a_mismatched_checkpoint(tmp_path: Path, cfg: d
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith(f"deltamtl evaluate: error: {path}: weights do not fit")
     assert "missing" in err[0] and "encoder.blocks.1." in err[0]
-    torch.manual_seed(0)  # nothing above drew from the global generator; keep it that way
+
+
+def test_evaluate_overrides_are_checked_by_the_schema(tmp_path: Path, cfg: dict, capsys) -> None:
+    from deltamtl import cli
+
+    path = tmp_path / "good.pt"
+    atomic_torch_save(_ckpt(cfg), path)
+    assert cli.main(["evaluate", "--ckpt", str(path), "--set", "data.test_clips=2.5"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == [f"deltamtl evaluate: error: {path} (override): data.test_clips: expected an "
+                   "integer, got float 2.5"]
