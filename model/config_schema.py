@@ -29,7 +29,8 @@ DATASETS = ("synthetic",)
 
 TaskName = Literal["semseg", "depth", "normals", "edges"]
 SubTaskName = Literal["depth", "normals", "edges"]
-assert TaskName.__args__ == TASKS and SubTaskName.__args__ == SUB_TASKS  # one definition
+if TaskName.__args__ != TASKS or SubTaskName.__args__ != SUB_TASKS:  # one definition
+    raise ImportError("config_schema: TaskName/SubTaskName differ from deltamtl.model.tasks")
 
 PosInt = Annotated[int, Field(gt=0)]
 NonNegInt = Annotated[int, Field(ge=0)]
@@ -48,6 +49,9 @@ class SchemaError(ValueError):
 
 
 class _Strict(BaseModel):
+    # Defaults are not validated: the optional keys below default to None here because the
+    # stages that read them hold the real defaults (train_steps.DEFAULTS, GateConfig, ...);
+    # a None the user writes is validated like any other value.
     model_config = ConfigDict(strict=True, extra="forbid", validate_default=False)
 
 
@@ -130,49 +134,49 @@ class EvalSection(_Strict):
 
 
 class HardConcrete(_Strict):
-    temperature: PosReal = 1.0
-    stretch_low: Annotated[float, Field(lt=0, allow_inf_nan=False)] = -1.5
-    stretch_high: Annotated[float, Field(gt=1, allow_inf_nan=False)] = 1.5
-    log_alpha_init: Real = 5.0
-    per_tensor_gate: bool = True
+    temperature: PosReal = None
+    stretch_low: Annotated[float, Field(lt=0, allow_inf_nan=False)] = None
+    stretch_high: Annotated[float, Field(gt=1, allow_inf_nan=False)] = None
+    log_alpha_init: Real = None
+    per_tensor_gate: bool = None
 
 
 class QuantSettings(_Strict):
-    lr_qat: PosReal = 1.0e-5
-    calib_batches: PosInt = 8
-    calib_percentile: Annotated[float, Field(gt=0, le=100, allow_inf_nan=False)] = 99.99
-    sub_checkpoint: str = "{out_root}/{task}/step3/last.pt"
-    sub_checkpoints: dict[SubTaskName, str] = {}
+    lr_qat: PosReal = None
+    calib_batches: PosInt = None
+    calib_percentile: Annotated[float, Field(gt=0, le=100, allow_inf_nan=False)] = None
+    sub_checkpoint: str = None
+    sub_checkpoints: dict[SubTaskName, str] = None
 
 
 class SharingSection(_Strict):
-    base_checkpoint: str | None = None
-    st_checkpoint: str | None = None
-    out_root: str | None = None
+    base_checkpoint: str = None
+    st_checkpoint: str = None
+    out_root: str = None
     init_checkpoint: str | None = None
-    init_delta: Literal["zero", "st"] = "zero"
-    subtasks: list[SubTaskName] = []
+    init_delta: Literal["zero", "st"] = None
+    subtasks: list[SubTaskName] = None
     hard_concrete: HardConcrete | None = None
-    lambda_w: NonNegReal = 0.0
-    lambda_a1: NonNegReal = 0.0
-    lambda_a2: NonNegReal = 0.0
-    temporal_offsets: Annotated[list[int], Field(min_length=1)] = [-2, -1, 1, 2]
-    keyframe_interval: PosInt = 5
-    keyframe_offsets: list[NonNegInt] = []
-    lr_step1: PosReal = 1.0e-4
-    lr_step2: PosReal = 1.0e-4
-    lr_step3: PosReal = 1.0e-4
-    steps_step1: PosInt = 1
-    steps_step2: PosInt = 1
-    steps_step3: PosInt = 1
-    lr_log_alpha: PosReal = 0.05
-    delta_weight_decay: NonNegReal = 0.0
+    lambda_w: NonNegReal = None
+    lambda_a1: NonNegReal = None
+    lambda_a2: NonNegReal = None
+    temporal_offsets: Annotated[list[int], Field(min_length=1)] = None
+    keyframe_interval: PosInt = None
+    keyframe_offsets: list[NonNegInt] = None
+    lr_step1: PosReal = None
+    lr_step2: PosReal = None
+    lr_step3: PosReal = None
+    steps_step1: PosInt = None
+    steps_step2: PosInt = None
+    steps_step3: PosInt = None
+    lr_log_alpha: PosReal = None
+    delta_weight_decay: NonNegReal = None
     max_delta_nnz: PosInt | None = None
-    boundary: Any = "auto"  # 'auto', or one block index per sub-task (list or mapping)
+    boundary: Any = None
     report_val_clips: PosInt | None = None
     report_test_clips: PosInt | None = None
-    threshold_grid: Annotated[list[NonNegReal], Field(min_length=1)] = [0.1]
-    threshold_margin: NonNegReal = 0.015
+    threshold_grid: Annotated[list[NonNegReal], Field(min_length=1)] = None
+    threshold_margin: NonNegReal = None
     quant: QuantSettings | None = None
 
     @field_validator("temporal_offsets")
@@ -360,7 +364,7 @@ def check_config(cfg: Any) -> None:
     except ValidationError as exc:
         raise _error(exc.errors()[0]) from None
     boundary = parsed.sharing.boundary
-    if boundary != "auto":
+    if boundary is not None and boundary != "auto":  # None: absent, the report says auto
         values = boundary if isinstance(boundary, list) else list(boundary.values())
         bad = [x for x in values if x >= parsed.model.depth]
         if bad:
