@@ -22,3 +22,16 @@ class UserInputError(ValueError):
 
     def __init__(self, message: object, *args: object) -> None:
         super().__init__(one_line(message), *args)
+
+
+def count_arg(text: str) -> int:
+    """argparse ``type=`` for a count: an integer >= 0 (``--sequences -5`` is refused)."""
+    import argparse
+
+    try:
+        value = int(text, 10)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {value}")
+    return value

@@ -321,10 +321,12 @@ def generate_random_vectors(limits: CoreLimits, n_sequences: int, seed: int = 0)
 def main(argv: list[str] | None = None) -> int:
     import argparse
 
+    from deltamtl.contract.errors import count_arg
+
     parser = argparse.ArgumentParser(description="write random core test vectors")
     parser.add_argument("out", type=Path)
-    parser.add_argument("--sequences", type=int, default=100)
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--sequences", type=count_arg, default=100)
+    parser.add_argument("--seed", type=count_arg, default=0)
     args = parser.parse_args(argv)
     from deltamtl.contract.limits import TINY_LIMITS
 

@@ -3,15 +3,24 @@
 ``fast(n)`` is the fast tier's budget (a few seconds a test); ``long(n)`` the ``slow``
 marker's. Both draw from DELTAMTL_TEST_SEED (tests/helpers/seeding.py) through
 ``hypothesis.seed``, so a failing run replays with that seed; no example database is kept
-(nothing is written into the git tree, no .hypothesis/ folder), and no deadline (a loaded
+and Hypothesis' own caches live in the temporary folder (nothing is written into the git
+tree, no .hypothesis/ folder), and no deadline (a loaded
 CI machine must not turn slowness into failures).
 """
 
 from __future__ import annotations
 
+import tempfile
+from pathlib import Path
+
 from hypothesis import HealthCheck, Phase, seed, settings
+from hypothesis.configuration import set_hypothesis_home_dir
 
 from tests.helpers.seeding import seed_for
+
+# Hypothesis keeps caches (e.g. constants found in the sources) under ./.hypothesis by
+# default: keep them out of the git tree.
+set_hypothesis_home_dir(Path(tempfile.gettempdir()) / "deltamtl-hypothesis")
 
 _COMMON = dict(deadline=None, database=None, derandomize=False, print_blob=False,
                suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture,

@@ -59,8 +59,12 @@ def test_bad_arguments_are_argparse_errors_named_after_the_command(tmp_path: Pat
         cli.main(["vectors", str(tmp_path / "v.dmtv"), "--seed", "abc"])
     assert info.value.code == 2
     err = capsys.readouterr().err
-    assert "deltamtl vectors: error: argument --seed: invalid int value: 'abc'" in err
+    assert "deltamtl vectors: error: argument --seed: expected an integer >= 0, got 'abc'" in err
     assert sys.argv[0] != "deltamtl vectors"  # restored
+    with pytest.raises(SystemExit):
+        cli.main(["vectors", str(tmp_path / "v.dmtv"), "--sequences", "-5"])
+    assert "argument --sequences: expected an integer >= 0, got -5" in capsys.readouterr().err
+    assert not (tmp_path / "v.dmtv").exists()
 
 
 def test_traceback_escape_hatch(tmp_path: Path, monkeypatch) -> None:
