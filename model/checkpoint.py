@@ -87,6 +87,22 @@ def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = 
     return ckpt
 
 
+def config_difference(theirs: Any, ours: Any, prefix: str) -> str | None:
+    """The first dotted key where a checkpoint's config section differs from the given one
+    ('model.embed_dim: checkpoint 96, config 128'), or None when they are equal."""
+    if isinstance(theirs, dict) and isinstance(ours, dict):
+        for key in [*ours, *(k for k in theirs if k not in ours)]:
+            if key not in theirs:
+                return f"{prefix}.{key}: not in the checkpoint, config {ours[key]!r}"
+            if key not in ours:
+                return f"{prefix}.{key}: checkpoint {theirs[key]!r}, not in the config"
+            found = config_difference(theirs[key], ours[key], f"{prefix}.{key}")
+            if found:
+                return found
+        return None
+    return None if theirs == ours else f"{prefix}: checkpoint {theirs!r}, config {ours!r}"
+
+
 def state_mismatch(model: torch.nn.Module, state: dict) -> str | None:
     """What keeps ``state`` from loading into ``model`` (one line), or None when it fits."""
     own = model.state_dict()

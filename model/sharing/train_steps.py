@@ -47,7 +47,12 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from deltamtl.model.checkpoint import load_checkpoint, load_model_state
+from deltamtl.model.checkpoint import (
+    CheckpointError,
+    config_difference,
+    load_checkpoint,
+    load_model_state,
+)
 from deltamtl.model.sharing.delta import GateConfig, delta_modules, expected_l0, fix_masks
 from deltamtl.model.sharing.subtasks import (
     block_sites,
@@ -117,8 +122,9 @@ def load_base(cfg: dict, device: torch.device) -> MultiTaskViT:
     tasks = tuple(ckpt["tasks"])
     if BASE_TASK not in tasks:
         raise ValueError(f"sharing.base_checkpoint {path}: model has tasks {tasks}, no {BASE_TASK!r}")
-    if ckpt["config"]["model"] != cfg["model"]:
-        raise ValueError(f"sharing.base_checkpoint {path}: its model section differs from the config's")
+    differs = config_difference(ckpt["config"].get("model"), cfg["model"], "model")
+    if differs:
+        raise CheckpointError(f"{path} (sharing.base_checkpoint): trained with another model: {differs}")
     base = MultiTaskViT(cfg, tasks).to(device)
     load_model_state(base, ckpt["model"], path)
     freeze_base(base)

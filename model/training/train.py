@@ -44,11 +44,13 @@ from typing import Any
 import torch
 import torch.distributed as dist
 from deltamtl.contract.atomic import atomic_write_text
+from deltamtl.contract.errors import UserInputError
 from deltamtl.model.checkpoint import (
     CHECKPOINT_FORMAT,
     CheckpointError,
     atomic_torch_save,
     capture_rng_state,
+    config_difference,
     json_safe,
     load_checkpoint,
     load_model_state,
@@ -63,7 +65,7 @@ from torch.utils.data import DataLoader, Dataset, DistributedSampler
 CHECKPOINT_NAME = "last.pt"
 
 
-class TrainSetupError(ValueError):
+class TrainSetupError(UserInputError):
     """The run cannot start as asked (resume mismatch, batch size vs ranks, empty data)."""
 
 
@@ -178,8 +180,9 @@ def train(
         if not ckpt_path.is_file():
             raise FileNotFoundError(f"--resume: {ckpt_path} does not exist")
         ckpt = load_checkpoint(ckpt_path, map_location=info.device)
-        if ckpt["config"]["model"] != cfg["model"]:
-            raise TrainSetupError(f"--resume: model section of {ckpt_path} differs from the given config")
+        differs = config_difference(ckpt["config"].get("model"), cfg["model"], "model")
+        if differs:
+            raise TrainSetupError(f"--resume: {ckpt_path}: trained with another model: {differs}")
         if ckpt["recipe"] != recipe_name:
             raise TrainSetupError(f"--resume: {ckpt_path} was written by recipe {ckpt['recipe']!r}, not {recipe_name!r}")
         load_model_state(model, ckpt["model"], ckpt_path)

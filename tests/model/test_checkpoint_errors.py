@@ -113,3 +113,24 @@ def test_evaluate_overrides_are_checked_by_the_schema(tmp_path: Path, cfg: dict,
     err = capsys.readouterr().err.strip().splitlines()
     assert err == [f"deltamtl evaluate: error: {path} (override): data.test_clips: expected an "
                    "integer, got float 2.5"]
+
+
+def test_config_difference_names_the_first_key() -> None:
+    from deltamtl.model.checkpoint import config_difference
+
+    a = {"embed_dim": 96, "pixel_std": [0.25, 0.25, 0.25]}
+    assert config_difference(a, dict(a), "model") is None
+    assert config_difference(a, {**a, "embed_dim": 128}, "model") == "model.embed_dim: checkpoint 96, config 128"
+    assert config_difference(a, {**a, "depth": 2}, "model") == "model.depth: not in the checkpoint, config 2"
+
+
+def test_resume_with_another_model_is_one_line(tmp_path: Path, cfg: dict, capsys) -> None:
+    from deltamtl.model.training.train import main
+
+    atomic_torch_save(_ckpt(cfg), tmp_path / "last.pt")
+    overrides = [a for o in [*SMALL, "model.embed_dim=48"] for a in ("--set", o)]
+    assert main(["--config", "configs/tiny.yaml", "--task", "semseg", "--out", str(tmp_path),
+                 "--resume", "--no-progress", *overrides]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == [f"deltamtl train: error: --resume: {tmp_path / 'last.pt'}: trained with another "
+                   "model: model.embed_dim: checkpoint 32, config 48"]
