@@ -25,7 +25,7 @@ from deltamtl.contract.file_layouts import (
 )
 from deltamtl.contract.limits import CoreLimits
 from deltamtl.contract.vectors import generate_random_vectors, read_vectors, write_vectors
-from hypothesis import given
+from hypothesis import event, given
 from hypothesis import strategies as st
 
 from tests.helpers import seeding
@@ -154,16 +154,18 @@ def damaged(draw):
 
 
 def _check_damaged(tmp_path: Path, case) -> None:
-    kind, _op, data = case
+    kind, op, data = case
     path = tmp_path / f"fuzz.{kind}"
     path.write_bytes(data)
     try:
         loaded = READ[kind](path)
     except VectorFileError as exc:
+        event(f"{kind} {op}: refused")
         message = str(exc)
         assert message.startswith(f"{path}: ") and "\n" not in message, message
         return
     # accepted: the file is exactly what the writer makes of what was read
+    event(f"{kind} {op}: loads")
     assert _write_back(kind, path, loaded) == data
 
 

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 import yaml
 from deltamtl.model.config import ConfigError, load_config, validate_config
-from hypothesis import given
+from hypothesis import event, given
 from hypothesis import strategies as st
 
 from tests.helpers.fuzz import fast, long, seeded
@@ -128,8 +128,10 @@ def _check_mutation(mutation) -> None:
     try:
         validate_config(cfg, SOURCE)
     except ConfigError as exc:
+        event(f"{op}: refused")
         _check_error(exc, keys)
         return
+    event(f"{op}: accepted")
     if op == "set":
         assert _type_ok(original, arg, _dotted(path)), (path, original, arg)
     if op == "add":
@@ -175,10 +177,12 @@ def _check_override(data) -> None:
     try:
         cfg = load_config(TINY, [f"{key}={text}"])
     except ConfigError as exc:
+        event("override: refused")
         # the overridden key, or the key a cross-field rule reports (model.patch_size for
         # model.img_size): either way its section is named
         _check_error(exc, (key, key.split(".")[0]), source=str(TINY))
         return
+    event("override: accepted")
     if key != ".".join(path):  # a typo that hit another valid key: nothing to compare
         return
     value = cfg
@@ -188,7 +192,7 @@ def _check_override(data) -> None:
 
 
 @seeded("override mutations")
-@fast(150)
+@fast(100)
 @given(st.data())
 def test_overrides_load_or_name_the_key(data) -> None:
     _check_override(data)
@@ -220,7 +224,9 @@ def _check_damaged_text(tmp_path: Path, change) -> None:
     path.write_bytes(data)
     try:
         load_config(path)
+        event(f"{op}: loads")
     except ConfigError as exc:
+        event(f"{op}: refused")
         message = str(exc)
         assert "\n" not in message and message.startswith(str(path)), message
 
