@@ -33,7 +33,7 @@ def fast(n: int) -> settings:
 
 
 def long(n: int) -> settings:
-    """The slow tier (``-m slow``): ``n`` examples, no shrinking budget limit beyond Hypothesis'."""
+    """The slow tier (``-m slow``): ``n`` examples; generate and shrink only (no explain phase)."""
     return settings(max_examples=n, phases=(Phase.explicit, Phase.generate, Phase.shrink), **_COMMON)
 
 
