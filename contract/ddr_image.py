@@ -37,6 +37,9 @@ from deltamtl.contract.file_layouts import (
     DMTD_MAGIC,
     DMTD_VERSION,
     LIMIT_FIELDS,
+    VectorFileError,
+    read_file_bytes,
+    read_file_header,
 )
 from deltamtl.contract.formats import CONTRACT_VERSION, JobFlag, Mode
 from deltamtl.contract.jobs import SiteJob
@@ -259,6 +262,52 @@ def write_ddr_cases(path, cases: list[DdrCase], limits) -> None:
         parts.append(np.asarray(c.before, np.uint8).tobytes())
         parts.append(np.asarray(c.after, np.uint8).tobytes())
     atomic_write_bytes(path, b"".join(parts))
+
+
+def read_ddr_cases(path) -> tuple:
+    """Read and validate a .dmtd file: (CoreLimits, list of DdrCase named ``case<k>``).
+
+    Anything malformed is a :class:`VectorFileError`, one line naming the file, the case
+    index, the field and its value (the C++ tb_system reads the same layout)."""
+    from deltamtl.contract.registers import KernelStatus
+
+    known = 0
+    for bit in KernelStatus:
+        known |= int(bit)
+    data = read_file_bytes(path)
+    head, limits = read_file_header(path, data, DMTD_FILE_HEADER, DDR_MAGIC, DDR_VERSION,
+                                    "n_cases", DMTD_CASE_HEADER.size)
+    pos, cases = DMTD_FILE_HEADER.size, []
+    for k in range(head["n_cases"]):
+        where = f"{path}: case {k}"
+        h = DMTD_CASE_HEADER.read(data, pos, where)
+        pos += DMTD_CASE_HEADER.size
+        n = h["image_bytes"]
+        if h["reset"] not in (0, 1):
+            raise VectorFileError(f"{where}: reset {h['reset']}, expected 0 or 1")
+        if h["reserved"]:
+            raise VectorFileError(f"{where}: reserved {h['reserved']}, expected 0")
+        for name in ("fetch_status", "commit_status"):
+            if h[name] & ~known:
+                raise VectorFileError(f"{where}: {name} {h[name]:#x} has unknown KernelStatus "
+                                      f"bits {h[name] & ~known:#x}")
+        if h["reset"] and (n or h["buf_bytes"] or h["desc_offset"]):
+            raise VectorFileError(f"{where}: reset case with image_bytes {n}, buf_bytes "
+                                  f"{h['buf_bytes']}, desc_offset {h['desc_offset']} (all must be 0)")
+        if h["buf_bytes"] > n:
+            raise VectorFileError(f"{where}: buf_bytes {h['buf_bytes']} beyond image_bytes {n}")
+        if pos + 2 * n > len(data):
+            raise VectorFileError(f"{where}: image_bytes {n}: two images of {2 * n} bytes, "
+                                  f"{len(data) - pos} left in the file")
+        before = np.frombuffer(data, np.uint8, count=n, offset=pos).copy()
+        after = np.frombuffer(data, np.uint8, count=n, offset=pos + n).copy()
+        pos += 2 * n
+        cases.append(DdrCase(f"case{k}", before, after, h["buf_bytes"], h["desc_offset"],
+                             h["fetch_status"], h["commit_status"], bool(h["reset"])))
+    if pos != len(data):
+        raise VectorFileError(f"{path}: {len(data) - pos} trailing bytes after the "
+                              f"{head['n_cases']} cases of n_cases")
+    return limits, cases
 
 
 def _put_u32(buf: np.ndarray, at: int, value: int) -> None:

@@ -17,7 +17,13 @@ import struct
 from dataclasses import dataclass
 from functools import cached_property
 
+from deltamtl.contract.errors import UserInputError
 from deltamtl.contract.packets import WORD_BYTES
+
+
+class VectorFileError(UserInputError):
+    """A .dmtv/.dmtd file is malformed: one line naming the file, the record (or case)
+    index, the field and its value. Readers raise it instead of struct/index errors."""
 
 # field kinds: struct format code, size in bytes and C++ type
 _KINDS: dict[str, tuple[str, int, str]] = {
@@ -70,9 +76,63 @@ class Layout:
     def unpack(self, data: bytes, offset: int = 0) -> dict[str, int | bytes]:
         return dict(zip(self.names, self.struct.unpack_from(data, offset), strict=True))
 
+    def read(self, data: bytes, offset: int, where: str) -> dict[str, int | bytes]:
+        """Unpack at ``offset``; :class:`VectorFileError` naming ``where`` ('v.dmtv: record 3')
+        when the data ends inside the header."""
+        if offset < 0 or offset + self.size > len(data):
+            raise VectorFileError(f"{where}: truncated {self.name} ({len(data) - offset} of "
+                                  f"{self.size} bytes at offset {offset})")
+        return self.unpack(data, offset)
+
 
 # The compiled maxima a file was generated for: CoreLimits' fields, in its order.
-from deltamtl.contract.limits import LIMIT_FIELDS  # noqa: E402
+from deltamtl.contract.limits import LIMIT_FIELDS, CoreLimits  # noqa: E402
+
+
+def read_file_bytes(path) -> bytes:
+    """The whole file; a missing or unreadable file is a :class:`VectorFileError`."""
+    try:
+        with open(path, "rb") as fh:
+            return fh.read()
+    except FileNotFoundError:
+        raise VectorFileError(f"{path}: no such file") from None
+    except IsADirectoryError:
+        raise VectorFileError(f"{path}: is a folder, not a file") from None
+    except OSError as exc:
+        raise VectorFileError(f"{path}: cannot read: {exc.strerror or exc}") from None
+
+
+def read_file_header(path, data: bytes, layout: Layout, magic: bytes, version: int,
+                     count: str, min_item_bytes: int) -> tuple[dict, CoreLimits]:
+    """Check the file header shared by .dmtv and .dmtd files: (header fields, limits).
+
+    Refuses a short file, a foreign magic, another version, limits CoreLimits refuses and a
+    record count the rest of the file cannot hold (each record takes ``min_item_bytes``)."""
+    kind = magic.decode("ascii").lower()
+    if len(data) < layout.size:
+        raise VectorFileError(f"{path}: {len(data)} bytes, shorter than the {layout.size}-byte "
+                              f"file header (truncated, or not a .{kind} file)")
+    head = layout.unpack(data)
+    if head["magic"] != magic:
+        raise VectorFileError(f"{path}: file header: magic {head['magic']!r}, expected {magic!r} "
+                              f"(not a .{kind} file)")
+    if head["version"] != version:
+        raise VectorFileError(f"{path}: file header: version {head['version']}, this reader "
+                              f"knows {version}")
+    try:
+        limits = CoreLimits(**{f: head[f] for f in LIMIT_FIELDS})
+    except ValueError as exc:
+        raise VectorFileError(f"{path}: file header: {exc}") from None
+    for f in LIMIT_FIELDS:  # a writer stores the limits as CoreLimits holds them (no 0 = default)
+        if getattr(limits, f) != head[f]:
+            raise VectorFileError(f"{path}: file header: {f} {head[f]}, expected "
+                                  f"{getattr(limits, f)} (as CoreLimits completes it)")
+    room = (len(data) - layout.size) // min_item_bytes
+    if head[count] > room:
+        raise VectorFileError(f"{path}: file header: {count} {head[count]}, but the "
+                              f"{len(data) - layout.size} bytes after the header hold at most "
+                              f"{room} (truncated file or damaged header)")
+    return head, limits
 
 
 def _file_header(name: str, count: str) -> Layout:

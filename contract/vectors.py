@@ -33,6 +33,9 @@ from deltamtl.contract.file_layouts import (
     DMTV_VERSION,
     LIMIT_FIELDS,
     PAYLOAD_WORD_BYTES,
+    VectorFileError,
+    read_file_bytes,
+    read_file_header,
 )
 from deltamtl.contract.formats import ACT_MAX, ACT_MIN, REQ_MULT_MAX, JobFlag, Mode, choose_requant
 from deltamtl.contract.golden_core import GoldenCore
@@ -94,38 +97,39 @@ def write_vectors(path: str | Path, records: list[Record], limits: CoreLimits) -
 
 
 def read_vectors(path: str | Path) -> tuple[CoreLimits, list[Record]]:
-    """Read and validate a vector file; errors name the file, the record and the field."""
-    path = Path(path)
-    data = path.read_bytes()
-    if len(data) < DMTV_FILE_HEADER.size:
-        raise ValueError(f"{path}: {len(data)} bytes, shorter than the file header")
-    head = DMTV_FILE_HEADER.unpack(data)
-    magic, version, n = head["magic"], head["version"], head["n_records"]
-    if magic != MAGIC:
-        raise ValueError(f"{path}: magic {magic!r}, expected {MAGIC!r}")
-    if version != VERSION:
-        raise ValueError(f"{path}: version {version}, this reader knows {VERSION}")
-    try:
-        limits = CoreLimits(**{f: head[f] for f in LIMIT_FIELDS})
-    except ValueError as exc:
-        raise ValueError(f"{path}: file header limits: {exc}") from exc
+    """Read and validate a vector file. Anything malformed (truncation, a damaged header, a
+    count or size beyond the file) is a :class:`VectorFileError`, one line naming the file,
+    the record index, the field and its value."""
+    data = read_file_bytes(path)
+    _head, limits = read_file_header(path, data, DMTV_FILE_HEADER, MAGIC, VERSION, "n_records",
+                                     DMTV_RECORD_HEADER.size)
+    n = _head["n_records"]
     pos, records = DMTV_FILE_HEADER.size, []
     for k in range(n):
-        if pos + DMTV_RECORD_HEADER.size > len(data):
-            raise ValueError(f"{path}: record {k}: truncated record header")
-        rh = DMTV_RECORD_HEADER.unpack(data, pos)
+        where = f"{path}: record {k}"
+        rh = DMTV_RECORD_HEADER.read(data, pos, where)
         cls_id, n_in, n_out = rh["class_id"], rh["n_in_words"], rh["n_out_words"]
         pos += DMTV_RECORD_HEADER.size
         if cls_id >= len(CLASSES):
-            raise ValueError(f"{path}: record {k}: class_id {cls_id} unknown")
+            raise VectorFileError(f"{where}: class_id {cls_id} unknown (0..{len(CLASSES) - 1})")
+        if rh["reserved"]:
+            raise VectorFileError(f"{where}: reserved {rh['reserved']}, expected 0")
+        if (n_in == 0) != (n_out == 0):
+            raise VectorFileError(f"{where}: n_in_words {n_in} with n_out_words {n_out} (a reset "
+                                  "has neither, a job both)")
+        if (n_in == 0) != (cls_id == CLASS_ID["reset"]):
+            raise VectorFileError(f"{where}: class_id {cls_id} ({CLASSES[cls_id]}) with "
+                                  f"n_in_words {n_in} (only a reset has no words)")
         end = pos + PAYLOAD_WORD_BYTES * (n_in + n_out)
         if end > len(data):
-            raise ValueError(f"{path}: record {k}: truncated payload ({n_in}+{n_out} words)")
+            raise VectorFileError(f"{where}: n_in_words {n_in} + n_out_words {n_out}: payload of "
+                                  f"{end - pos} bytes, {len(data) - pos} left in the file")
         words = np.frombuffer(data, dtype="<u8", count=n_in + n_out, offset=pos)
         records.append(Record(CLASSES[cls_id], words[:n_in].copy(), words[n_in:].copy()))
         pos = end
     if pos != len(data):
-        raise ValueError(f"{path}: {len(data) - pos} trailing bytes after {n} records")
+        raise VectorFileError(f"{path}: {len(data) - pos} trailing bytes after the {n} records "
+                              "of n_records")
     return limits, records
 
 
@@ -317,10 +321,12 @@ def generate_random_vectors(limits: CoreLimits, n_sequences: int, seed: int = 0)
 def main(argv: list[str] | None = None) -> int:
     import argparse
 
+    from deltamtl.contract.errors import count_arg
+
     parser = argparse.ArgumentParser(description="write random core test vectors")
     parser.add_argument("out", type=Path)
-    parser.add_argument("--sequences", type=int, default=100)
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--sequences", type=count_arg, default=100)
+    parser.add_argument("--seed", type=count_arg, default=0)
     args = parser.parse_args(argv)
     from deltamtl.contract.limits import TINY_LIMITS
 
@@ -335,4 +341,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 __all__ = ["CLASSES", "Record", "read_vectors", "write_vectors", "generate_random_vectors",
-           "REQ_MULT_MAX"]
+           "REQ_MULT_MAX", "VectorFileError"]

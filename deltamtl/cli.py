@@ -5,12 +5,22 @@ Make targets call it; under DDP: ``torchrun --nproc_per_node=N --no-python delta
 
 Each subcommand forwards its arguments to the `main(argv)` of the module that owns the
 stage, imported only when asked (so `deltamtl codegen` does not import torch).
+
+Bad input is not a crash: a :class:`deltamtl.contract.errors.UserInputError` (a config,
+override, checkpoint, vector file, bundle ...) or a missing/unreadable file named by the
+OS error ends the command with one line ``deltamtl <command>: error: <what, where, value>``
+on stderr and exit status 2, as argparse does for bad arguments. Any other exception is a
+bug and keeps its traceback. Developers get the traceback of input errors too with
+``deltamtl --traceback <command> ...`` or ``DELTAMTL_TRACEBACK=1``.
 """
 
 from __future__ import annotations
 
 import importlib
+import os
 import sys
+
+from deltamtl.contract.errors import UserInputError, one_line
 
 COMMANDS: dict[str, tuple[str, str]] = {
     # contract: the one definition and its generated copies
@@ -46,11 +56,33 @@ COMMANDS: dict[str, tuple[str, str]] = {
 def _usage() -> str:
     width = max(map(len, COMMANDS))
     rows = "\n".join(f"  {name:<{width}}  {help_}" for name, (_m, help_) in COMMANDS.items())
-    return f"usage: deltamtl <command> [args...]\n\ncommands:\n{rows}\n"
+    return (f"usage: deltamtl [--traceback] <command> [args...]\n\ncommands:\n{rows}\n\n"
+            "--traceback (or DELTAMTL_TRACEBACK=1): show the traceback of input errors too\n")
+
+
+# OS errors that mean "the path the user gave is wrong", not a bug
+_PATH_ERRORS = (FileNotFoundError, IsADirectoryError, NotADirectoryError, PermissionError)
+
+
+def input_error_line(exc: BaseException) -> str | None:
+    """The one-line report of a user-input error, or None for anything else (a bug)."""
+    if isinstance(exc, UserInputError):
+        return one_line(exc)
+    if type(exc) is FileNotFoundError and getattr(exc, "filename", None) is None and str(exc):
+        return one_line(exc)  # raised by a stage with its own message ("<path>: no ... (run ...)")
+    if isinstance(exc, _PATH_ERRORS) and getattr(exc, "filename", None) is not None:
+        what = {FileNotFoundError: "no such file or folder", IsADirectoryError: "is a folder",
+                NotADirectoryError: "a parent is not a folder",
+                PermissionError: "permission denied"}[type(exc)]
+        return f"{exc.filename}: {what}"
+    return None
 
 
 def main(argv: list[str] | None = None) -> int:
     args = list(sys.argv[1:] if argv is None else argv)
+    traceback = os.environ.get("DELTAMTL_TRACEBACK", "").strip() not in ("", "0")
+    if args and args[0] == "--traceback":
+        traceback, args = True, args[1:]
     if not args or args[0] in ("-h", "--help"):
         print(_usage())
         return 0
@@ -63,7 +95,18 @@ def main(argv: list[str] | None = None) -> int:
     if entry is None:
         print(f"deltamtl: {COMMANDS[name][0]} has no main(argv)", file=sys.stderr)
         return 2
-    result = entry(rest)
+    # argparse names the program after argv[0]: make its usage/errors say `deltamtl <command>`
+    saved, sys.argv = sys.argv, [f"deltamtl {name}", *rest]
+    try:
+        result = entry(rest)
+    except Exception as exc:
+        line = input_error_line(exc)
+        if line is None or traceback:
+            raise
+        print(f"deltamtl {name}: error: {line}", file=sys.stderr)
+        return 2
+    finally:
+        sys.argv = saved
     return int(result or 0)
 
 

@@ -6,7 +6,7 @@ A config has five sections:
 * ``data``     synthetic video split sizes,
 * ``train``    optimiser, schedule, per-task loss weights, logging cadence,
 * ``sharing``  computation-sharing (Diff-pruning / delta activation) settings, read by
-  the multi-task recipes; this module only checks that it is a mapping,
+  the multi-task recipes (every key optional; the recipes hold the defaults),
 * ``eval``     evaluation batch size and split.
 
 An optional sixth, ``per_task``, maps a task name to dotted keys that apply only when
@@ -16,8 +16,11 @@ after the file and before the command-line overrides, so ``--set`` always wins.
 
 ``load_config(path, overrides)`` reads the file, applies ``dot.key=value`` overrides
 (values parsed as YAML, so ``train.lr=3e-4`` is a float and ``model.qkv_bias=false`` a
-bool), validates the known sections and returns a plain nested ``dict``.  Every error
-names the file and the dotted key.
+bool), validates the whole config against the strict typed schema in
+:mod:`deltamtl.model.config_schema` (unknown keys, wrong types and out-of-range values
+refused, nothing coerced) and returns a plain nested ``dict``.  Every error is one line
+naming the file, the dotted key and the offending value (:class:`ConfigError`, a
+:class:`deltamtl.contract.errors.UserInputError`).
 """
 
 from __future__ import annotations
@@ -29,13 +32,31 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 import yaml
+from deltamtl.contract.errors import UserInputError
+from deltamtl.model import config_schema as schema
+from deltamtl.model.config_schema import DEPTH_LOSSES, NORMALS_LOSSES, SECTIONS, SPLITS  # noqa: F401
+from deltamtl.model.tasks import TASKS
 
-SECTIONS = ("model", "data", "train", "sharing", "eval")
 PER_TASK = "per_task"
 
 
 class _Loader(yaml.SafeLoader):
-    """SafeLoader that also reads ``1e-4`` (no dot) as a float, as YAML 1.2 does."""
+    """SafeLoader that also reads ``1e-4`` (no dot) as a float, as YAML 1.2 does, and
+    refuses a key given twice in one mapping (PyYAML silently keeps the last)."""
+
+    def construct_mapping(self, node, deep=False):
+        seen: set = set()
+        for key_node, _value in node.value:
+            key = self.construct_object(key_node, deep=True)
+            try:
+                duplicate = key in seen
+                seen.add(key)
+            except TypeError:  # an unhashable key: the base class reports it
+                continue
+            if duplicate:
+                raise yaml.constructor.ConstructorError(
+                    None, None, f"duplicate key {key!r}", key_node.start_mark)
+        return super().construct_mapping(node, deep=deep)
 
 
 _Loader.add_implicit_resolver(
@@ -53,68 +74,8 @@ def parse_yaml(text: str):
     return yaml.load(text, Loader=_Loader)  # noqa: S506 - SafeLoader subclass
 
 
-class ConfigError(ValueError):
-    """A config file or override is malformed; the message names file and key."""
-
-
-# key -> (accepted python types, required). bool is excluded from int/float checks below.
-_INT = (int,)
-_NUM = (int, float)
-_SCHEMA: dict[str, dict[str, tuple[tuple[type, ...], bool]]] = {
-    "model": {
-        "img_size": (_INT, True),
-        "patch_size": (_INT, True),
-        "embed_dim": (_INT, True),
-        "depth": (_INT, True),
-        "num_heads": (_INT, True),
-        "mlp_ratio": (_NUM, True),
-        "qkv_bias": ((bool,), True),
-        "ln_eps": (_NUM, True),
-        "num_classes": ((int, type(None)), True),
-        "head_channels": (_INT, True),
-        "head_convs": (_INT, True),
-        "pixel_mean": ((list,), True),
-        "pixel_std": ((list,), True),
-        "depth_init_m": (_NUM, True),
-    },
-    "data": {
-        "dataset": ((str,), True),
-        "train_clips": (_INT, True),
-        "val_clips": (_INT, True),
-        "test_clips": (_INT, True),
-        "frames_per_clip": (_INT, True),
-        "seed": (_INT, True),
-    },
-    "train": {
-        "seed": (_INT, True),
-        "steps": (_INT, True),
-        "batch_size": (_INT, True),
-        "lr": (_NUM, True),
-        "min_lr_ratio": (_NUM, True),
-        "warmup_steps": (_INT, True),
-        "weight_decay": (_NUM, True),
-        "betas": ((list,), True),
-        "grad_clip": (_NUM, True),
-        "hflip": ((bool,), True),
-        "loss_weights": ((dict,), True),
-        "depth_loss": ((str,), True),
-        "normals_loss": ((str,), True),
-        "edge_pos_weight": ((str, int, float), True),
-        "eval_every": (_INT, True),
-        "ckpt_every": (_INT, True),
-        "log_every": (_INT, True),
-        "num_workers": (_INT, True),
-        "threads": (_INT, True),
-    },
-    "eval": {
-        "batch_size": (_INT, True),
-        "split": ((str,), True),
-    },
-}
-
-DEPTH_LOSSES = ("l1", "silog", "berhu")
-NORMALS_LOSSES = ("cosine", "l1")
-SPLITS = ("train", "val", "test")
+class ConfigError(UserInputError):
+    """A config file or override is malformed; the one-line message names file, key and value."""
 
 
 def _fail(source: str, key: str, msg: str) -> ConfigError:
@@ -132,15 +93,17 @@ def _parse_override(item: str, source: str) -> tuple[list[str], Any]:
     try:
         value = parse_yaml(raw) if raw.strip() else ""
     except yaml.YAMLError as exc:
-        raise ConfigError(f"{source}: override {key}: cannot parse value {raw!r}: {exc}") from exc
+        problem = getattr(exc, "problem", None) or type(exc).__name__
+        raise ConfigError(f"{source}: override {key}: cannot parse value {raw!r} as YAML: {problem}") from None
     return parts, value
 
 
 def apply_overrides(cfg: dict, overrides: Iterable[str], source: str = "<overrides>") -> dict:
-    """Return a copy of ``cfg`` with ``dot.key=value`` overrides applied.
+    """Return a copy of ``cfg`` with ``dot.key=value`` overrides applied (values parsed as YAML).
 
-    The key must already exist (typos fail loudly), except under ``sharing`` and
-    ``train.loss_weights``, which other stages extend freely.
+    The key must exist in ``cfg`` or in the schema (deltamtl.model.config_schema: e.g. an
+    optional ``sharing`` key, or a task's ``train.loss_weights`` entry); a typo fails with
+    the nearest valid key suggested. Values are checked when the config is validated.
     """
     out = copy.deepcopy(cfg)
     for item in overrides:
@@ -152,14 +115,19 @@ def apply_overrides(cfg: dict, overrides: Iterable[str], source: str = "<overrid
 def _set_dotted(cfg: dict, parts: list[str], value: Any, source: str) -> None:
     node = cfg
     for i, part in enumerate(parts[:-1]):
-        if not isinstance(node, dict) or part not in node:
-            raise _fail(source, ".".join(parts[: i + 1]), "no such key in the config")
+        if not isinstance(node, dict):
+            raise _fail(source, ".".join(parts[:i]), "is not a mapping, cannot set a sub-key")
+        if part not in node:
+            if not schema.is_mapping(parts[: i + 1]):
+                raise _fail(source, ".".join(parts[: i + 1]),
+                            "no such key in the config" + schema.suggest(parts[: i + 1], tuple(node)))
+            node[part] = {}  # an optional mapping of the schema (e.g. sharing.quant)
         node = node[part]
     if not isinstance(node, dict):
         raise _fail(source, ".".join(parts[:-1]), "is not a mapping, cannot set a sub-key")
-    extensible = parts[0] == "sharing" or parts[:2] == ["train", "loss_weights"]
-    if parts[-1] not in node and not extensible:
-        raise _fail(source, ".".join(parts), "no such key in the config")
+    if parts[-1] not in node and not schema.known_key(parts):
+        raise _fail(source, ".".join(parts),
+                    "no such key in the config" + schema.suggest(parts, tuple(node)))
     node[parts[-1]] = value
 
 
@@ -172,6 +140,9 @@ def _per_task_entries(cfg: Mapping[str, Any], source: str) -> dict[str, dict[str
         raise _fail(source, PER_TASK, f"must be a mapping task -> {{dotted.key: value}}, got {type(block).__name__}")
     out: dict[str, dict[str, Any]] = {}
     for task, entries in block.items():
+        if task not in TASKS:
+            raise _fail(source, f"{PER_TASK}.{task}",
+                        f"unknown task{schema.suggest([PER_TASK, str(task)])} (tasks: {', '.join(TASKS)})")
         if not isinstance(entries, Mapping):
             raise _fail(source, f"{PER_TASK}.{task}", f"must be a mapping of dotted keys, got {type(entries).__name__}")
         for key in entries:
@@ -191,111 +162,58 @@ def apply_task_entries(cfg: dict, task: str, source: str = "<config>") -> dict:
     return out
 
 
-def _check_type(source: str, key: str, value: Any, types: tuple[type, ...]) -> None:
-    if isinstance(value, bool) and bool not in types:
-        raise _fail(source, key, f"expected {'/'.join(t.__name__ for t in types)}, got bool {value!r}")
-    if not isinstance(value, types):
-        names = "/".join(t.__name__ for t in types)
-        raise _fail(source, key, f"expected {names}, got {type(value).__name__} {value!r}")
-
-
-def validate_config(cfg: Mapping[str, Any], source: str = "<config>") -> None:
-    """Raise :class:`ConfigError` naming ``source`` and the key for any invalid entry."""
-    if not isinstance(cfg, Mapping):
-        raise ConfigError(f"{source}: top level must be a mapping, got {type(cfg).__name__}")
-    for section in SECTIONS:
-        if section not in cfg:
-            raise _fail(source, section, "missing section")
-        if not isinstance(cfg[section], Mapping):
-            raise _fail(source, section, f"must be a mapping, got {type(cfg[section]).__name__}")
-    unknown = sorted(set(cfg) - set(SECTIONS) - {"name", "description", PER_TASK})
-    if unknown:
-        raise _fail(source, unknown[0], f"unknown top-level section (known: {', '.join(SECTIONS)})")
-    for section, fields in _SCHEMA.items():
-        for key, (types, required) in fields.items():
-            dotted = f"{section}.{key}"
-            if key not in cfg[section]:
-                if required:
-                    raise _fail(source, dotted, "missing key")
-                continue
-            _check_type(source, dotted, cfg[section][key], types)
-        extra = sorted(set(cfg[section]) - set(fields))
-        if extra:
-            raise _fail(source, f"{section}.{extra[0]}", "unknown key")
-    _check_values(cfg, source)
+def validate_config(cfg: Mapping[str, Any], source: str = "<config>",
+                    overridden: Iterable[str] = ()) -> None:
+    """Raise :class:`ConfigError` naming ``source``, the dotted key and the value of the first
+    invalid entry (deltamtl.model.config_schema); every task's resolved config too.
+    ``overridden``: dotted keys set on the command line (their errors say '(override)')."""
+    try:
+        schema.check_config(cfg)
+    except schema.SchemaError as exc:
+        key = re.sub(r"\[\d+\]", "", exc.key)
+        hit = any(key == k or key.startswith(k + ".") or k.startswith(key + ".")
+                  for k in overridden if key)
+        raise ConfigError(f"{source}{' (override)' if hit else ''}: {exc}") from None
     for task in _per_task_entries(cfg, source):  # every task's resolved config must be valid too
-        resolved = apply_task_entries(cfg, task, source)
+        resolved = apply_task_entries(dict(cfg), task, source)
         resolved.pop(PER_TASK, None)
         validate_config(resolved, f"{source} ({PER_TASK}.{task})")
 
 
-def _positive(cfg: Mapping, source: str, section: str, key: str, allow_zero: bool = False) -> None:
-    v = cfg[section][key]
-    if v < 0 or (v == 0 and not allow_zero):
-        raise _fail(source, f"{section}.{key}", f"must be {'>= 0' if allow_zero else '> 0'}, got {v!r}")
+def validate_sections(cfg: Mapping[str, Any], sections: Iterable[str], source: str) -> None:
+    """Validate only ``sections`` of ``cfg`` (e.g. the data/eval keys an evaluation may
+    change in a checkpoint's config, whose other sections may predate the schema)."""
+    for name in sections:
+        try:
+            schema.check_section(name, cfg.get(name))
+        except schema.SchemaError as exc:
+            raise ConfigError(f"{source}: {exc}") from None
 
 
-def _check_values(cfg: Mapping, source: str) -> None:
-    m, d, t = cfg["model"], cfg["data"], cfg["train"]
-    for key in ("img_size", "patch_size", "embed_dim", "depth", "num_heads", "mlp_ratio",
-                "ln_eps", "head_channels"):
-        _positive(cfg, source, "model", key)
-    _positive(cfg, source, "model", "head_convs", allow_zero=True)
-    if m["img_size"] % m["patch_size"]:
-        raise _fail(source, "model.patch_size",
-                    f"{m['patch_size']} does not divide model.img_size {m['img_size']}")
-    if m["embed_dim"] % m["num_heads"]:
-        raise _fail(source, "model.num_heads",
-                    f"{m['num_heads']} does not divide model.embed_dim {m['embed_dim']}")
-    if m["num_classes"] is not None and m["num_classes"] < 2:
-        raise _fail(source, "model.num_classes", f"must be >= 2 or null, got {m['num_classes']}")
-    for key in ("pixel_mean", "pixel_std"):
-        v = m[key]
-        if len(v) != 3 or not all(isinstance(x, (int, float)) and not isinstance(x, bool) for x in v):
-            raise _fail(source, f"model.{key}", f"must be a list of 3 numbers, got {v!r}")
-    if any(x <= 0 for x in m["pixel_std"]):
-        raise _fail(source, "model.pixel_std", f"entries must be > 0, got {m['pixel_std']!r}")
-    for key in ("train_clips", "val_clips", "test_clips", "frames_per_clip"):
-        _positive(cfg, source, "data", key)
-    for key in ("steps", "batch_size", "lr", "eval_every", "ckpt_every", "log_every"):
-        _positive(cfg, source, "train", key)
-    for key in ("warmup_steps", "weight_decay", "grad_clip", "num_workers", "threads"):
-        _positive(cfg, source, "train", key, allow_zero=True)
-    if not 0 <= t["min_lr_ratio"] <= 1:
-        raise _fail(source, "train.min_lr_ratio", f"must be in [0, 1], got {t['min_lr_ratio']!r}")
-    betas = t["betas"]
-    if len(betas) != 2 or not all(isinstance(b, (int, float)) and 0 <= b < 1 for b in betas):
-        raise _fail(source, "train.betas", f"must be two numbers in [0, 1), got {betas!r}")
-    for task, w in t["loss_weights"].items():
-        if isinstance(w, bool) or not isinstance(w, (int, float)) or w < 0:
-            raise _fail(source, f"train.loss_weights.{task}", f"must be a number >= 0, got {w!r}")
-    if t["depth_loss"] not in DEPTH_LOSSES:
-        raise _fail(source, "train.depth_loss", f"{t['depth_loss']!r} not in {DEPTH_LOSSES}")
-    if t["normals_loss"] not in NORMALS_LOSSES:
-        raise _fail(source, "train.normals_loss", f"{t['normals_loss']!r} not in {NORMALS_LOSSES}")
-    epw = t["edge_pos_weight"]
-    if isinstance(epw, str) and epw != "balanced":
-        raise _fail(source, "train.edge_pos_weight", f"must be 'balanced' or a number, got {epw!r}")
-    if not isinstance(epw, str) and (isinstance(epw, bool) or epw <= 0):
-        raise _fail(source, "train.edge_pos_weight", f"must be > 0, got {epw!r}")
-    if cfg["eval"]["split"] not in SPLITS:
-        raise _fail(source, "eval.split", f"{cfg['eval']['split']!r} not in {SPLITS}")
-    _positive(cfg, source, "eval", "batch_size")
-    if d["dataset"] != "synthetic":
-        raise _fail(source, "data.dataset", f"only 'synthetic' is built in, got {d['dataset']!r}")
+def _read_yaml_file(source: str) -> Any:
+    try:
+        with open(source, encoding="utf-8") as fh:
+            return parse_yaml(fh.read())
+    except FileNotFoundError:
+        raise ConfigError(f"{source}: no such config file") from None
+    except IsADirectoryError:
+        raise ConfigError(f"{source}: is a folder, not a config file") from None
+    except PermissionError:
+        raise ConfigError(f"{source}: cannot read the config file (permission denied)") from None
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{source}: not UTF-8 text (byte {exc.start})") from None
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None) or getattr(exc, "context_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+        problem = getattr(exc, "problem", None) or getattr(exc, "context", None) or str(exc)
+        raise ConfigError(f"{source}: invalid YAML{where}: {problem}") from None
 
 
 def load_config(path: str | os.PathLike, overrides: Iterable[str] = (), task: str | None = None) -> dict:
     """Read ``path`` (YAML), apply ``per_task[task]`` (when ``task`` is given), then the
     ``dot.key=value`` overrides; validate and return a dict."""
     source = os.fspath(path)
-    try:
-        with open(source, encoding="utf-8") as fh:
-            cfg = parse_yaml(fh.read())
-    except FileNotFoundError as exc:
-        raise ConfigError(f"{source}: no such config file") from exc
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"{source}: invalid YAML: {exc}") from exc
+    cfg = _read_yaml_file(source)
     if not isinstance(cfg, dict):
         raise ConfigError(f"{source}: top level must be a mapping, got {type(cfg).__name__}")
     if task is not None:
@@ -303,7 +221,7 @@ def load_config(path: str | os.PathLike, overrides: Iterable[str] = (), task: st
     overrides = list(overrides)
     if overrides:
         cfg = apply_overrides(cfg, overrides, source=f"{source} (override)")
-    validate_config(cfg, source)
+    validate_config(cfg, source, [o.split("=", 1)[0].strip() for o in overrides])
     return cfg
 
 

@@ -56,11 +56,11 @@ def task_site_module(model: MultiTaskViT, layer: int, site: str) -> nn.Module:
 
 def load_multitask(cfg: dict, base_ckpt: str | Path, sub_ckpts: Mapping[str, str | Path]) -> MultiTask:
     """Trained model from the base checkpoint and each sub-task's step-3 checkpoint."""
-    from deltamtl.model.checkpoint import load_checkpoint
+    from deltamtl.model.checkpoint import load_checkpoint, load_model_state
 
     ckpt = load_checkpoint(base_ckpt)
     base = MultiTaskViT(ckpt["config"], tuple(ckpt["tasks"]))
-    base.load_state_dict(ckpt["model"])
+    load_model_state(base, ckpt["model"], base_ckpt)
     gate_cfg = GateConfig.from_sharing(cfg.get("sharing"))
     subs = {}
     for task, path in sub_ckpts.items():
@@ -75,7 +75,7 @@ def load_multitask(cfg: dict, base_ckpt: str | Path, sub_ckpts: Mapping[str, str
                 f"not {str(base_ckpt)!r}; its delta weights do not apply to this base"
             )
         sub = build_subtask_model(base, task, sck["config"], gate_cfg)
-        sub.load_state_dict(sck["model"])
+        load_model_state(sub, sck["model"], path)
         subs[task] = sub
     return MultiTask(base, subs).eval()
 

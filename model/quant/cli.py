@@ -70,7 +70,7 @@ def build_quantizer(cfg: dict, qat: str | None = None, random_seed: int | None =
     """
     torch.manual_seed(0)
     if qat:
-        from deltamtl.model.checkpoint import load_checkpoint
+        from deltamtl.model.checkpoint import load_checkpoint, load_model_state
         from deltamtl.model.training.recipe import RecipeArgs, make_recipe
 
         ckpt = load_checkpoint(qat)
@@ -78,7 +78,7 @@ def build_quantizer(cfg: dict, qat: str | None = None, random_seed: int | None =
             raise ValueError(f"{qat}: written by recipe {ckpt['recipe']!r}, not the QAT recipe")
         recipe = make_recipe("deltamtl.model.quant.qat:recipe_qat", RecipeArgs(ckpt["config"]))
         model = recipe.build_model()
-        model.load_state_dict(ckpt["model"])
+        load_model_state(model, ckpt["model"], qat)
         recipe.load_state_dict(ckpt["recipe_state"])
         q = recipe.quantizer
         q.set_mode("float")

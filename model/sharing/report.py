@@ -41,7 +41,7 @@ from typing import Any
 
 import torch
 from deltamtl.contract.atomic import atomic_write_text, atomic_write_with
-from deltamtl.model.checkpoint import load_checkpoint
+from deltamtl.model.checkpoint import load_checkpoint, load_model_state
 from deltamtl.model.sharing.accounting import (
     attention_core_macs,
     dense_footprint,
@@ -129,7 +129,7 @@ def configured_boundaries(cfg: dict, depth: int) -> dict[str, int] | None:
 def _load_plain(path: Path, device: torch.device) -> MultiTaskViT:
     ckpt = load_checkpoint(path, map_location=device)
     model = MultiTaskViT(ckpt["config"], tuple(ckpt["tasks"])).to(device)
-    model.load_state_dict(ckpt["model"])
+    load_model_state(model, ckpt["model"], path)
     return model.eval()
 
 

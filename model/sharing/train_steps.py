@@ -47,7 +47,12 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from deltamtl.model.checkpoint import load_checkpoint
+from deltamtl.model.checkpoint import (
+    CheckpointError,
+    config_difference,
+    load_checkpoint,
+    load_model_state,
+)
 from deltamtl.model.sharing.delta import GateConfig, delta_modules, expected_l0, fix_masks
 from deltamtl.model.sharing.subtasks import (
     block_sites,
@@ -117,10 +122,11 @@ def load_base(cfg: dict, device: torch.device) -> MultiTaskViT:
     tasks = tuple(ckpt["tasks"])
     if BASE_TASK not in tasks:
         raise ValueError(f"sharing.base_checkpoint {path}: model has tasks {tasks}, no {BASE_TASK!r}")
-    if ckpt["config"]["model"] != cfg["model"]:
-        raise ValueError(f"sharing.base_checkpoint {path}: its model section differs from the config's")
+    differs = config_difference(ckpt["config"].get("model"), cfg["model"], "model")
+    if differs:
+        raise CheckpointError(f"{path} (sharing.base_checkpoint): trained with another model: {differs}")
     base = MultiTaskViT(cfg, tasks).to(device)
-    base.load_state_dict(ckpt["model"])
+    load_model_state(base, ckpt["model"], path)
     freeze_base(base)
     return base
 
@@ -131,7 +137,7 @@ def load_single_task(cfg: dict, task: str, device: torch.device) -> MultiTaskViT
         return None
     ckpt = load_checkpoint(path, map_location=device)
     model = MultiTaskViT(ckpt["config"], tuple(ckpt["tasks"])).to(device)
-    model.load_state_dict(ckpt["model"])
+    load_model_state(model, ckpt["model"], path)
     return model
 
 
@@ -223,7 +229,7 @@ class SharingStepRecipe(Recipe):
                 f"{path}: written by recipe {ckpt['recipe']!r} for task {ckpt.get('task')!r}; "
                 f"step{self.step} of {self.task} needs step{self.step - 1} of {self.task}"
             )
-        model.load_state_dict(ckpt["model"])
+        load_model_state(model, ckpt["model"], path)
         # step 1 -> 2: mask from log-alpha, at most max_delta_nnz entries; a no-op for step 3
         cap = sharing_value(self.cfg, "max_delta_nnz")
         wanted, kept = fix_masks(unwrap(model), None if cap is None else int(cap))

@@ -17,7 +17,7 @@ from typing import Any
 
 import torch
 from deltamtl.contract.atomic import atomic_write_text
-from deltamtl.model.checkpoint import CheckpointError, json_safe, load_checkpoint
+from deltamtl.model.checkpoint import CheckpointError, json_safe, load_checkpoint, load_model_state
 from deltamtl.model.config import ConfigError
 from deltamtl.model.training.evaluate import (
     acceptance,
@@ -36,7 +36,7 @@ def load_trained_model(ckpt_path: str | Path, device: torch.device | str = "cpu"
     ckpt = load_checkpoint(ckpt_path, map_location=device)
     recipe = make_recipe(ckpt["recipe"], RecipeArgs(ckpt["config"], ckpt.get("task"), None, torch.device(device)))
     model = recipe.build_model().to(device)
-    model.load_state_dict(ckpt["model"])
+    load_model_state(model, ckpt["model"], ckpt_path)
     recipe.load_state_dict(ckpt.get("recipe_state", {}))
     model.eval()
     return model, ckpt, recipe
@@ -49,7 +49,7 @@ def evaluate_checkpoint(ckpt_path: str | Path, split: str | None = None, batch_s
     ``overrides`` (``data.test_clips=32``, ...) change the checkpoint's ``data``/``eval``
     sections for this evaluation only, e.g. to score on more held-out clips.
     """
-    from deltamtl.model.config import ConfigError, apply_overrides
+    from deltamtl.model.config import ConfigError, apply_overrides, validate_sections
     from deltamtl.model.training.recipe import synthetic_split
 
     model, ckpt, recipe = load_trained_model(ckpt_path, device)
@@ -58,8 +58,10 @@ def evaluate_checkpoint(ckpt_path: str | Path, split: str | None = None, batch_s
         bad = [o for o in overrides if not o.split("=", 1)[0].startswith(("data.", "eval."))]
         if bad:
             raise ConfigError(f"{ckpt_path}: override {bad[0]!r}: only data.* and eval.* keys can change at evaluation")
-        # keys must exist; no full re-validation, so checkpoints of older configs still load
+        # keys must exist; only the changed sections are re-validated, so checkpoints of
+        # older configs still load
         cfg = apply_overrides(cfg, overrides, source=f"{ckpt_path} (override)")
+        validate_sections(cfg, ("data", "eval"), f"{ckpt_path} (override)")
     split = split or cfg["eval"]["split"]
     bs = batch_size or int(cfg["eval"]["batch_size"])
     dataset = synthetic_split(cfg, split)
@@ -90,7 +92,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         result = evaluate_checkpoint(args.ckpt, args.split, args.batch_size, overrides=args.overrides)
     except (CheckpointError, ConfigError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        print(f"deltamtl evaluate: error: {exc}", file=sys.stderr)
         return 2
     print(f"checkpoint {result['checkpoint']} (recipe {result['recipe']}, step {result['step']}), "
           f"split {result['split']} ({result['n_images']} images)")

@@ -44,13 +44,16 @@ from typing import Any
 import torch
 import torch.distributed as dist
 from deltamtl.contract.atomic import atomic_write_text
+from deltamtl.contract.errors import UserInputError
 from deltamtl.model.checkpoint import (
     CHECKPOINT_FORMAT,
     CheckpointError,
     atomic_torch_save,
     capture_rng_state,
+    config_difference,
     json_safe,
     load_checkpoint,
+    load_model_state,
     restore_rng_state,
     seed_everything,
 )
@@ -62,7 +65,7 @@ from torch.utils.data import DataLoader, Dataset, DistributedSampler
 CHECKPOINT_NAME = "last.pt"
 
 
-class TrainSetupError(ValueError):
+class TrainSetupError(UserInputError):
     """The run cannot start as asked (resume mismatch, batch size vs ranks, empty data)."""
 
 
@@ -177,11 +180,12 @@ def train(
         if not ckpt_path.is_file():
             raise FileNotFoundError(f"--resume: {ckpt_path} does not exist")
         ckpt = load_checkpoint(ckpt_path, map_location=info.device)
-        if ckpt["config"]["model"] != cfg["model"]:
-            raise TrainSetupError(f"--resume: model section of {ckpt_path} differs from the given config")
+        differs = config_difference(ckpt["config"].get("model"), cfg["model"], "model")
+        if differs:
+            raise TrainSetupError(f"--resume: {ckpt_path}: trained with another model: {differs}")
         if ckpt["recipe"] != recipe_name:
             raise TrainSetupError(f"--resume: {ckpt_path} was written by recipe {ckpt['recipe']!r}, not {recipe_name!r}")
-        model.load_state_dict(ckpt["model"])
+        load_model_state(model, ckpt["model"], ckpt_path)
         recipe.load_state_dict(ckpt.get("recipe_state", {}))
     else:
         recipe.initialize(model)
@@ -333,7 +337,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         result = train(cfg, args.recipe, args.out, task=args.task, resume=args.resume,
                        progress=not args.no_progress)
     except (ConfigError, CheckpointError, FileNotFoundError, TrainSetupError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        print(f"deltamtl train: error: {exc}", file=sys.stderr)
         return 2
     if int(os.environ.get("RANK", "0")) == 0:
         print(json.dumps(json_safe({"step": result["step"], "checkpoint": result["checkpoint"],

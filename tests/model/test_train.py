@@ -155,7 +155,7 @@ def test_resume_refuses_mismatched_runs(tmp_path):
     with pytest.raises(FileNotFoundError, match="last.pt does not exist"):
         train(small_cfg("train.steps=1"), "st", tmp_path / "none", task="depth", resume=True, progress=False)
     train(small_cfg("train.steps=1"), "st", tmp_path / "r", task="depth", progress=False)
-    with pytest.raises(ValueError, match="model section"):
+    with pytest.raises(ValueError, match=r"trained with another model: model\.depth: checkpoint 1, config 2"):
         train(small_cfg("train.steps=2", "model.depth=2"), "st", tmp_path / "r", task="depth", resume=True,
               progress=False)
 

@@ -6,7 +6,8 @@ from pathlib import Path
 
 import pytest
 import yaml
-from deltamtl.model.config import ConfigError, apply_overrides, load_config
+from deltamtl.model.config import ConfigError, apply_overrides, load_config, validate_config
+from deltamtl.model.tasks import TASKS
 
 CONFIGS = sorted(Path("configs").glob("*.yaml"))
 
@@ -22,6 +23,20 @@ def test_shipped_configs_validate():
         assert cfg["sharing"]["keyframe_interval"] == 5
 
 
+@pytest.mark.parametrize("path", CONFIGS, ids=lambda p: p.name)
+@pytest.mark.parametrize("task", [None, *TASKS])
+def test_every_shipped_config_validates_for_every_task(path, task):
+    cfg = load_config(path, task=task)
+    validate_config(cfg, str(path))  # idempotent: a loaded config is valid as it stands
+
+
+def test_duplicate_yaml_keys_are_refused(tmp_path):
+    p = tmp_path / "dup.yaml"
+    p.write_text(Path("configs/tiny.yaml").read_text().replace("  lr: 1.0e-3", "  lr: 1.0e-3\n  lr: 2.0e-3"))
+    with pytest.raises(ConfigError, match=rf"{p}: invalid YAML at line \d+, column 3: duplicate key 'lr'$"):
+        load_config(p)
+
+
 def test_board_and_paper_shapes():
     zcu = load_config("configs/vit-tiny-zcu104.yaml")["model"]
     assert (zcu["embed_dim"], zcu["depth"], zcu["num_heads"], zcu["img_size"], zcu["patch_size"]) == (192, 12, 3, 224, 16)
@@ -32,9 +47,13 @@ def test_board_and_paper_shapes():
 
 def test_overrides_parse_yaml_values():
     cfg = load_config("configs/tiny.yaml", ["train.lr=3e-4", "model.qkv_bias=false", "train.steps=7",
-                                            "sharing.lambda_w=1e-5", "sharing.new_key=[1, 2]"])
+                                            "sharing.lambda_w=1e-5", "sharing.threshold_grid=[0.2, 1]"])
     assert cfg["train"]["lr"] == 3e-4 and cfg["model"]["qkv_bias"] is False and cfg["train"]["steps"] == 7
-    assert cfg["sharing"]["lambda_w"] == 1e-5 and cfg["sharing"]["new_key"] == [1, 2]
+    assert cfg["sharing"]["lambda_w"] == 1e-5 and cfg["sharing"]["threshold_grid"] == [0.2, 1]
+    # optional keys the file leaves out are known to the schema (and whole sub-sections)
+    vitb = load_config("configs/vit-b-nyud.yaml", ["sharing.max_delta_nnz=400",
+                                                   "sharing.quant.calib_batches=2"])
+    assert vitb["sharing"]["max_delta_nnz"] == 400 and vitb["sharing"]["quant"] == {"calib_batches": 2}
     base = {"a": {"b": 1}}
     assert apply_overrides(base, ["a.b=2"]) == {"a": {"b": 2}} and base == {"a": {"b": 1}}
 
@@ -42,25 +61,42 @@ def test_overrides_parse_yaml_values():
 @pytest.mark.parametrize(
     ("override", "pattern"),
     [
-        ("train.lrr=1", r"train\.lrr: no such key"),
+        ("train.lrr=1", r"train\.lrr: no such key in the config \(did you mean 'train\.lr'\?\)"),
         ("nosection.x=1", r"nosection: no such key"),
+        ("sharing.new_key=[1, 2]", r"sharing\.new_key: no such key"),
+        ("sharing.hard_concrete.temprature=1", r"did you mean 'sharing\.hard_concrete\.temperature'"),
+        ("train.loss_weights.dpeth=1", r"train\.loss_weights\.dpeth: no such key .*'train\.loss_weights\.depth'"),
         ("train.lr", r"not of the form dot\.key=value"),
-        ("model.patch_size=7", r"model\.patch_size: 7 does not divide model\.img_size 64"),
-        ("model.num_heads=5", r"model\.num_heads: 5 does not divide"),
-        ("train.steps=abc", r"train\.steps: expected int, got str"),
-        ("train.steps=-3", r"train\.steps: must be > 0"),
-        ("model.qkv_bias=3", r"model\.qkv_bias: expected bool"),
-        ("train.depth_loss=l2", r"train\.depth_loss: 'l2' not in"),
-        ("train.betas=[0.9]", r"train\.betas: must be two numbers"),
-        ("train.loss_weights.depth=-1", r"train\.loss_weights\.depth: must be a number >= 0"),
-        ("eval.split=holdout", r"eval\.split: 'holdout' not in"),
-        ("model.pixel_std=[1, 1, 0]", r"model\.pixel_std: entries must be > 0"),
+        ("train.lr=[1", r"train\.lr: cannot parse value '\[1' as YAML"),
+        ("model.patch_size=7", r"model\.patch_size: must divide model\.img_size 64, got 7$"),
+        ("model.num_heads=5", r"model\.num_heads: must divide model\.embed_dim 96, got 5$"),
+        ("train.steps=abc", r"train\.steps: expected an integer, got string 'abc'$"),
+        ("train.steps=2.5", r"train\.steps: expected an integer, got float 2\.5$"),
+        ("train.steps='3'", r"train\.steps: expected an integer, got string '3'$"),
+        ("train.steps=true", r"train\.steps: expected an integer, got bool True$"),
+        ("train.steps=-3", r"train\.steps: must be > 0, got -3$"),
+        ("train.lr=.nan", r"train\.lr: expected a finite number, got float nan$"),
+        ("train.lr='1e-3'", r"train\.lr: expected a number, got string '1e-3'$"),
+        ("model.qkv_bias=3", r"model\.qkv_bias: expected true or false, got int 3$"),
+        ("train.depth_loss=l2", r"train\.depth_loss: 'l2' is not one of 'l1', 'silog' or 'berhu'$"),
+        ("train.betas=[0.9]", r"train\.betas: too few items \(at least 2\), got \[0\.9\]$"),
+        ("train.betas=[0.9, 1.5]", r"train\.betas\[1\]: must be < 1, got 1\.5$"),
+        ("train.loss_weights.depth=-1", r"train\.loss_weights\.depth: must be >= 0, got -1$"),
+        ("train.min_lr_ratio=1.5", r"train\.min_lr_ratio: must be <= 1, got 1\.5$"),
+        ("eval.split=holdout", r"eval\.split: 'holdout' is not one of 'train', 'val' or 'test'$"),
+        ("model.pixel_std=[1, 1, 0]", r"model\.pixel_std\[2\]: must be > 0, got 0$"),
+        ("model.num_classes=1", r"model\.num_classes: must be >= 2, got 1$"),
+        ("sharing.subtasks=[semseg]", r"sharing\.subtasks\[0\]: 'semseg' is not one of"),
+        ("sharing.keyframe_offsets=[0, 7]", r"sharing\.keyframe_offsets: offsets must be below sharing\.keyframe_interval 5"),
+        ("sharing.boundary=[0, 1, 6]", r"sharing\.boundary: block index 6 beyond model\.depth 6"),
+        ("sharing.quant={calib_batch: 1}", r"sharing\.quant\.calib_batch: unknown key \(did you mean 'sharing\.quant\.calib_batches'\?\)"),
     ],
 )
 def test_bad_overrides_name_file_and_key(override, pattern):
     with pytest.raises(ConfigError, match=pattern) as info:
         load_config("configs/tiny.yaml", [override])
-    assert "configs/tiny.yaml" in str(info.value)
+    message = str(info.value)
+    assert message.startswith("configs/tiny.yaml (override): ") and "\n" not in message
 
 
 def test_file_errors_name_the_file(tmp_path):
@@ -115,8 +151,9 @@ def test_per_task_entries_apply_to_their_task_only_and_set_wins(tmp_path):
         ({"depth": {"train.nope": 1}}, r"per_task\.depth\): train\.nope: no such key"),
         ({"depth": {"lambda_w": 1}}, r"per_task\.depth\.lambda_w: key must be dotted"),
         ({"depth": {"train.steps": -2}}, r"per_task\.depth\): train\.steps: must be > 0"),
-        ({"depth": [1, 2]}, r"per_task\.depth: must be a mapping"),
-        ([1], r"per_task: must be a mapping"),
+        ({"depth": [1, 2]}, r"per_task\.depth: expected a mapping, got list \[1, 2\]"),
+        ([1], r"per_task: expected a mapping, got list \[1\]"),
+        ({"dpth": {"train.steps": 2}}, r"per_task\.dpth: unknown key \(did you mean 'per_task\.depth'\?\)"),
     ],
 )
 def test_bad_per_task_entries_are_named(tmp_path, entries, pattern):
