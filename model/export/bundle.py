@@ -34,6 +34,7 @@ from typing import Any
 
 import numpy as np
 import yaml
+from deltamtl.contract.errors import UserInputError
 from deltamtl.contract.formats import (
     CONTRACT_VERSION,
     REQ_MULT_MAX,
@@ -71,8 +72,9 @@ TMP_TAG = ".tmp-"  # .<name>.tmp-*: a bundle being written
 OLD_TAG = ".old-"  # .<name>.old-*: the previous bundle while the new one is renamed in
 
 
-class BundleError(ValueError):
-    """A bundle is malformed; the one-line message names the file, the field and the value."""
+class BundleError(UserInputError):
+    """A bundle is malformed; the one-line message names the file, the field and the value
+    (a UserInputError: the front door prints it as one line, exit status 2)."""
 
 
 def _sha256(data: bytes) -> str:
