@@ -86,8 +86,10 @@ def _from_beats(chunk: np.ndarray, shape: SectionShape, beat_words: int) -> np.n
     b, rows, rw = int(beat_words), shape.rows, shape.row_words
     chunk = np.asarray(chunk, dtype=np.uint64)
     if shape.layout is SectionLayout.ROW_BLOCK:
-        return chunk.reshape(-1, rw, b).transpose(0, 2, 1).reshape(-1, rw)[:rows].reshape(-1)
-    return chunk.reshape(rows, -1)[:, :rw].reshape(-1)
+        rows_out = chunk.reshape(-1, rw, b).transpose(0, 2, 1).reshape(-1, rw)[:rows]
+    else:
+        rows_out = chunk.reshape(rows, -1)[:, :rw]
+    return rows_out.reshape(-1).copy()  # never a view: callers edit sections in place
 
 
 def _split(words: np.ndarray, shapes: list[SectionShape], beat_words: int,
@@ -163,13 +165,33 @@ def pack_job(job: SiteJob, beat_words: int = 1) -> np.ndarray:
     return _join(parts, input_shapes(mode, flags, p, i, o, job.nnz_dw), beat_words)
 
 
+def packet_sections(words: np.ndarray, beat_words: int = 1) -> dict[Section, np.ndarray]:
+    """An input packet -> {section: its words, row-major, beat padding dropped}, laid out as
+    its header says (raises if the length disagrees). To edit a packet: change sections,
+    then ``join_sections``."""
+    words = np.asarray(words, dtype=np.uint64)
+    hdr = parse_header(words)
+    shapes = input_shapes(hdr["mode"], hdr["flags"], hdr["tokens"], hdr["in_dim"],
+                          hdr["out_dim"], hdr["nnz_dw"])
+    return _split(words, shapes, beat_words, "packet")
+
+
+def join_sections(sections: dict[Section, np.ndarray], beat_words: int = 1) -> np.ndarray:
+    """The inverse of packet_sections: the sections laid out in beats as the header in
+    ``sections[Section.HEADER]`` says (sections it does not name are left out)."""
+    hdr = parse_header(sections[Section.HEADER])
+    shapes = input_shapes(hdr["mode"], hdr["flags"], hdr["tokens"], hdr["in_dim"],
+                          hdr["out_dim"], hdr["nnz_dw"])
+    return _join(sections, shapes, beat_words)
+
+
 def unpack_job(words: np.ndarray, beat_words: int = 1) -> SiteJob:
     """The inverse of pack_job (used by tests and to read test vectors)."""
     words = np.asarray(words, dtype=np.uint64)
     hdr = parse_header(words)
     mode, flags = Mode(hdr["mode"]), JobFlag(hdr["flags"])
     p, i, o, nnz = hdr["tokens"], hdr["in_dim"], hdr["out_dim"], hdr["nnz_dw"]
-    chunks = _split(words, input_shapes(mode, flags, p, i, o, nnz), beat_words, "packet")
+    chunks = packet_sections(words, beat_words)
     req = _unpack_rows(chunks[Section.REQ], 1, o, INT32_PER_WORD, "<u4")[0].astype(np.int64)
     job = SiteJob(
         mode=mode,
