@@ -226,7 +226,7 @@ def validate_descriptor(buf: np.ndarray, buf_bytes: int, desc_offset: int, limit
 # DDR test images for the C++ system testbench (hls/tb/tb_system.cpp, Vitis csim/cosim of
 # fetch and commit). File format ``.dmtd`` (little-endian; the headers are defined once in
 # deltamtl.contract.file_layouts and reach tb_system.cpp as hls/generated/vector_files.h):
-#   file header (DMTD_FILE_HEADER): magic "DMTD", version, n_cases, the six limits, 0
+#   file header (DMTD_FILE_HEADER): magic "DMTD", version, n_cases, the limits (LIMIT_FIELDS)
 #   per case: case header (DMTD_CASE_HEADER): reset (1: reset the core), expected fetch
 #             status, expected commit status, 0, buf_bytes, desc_offset, image_bytes;
 #             image_bytes of memory before, image_bytes of memory expected after.
@@ -354,6 +354,8 @@ def ddr_cases_from_records(records, limits, rng: np.random.Generator,
     from deltamtl.contract.packets import CoreStatus
     from deltamtl.contract.registers import KernelStatus
 
+    if limits.beat_words != 1:  # fetch and commit stream one word per beat (docs/hls.md)
+        raise ValueError(f"DDR cases: the system path has beat_words=1, not {limits.beat_words}")
     cases: list[DdrCase] = []
     done = int(KernelStatus.DONE)
     for k, rec in enumerate(records):

@@ -1,6 +1,10 @@
 """Site jobs to and from the core's 64-bit stream words: ``pack_job`` / ``unpack_job`` for
 input packets, ``pack_result`` / ``unpack_result`` for output packets, and helpers that
 read or patch single fields. The HLS core, the RTL core and the board consume these bits.
+
+Every packer takes ``beat_words`` (B, the core's ``CoreLimits.beat_words``): a packet is
+a flat array of words, B per beat, its sections laid out as deltamtl.contract.packets says.
+B = 1 (the default) is one word per beat, no padding.
 """
 
 from __future__ import annotations
@@ -24,8 +28,10 @@ from deltamtl.contract.packets import (
     TRAILER_FIELDS,
     CoreStatus,
     Section,
-    input_sections,
-    output_sections,
+    SectionLayout,
+    SectionShape,
+    input_shapes,
+    output_shapes,
     words_for,
 )
 
@@ -56,6 +62,54 @@ def _pack_rows(a: np.ndarray, per_word: int, dtype: str) -> np.ndarray:
 def _unpack_rows(words: np.ndarray, rows: int, n: int, per_word: int, dtype: str) -> np.ndarray:
     flat = np.ascontiguousarray(words, dtype="<u8").view(dtype)
     return flat.reshape(rows, -1)[:, :n].copy()
+
+
+def _to_beats(words: np.ndarray, shape: SectionShape, beat_words: int) -> np.ndarray:
+    """A section's row-major words -> its words on the stream, zero padded to whole beats."""
+    b, rows, rw = int(beat_words), shape.rows, shape.row_words
+    words = np.asarray(words, dtype=np.uint64)
+    if words.size != rows * rw:
+        raise AssertionError(f"{shape.section.name}: packed {words.size} words, "
+                             f"layout says {rows} x {rw}")
+    if shape.layout is SectionLayout.ROW_BLOCK:
+        padded = np.zeros((words_for(rows, b) * b, rw), np.uint64)
+        padded[:rows] = words.reshape(rows, rw)
+        # block k, beat j, word r <- row k*B + r, word j
+        return padded.reshape(-1, b, rw).transpose(0, 2, 1).reshape(-1)
+    padded = np.zeros((rows, words_for(rw, b) * b), np.uint64)
+    padded[:, :rw] = words.reshape(rows, rw)
+    return padded.reshape(-1)
+
+
+def _from_beats(chunk: np.ndarray, shape: SectionShape, beat_words: int) -> np.ndarray:
+    """The inverse of _to_beats; padding words are dropped whatever they hold."""
+    b, rows, rw = int(beat_words), shape.rows, shape.row_words
+    chunk = np.asarray(chunk, dtype=np.uint64)
+    if shape.layout is SectionLayout.ROW_BLOCK:
+        rows_out = chunk.reshape(-1, rw, b).transpose(0, 2, 1).reshape(-1, rw)[:rows]
+    else:
+        rows_out = chunk.reshape(rows, -1)[:, :rw]
+    return rows_out.reshape(-1).copy()  # never a view: callers edit sections in place
+
+
+def _split(words: np.ndarray, shapes: list[SectionShape], beat_words: int,
+           what: str) -> dict[Section, np.ndarray]:
+    """A packet -> {section: its row-major words}; raises if the length does not match."""
+    sizes = [s.words(beat_words) for s in shapes]
+    if words.size != sum(sizes):
+        raise ValueError(f"{what} has {words.size} words, its layout {sum(sizes)} "
+                         f"({beat_words} words per beat)")
+    out, pos = {}, 0
+    for shape, n in zip(shapes, sizes, strict=True):
+        out[shape.section] = _from_beats(words[pos: pos + n], shape, beat_words)
+        pos += n
+    return out
+
+
+def _join(parts: dict[Section, np.ndarray], shapes: list[SectionShape],
+          beat_words: int) -> np.ndarray:
+    return np.concatenate([_to_beats(parts[s.section], s, beat_words) for s in shapes]
+                          ).astype(np.uint64)
 
 
 def pack_header(job: SiteJob) -> list[int]:
@@ -90,8 +144,9 @@ def _pack_nz(dw: CsrDelta) -> np.ndarray:
     )
 
 
-def pack_job(job: SiteJob) -> np.ndarray:
-    """A SiteJob -> the core's input packet (uint64 words; TLAST on the last one)."""
+def pack_job(job: SiteJob, beat_words: int = 1) -> np.ndarray:
+    """A SiteJob -> the core's input packet (uint64 words, ``beat_words`` per beat; TLAST
+    on the last beat)."""
     parts: dict[Section, np.ndarray] = {
         Section.HEADER: np.array(pack_header(job), dtype=np.uint64)
     }
@@ -107,28 +162,36 @@ def pack_job(job: SiteJob) -> np.ndarray:
         parts[Section.XREF] = _pack_rows(job.x_ref, INT8_PER_WORD, "i1")
         parts[Section.YREF] = _pack_rows(job.y_ref, INT32_PER_WORD, "<i4")
     parts[Section.X] = _pack_rows(job.x, INT8_PER_WORD, "i1")
-    order = input_sections(mode, flags, p, i, o, job.nnz_dw)
-    out = []
-    for section, n_words in order:
-        chunk = parts[section]
-        if chunk.size != n_words:
-            raise AssertionError(f"{section.name}: packed {chunk.size} words, layout says {n_words}")
-        out.append(chunk)
-    return np.concatenate(out).astype(np.uint64)
+    return _join(parts, input_shapes(mode, flags, p, i, o, job.nnz_dw), beat_words)
 
 
-def unpack_job(words: np.ndarray) -> SiteJob:
+def packet_sections(words: np.ndarray, beat_words: int = 1) -> dict[Section, np.ndarray]:
+    """An input packet -> {section: its words, row-major, beat padding dropped}, laid out as
+    its header says (raises if the length disagrees). To edit a packet: change sections,
+    then ``join_sections``."""
+    words = np.asarray(words, dtype=np.uint64)
+    hdr = parse_header(words)
+    shapes = input_shapes(hdr["mode"], hdr["flags"], hdr["tokens"], hdr["in_dim"],
+                          hdr["out_dim"], hdr["nnz_dw"])
+    return _split(words, shapes, beat_words, "packet")
+
+
+def join_sections(sections: dict[Section, np.ndarray], beat_words: int = 1) -> np.ndarray:
+    """The inverse of packet_sections: the sections laid out in beats as the header in
+    ``sections[Section.HEADER]`` says (sections it does not name are left out)."""
+    hdr = parse_header(sections[Section.HEADER])
+    shapes = input_shapes(hdr["mode"], hdr["flags"], hdr["tokens"], hdr["in_dim"],
+                          hdr["out_dim"], hdr["nnz_dw"])
+    return _join(sections, shapes, beat_words)
+
+
+def unpack_job(words: np.ndarray, beat_words: int = 1) -> SiteJob:
     """The inverse of pack_job (used by tests and to read test vectors)."""
     words = np.asarray(words, dtype=np.uint64)
     hdr = parse_header(words)
     mode, flags = Mode(hdr["mode"]), JobFlag(hdr["flags"])
     p, i, o, nnz = hdr["tokens"], hdr["in_dim"], hdr["out_dim"], hdr["nnz_dw"]
-    pos, chunks = 0, {}
-    for section, n_words in input_sections(mode, flags, p, i, o, nnz):
-        chunks[section] = words[pos : pos + n_words]
-        pos += n_words
-    if pos != words.size:
-        raise ValueError(f"packet has {words.size} words, its header implies {pos}")
+    chunks = packet_sections(words, beat_words)
     req = _unpack_rows(chunks[Section.REQ], 1, o, INT32_PER_WORD, "<u4")[0].astype(np.int64)
     job = SiteJob(
         mode=mode,
@@ -162,29 +225,39 @@ def unpack_job(words: np.ndarray) -> SiteJob:
     return job
 
 
-def pack_result(result: JobResult, job: SiteJob) -> np.ndarray:
-    """A JobResult -> the core's output packet (what the hardware must emit, bit for bit)."""
+def trailer_beat(status: CoreStatus, tag: int, nnz_act: int = 0, beat_words: int = 1) -> np.ndarray:
+    """The trailer word followed by its beat's zero padding (a refused packet's whole answer)."""
     trailer = [0]
-    _TRL["nnz_act"].put(trailer, result.nnz_act)
-    _TRL["tag"].put(trailer, result.tag)
-    _TRL["status"].put(trailer, int(result.status))
+    _TRL["nnz_act"].put(trailer, nnz_act)
+    _TRL["tag"].put(trailer, tag)
+    _TRL["status"].put(trailer, int(status))
+    return _to_beats(np.array(trailer, np.uint64), SectionShape(Section.TRAILER, 1, 1), beat_words)
+
+
+def pack_result(result: JobResult, job: SiteJob, beat_words: int = 1) -> np.ndarray:
+    """A JobResult -> the core's output packet (what the hardware must emit, bit for bit)."""
     ok = result.status == CoreStatus.OK
-    parts = []
-    for section, _n in output_sections(job.flags, job.tokens, job.in_dim, job.out_dim, ok):
-        if section == Section.Y:
-            parts.append(_pack_rows(result.y, INT8_PER_WORD, "i1"))
-        elif section == Section.XREF_OUT:
-            parts.append(_pack_rows(result.x_ref, INT8_PER_WORD, "i1"))
-        elif section == Section.YREF_OUT:
-            parts.append(_pack_rows(result.y_ref, INT32_PER_WORD, "<i4"))
-        else:
-            parts.append(np.array(trailer, dtype=np.uint64))
-    return np.concatenate(parts).astype(np.uint64)
+    shapes = output_shapes(job.flags, job.tokens, job.in_dim, job.out_dim, ok)
+    parts = {Section.TRAILER: trailer_beat(result.status, result.tag, result.nnz_act)}
+    if ok:
+        parts[Section.Y] = _pack_rows(result.y, INT8_PER_WORD, "i1")
+    if Section.XREF_OUT in {s.section for s in shapes}:
+        parts[Section.XREF_OUT] = _pack_rows(result.x_ref, INT8_PER_WORD, "i1")
+        parts[Section.YREF_OUT] = _pack_rows(result.y_ref, INT32_PER_WORD, "<i4")
+    return _join(parts, shapes, beat_words)
 
 
-def trailer_status(words: np.ndarray) -> CoreStatus:
-    """Status field of an output packet's trailer (its last word)."""
-    return CoreStatus(_TRL["status"].get([int(np.asarray(words, dtype=np.uint64)[-1])]))
+def trailer_word(words: np.ndarray, beat_words: int = 1) -> int:
+    """An output packet's trailer: the first word of its last beat."""
+    words = np.asarray(words, dtype=np.uint64)
+    if words.size < beat_words or words.size % beat_words:
+        raise ValueError(f"output packet of {words.size} words is not whole beats of {beat_words}")
+    return int(words[-int(beat_words)])
+
+
+def trailer_status(words: np.ndarray, beat_words: int = 1) -> CoreStatus:
+    """Status field of an output packet's trailer (the first word of its last beat)."""
+    return CoreStatus(_TRL["status"].get([trailer_word(words, beat_words)]))
 
 
 def with_header_field(words: np.ndarray, name: str, value: int) -> np.ndarray:
@@ -198,29 +271,22 @@ def with_header_field(words: np.ndarray, name: str, value: int) -> np.ndarray:
     return out
 
 
-def unpack_result(words: np.ndarray, job: SiteJob) -> JobResult:
+def unpack_result(words: np.ndarray, job: SiteJob, beat_words: int = 1) -> JobResult:
     """Parse an output packet produced for ``job`` (raises if its length is wrong)."""
     words = np.asarray(words, dtype=np.uint64)
-    trailer = [int(words[-1])]
+    trailer = [trailer_word(words, beat_words)]
     status = CoreStatus(_TRL["status"].get(trailer))
     result = JobResult(
         status=status, tag=_TRL["tag"].get(trailer), nnz_act=_TRL["nnz_act"].get(trailer)
     )
-    layout = output_sections(job.flags, job.tokens, job.in_dim, job.out_dim, status == 0)
-    expected = sum(n for _s, n in layout)
-    if words.size != expected:
-        raise ValueError(f"output packet has {words.size} words, expected {expected}")
-    pos = 0
     p, i, o = job.tokens, job.in_dim, job.out_dim
-    for section, n in layout:
-        chunk = words[pos : pos + n]
-        pos += n
-        if section == Section.Y:
-            result.y = _unpack_rows(chunk, p, o, INT8_PER_WORD, "i1")
-        elif section == Section.XREF_OUT:
-            result.x_ref = _unpack_rows(chunk, p, i, INT8_PER_WORD, "i1")
-        elif section == Section.YREF_OUT:
-            result.y_ref = _unpack_rows(chunk, p, o, INT32_PER_WORD, "<i4")
+    shapes = output_shapes(job.flags, p, i, o, status == 0)
+    chunks = _split(words, shapes, beat_words, "output packet")
+    if Section.Y in chunks:
+        result.y = _unpack_rows(chunks[Section.Y], p, o, INT8_PER_WORD, "i1")
+    if Section.XREF_OUT in chunks:
+        result.x_ref = _unpack_rows(chunks[Section.XREF_OUT], p, i, INT8_PER_WORD, "i1")
+        result.y_ref = _unpack_rows(chunks[Section.YREF_OUT], p, o, INT32_PER_WORD, "<i4")
     return result
 
 

@@ -140,19 +140,20 @@ def _file_header(name: str, count: str) -> Layout:
                          *((f, "u32") for f in LIMIT_FIELDS)))
 
 
-# Payload words (core packets) are uint64, little-endian, one stream word each.
+# Payload words (core packets) are uint64, little-endian, one stream word each (beat_words
+# of them per beat, the beats in stream order).
 PAYLOAD_WORD_BYTES = WORD_BYTES
 
 # .dmtv: file header, then n_records x (record header, n_in_words + n_out_words words)
 DMTV_MAGIC = b"DMTV"
-DMTV_VERSION = 3  # 3: token_rows in the file header
+DMTV_VERSION = 4  # 3: token_rows in the file header; 4: beat_words
 DMTV_FILE_HEADER = _file_header("dmtv_file_header", "n_records")
 DMTV_RECORD_HEADER = Layout("dmtv_record_header", (
     ("class_id", "u32"), ("n_in_words", "u32"), ("n_out_words", "u32"), ("reserved", "u32")))
 
 # .dmtd: file header, then n_cases x (case header, image before, image after)
 DMTD_MAGIC = b"DMTD"
-DMTD_VERSION = 3  # 3: token_rows in the file header
+DMTD_VERSION = 4  # 3: token_rows in the file header; 4: beat_words
 DMTD_FILE_HEADER = _file_header("dmtd_file_header", "n_cases")
 DMTD_CASE_HEADER = Layout("dmtd_case_header", (
     ("reset", "u32"),  # 1: reset the core's resident state; the images are empty

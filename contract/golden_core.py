@@ -10,7 +10,14 @@ interface; the C++ kernels and the RTL core are held to it bit for bit.
 from __future__ import annotations
 
 import numpy as np
-from deltamtl.contract.encoding import _NZ, _TRL, job_header, pack_result, parse_header, unpack_job
+from deltamtl.contract.encoding import (
+    _NZ,
+    job_header,
+    pack_result,
+    parse_header,
+    trailer_beat,
+    unpack_job,
+)
 from deltamtl.contract.formats import (
     TH_MAX,
     TH_MIN,
@@ -24,11 +31,11 @@ from deltamtl.contract.formats import (
 from deltamtl.contract.jobs import CoreState, JobResult, SiteJob
 from deltamtl.contract.limits import CoreLimits
 from deltamtl.contract.packets import (
-    HEADER_WORDS,
-    INT8_PER_WORD,
+    HEADER_SHAPE,
     CoreStatus,
+    Section,
     input_sections,
-    words_for,
+    section_offsets,
 )
 
 
@@ -150,37 +157,37 @@ class GoldenCore:
         self.state = CoreState()
 
     def run_packet(self, words: np.ndarray) -> np.ndarray:
-        """One input packet (header through TLAST) -> its output packet.
+        """One input packet (header through TLAST) -> its output packet, both as words in
+        beats of ``limits.beat_words`` (docs/hls.md, "Packet layout"; padding is ignored).
 
         A refused packet (bad header, dims, nnz, length, index, missing state) is drained
-        and answered with a trailer alone; state is left as it was.
+        and answered with the trailer beat alone; state is left as it was.
         """
+        b = self.limits.beat_words
         words = np.asarray(words, dtype=np.uint64)
-        hdr = parse_header(words) if words.size >= HEADER_WORDS else None
+        if words.size % b:
+            raise ValueError(f"run_packet: {words.size} words are not whole beats of {b}")
+        # the header is whole after its own beat(s); a shorter packet has no tag to answer
+        hdr = parse_header(words) if words.size >= HEADER_SHAPE.words(b) else None
         status = CoreStatus.LENGTH if hdr is None else check_header(hdr, self.limits)
         if not status:
             layout = input_sections(
                 Mode(hdr["mode"]), JobFlag(hdr["flags"]), hdr["tokens"], hdr["in_dim"],
-                hdr["out_dim"], hdr["nnz_dw"],
+                hdr["out_dim"], hdr["nnz_dw"], b,
             )
-            if sum(n for _s, n in layout) != words.size:
+            if sum(n for _s, n in layout) != words.size:  # whole beats: the beat count
                 status = CoreStatus.LENGTH
         if not status and hdr["nnz_dw"]:
-            w_words = hdr["out_dim"] * words_for(hdr["in_dim"], INT8_PER_WORD)
-            start = HEADER_WORDS + (w_words if hdr["flags"] & JobFlag.LOAD_W else 0)
-            nz = words[start:]
-            nz = nz[: hdr["nnz_dw"]]
+            start, _n = section_offsets(layout)[Section.DW]
+            nz = words[start: start + hdr["nnz_dw"]]  # the padding after them is no entry
             rows = (nz >> np.uint64(_NZ["row"].lsb)) & np.uint64(_NZ["row"].mask)
             cols = (nz >> np.uint64(_NZ["col"].lsb)) & np.uint64(_NZ["col"].mask)
             if np.any(rows >= hdr["out_dim"]) or np.any(cols >= hdr["in_dim"]):
                 status = CoreStatus.INDEX
         if status:
-            trailer = [0]
-            _TRL["tag"].put(trailer, hdr["tag"] if hdr is not None else 0)
-            _TRL["status"].put(trailer, int(status))
-            return np.array(trailer, dtype=np.uint64)
-        job = unpack_job(words)
-        return pack_result(execute_job(job, self.state, self.limits), job)
+            return trailer_beat(status, hdr["tag"] if hdr is not None else 0, 0, b)
+        job = unpack_job(words, b)
+        return pack_result(execute_job(job, self.state, self.limits), job, b)
 
     def run_job(self, job: SiteJob) -> JobResult:
         return execute_job(job, self.state, self.limits)

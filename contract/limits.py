@@ -15,8 +15,14 @@ from deltamtl.contract.formats import MAX_DIM
 # Every field of CoreLimits, in the order the manifests, the .dmtv/.dmtd headers, the C++
 # params.h and the SV parameter package list them.
 LIMIT_FIELDS = ("max_tokens", "max_in", "max_out", "max_nnz_dw", "lanes", "max_weights",
-                "token_rows")
+                "token_rows", "beat_words")
 MAX_TOKEN_ROWS = 64
+# Stream words per beat (docs/hls.md, "Packet layout"): at most 8 x 64 = 512-bit TDATA,
+# the widest stream issue 18 plans for.
+MAX_BEAT_WORDS = 8
+# The board projection's stream width (issue 18: 512-bit streams). No build uses it yet:
+# the cores read one word per beat, so TINY/CI/BOARD_LIMITS keep beat_words=1.
+BOARD_BEAT_WORDS = 8
 
 
 @dataclass(frozen=True)
@@ -25,7 +31,9 @@ class CoreLimits:
     which is far below max_out * max_in for a ViT (no site is both 768 wide and 768 tall);
     0 means max_in * max_out. ``token_rows`` (T) is the token dimension of the MAC array:
     lanes x token_rows MACs per cycle, one weight read per lane feeding T tokens
-    (docs/rtl.md, "Scaled engine")."""
+    (docs/rtl.md, "Scaled engine"). ``beat_words`` (B) is the stream width in 64-bit words:
+    one beat carries B words, laid out so that they land in distinct banks of the core
+    (docs/hls.md, "Packet layout")."""
 
     max_tokens: int
     max_in: int
@@ -34,7 +42,7 @@ class CoreLimits:
     lanes: int = 32
     max_weights: int = 0
     token_rows: int = 1
-
+    beat_words: int = 1
 
     def __post_init__(self) -> None:
         if self.max_weights == 0 and isinstance(self.max_in, int) and isinstance(self.max_out, int):
@@ -55,6 +63,16 @@ class CoreLimits:
         if self.token_rows & (self.token_rows - 1) or self.token_rows > MAX_TOKEN_ROWS:
             raise ValueError(f"CoreLimits.token_rows={self.token_rows} must be a power of two "
                              f"<= {MAX_TOKEN_ROWS}")
+        b = self.beat_words
+        if b & (b - 1) or b > MAX_BEAT_WORDS:
+            raise ValueError(f"CoreLimits.beat_words={b} must be a power of two <= {MAX_BEAT_WORDS}")
+        if b > self.token_rows:  # an X beat holds one word of B tokens, one per token row
+            raise ValueError(f"CoreLimits.beat_words={b} above token_rows={self.token_rows}: a "
+                             f"beat of X carries B tokens, each needs its own token row")
+        if b > 1 and 8 * b > self.lanes:  # B = 1 as before: the golden runs at any L
+            raise ValueError(f"CoreLimits.beat_words={b} needs lanes >= 8 * beat_words = {8 * b} "
+                             f"(lanes={self.lanes}): a Y beat requantises 8*B channels of one "
+                             f"token, each from its own accumulator bank")
 
 
 # Maxima large enough for the embedded `tiny` config (64 tokens, width <= 96, MLP x4):

@@ -1,7 +1,20 @@
 """AXI4-Stream packets of the compute core (fetch -> core -> commit): word width, the bit
 fields of the header, non-zero, requantiser and trailer words, the order of a packet's
-sections and the core's status bits. Field positions live only here; C++ and SV get
-generated copies (docs/hls.md, docs/rtl.md).
+sections, how sections are laid out in beats of B words, and the core's status bits.
+Field positions live only here; C++ and SV get generated copies (docs/hls.md, docs/rtl.md).
+
+Beats (docs/hls.md, "Packet layout"): a stream beat carries B = ``CoreLimits.beat_words``
+64-bit words. Every section is padded with zero words to whole beats and a beat never
+mixes sections, so that each beat's B words land in B distinct memory banks of the core:
+
+* ``ROW_BLOCK`` (W, XREF, X, XREF_OUT: int8 rows that live in per-lane / per-token banks):
+  rows taken in blocks of B (the last block padded with zero rows); beat j of a block is
+  word j of its B rows, word r of the beat from row r0 + r.
+* ``ROWS`` (YREF, YREF_OUT, Y, and the one-row HEADER, DW, BIAS, REQ, TRAILER): row-major,
+  each row padded to a multiple of B words (its words are consecutive channels of one
+  token, in distinct accumulator banks).
+
+Padding words are ignored (never refused). B = 1 is the unpadded packet of one word per beat.
 """
 
 from __future__ import annotations
@@ -14,7 +27,7 @@ from deltamtl.contract.formats import JobFlag, Mode
 # ---------------------------------------------------------------------------------------
 # AXI4-Stream packets of the compute core (fetch -> core -> commit)
 # ---------------------------------------------------------------------------------------
-STREAM_DATA_BITS = 64  # TDATA width of every core stream; TLAST marks a packet's last word
+STREAM_DATA_BITS = 64  # bits of one stream word; a beat carries CoreLimits.beat_words of them
 
 
 WORD_BYTES = STREAM_DATA_BITS // 8
@@ -125,36 +138,110 @@ def words_for(n: int, per_word: int) -> int:
     return -(-int(n) // per_word)
 
 
-def input_sections(
+class SectionLayout(enum.Enum):
+    """How a section's rows are spread over beats of B words (module docstring)."""
+
+    ROW_BLOCK = "row_block"  # beat = the same word of B consecutive rows
+    ROWS = "rows"  # row-major, each row padded to whole beats
+
+
+SECTION_LAYOUT: dict[Section, SectionLayout] = {
+    **{s: SectionLayout.ROWS for s in Section},
+    **{s: SectionLayout.ROW_BLOCK
+       for s in (Section.W, Section.XREF, Section.X, Section.XREF_OUT)},
+}
+
+
+@dataclass(frozen=True)
+class SectionShape:
+    """A section as rows of words before beat padding (row-major, ``rows * row_words``)."""
+
+    section: Section
+    rows: int
+    row_words: int
+
+    @property
+    def layout(self) -> SectionLayout:
+        return SECTION_LAYOUT[self.section]
+
+    def words(self, beat_words: int = 1) -> int:
+        """Words on the stream, padding included: always whole beats."""
+        b = int(beat_words)
+        if self.layout is SectionLayout.ROW_BLOCK:
+            return words_for(self.rows, b) * b * self.row_words
+        return self.rows * words_for(self.row_words, b) * b
+
+
+HEADER_SHAPE = SectionShape(Section.HEADER, 1, HEADER_WORDS)  # the first beat(s) of every packet
+
+
+def input_shapes(
     mode: Mode, flags: JobFlag, tokens: int, in_dim: int, out_dim: int, nnz_dw: int
-) -> list[tuple[Section, int]]:
-    """The core input packet: (section, number of words), in stream order."""
+) -> list[SectionShape]:
+    """The core input packet's non-empty sections, in stream order, before beat padding."""
     mode, flags = Mode(mode), JobFlag(flags)
     row_i8_in = words_for(in_dim, INT8_PER_WORD)
     row_i32_out = words_for(out_dim, INT32_PER_WORD)
-    out: list[tuple[Section, int]] = [(Section.HEADER, HEADER_WORDS)]
+    out = [HEADER_SHAPE]
     if flags & JobFlag.LOAD_W:
-        out.append((Section.W, out_dim * row_i8_in))
-    out.append((Section.DW, nnz_dw))
+        out.append(SectionShape(Section.W, out_dim, row_i8_in))
+    out.append(SectionShape(Section.DW, 1, nnz_dw))
     if mode in (Mode.DENSE, Mode.TASK):
-        out.append((Section.BIAS, row_i32_out))
-    out.append((Section.REQ, words_for(out_dim, WORD_BYTES * 8 // REQ_ENTRY_BITS)))
+        out.append(SectionShape(Section.BIAS, 1, row_i32_out))
+    out.append(SectionShape(Section.REQ, 1,
+                            words_for(out_dim, WORD_BYTES * 8 // REQ_ENTRY_BITS)))
     if mode in (Mode.TEMPORAL, Mode.TASK) and flags & JobFlag.LOAD_REF:
-        out.append((Section.XREF, tokens * row_i8_in))
-        out.append((Section.YREF, tokens * row_i32_out))
-    out.append((Section.X, tokens * row_i8_in))
-    return [(s, n) for s, n in out if n > 0]
+        out.append(SectionShape(Section.XREF, tokens, row_i8_in))
+        out.append(SectionShape(Section.YREF, tokens, row_i32_out))
+    out.append(SectionShape(Section.X, tokens, row_i8_in))
+    return [s for s in out if s.rows * s.row_words > 0]
+
+
+def output_shapes(
+    flags: JobFlag, tokens: int, in_dim: int, out_dim: int, ok: bool = True
+) -> list[SectionShape]:
+    """The core output packet's sections before beat padding (refused: the trailer only)."""
+    out = []
+    if ok:
+        out.append(SectionShape(Section.Y, tokens, words_for(out_dim, INT8_PER_WORD)))
+        if JobFlag(flags) & JobFlag.EMIT_REF:
+            out.append(SectionShape(Section.XREF_OUT, tokens, words_for(in_dim, INT8_PER_WORD)))
+            out.append(SectionShape(Section.YREF_OUT, tokens, words_for(out_dim, INT32_PER_WORD)))
+    out.append(SectionShape(Section.TRAILER, 1, 1))
+    return out
+
+
+def input_sections(
+    mode: Mode, flags: JobFlag, tokens: int, in_dim: int, out_dim: int, nnz_dw: int,
+    beat_words: int = 1,
+) -> list[tuple[Section, int]]:
+    """The core input packet: (section, number of words incl. beat padding), in stream order."""
+    return [(s.section, s.words(beat_words))
+            for s in input_shapes(mode, flags, tokens, in_dim, out_dim, nnz_dw)]
 
 
 def output_sections(
-    flags: JobFlag, tokens: int, in_dim: int, out_dim: int, ok: bool = True
+    flags: JobFlag, tokens: int, in_dim: int, out_dim: int, ok: bool = True,
+    beat_words: int = 1,
 ) -> list[tuple[Section, int]]:
-    """The core output packet: (section, number of words). A refused job sends the trailer only."""
-    if not ok:
-        return [(Section.TRAILER, 1)]
-    out = [(Section.Y, tokens * words_for(out_dim, INT8_PER_WORD))]
-    if JobFlag(flags) & JobFlag.EMIT_REF:
-        out.append((Section.XREF_OUT, tokens * words_for(in_dim, INT8_PER_WORD)))
-        out.append((Section.YREF_OUT, tokens * words_for(out_dim, INT32_PER_WORD)))
-    out.append((Section.TRAILER, 1))
+    """The core output packet: (section, number of words incl. beat padding). A refused job
+    sends the trailer beat only."""
+    return [(s.section, s.words(beat_words))
+            for s in output_shapes(flags, tokens, in_dim, out_dim, ok)]
+
+
+def packet_beats(sections: list[tuple[Section, int]], beat_words: int = 1) -> int:
+    """Beats of a packet given as (section, words) from input_sections/output_sections."""
+    words = sum(n for _s, n in sections)
+    if words % int(beat_words):
+        raise ValueError(f"{words} words are not whole beats of {beat_words}")
+    return words // int(beat_words)
+
+
+def section_offsets(sections: list[tuple[Section, int]]) -> dict[Section, tuple[int, int]]:
+    """{section: (first word, number of words)} of a packet laid out by *_sections."""
+    out, at = {}, 0
+    for section, n in sections:
+        out[section] = (at, n)
+        at += n
     return out

@@ -4,12 +4,12 @@ File format (``.dmtv``, all little-endian; the headers are defined once in
 deltamtl.contract.file_layouts, and hls/tb/dmtv.h reads them through the generated
 hls/generated/vector_files.h; the cocotb benches read through this module):
 
-    file header (DMTV_FILE_HEADER): magic "DMTV", version, n_records,
-                              max_tokens, max_in, max_out, max_nnz_dw, lanes, max_weights,
-                              reserved (0)
+    file header (DMTV_FILE_HEADER): magic "DMTV", version, n_records, the limits
+                              (LIMIT_FIELDS: max_tokens ... token_rows, beat_words)
     n_records x record:       record header (DMTV_RECORD_HEADER): class_id, n_in_words,
                               n_out_words, reserved (0)
-                              n_in_words  x uint64: the core input packet (TLAST on the last)
+                              n_in_words  x uint64: the core input packet (TLAST on the last
+                                                    beat of beat_words words)
                               n_out_words x uint64: the expected core output packet
 
 Records run in order on ONE core instance, because jobs depend on resident state (weight
@@ -41,7 +41,7 @@ from deltamtl.contract.formats import ACT_MAX, ACT_MIN, REQ_MULT_MAX, JobFlag, M
 from deltamtl.contract.golden_core import GoldenCore
 from deltamtl.contract.jobs import CsrDelta, SiteJob
 from deltamtl.contract.limits import CoreLimits
-from deltamtl.contract.packets import HEADER_FIELDS, HEADER_WORDS
+from deltamtl.contract.packets import HEADER_FIELDS, Section, input_sections, section_offsets
 
 # job tags count records and wrap at the width of the header's tag field
 _TAG_MASK = next(f for f in HEADER_FIELDS if f.name == "tag").mask
@@ -190,11 +190,14 @@ class _Gen:
     def _bias(self, o: int) -> np.ndarray:
         return self.rng.integers(-(1 << 16), 1 << 16, o).astype(np.int32)
 
+    def pack(self, job: SiteJob) -> np.ndarray:
+        return pack_job(job, self.limits.beat_words)
+
     def emit(self, cls: str, job: SiteJob, words: np.ndarray | None = None) -> None:
         self.tag = (self.tag + 1) & _TAG_MASK
         job.tag = self.tag
         # hand-made (malformed) packets are sent as given
-        words_in = pack_job(job) if words is None else np.asarray(words, dtype=np.uint64)
+        words_in = self.pack(job) if words is None else np.asarray(words, dtype=np.uint64)
         out = self.core.run_packet(words_in)
         self.records.append(Record(cls, words_in, out))
 
@@ -264,7 +267,7 @@ class _Gen:
                                               o, bias=good.bias))
         self.emit("refused_no_state", SiteJob(Mode.DENSE, JobFlag.NONE, 1, good.x, mult, shift,
                                               o, bias=good.bias))
-        words = pack_job(good)
+        words = self.pack(good)
         self.emit("refused_header", good, with_header_field(words, "mode", 3))  # no mode 3
         self.emit("refused_header", good, with_header_field(words, "th", 0))
         big = SiteJob(Mode.DENSE, JobFlag.LOAD_W, 1, self._i8((lim.max_tokens + 1, 1)),
@@ -285,12 +288,15 @@ class _Gen:
         dense[0, 0] = 3
         job = SiteJob(Mode.DENSE, JobFlag.LOAD_W, 1, good.x, mult, shift, o, w=good.w,
                       dw=CsrDelta.from_dense(dense), bias=good.bias)
-        words_bad = pack_job(job)
-        nz_at = HEADER_WORDS + o * (-(-i // 8))
+        words_bad = self.pack(job)
+        b = lim.beat_words
+        nz_at, _n = section_offsets(input_sections(job.mode, job.flags, p, i, o, job.nnz_dw,
+                                                   b))[Section.DW]
         words_bad[nz_at] = np.uint64(int(words_bad[nz_at]) | 0xFFFF)
         self.emit("refused_index", job, words_bad)
-        self.emit("refused_length", good, pack_job(good)[:-1])
-        self.emit("refused_length", good, np.concatenate([pack_job(good), np.zeros(1, np.uint64)]))
+        # one beat short, one beat too long
+        self.emit("refused_length", good, self.pack(good)[:-b])
+        self.emit("refused_length", good, np.concatenate([self.pack(good), np.zeros(b, np.uint64)]))
         # after refusals, a clean job must still work
         self.emit("dense", good)
 

@@ -33,6 +33,7 @@ class RecordingExecutor:
 
     def __init__(self, limits: CoreLimits) -> None:
         self.core = GoldenCore(limits)
+        self.beat_words = limits.beat_words
         self.records: list[Record] = []
 
     def reset(self) -> None:
@@ -40,10 +41,10 @@ class RecordingExecutor:
         self.records.append(Record("reset", np.zeros(0, np.uint64), np.zeros(0, np.uint64)))
 
     def run_job(self, job: SiteJob) -> JobResult:
-        words = pack_job(job)
+        words = pack_job(job, self.beat_words)
         out = self.core.run_packet(words)
         self.records.append(Record("model", words, out))
-        return unpack_result(out, job)
+        return unpack_result(out, job, self.beat_words)
 
 
 def fits(qm: QuantizedModel, limits: CoreLimits) -> bool:

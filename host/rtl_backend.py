@@ -129,7 +129,9 @@ class RtlCore:
 
 
 class RtlExecutor(PacketExecutor):
-    """The runner's executor interface over :class:`RtlCore` (``close()`` when done)."""
+    """The runner's executor interface over :class:`RtlCore` (``close()`` when done).
+    Packets are laid out in beats of the build's ``limits.beat_words`` (PacketExecutor
+    reads ``RtlCore.limits``); the SV core builds only at 1 so far."""
 
     def __init__(self, limits: CoreLimits, lanes: int = 8, jobs: int = 2) -> None:
         super().__init__(RtlCore(limits, lanes=lanes, jobs=jobs))

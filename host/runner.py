@@ -343,13 +343,18 @@ class PacketExecutor:
 
     Each job is packed (``pack_job``), run by a packet-level core (``run_packet``: the
     :class:`GoldenCore`, or anything with the same method, e.g. a simulator bridge) and its
-    output packet unpacked -- the path the HLS and RTL cores are driven through.
+    output packet unpacked -- the path the HLS and RTL cores are driven through. Packets
+    are laid out in beats of ``beat_words`` words: by default the core's own
+    ``limits.beat_words`` (1 for a core without limits).
     """
 
-    def __init__(self, core: object) -> None:
+    def __init__(self, core: object, beat_words: int | None = None) -> None:
         if not hasattr(core, "run_packet") or not hasattr(core, "reset"):
             raise TypeError(f"{type(core).__name__} has no run_packet()/reset()")
         self.core = core
+        limits = getattr(core, "limits", None)
+        self.beat_words = int(beat_words if beat_words is not None
+                              else getattr(limits, "beat_words", 1))
         self.words_in = 0
         self.words_out = 0
 
@@ -359,8 +364,8 @@ class PacketExecutor:
     def run_job(self, job: SiteJob) -> JobResult:
         from deltamtl.contract.encoding import pack_job, unpack_result
 
-        words = pack_job(job)
+        words = pack_job(job, self.beat_words)
         out = self.core.run_packet(words)
         self.words_in += int(words.size)
         self.words_out += int(np.asarray(out).size)
-        return unpack_result(out, job)
+        return unpack_result(out, job, self.beat_words)

@@ -86,8 +86,17 @@ def verilator_env() -> Path:
     return root
 
 
+# The SV core streams one word per beat and has no BEAT_WORDS parameter yet (issue 18,
+# docs/hls.md "Packet layout"): Verilator refuses a -G naming a parameter it lacks.
+_NOT_YET_CORE_PARAMETERS = ("beat_words",)
+
+
 def core_parameters(limits: CoreLimits) -> dict[str, int]:
-    return {f.upper(): getattr(limits, f) for f in LIMIT_FIELDS}
+    if limits.beat_words != 1:
+        raise SimError(f"the SV core streams one word per beat: beat_words={limits.beat_words} "
+                       "has no build yet")
+    return {f.upper(): getattr(limits, f) for f in LIMIT_FIELDS
+            if f not in _NOT_YET_CORE_PARAMETERS}
 
 
 def limits_tag(limits: CoreLimits) -> str:

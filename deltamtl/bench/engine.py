@@ -57,10 +57,11 @@ class _CountingRecorder:
         self.records.append(Record("reset", np.zeros(0, np.uint64), np.zeros(0, np.uint64)))
 
     def run_job(self, job: SiteJob) -> JobResult:
-        model = core_cycles(job, self.limits.lanes, state=self.core.state)
-        words = pack_job(job)
+        b = self.limits.beat_words
+        model = core_cycles(job, self.limits.lanes, state=self.core.state, beat_words=b)
+        words = pack_job(job, b)
         out = self.core.run_packet(words)
-        res = unpack_result(out, job)
+        res = unpack_result(out, job, b)
         self.jobs.append({"record": len(self.records), "model_cycles": int(model),
                           "macs": int(job_macs(job, res.nnz_act)), "mode": job.mode.name})
         self.records.append(Record("model", words, out))

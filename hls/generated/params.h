@@ -9,4 +9,5 @@ constexpr int MAX_NNZ_DW = 36864;
 constexpr int LANES = 32;
 constexpr int MAX_WEIGHTS = 36864;
 constexpr int TOKEN_ROWS = 4;
+constexpr int BEAT_WORDS = 1;
 }  // namespace dmtl

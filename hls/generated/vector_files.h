@@ -14,10 +14,10 @@ inline uint64_t le64(const unsigned char* p) {
 }
 
 constexpr std::size_t PAYLOAD_WORD_BYTES = 8;
-constexpr std::size_t NUM_LIMITS = 7;
+constexpr std::size_t NUM_LIMITS = 8;
 
 constexpr char DMTV_MAGIC[] = "DMTV";  // 4 bytes, no NUL in the file
-constexpr uint32_t DMTV_VERSION = 3;
+constexpr uint32_t DMTV_VERSION = 4;
 
 struct DmtvFileHeader {
   char magic[4];
@@ -30,8 +30,9 @@ struct DmtvFileHeader {
   uint32_t lanes;
   uint32_t max_weights;
   uint32_t token_rows;
+  uint32_t beat_words;
 };
-constexpr std::size_t DMTV_FILE_HEADER_BYTES = 40;
+constexpr std::size_t DMTV_FILE_HEADER_BYTES = 44;
 // reads DMTV_FILE_HEADER_BYTES bytes at p
 inline DmtvFileHeader load_dmtv_file_header(const unsigned char* p) {
   DmtvFileHeader h;
@@ -45,6 +46,7 @@ inline DmtvFileHeader load_dmtv_file_header(const unsigned char* p) {
   h.lanes = le32(p + 28);
   h.max_weights = le32(p + 32);
   h.token_rows = le32(p + 36);
+  h.beat_words = le32(p + 40);
   return h;
 }
 
@@ -74,10 +76,11 @@ inline void limits_of(const DmtvFileHeader& h, uint32_t out[NUM_LIMITS]) {
   out[4] = h.lanes;
   out[5] = h.max_weights;
   out[6] = h.token_rows;
+  out[7] = h.beat_words;
 }
 
 constexpr char DMTD_MAGIC[] = "DMTD";  // 4 bytes, no NUL in the file
-constexpr uint32_t DMTD_VERSION = 3;
+constexpr uint32_t DMTD_VERSION = 4;
 
 struct DmtdFileHeader {
   char magic[4];
@@ -90,8 +93,9 @@ struct DmtdFileHeader {
   uint32_t lanes;
   uint32_t max_weights;
   uint32_t token_rows;
+  uint32_t beat_words;
 };
-constexpr std::size_t DMTD_FILE_HEADER_BYTES = 40;
+constexpr std::size_t DMTD_FILE_HEADER_BYTES = 44;
 // reads DMTD_FILE_HEADER_BYTES bytes at p
 inline DmtdFileHeader load_dmtd_file_header(const unsigned char* p) {
   DmtdFileHeader h;
@@ -105,6 +109,7 @@ inline DmtdFileHeader load_dmtd_file_header(const unsigned char* p) {
   h.lanes = le32(p + 28);
   h.max_weights = le32(p + 32);
   h.token_rows = le32(p + 36);
+  h.beat_words = le32(p + 40);
   return h;
 }
 
@@ -140,6 +145,7 @@ inline void limits_of(const DmtdFileHeader& h, uint32_t out[NUM_LIMITS]) {
   out[4] = h.lanes;
   out[5] = h.max_weights;
   out[6] = h.token_rows;
+  out[7] = h.beat_words;
 }
 
 }  // namespace dmtl_files

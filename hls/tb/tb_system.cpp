@@ -62,7 +62,7 @@ int main(int argc, char** argv) {
     fl::limits_of(head, lim);
     const int want[fl::NUM_LIMITS] = {dmtl::MAX_TOKENS, dmtl::MAX_IN, dmtl::MAX_OUT,
                                       dmtl::MAX_NNZ_DW, dmtl::LANES, dmtl::MAX_WEIGHTS,
-                                      dmtl::TOKEN_ROWS};
+                                      dmtl::TOKEN_ROWS, dmtl::BEAT_WORDS};
     for (size_t k = 0; k < fl::NUM_LIMITS; k++)
       if (lim[k] != uint32_t(want[k]))
         throw std::runtime_error(rd.path + ": generated for other limits than this build's params.h");

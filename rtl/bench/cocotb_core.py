@@ -44,18 +44,24 @@ from cocotb.clock import Clock
 from cocotb.triggers import ClockCycles, RisingEdge, SimTimeoutError, with_timeout
 from cocotbext.axi import AxiStreamBus, AxiStreamFrame, AxiStreamSink, AxiStreamSource
 from deltamtl.contract.cycle_model import packet_breakdown
-from deltamtl.contract.encoding import pack_job, trailer_status, with_header_field
+from deltamtl.contract.encoding import (
+    join_sections,
+    pack_job,
+    packet_sections,
+    trailer_status,
+    trailer_word,
+    with_header_field,
+)
 from deltamtl.contract.formats import JobFlag, Mode, choose_requant
 from deltamtl.contract.golden_core import GoldenCore
 from deltamtl.contract.jobs import CsrDelta, SiteJob
 from deltamtl.contract.limits import CoreLimits
 from deltamtl.contract.packets import (
-    HEADER_WORDS,
-    INT8_PER_WORD,
     NZ_FIELDS,
+    STREAM_DATA_BITS,
     TRAILER_FIELDS,
     CoreStatus,
-    words_for,
+    Section,
 )
 from deltamtl.contract.vectors import read_vectors
 
@@ -122,6 +128,14 @@ class Harness:
         self.out_beats = 0  # m_axis beats taken since the start
         self.out_valid_cycles = 0  # cycles with m_axis TVALID high
         self.rules = {"s_axis": AxisHoldRule("s_axis"), "m_axis": AxisHoldRule("m_axis")}
+        # Beats of limits.beat_words words (docs/hls.md, "Packet layout"): cocotbext-axi
+        # cuts a frame into beats of the bus width, so TDATA must be 64 * B bits wide.
+        self.beat_words = limits.beat_words
+        for port in ("s_axis", "m_axis"):
+            width = len(getattr(dut, f"{port}_TDATA"))
+            assert width == STREAM_DATA_BITS * self.beat_words, (
+                f"{port}_TDATA is {width} bits, the vectors' beat_words={self.beat_words} "
+                f"needs {STREAM_DATA_BITS * self.beat_words}")
         # the golden state the core should hold, for the watchdog's cycle-model budget
         self.shadow = GoldenCore(limits)
         self.watchdog_scale = float(os.environ.get("DMTV_WATCHDOG", "1"))
@@ -191,7 +205,7 @@ class Harness:
         return int(cycles * self.watchdog_scale), model
 
     async def _exchange(self, words: np.ndarray) -> AxiStreamFrame:
-        await self.source.send(_frame(words))
+        await self.source.send(_frame(words, self.beat_words))
         return await self.sink.recv()
 
     async def run_packet(self, words: np.ndarray) -> tuple[list[int], dict]:
@@ -219,7 +233,7 @@ class Harness:
         timing = {"cycles": (self.trailer_at - self.first_in + 1)
                   if self.first_in is not None and self.trailer_at is not None else None,
                   "compute_cycles": self.compute_cycles if self.has_state else None}
-        return _words(frame), timing
+        return _words(frame, self.beat_words), timing
 
     async def expect_quiet(self, cycles: int = QUIET_CYCLES) -> None:
         """No output beat, and no TVALID, for ``cycles`` cycles: nothing follows the last
@@ -233,15 +247,18 @@ class Harness:
         self.check_protocol()
 
 
-def _frame(words) -> AxiStreamFrame:
-    # no TKEEP on the bus: cocotbext-axi treats TDATA as 8 byte lanes, byte k = bits 8k+7:8k
-    return AxiStreamFrame(np.asarray(words, dtype="<u8").tobytes())
+def _frame(words, beat_words: int = 1) -> AxiStreamFrame:
+    # no TKEEP on the bus: cocotbext-axi treats TDATA as byte lanes, byte k = bits 8k+7:8k,
+    # so word r of a beat is TDATA bits [64r+63 : 64r]; a packet is whole beats
+    words = np.asarray(words, dtype="<u8")
+    assert words.size % beat_words == 0, f"{words.size} words are not whole beats of {beat_words}"
+    return AxiStreamFrame(words.tobytes())
 
 
-def _words(frame: AxiStreamFrame) -> list[int]:
+def _words(frame: AxiStreamFrame, beat_words: int = 1) -> list[int]:
     data = bytes(frame.tdata)
-    if len(data) % 8:
-        raise AssertionError(f"output frame of {len(data)} bytes is not whole 64-bit words")
+    if len(data) % (8 * beat_words):
+        raise AssertionError(f"output frame of {len(data)} bytes is not whole {64 * beat_words}-bit beats")
     return [int(w) for w in np.frombuffer(data, dtype="<u8")]
 
 
@@ -357,13 +374,14 @@ async def reset_mid_job(dut):
     limits = _limits()
     h = Harness(dut, seed, stress=True, limits=limits)
     await h.reset()
+    b = limits.beat_words
     p, o = limits.max_tokens, limits.max_out
     i = min(limits.max_in, limits.max_weights // o)  # O*I within the weight bank
     for where in ("input", "output"):
         golden = GoldenCore(limits)
         w = rng.integers(-128, 128, (o, i)).astype(np.int8)
-        words = pack_job(_job(rng, Mode.DENSE, JobFlag.LOAD_W | JobFlag.EMIT_REF, p, i, o, w=w))
-        send = cocotb.start_soon(h.source.send(_frame(words)))
+        words = pack_job(_job(rng, Mode.DENSE, JobFlag.LOAD_W | JobFlag.EMIT_REF, p, i, o, w=w), b)
+        send = cocotb.start_soon(h.source.send(_frame(words, b)))
         if where == "input":
             await ClockCycles(dut.ap_clk, int(rng.integers(3, max(4, len(words) // 2))))
         else:
@@ -375,8 +393,8 @@ async def reset_mid_job(dut):
         golden.reset()
         # after reset the core holds no state: a job on resident weights is refused ...
         job = _job(rng, Mode.DENSE, JobFlag.NONE, 2, i, o)
-        got, _ = await h.run_packet(pack_job(job))
-        exp = [int(x) for x in golden.run_packet(pack_job(job))]
+        got, _ = await h.run_packet(pack_job(job, b))
+        exp = [int(x) for x in golden.run_packet(pack_job(job, b))]
         assert got == exp, f"after reset during {where}: {_first_diff(got, exp)}"
         # ... and clean jobs run bit-exact
         w2 = rng.integers(-128, 128, (o, i)).astype(np.int8)
@@ -386,8 +404,8 @@ async def reset_mid_job(dut):
             else:
                 job = _job(rng, Mode.TEMPORAL, JobFlag.EMIT_REF, p, i, o, th=2,
                            x_ref=golden.state.x_ref, frac=0.3)
-            exp = [int(x) for x in golden.run_packet(pack_job(job))]
-            got, _ = await h.run_packet(pack_job(job))
+            exp = [int(x) for x in golden.run_packet(pack_job(job, b))]
+            got, _ = await h.run_packet(pack_job(job, b))
             assert got == exp, f"clean job after reset during {where}: {_first_diff(got, exp)}"
     await h.expect_quiet()
 
@@ -403,6 +421,7 @@ async def long_jobs(dut):
     h = Harness(dut, seed, stress=False, limits=limits)
     await h.reset()
     golden = GoldenCore(limits)
+    b = limits.beat_words
     p, lanes = limits.max_tokens, limits.lanes
     o, i = _bank_filling_dims(limits)
     w = rng.integers(-100, 100, (o, i)).astype(np.int8)
@@ -420,11 +439,11 @@ async def long_jobs(dut):
             job = _job(rng, Mode.TEMPORAL, JobFlag.NONE, p, i, o, x_ref=x_ref, th=2, frac=0.4)
         else:
             job = _job(rng, Mode.TASK, JobFlag.NONE, p, i, o, x_ref=x_ref, dw=dw, th=2, frac=0.4)
-        exp = [int(x) for x in golden.run_packet(pack_job(job))]
+        exp = [int(x) for x in golden.run_packet(pack_job(job, b))]
         x_ref = golden.state.x_ref
-        got, timing = await h.run_packet(pack_job(job))
+        got, timing = await h.run_packet(pack_job(job, b))
         assert got == exp, f"long {name} job: {_first_diff(got, exp)}"
-        nnz_act = _TRL["nnz_act"].get(exp[-1:])
+        nnz_act = _TRL["nnz_act"].get([trailer_word(exp, b)])
         groups_o = -(-o // lanes)
         groups_p = -(-p // lanes)
         broadcasts = nnz_act * groups_o + (job.nnz_dw * groups_p if name == "task" else 0)
@@ -448,6 +467,7 @@ async def unordered_dw(dut):
     h = Harness(dut, seed, stress=True, limits=limits)
     await h.reset()
     golden = GoldenCore(limits)
+    b = limits.beat_words
     p, i, o = min(limits.max_tokens, 12), min(limits.max_in, 40), min(limits.max_out, 40)
     w = rng.integers(-60, 60, (o, i)).astype(np.int8)
     mask = rng.random((o, i)) < 0.15
@@ -462,9 +482,8 @@ async def unordered_dw(dut):
         else:
             job = _job(rng, Mode.TASK, JobFlag.EMIT_REF, p, i, o, x_ref=golden.state.x_ref,
                        dw=dw, th=1, frac=0.5)
-        words = pack_job(job)
-        start = HEADER_WORDS + (o * words_for(i, INT8_PER_WORD) if name == "dense" else 0)
-        nz = words[start:start + dw.nnz].copy()
+        sections = packet_sections(pack_job(job, b), b)
+        nz = sections[Section.DW]
         # split every entry v into (v - v//2, v//2) twice over, shuffled across rows
         parts = []
         for word in (int(w) for w in nz):
@@ -476,11 +495,12 @@ async def unordered_dw(dut):
                 _NZ["value"].put(entry, int(np.int8(piece).view(np.uint8)))
                 parts.append(entry[0])
         shuffled = np.array(parts, dtype=np.uint64)[rng.permutation(len(parts))]
-        hdr = with_header_field(words[:HEADER_WORDS], "nnz_dw", shuffled.size)
-        packet = np.concatenate([hdr, words[HEADER_WORDS:start], shuffled,
-                                 words[start + nz.size:]]).astype(np.uint64)
+        sections[Section.HEADER] = with_header_field(sections[Section.HEADER], "nnz_dw",
+                                                     shuffled.size)
+        sections[Section.DW] = shuffled
+        packet = join_sections(sections, b)
         exp_words = [int(x) for x in golden.run_packet(packet)]
-        assert trailer_status(exp_words) == CoreStatus.OK, "the golden refused the shuffled packet"
+        assert trailer_status(exp_words, b) == CoreStatus.OK, "the golden refused the shuffled packet"
         got, _ = await h.run_packet(packet)
         assert got == exp_words, f"unordered dW ({name}): {_first_diff(got, exp_words)}"
     await h.expect_quiet()
@@ -496,6 +516,7 @@ async def refusal_keeps_state(dut):
     h = Harness(dut, seed, stress=True, limits=limits)
     await h.reset()
     golden = GoldenCore(limits)
+    b = limits.beat_words
     p, i, o = min(limits.max_tokens, 10), min(limits.max_in, 30), min(limits.max_out, 20)
 
     async def check(words, what):
@@ -505,43 +526,43 @@ async def refusal_keeps_state(dut):
         return exp
 
     w = rng.integers(-128, 128, (o, i)).astype(np.int8)
-    await check(pack_job(_job(rng, Mode.DENSE, JobFlag.LOAD_W, p, i, o, w=w)), "keyframe")
+    await check(pack_job(_job(rng, Mode.DENSE, JobFlag.LOAD_W, p, i, o, w=w), b), "keyframe")
     for _ in range(2):
         w_new = rng.integers(-128, 128, (o, i)).astype(np.int8)
         x_ref = rng.integers(-128, 128, (p, i)).astype(np.int8)
         y_ref = rng.integers(-(1 << 20), 1 << 20, (p, o)).astype(np.int32)
         job = _job(rng, Mode.TEMPORAL, JobFlag.LOAD_W | JobFlag.LOAD_REF | JobFlag.EMIT_REF,
                    p, i, o, w=w_new, x_ref=x_ref, y_ref=y_ref)
-        words = pack_job(job)
-        exp = await check(words[:-1], "LENGTH (early TLAST)")
-        assert trailer_status(exp) == CoreStatus.LENGTH
-        exp = await check(np.concatenate([words, words[:3]]), "LENGTH (late TLAST)")
-        assert trailer_status(exp) == CoreStatus.LENGTH
+        words = pack_job(job, b)
+        exp = await check(words[:-b], "LENGTH (early TLAST)")  # one beat short
+        assert trailer_status(exp, b) == CoreStatus.LENGTH
+        exp = await check(np.concatenate([words, words[:3 * b]]), "LENGTH (late TLAST)")
+        assert trailer_status(exp, b) == CoreStatus.LENGTH
         dense_dw = np.zeros((o, i), np.int8)
         dense_dw[o - 1, i - 1] = 5
-        bad = pack_job(_job(rng, Mode.DENSE, JobFlag.LOAD_W, p, i, o, w=w_new,
-                            dw=CsrDelta.from_dense(dense_dw)))
-        at = HEADER_WORDS + o * words_for(i, INT8_PER_WORD)  # the one dW word, after W
-        entry = [int(bad[at])]
+        sections = packet_sections(pack_job(_job(rng, Mode.DENSE, JobFlag.LOAD_W, p, i, o,
+                                                 w=w_new, dw=CsrDelta.from_dense(dense_dw)), b), b)
+        entry = [int(sections[Section.DW][0])]  # the one dW word
         _NZ["row"].put(entry, (1 << _NZ["row"].width) - 1)  # all ones: a row beyond out_dim
-        bad[at] = np.uint64(entry[0])
-        exp = await check(bad, "INDEX")
-        assert trailer_status(exp) == CoreStatus.INDEX
+        sections[Section.DW][0] = np.uint64(entry[0])
+        exp = await check(join_sections(sections, b), "INDEX")
+        assert trailer_status(exp, b) == CoreStatus.INDEX
         other = _job(rng, Mode.TASK, JobFlag.LOAD_W, p + 1, i, o, w=w_new)
-        exp = await check(pack_job(other), "NO_STATE (refs of other dims)")
-        assert trailer_status(exp) == CoreStatus.NO_STATE
+        exp = await check(pack_job(other, b), "NO_STATE (refs of other dims)")
+        assert trailer_status(exp, b) == CoreStatus.NO_STATE
         # the resident state is still the keyframe's: TEMPORAL and TASK on it agree
         await check(pack_job(_job(rng, Mode.TEMPORAL, JobFlag.EMIT_REF, p, i, o, th=1,
-                                  x_ref=golden.state.x_ref, frac=0.3)), "resident TEMPORAL")
+                                  x_ref=golden.state.x_ref, frac=0.3), b), "resident TEMPORAL")
         await check(pack_job(_job(rng, Mode.TASK, JobFlag.EMIT_REF, p, i, o, th=2,
-                                  x_ref=golden.state.x_ref, frac=0.3)), "resident TASK")
+                                  x_ref=golden.state.x_ref, frac=0.3), b), "resident TASK")
     await h.expect_quiet()
 
 
 def _small_job(rng: np.random.Generator, limits: CoreLimits) -> np.ndarray:
     p, i, o = min(limits.max_tokens, 4), min(limits.max_in, 16), min(limits.max_out, 16)
     w = rng.integers(-128, 128, (o, i)).astype(np.int8)
-    return pack_job(_job(rng, Mode.DENSE, JobFlag.LOAD_W | JobFlag.EMIT_REF, p, i, o, w=w))
+    return pack_job(_job(rng, Mode.DENSE, JobFlag.LOAD_W | JobFlag.EMIT_REF, p, i, o, w=w),
+                    limits.beat_words)
 
 
 @cocotb.test()
@@ -584,7 +605,7 @@ async def quiet_check_fires(dut):
     h = Harness(dut, seed, stress=False, limits=limits)
     await h.reset()
     h.sink.pause = True
-    await h.source.send(_frame(_small_job(rng, limits)))
+    await h.source.send(_frame(_small_job(rng, limits), limits.beat_words))
     while int(dut.m_axis_TVALID.value) == 0:
         await RisingEdge(dut.ap_clk)
     try:

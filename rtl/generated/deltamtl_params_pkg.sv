@@ -8,5 +8,6 @@ package deltamtl_params_pkg;
   localparam int unsigned LANES = 32;
   localparam int unsigned MAX_WEIGHTS = 36864;
   localparam int unsigned TOKEN_ROWS = 4;
+  localparam int unsigned BEAT_WORDS = 1;
   /* verilator lint_on UNUSEDPARAM */
 endpackage : deltamtl_params_pkg
