@@ -135,6 +135,10 @@ def contract_package() -> str:
 def params_header(limits: CoreLimits) -> str:
     rows = _limit_rows(limits)
     body = [f"constexpr int {k} = {v};" for k, v in rows]
+    # every limit in LIMIT_FIELDS order (the .dmtv/.dmtd headers' order), for checks that
+    # compare a file's or a library's limits with this build's without naming each one
+    body += [f"constexpr int NUM_LIMIT_VALUES = {len(rows)};",
+             f"constexpr int LIMIT_VALUES[NUM_LIMIT_VALUES] = {{{', '.join(k for k, _v in rows)}}};"]
     return "\n".join([f"// {BANNER}", "#pragma once", "", "namespace dmtl {", *body,
                       "}  // namespace dmtl", ""])
 

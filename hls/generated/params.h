@@ -10,4 +10,6 @@ constexpr int LANES = 32;
 constexpr int MAX_WEIGHTS = 36864;
 constexpr int TOKEN_ROWS = 4;
 constexpr int BEAT_WORDS = 1;
+constexpr int NUM_LIMIT_VALUES = 8;
+constexpr int LIMIT_VALUES[NUM_LIMIT_VALUES] = {MAX_TOKENS, MAX_IN, MAX_OUT, MAX_NNZ_DW, LANES, MAX_WEIGHTS, TOKEN_ROWS, BEAT_WORDS};
 }  // namespace dmtl

@@ -46,13 +46,7 @@ extern "C" {
 
 // Compiled maxima of this build, in LIMIT_FIELDS order (contract/limits.py).
 void dmtl_limits(int* out) {
-  out[0] = dmtl::MAX_TOKENS;
-  out[1] = dmtl::MAX_IN;
-  out[2] = dmtl::MAX_OUT;
-  out[3] = dmtl::MAX_NNZ_DW;
-  out[4] = dmtl::LANES;
-  out[5] = dmtl::MAX_WEIGHTS;
-  out[6] = dmtl::TOKEN_ROWS;
+  for (int k = 0; k < dmtl::NUM_LIMIT_VALUES; k++) out[k] = dmtl::LIMIT_VALUES[k];
 }
 
 long dmtl_max_packet_out() { return dmtl::MAX_PACKET_OUT; }

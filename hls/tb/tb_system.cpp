@@ -60,9 +60,8 @@ int main(int argc, char** argv) {
     const uint32_t n = head.n_cases;
     uint32_t lim[fl::NUM_LIMITS];
     fl::limits_of(head, lim);
-    const int want[fl::NUM_LIMITS] = {dmtl::MAX_TOKENS, dmtl::MAX_IN, dmtl::MAX_OUT,
-                                      dmtl::MAX_NNZ_DW, dmtl::LANES, dmtl::MAX_WEIGHTS,
-                                      dmtl::TOKEN_ROWS, dmtl::BEAT_WORDS};
+    static_assert(size_t(dmtl::NUM_LIMIT_VALUES) == fl::NUM_LIMITS, "params.h and vector_files.h disagree");
+    const int* want = dmtl::LIMIT_VALUES;
     for (size_t k = 0; k < fl::NUM_LIMITS; k++)
       if (lim[k] != uint32_t(want[k]))
         throw std::runtime_error(rd.path + ": generated for other limits than this build's params.h");
