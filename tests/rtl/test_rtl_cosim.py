@@ -32,7 +32,7 @@ from tests.helpers.seeding import SEED
 
 # x_initial_probe first: it reads power-up values before any test resets the core
 BENCH_TESTS = ["x_initial_probe", "run_vectors", "run_vectors_stress", "reset_mid_job",
-               "long_jobs", "unordered_dw", "refusal_keeps_state", "watchdog_fires",
+               "long_jobs", "tile_edges", "unordered_dw", "refusal_keeps_state", "watchdog_fires",
                "quiet_check_fires"]
 # the randomised-X run: every record, reset mid-job, refusals (the tests that start from
 # an unknown power-up state and rely on reset to clear it)
@@ -168,6 +168,16 @@ def test_rtl_long_jobs_nnz_per_cycle(ci_run):
     assert {r["job"] for r in rows} == {"dense", "temporal", "task"}
     for r in rows:
         assert r["nnz_per_cycle"] >= NNZ_PER_CYCLE_TARGET, r
+
+
+def test_rtl_tile_edges(ci_run):
+    """P < T (one partial tile), P = T, P not a multiple of T, a tile without deltas: bit-exact
+    and the cycle model exact."""
+    assert ci_run["status"]["tile_edges"] == "pass", ci_run["status"]["tile_edges"]
+    jobs = ci_run["reports"]["tile_edges"]["jobs"]
+    t = sim.CI_LIMITS.token_rows
+    assert {j["tokens"] for j in jobs} >= {1, t - 1, t + 1, sim.CI_LIMITS.max_tokens}
+    assert all(j["cycles"] == j["model"] for j in jobs), jobs
 
 
 def test_rtl_watchdog_fails_a_deadlocked_core(ci_run):
