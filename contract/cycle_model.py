@@ -45,9 +45,10 @@ from dataclasses import asdict, dataclass
 import numpy as np
 from deltamtl.contract.formats import JobFlag, Mode, keep_delta
 from deltamtl.contract.limits import CoreLimits
-
-ENGINES = ("scaled", "v1")
 from deltamtl.contract.packets import HEADER_WORDS, CoreStatus, input_sections, output_sections
+
+# "scaled": the T x L array of the cores; "v1": the pre-issue-18 engine (legacy_act_cycles)
+ENGINES = ("scaled", "v1")
 
 SETUP_CYCLES = 1
 DECIDE_CYCLES = 1

@@ -19,6 +19,7 @@ from __future__ import annotations
 import json
 import shutil
 import subprocess
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -242,6 +243,35 @@ def test_rtl_cosim_ci_long_vector_set():
     assert all(v == "pass" for v in run["status"].values()), run["status"]
     for name, c in run["cycles"]["per_class"].items():
         assert c["max_err"] <= MODEL_TOLERANCE, (name, c)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("token_rows", [1, 64])
+def test_rtl_cosim_token_rows_extremes(token_rows):
+    """The CI maxima with T = 1 (one token row: every token its own tile) and T = 64 (more
+    rows than max_tokens: every job one partial tile): every record and the tile edges
+    bit-exact, the cycle model exact on the tile edges and within 5% on every class."""
+    limits = replace(sim.CI_LIMITS, token_rows=token_rows)
+    run = _cosim(f"ci_t{token_rows}", limits, n_sequences=3,
+                 tests=["run_vectors", "tile_edges", "long_jobs"])
+    assert all(v == "pass" for v in run["status"].values()), run["status"]
+    for name, c in run["cycles"]["per_class"].items():
+        assert c["max_err"] <= MODEL_TOLERANCE, (name, c)
+    jobs = run["reports"]["tile_edges"]["jobs"]
+    assert all(j["cycles"] == j["model"] for j in jobs), jobs
+
+
+@pytest.mark.slow
+def test_rtl_dense_rate_at_board_array():
+    """`deltamtl rtl dense-rate`: a dense 197 x 384 x 384 job on resident weights at L=64,
+    T=16 sustains at least 864 MACs per cycle over the act phase (simulated cycles; the
+    acceptance figure of issue 18), bit-exact, the act phase as the cycle model says."""
+    report = sim.dense_rate()
+    jobs = {r["job"]: r for r in report["jobs"]}
+    resident = jobs["resident_w"]
+    assert resident["macs_per_cycle_act"] >= 864, resident
+    assert resident["cycles"] == resident["model_cycles"], resident
+    assert jobs["load_w"]["cycles"] == jobs["load_w"]["model_cycles"], jobs["load_w"]
 
 
 # ---------------------------------------------------------------------------------------
