@@ -57,7 +57,7 @@ class _CountingRecorder:
         self.records.append(Record("reset", np.zeros(0, np.uint64), np.zeros(0, np.uint64)))
 
     def run_job(self, job: SiteJob) -> JobResult:
-        model = core_cycles(job, self.limits, state=self.core.state)
+        model = core_cycles(job, self.limits.lanes, state=self.core.state)
         words = pack_job(job)
         out = self.core.run_packet(words)
         res = unpack_result(out, job)
