@@ -1,22 +1,26 @@
 """Analytical cycle model of the compute core (the shared schedule of the RTL and HLS cores).
 
 Cycles of one job are counted from the first input beat to the trailer beat, both included,
-with no input gaps and no output back-pressure. Phases, in order (L lanes, P tokens, I in,
-O out, G = ceil(O/L) output groups, T = ceil(P/L) token groups):
+with no input gaps and no output back-pressure. Phases, in order (L lanes, T token rows,
+P tokens, I in, O out, G = ceil(O/L) output groups, NT = ceil(P/T) tiles of T tokens,
+U_k the union list of tile k: the inputs with a kept delta in any of its tokens):
 
 =========  ==========================================================  ===================
 phase      what happens                                                 cycles
 =========  ==========================================================  ===================
 input      one beat per cycle (header, W, dW, bias, req, refs, X);     n_in beats
-           X rows delta-encoded on the fly into the non-zero list
+           X rows delta-encoded on the fly into the delta buffer and
+           the per-tile union lists
 setup      section sizes from the header (accepted headers only)       1
 decide     refusal status, state flips                                  1
 patch      DENSE/TEMPORAL with dW: W_b += dW, one non-zero per cycle   nnz_dw + 3
-act        activation-sparse d W^T, one (col, d) broadcast per cycle   G * sum_p max(1, nnz_p) + 5
-           per output group; a token without non-zeros still takes
-           one cycle per group (copies y_ref, adds the bias)
-wpass      TASK with dW: weight-sparse x_k dW^T, one dW non-zero per   T * nnz_dw + 5
-           cycle per token group
+act        activation-sparse d W^T on the T x L array: per (group,     G * (NT*T + sum_k |U_k|)
+           tile) a T-cycle swap (store the previous tile's rows, load    + T + 5
+           this one's initial values), then one union entry per cycle
+           (one W read per lane feeds T tokens); a last T-cycle swap
+           stores the last tile
+wpass      TASK with dW: weight-sparse x_k dW^T, one dW non-zero per   ceil(P/L) * nnz_dw + 5
+           cycle per token group of L
 unpatch    W_b -= dW                                                    nnz_dw + 3
 output     requantise 8 channels per word, one beat per cycle:         n_out beats
            Y, [x_ref', y_ref'], trailer
@@ -29,6 +33,10 @@ also skips setup. A beat is B = CoreLimits.beat_words words, each section padded
 beats (docs/hls.md, "Packet layout"); every core built so far has B = 1.
 ``cycle_breakdown`` returns the phases; ``core_cycles`` their sum.
 tests/rtl/test_rtl_cosim.py holds the model to the RTL simulation within 5% on every job class.
+
+``engine="v1"`` (``legacy_act_cycles``) is the pre-issue-18 engine, kept for comparisons:
+one broadcast (p, i, d) non-zero per cycle to L lanes, act = G * sum_p max(1, nnz_p) + 5
+(a token without non-zeros still takes one cycle per group). No core implements it any more.
 """
 
 from __future__ import annotations
@@ -46,6 +54,9 @@ from deltamtl.contract.packets import (
     output_sections,
     packet_beats,
 )
+
+# "scaled": the T x L array of the cores; "v1": the pre-issue-18 engine (legacy_act_cycles)
+ENGINES = ("scaled", "v1")
 
 SETUP_CYCLES = 1
 DECIDE_CYCLES = 1
@@ -80,11 +91,55 @@ def _ceil(a: int, b: int) -> int:
     return -(-int(a) // int(b))
 
 
+def union_per_tile(keep: np.ndarray, token_rows: int) -> np.ndarray:
+    """|U_k| of every tile: the inputs kept in any of tokens kT .. kT+T-1 of a (P, I) keep
+    matrix (the last tile may be partial)."""
+    keep = np.asarray(keep, dtype=bool)
+    tiles = _ceil(keep.shape[0], token_rows)
+    padded = np.zeros((tiles * token_rows, keep.shape[1]), dtype=bool)
+    padded[:keep.shape[0]] = keep
+    return padded.reshape(tiles, token_rows, -1).any(axis=1).sum(axis=1)
+
+
+def act_cycles(tokens: int, out_dim: int, lanes: int, token_rows: int, union) -> int:
+    """The scaled engine's act phase: per (output group, tile) T swap cycles and one cycle
+    per union entry, a final T-cycle swap, the MAC pipeline's drain."""
+    union = np.asarray(union, dtype=np.int64).reshape(-1)
+    tiles = _ceil(tokens, token_rows)
+    if union.size != tiles:
+        raise ValueError(f"union has {union.size} entries, expected ceil(P/T) = {tiles}")
+    return (_ceil(out_dim, lanes) * (tiles * token_rows + int(union.sum())) + token_rows
+            + MAC_DRAIN)
+
+
+def legacy_act_cycles(out_dim: int, lanes: int, nnz_per_token) -> int:
+    """The pre-issue-18 engine's act phase (one broadcast non-zero per cycle to L lanes):
+    per output group, every token's non-zeros, at least one cycle per token."""
+    nnz = np.asarray(nnz_per_token, dtype=np.int64).reshape(-1)
+    return _ceil(out_dim, lanes) * int(np.maximum(nnz, 1).sum()) + MAC_DRAIN
+
+
+def assumed_union(nnz_per_token, in_dim: int, token_rows: int) -> np.ndarray:
+    """Union sizes when only per-token counts are known: a tile's union is the sum of its
+    tokens' counts, at most I (the tokens' non-zeros at distinct inputs: the largest union
+    the counts allow, exact for dense tokens and for tokens without non-zeros)."""
+    nnz = np.asarray(nnz_per_token, dtype=np.int64).reshape(-1)
+    tiles = _ceil(nnz.size, token_rows)
+    padded = np.zeros(tiles * token_rows, dtype=np.int64)
+    padded[:nnz.size] = nnz
+    return np.minimum(padded.reshape(tiles, token_rows).sum(axis=1), int(in_dim))
+
+
 def compute_breakdown(mode: Mode, flags: JobFlag, tokens: int, in_dim: int, out_dim: int,
-                      nnz_dw: int, lanes: int, nnz_per_token,
-                      beat_words: int = 1) -> CycleBreakdown:
-    """Cycles of an accepted job from its header fields and its per-token non-zeros."""
+                      nnz_dw: int, lanes: int, nnz_per_token, token_rows: int = 1,
+                      union=None, engine: str = "scaled", beat_words: int = 1) -> CycleBreakdown:
+    """Cycles of an accepted job from its header fields and its activation non-zeros:
+    ``union`` (|U_k| per tile) for the scaled engine, else assumed from ``nnz_per_token``
+    (assumed_union); ``nnz_per_token`` for engine "v1". Input and output move one beat of
+    ``beat_words`` words per cycle."""
     mode, flags = Mode(int(mode)), JobFlag(int(flags))
+    if engine not in ENGINES:
+        raise ValueError(f"engine={engine!r}: expected one of {ENGINES}")
     nnz_per_token = np.asarray(nnz_per_token, dtype=np.int64).reshape(-1)
     if nnz_per_token.size != tokens:
         raise ValueError(f"nnz_per_token has {nnz_per_token.size} entries, tokens={tokens}")
@@ -94,7 +149,12 @@ def compute_breakdown(mode: Mode, flags: JobFlag, tokens: int, in_dim: int, out_
     n_out = packet_beats(output_sections(flags, tokens, in_dim, out_dim, True, beat_words),
                          beat_words)
     b = CycleBreakdown(input=n_in, setup=SETUP_CYCLES, output=n_out)
-    b.act = _ceil(out_dim, lanes) * int(np.maximum(nnz_per_token, 1).sum()) + MAC_DRAIN
+    if engine == "v1":
+        b.act = legacy_act_cycles(out_dim, lanes, nnz_per_token)
+    else:
+        if union is None:
+            union = assumed_union(nnz_per_token, in_dim, token_rows)
+        b.act = act_cycles(tokens, out_dim, lanes, token_rows, union)
     if nnz_dw:
         if mode == Mode.TASK:
             b.wpass = _ceil(tokens, lanes) * nnz_dw + MAC_DRAIN
@@ -108,23 +168,42 @@ def refused_breakdown(n_in_beats: int, header_ok: bool) -> CycleBreakdown:
     return CycleBreakdown(input=int(n_in_beats), setup=SETUP_CYCLES if header_ok else 0)
 
 
-def job_nnz_per_token(job, x_ref: np.ndarray | None) -> np.ndarray:
-    """Activation non-zeros per token of a SiteJob (DENSE: non-zero inputs; else kept deltas)."""
+def _array_dims(lanes) -> tuple[int, int, int]:
+    """(L, T, B) from a CoreLimits, or from a lane count alone (T = 1, B = 1)."""
+    if isinstance(lanes, CoreLimits):
+        return lanes.lanes, lanes.token_rows, lanes.beat_words
+    return int(lanes), 1, 1
+
+
+def job_keep(job, x_ref: np.ndarray | None) -> np.ndarray:
+    """(P, I) kept activation non-zeros of a SiteJob (DENSE: non-zero inputs; else kept deltas)."""
     if Mode(int(job.mode)) == Mode.DENSE:
-        return np.count_nonzero(job.x, axis=1)
+        return np.asarray(job.x) != 0
     if x_ref is None:
         raise ValueError("TEMPORAL/TASK job needs x_ref (in the job or the resident state)")
-    return np.count_nonzero(keep_delta(job.x, x_ref, job.th), axis=1)
+    return keep_delta(job.x, x_ref, job.th) != 0
 
 
-def cycle_breakdown(job, lanes: int, state=None, nnz_per_token=None,
-                    beat_words: int = 1) -> CycleBreakdown:
+def job_nnz_per_token(job, x_ref: np.ndarray | None) -> np.ndarray:
+    """Activation non-zeros per token of a SiteJob (DENSE: non-zero inputs; else kept deltas)."""
+    return np.count_nonzero(job_keep(job, x_ref), axis=1)
+
+
+def cycle_breakdown(job, lanes, state=None, nnz_per_token=None, engine: str = "scaled",
+                    beat_words: int | None = None) -> CycleBreakdown:
     """Cycles of an accepted SiteJob (deltamtl.contract.jobs) or of a header dict.
 
+    ``lanes``: a CoreLimits (L, T and B of the build) or a lane count (then T = 1, B = 1);
+    ``beat_words`` overrides B.
     A header dict (mode, flags, tokens, in_dim, out_dim, nnz_dw) needs ``nnz_per_token``;
-    or pass ``nnz_act`` in it to assume every token holds at least one non-zero.
-    A SiteJob takes x_ref from the job (LOAD_REF) or from ``state`` (a CoreState).
+    or pass ``nnz_act`` in it to assume the count spread evenly over the tokens. Without the
+    keep matrix, tile unions are assumed from the per-token counts (assumed_union).
+    A SiteJob takes x_ref from the job (LOAD_REF) or from ``state`` (a CoreState) and gives
+    exact unions.
     """
+    n_lanes, token_rows, beats = _array_dims(lanes)
+    if beat_words is not None:
+        beats = int(beat_words)
     if isinstance(job, dict):
         hdr = job
         if nnz_per_token is None:
@@ -135,24 +214,30 @@ def cycle_breakdown(job, lanes: int, state=None, nnz_per_token=None,
             nnz_per_token = np.full(int(hdr["tokens"]), base)
             nnz_per_token[:extra] += 1
         return compute_breakdown(hdr["mode"], hdr["flags"], hdr["tokens"], hdr["in_dim"],
-                                 hdr["out_dim"], hdr.get("nnz_dw", 0), lanes, nnz_per_token,
-                                 beat_words)
+                                 hdr["out_dim"], hdr.get("nnz_dw", 0), n_lanes, nnz_per_token,
+                                 token_rows, engine=engine, beat_words=beats)
+    union = None
     if nnz_per_token is None:
         x_ref = None
         if Mode(int(job.mode)) != Mode.DENSE:
             x_ref = job.x_ref if JobFlag(int(job.flags)) & JobFlag.LOAD_REF else (
                 None if state is None else state.x_ref)
-        nnz_per_token = job_nnz_per_token(job, x_ref)
+        keep = job_keep(job, x_ref)
+        nnz_per_token = np.count_nonzero(keep, axis=1)
+        union = union_per_tile(keep, token_rows)
     return compute_breakdown(job.mode, job.flags, job.tokens, job.in_dim, job.out_dim,
-                             job.nnz_dw, lanes, nnz_per_token, beat_words)
+                             job.nnz_dw, n_lanes, nnz_per_token, token_rows, union, engine,
+                             beats)
 
 
-def core_cycles(job, lanes: int, state=None, nnz_per_token=None, beat_words: int = 1) -> int:
+def core_cycles(job, lanes, state=None, nnz_per_token=None, engine: str = "scaled",
+                beat_words: int | None = None) -> int:
     """Total cycles, first input beat to trailer, of an accepted job (see cycle_breakdown)."""
-    return cycle_breakdown(job, lanes, state, nnz_per_token, beat_words).total
+    return cycle_breakdown(job, lanes, state, nnz_per_token, engine, beat_words).total
 
 
-def packet_breakdown(words_in: np.ndarray, state, limits: CoreLimits) -> CycleBreakdown:
+def packet_breakdown(words_in: np.ndarray, state, limits: CoreLimits,
+                     engine: str = "scaled") -> CycleBreakdown:
     """Cycles of one input packet on a core holding ``state`` (refusals included).
 
     ``state`` is the golden CoreState before the packet; it is not modified.
@@ -173,4 +258,4 @@ def packet_breakdown(words_in: np.ndarray, state, limits: CoreLimits) -> CycleBr
     if status:
         # a header refusal is decided on the header's last beat; any other after the packet
         return refused_breakdown(beats, header_ok=header_ok and beats > header_beats)
-    return cycle_breakdown(unpack_job(words_in, b), limits.lanes, state=state, beat_words=b)
+    return cycle_breakdown(unpack_job(words_in, b), limits, state=state, engine=engine)

@@ -6,13 +6,14 @@
 #   make cosim-vectors VECTORS=build/vectors/model.dmtv   replay one .dmtv file (e.g. the
 #                           trained model's site jobs from `make model-vectors`), with stalls
 #   make rtl-synth          yosys synth_xilinx -family xcup, L in RTL_LANES, board maxima
+#   make rtl-dense-rate     simulated MACs/cycle of a dense 197 x 384 x 384 job at L=64, T=16
 IMPL ?= rtl
 RTL_LANES ?= 32 64 128
 RTL_SYNTH_LIMITS ?= board
 
 VECTORS ?= build/vectors/model.dmtv
 
-.PHONY: cosim cosim-vectors rtl-lint rtl-synth
+.PHONY: cosim cosim-vectors rtl-lint rtl-synth rtl-dense-rate
 
 cosim-vectors: setup
 	$(DELTAMTL) rtl vectors $(VECTORS)
@@ -32,3 +33,6 @@ rtl-lint: setup
 
 rtl-synth: setup
 	$(DELTAMTL) rtl-synth --lanes $(RTL_LANES) --limits $(RTL_SYNTH_LIMITS)
+
+rtl-dense-rate: setup
+	$(DELTAMTL) rtl dense-rate

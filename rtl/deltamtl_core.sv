@@ -3,11 +3,14 @@
 // One input packet (header, W, dW, bias, req, x_ref, y_ref, X) -> one output packet
 // (Y, [x_ref', y_ref'], trailer), bit for bit as contract/golden_core.py. Phases:
 //   input    1 word/cycle; header checks, INDEX check on dW words, X rows delta-encoded
-//            on the fly into a compacted non-zero list (8 banks, up to 8 entries/cycle)
+//            on the fly into a token-banked delta buffer and, per tile of T tokens, the
+//            compacted list of inputs with a kept delta in any token of the tile
 //   decide   refusal status (header > LENGTH > INDEX > NO_STATE); commit buffer flips
 //   patch    DENSE/TEMPORAL with dW: W_b += dW, one non-zero per cycle
-//   act      activation-sparse d W^T: lanes over output channels, one (col, d) per cycle
-//            broadcast to L lanes, ceil(O/L) passes over each token's non-zeros
+//   act      activation-sparse d W^T on a T x L array (token rows x output lanes): per
+//            (output group, tile) a T-cycle swap (store the last tile's rows, load this
+//            one's initial values), then one union entry i per cycle: lane l reads W[o][i]
+//            once for the T tokens, row t reads its delta d[p][i]
 //   wpass    TASK with dW: weight-sparse x_k dW^T, lanes over tokens, one dW non-zero per
 //            cycle broadcast, ceil(P/L) passes over the dW list
 //   unpatch  W_b -= dW
@@ -24,9 +27,7 @@ module deltamtl_core #(
   parameter int MAX_NNZ_DW = deltamtl_params_pkg::MAX_NNZ_DW,
   parameter int LANES = deltamtl_params_pkg::LANES,
   parameter int MAX_WEIGHTS = deltamtl_params_pkg::MAX_WEIGHTS,
-  /* verilator lint_off UNUSEDPARAM */
-  parameter int TOKEN_ROWS = deltamtl_params_pkg::TOKEN_ROWS  // scaled engine (docs/rtl.md)
-  /* verilator lint_on UNUSEDPARAM */
+  parameter int TOKEN_ROWS = deltamtl_params_pkg::TOKEN_ROWS  // T, token rows of the MAC array
 ) (
   input  wire         ap_clk,
   input  wire         ap_rst_n,
@@ -55,8 +56,16 @@ module deltamtl_core #(
   localparam int WDEPTH = 2 * WH;                   // per W bank, two halves
   localparam int XDEPTH = 2 * TG * WI;              // per x bank, two halves
   localparam int YDEPTH = MAX_TOKENS * GO;          // per y bank; halves in one 64-bit word
-  localparam int NLIST = MAX_TOKENS * MAX_IN;       // activation non-zeros, worst case
+  localparam int T = TOKEN_ROWS;
+  localparam int TB = (T > 1) ? $clog2(T) : 0;
+  localparam logic [31:0] TMASK = 32'(T - 1);
+  localparam int NT = (MAX_TOKENS + T - 1) / T;     // token tiles of T
+  localparam int KAW = (NT > 1) ? $clog2(NT) : 1;
+  localparam int DBDEPTH = NT * WI;                 // per delta bank: token p at (p/T)*WI
+  localparam int DBAW = (DBDEPTH > 1) ? $clog2(DBDEPTH) : 1;
+  localparam int NLIST = NT * MAX_IN;               // union list entries, worst case
   localparam int LDEPTH = (NLIST + 7) / 8;
+  localparam int NA = $clog2(MAX_TOKENS * MAX_IN + 1);  // activation non-zeros (trailer)
   localparam int WAW = $clog2(WDEPTH);
   localparam int XAW = $clog2(XDEPTH);
   localparam int YAW = $clog2(YDEPTH);
@@ -64,11 +73,10 @@ module deltamtl_core #(
   localparam int CI = (MAX_IN > 1) ? $clog2(MAX_IN) : 1;
   localparam int CO = (MAX_OUT > 1) ? $clog2(MAX_OUT) : 1;
   localparam int DAW = (MAX_NNZ_DW > 1) ? $clog2(MAX_NNZ_DW) : 1;
-  localparam int TAW = (MAX_TOKENS > 1) ? $clog2(MAX_TOKENS) : 1;
   localparam int GAW = (GO > 1) ? $clog2(GO) : 1;
   localparam int RAW = (HO4 > 1) ? $clog2(HO4) : 1;
   localparam int DWE = CO + CI + 8 + 1;             // dW entry: row, col, value, row-first
-  localparam int LE = CI + 9;                       // list entry: col, d (int9)
+  localparam int LE = CI;                           // union list entry: input index
   // Packed lists: entries padded to whole bytes, so each one is a byte-enable group of the
   // BRAM/URAM word (yosys maps segment enables only on byte boundaries).
   localparam int LEP = (LE + 7) / 8 * 8;
@@ -120,6 +128,7 @@ module deltamtl_core #(
 
   initial begin
     if (L < 8 || (1 << LB) != L) $fatal(1, "deltamtl_core: LANES=%0d must be a power of two >= 8", L);
+    if (T < 1 || T > 64 || (1 << TB) != T) $fatal(1, "deltamtl_core: TOKEN_ROWS=%0d must be a power of two <= 64", T);
     // the datapath is written for 8 int8 / 2 int32 per 64-bit stream word and 16-bit dims
     if (deltamtl_contract_pkg::STREAM_DATA_BITS != 64 || deltamtl_contract_pkg::INT8_PER_WORD != 8
         || FW_TOKENS != 16 || FW_IN != 16 || FW_OUT != 16)
@@ -152,6 +161,7 @@ module deltamtl_core #(
   logic [12:0] j_ho8;       // ceil(O/8)
   logic [15:0] j_go;        // ceil(O/L)
   logic [15:0] j_tg;        // ceil(P/L)
+  logic [15:0] j_nt;        // ceil(P/T)
 
   wire j_load_w = j_flags[deltamtl_contract_pkg::FLAG_LOAD_W_BIT];
   wire j_load_ref = j_flags[deltamtl_contract_pkg::FLAG_LOAD_REF_BIT];
@@ -250,8 +260,9 @@ module deltamtl_core #(
   logic [31:0]    y_rdata [L];
   logic [63:0]    y_rword [L];
   logic           y_whalf, y_rhalf, y_rhalf_q;
-  // activation non-zero list: position n is entry n % 8 of row n / 8; rows alternate
-  // between two 8-entry-wide memories (a cycle's up to 8 entries span two rows)
+  // union list (per tile, the inputs with a kept delta in any of its tokens): position n
+  // is entry n % 8 of row n / 8; rows alternate between two 8-entry-wide memories (a
+  // cycle's up to 8 entries span two rows)
   logic [7:0]       l_we [2];
   logic [LAW2-1:0]  l_waddr [2];
   logic [8*LEP-1:0] l_wdata;
@@ -277,8 +288,15 @@ module deltamtl_core #(
   logic [RAW-1:0] q_waddr, q_raddr;
   logic [2*QE-1:0] q_wdata;
   logic [2*QE-1:0] q_rdata [4];
-  // per-token end of the non-zero list (small: distributed RAM / registers)
-  logic [NW-1:0]  tok_end [MAX_TOKENS];
+  // per-tile end of the union list (small: distributed RAM / registers); power-of-two
+  // sized so that any tile index reads inside the array
+  logic [NW-1:0]  tile_end [1 << KAW];
+  // delta buffer: bank t holds tokens p with p % T == t at (p/T)*WI + i/8, 8 int9 deltas
+  // per 72-bit word (0 where not kept); all banks read one address, the T rows of a tile
+  logic           db_we [T];
+  logic [DBAW-1:0] db_waddr, db_raddr;
+  logic [71:0]    db_wdata;
+  logic [71:0]    db_rdata [T];
 
   for (genvar k = 0; k < L; k++) begin : g_bank
     dm_ram #(.WIDTH(64), .DEPTH(WDEPTH), .STYLE(RAM_BLOCK)) u_w (
@@ -293,8 +311,13 @@ module deltamtl_core #(
       .clk(ap_clk), .we(b_we[k]), .waddr(b_waddr), .wdata((k % 2 == 0) ? b_wlo : b_whi),
       .raddr(b_raddr), .rdata(b_rdata[k]));
   end
+  for (genvar t = 0; t < T; t++) begin : g_dbuf
+    dm_ram #(.WIDTH(72), .DEPTH(DBDEPTH), .STYLE(RAM_ULTRA)) u_d (
+      .clk(ap_clk), .we(db_we[t]), .waddr(db_waddr), .wdata(db_wdata), .raddr(db_raddr),
+      .rdata(db_rdata[t]));
+  end
   for (genvar k = 0; k < 2; k++) begin : g_list
-    dm_ram #(.WIDTH(8 * LEP), .DEPTH(LDEPTH2), .SEGS(8), .STYLE(RAM_ULTRA)) u_l (
+    dm_ram #(.WIDTH(8 * LEP), .DEPTH(LDEPTH2), .SEGS(8)) u_l (
       .clk(ap_clk), .we(l_we[k]), .waddr(l_waddr[k]), .wdata(l_wdata), .raddr(l_raddr),
       .rdata(l_rword[k]));
   end
@@ -314,13 +337,21 @@ module deltamtl_core #(
   logic        e_v;
   logic [63:0] e_x;
   logic [15:0] e_p, e_w;
-  logic [NW-1:0] nnz_act;                  // list fill level = activation non-zeros
-  logic [7:0]  e_keep;
-  logic [8:0]  e_d [8];
+  logic [NA-1:0] nnz_act;                  // activation non-zeros (the trailer's count)
+  logic [NW-1:0] u_cnt;                    // union list fill level
+  logic [8*WI-1:0] umask;                  // inputs already in the current tile's list
+  logic [7:0]  e_keep, e_new;
   logic [63:0] e_xnew;
-  logic [3:0]  e_cnt;
-  logic [3:0]  e_pre [8];
+  logic [71:0] e_dword;
+  logic [3:0]  e_cnt, e_ucnt;
+  logic [3:0]  e_upre [8];
   logic [63:0] e_xref;
+  // a tile starts at the first word of token kT and ends at the last word of token kT+T-1
+  // or of the job's last token
+  wire e_tstart = ((32'(e_p) & TMASK) == 32'd0) && (e_w == 16'd0);
+  wire e_tlast = ((32'(e_p) & TMASK) == TMASK || e_p == j_p - 16'd1) && (e_w == 16'(j_wi) - 16'd1);
+  // the word's inputs seen earlier in this tile (none at the tile's first word)
+  wire [7:0] e_seen = e_tstart ? 8'd0 : umask[8*e_w +: 8];
 
   assign e_xref = x_rdata[e_p[LB-1:0]];
   always_comb begin
@@ -328,53 +359,68 @@ module deltamtl_core #(
     logic signed [8:0] xv, rv, dv;
     logic [8:0] mag;
     e_cnt = 4'd0;
+    e_ucnt = 4'd0;
     for (int j = 0; j < 8; j++) begin
       col = {e_w[12:0], 3'(j)};
       xv = 9'($signed(e_x[8*j +: 8]));
       rv = 9'($signed(e_xref[8*j +: 8]));
       dv = j_dense ? xv : xv - rv;
       mag = dv[8] ? 9'(-dv) : dv;
-      e_pre[j] = e_cnt;
       e_keep[j] = (col < j_i) && (j_dense ? (xv != 9'sd0) : (mag >= {1'b0, j_th}));
-      e_d[j] = dv;
       e_xnew[8*j +: 8] = (col >= j_i) ? 8'd0 : ((j_dense || e_keep[j]) ? e_x[8*j +: 8] : e_xref[8*j +: 8]);
+      e_dword[9*j +: 9] = e_keep[j] ? dv : 9'd0;
       e_cnt = e_cnt + {3'd0, e_keep[j]};
+      // union entries: kept here and not yet listed for this tile, ranked by a prefix count
+      e_new[j] = e_keep[j] && !e_seen[j];
+      e_upre[j] = e_ucnt;
+      e_ucnt = e_ucnt + {3'd0, e_new[j]};
     end
   end
 
   // -------------------------------------------------------------------------------------
   // Compute pipeline (act and weight passes): s0 generator, s1 list/dW data, s2 operand
-  // data, s3 lane operands -> DSPs, s4 products -> accumulate and write back.
+  // data, s3 operands -> DSPs, s4 products -> accumulate (act: or swap) and write back.
   // -------------------------------------------------------------------------------------
-  // generators
-  logic [15:0]   g_p, g_g, g_t;
+  // act generator: for each output group g, for each tile k, T swap items, then one item
+  // per entry of the tile's union list; a final T swaps store the last tile. Weight pass:
+  // for each token group t, one item per dW entry.
+  logic [15:0]   g_g, g_k, g_pg, g_pk, g_t;    // group, tile, the previous tile's; token group
+  logic [6:0]    g_s;                           // swap row
+  logic          g_mac, g_flush, g_prev;        // in the list; final swap; a tile to store
   logic [NW-1:0] g_r;
   logic [31:0]   g_dr;
-  wire [NW-1:0]  a_start = (g_p == 16'd0) ? NW'(0) : tok_end[TAW'(g_p - 16'd1)];
-  wire [NW-1:0]  a_end = tok_end[TAW'(g_p)];
-  wire           a_empty = (a_start == a_end);
-  wire           a_lastr = a_empty || (g_r == a_end - NW'(1));
+  wire [NW-1:0]  u_start = (g_k == 16'd0) ? NW'(0) : tile_end[KAW'(g_k - 16'd1)];
+  wire [NW-1:0]  u_end = tile_end[KAW'(g_k)];
+  wire [31:0]    g_lp = (32'(g_k) << TB) + 32'(g_s);   // token a swap item loads
+  wire [31:0]    g_sp = (32'(g_pk) << TB) + 32'(g_s);  // token it stores
 
   // stage registers
   logic        v1, v2, v3, v4, pw1, pw2, pw3, pw4;   // valid, pass is weight pass
-  logic        f1, f2, f3, f4, l1, l2, l3, l4;       // segment first/last
-  logic        e1, lr1;                               // empty item; last dW entry
-  logic [15:0] p1, p2, p3, g1, g2, g3;
+  logic        sw1, sw2, sw3, sw4;                    // act swap item
+  logic        f2, f3, f4, l2, l3, l4;                // weight pass: row segment first/last
+  logic        lr1;                                   // last dW entry
+  logic        lv1, lv2, lv3, sv1, sv2, sv3;          // the swap's load / store is a token < P
+  logic [15:0] p1, p2, p3, sp1, sp2, sp3;             // token the swap loads / stores
+  logic [15:0] g1, g2, g3, sg1, sg2, sg3, k1;         // group (weight pass: token group),
+                                                      // stored group, tile
   logic [2:0]  ls1;
   logic        lpar1, dpar1;                          // list row parity; dW entry parity
   logic [15:0] o2, o3;
-  logic [8:0]  a2, a3;
+  logic [8:0]  a2;
   logic [2:0]  bs2;
-  logic [LB-1:0] rot2, rot3;
+  logic [LB-1:0] rot2, irot4, srot4;
   logic [L*8-1:0] op_bank, op_lane;
   logic [7:0]  ops3 [L];
-  logic [L*32-1:0] bias_bank, bias_lane;
+  logic [8:0]  d3 [T];                                // row operands (weight pass: d3[0] = dW)
   logic [31:0] bias4 [L];
   logic [YAW-1:0] ya4 [L];
   logic        m4 [L];
-  logic signed [17:0] prod4 [L];
-  logic [31:0] sum [L];
+  logic signed [17:0] prod [T*L];                     // PE (t, l) product (DSP register)
+  logic [31:0] pe [T*L];                              // PE (t, l): token kT+t, output gL+l
+  logic [31:0] sum [L];                               // weight pass: lane sums
   logic [31:0] nsum [L];
+  logic [31:0] init_lane [L];
+  logic [L*32-1:0] yref_bank, yref_lane, st_lane, st_bank;
 
   // s1 decode
   wire [8*LEP-1:0] s1_lrow = l_rword[lpar1];
@@ -384,24 +430,33 @@ module deltamtl_core #(
   wire [CI-1:0]  s1_dcol = d_rdata[DWE-1-CO -: CI];
   wire [7:0]     s1_dval = d_rdata[8:1];
   wire           s1_dfirst = d_rdata[0];
-  wire [CI-1:0]  s1_col = pw1 ? s1_dcol : s1_le[LE-1 -: CI];
-  wire [8:0]     s1_val = pw1 ? 9'($signed(s1_dval)) : (e1 ? 9'd0 : s1_le[8:0]);
+  wire [CI-1:0]  s1_col = pw1 ? s1_dcol : s1_le;
 
-  // operand bytes of every bank, rotated onto the lanes
+  // operand bytes of every bank onto the lanes: act, W bank k is output lane k (rot2 = 0);
+  // weight pass, x bytes rotated onto the y-bank lanes
   for (genvar k = 0; k < L; k++) begin : g_opsel
     assign op_bank[k*8 +: 8] = pw2 ? x_rdata[k][8*bs2 +: 8] : w_rdata[k][8*bs2 +: 8];
-    assign bias_bank[k*32 +: 32] = b_rdata[k];
   end
   dm_rotate #(.N(L), .W(8)) u_rot_op (.din(op_bank), .s(rot2), .dout(op_lane));
-  dm_rotate #(.N(L), .W(32)) u_rot_bias (.din(bias_bank), .s(rot3), .dout(bias_lane));
 
-  // the MAC lanes: L/2 DSP48E2, each two int8 products sharing the broadcast value
-  for (genvar j = 0; j < L / 2; j++) begin : g_mac
-    dm_mac_pair u_mac (.clk(ap_clk), .a(a3), .w0(ops3[2*j]), .w1(ops3[2*j+1]),
-                       .p0(prod4[2*j]), .p1(prod4[2*j+1]));
+  // the T x L MAC array: row t has L/2 DSP48E2, each two lanes' weights sharing the row's
+  // delta (one weight read per lane feeds the T rows); the weight pass uses row 0
+  for (genvar t = 0; t < T; t++) begin : g_row
+    for (genvar j = 0; j < L / 2; j++) begin : g_mac
+      dm_mac_pair u_mac (.clk(ap_clk), .a(d3[t]), .w0(ops3[2*j]), .w1(ops3[2*j+1]),
+                         .p0(prod[t*L+2*j]), .p1(prod[t*L+2*j+1]));
+    end
   end
 
-  // y address of lane b at stage 3 (act: all lanes p*GO+g; weight: token t*L+((b-o)%L))
+  // swap: y_ref from the banks (element (p, o) in bank (p+o) % L) onto the output lanes,
+  // and PE row 0 (lane order) back onto the banks
+  for (genvar k = 0; k < L; k++) begin : g_swapsel
+    assign yref_bank[k*32 +: 32] = y_rdata[k];
+    assign st_lane[k*32 +: 32] = pe[k];
+  end
+  dm_rotate #(.N(L), .W(32)) u_rot_yref (.din(yref_bank), .s(irot4), .dout(yref_lane));
+  dm_rotate #(.N(L), .W(32)) u_rot_store (.din(st_lane), .s(srot4), .dout(st_bank));
+  // y address (act swap: every bank p*GO+g; weight pass, bank b: token t*L+((b-o)%L))
   function automatic logic [YAW-1:0] y_addr(input logic [31:0] p, input logic [31:0] g);
     y_addr = YAW'(p * GO + g);
   endfunction
@@ -410,7 +465,7 @@ module deltamtl_core #(
   for (genvar b = 0; b < L; b++) begin : g_lane
     logic [LB-1:0] off;
     assign off = LB'(b) - o3[LB-1:0];
-    assign s3_tok[b] = pw3 ? {g3[15-LB:0], off} : p3;
+    assign s3_tok[b] = {g3[15-LB:0], off};
   end
 
   // -------------------------------------------------------------------------------------
@@ -541,24 +596,24 @@ module deltamtl_core #(
         y_waddr[k] = y_addr(32'(sec_row), 32'(yl_o >> LB));
         y_wdata[k] = (LB'(k) == yl_bank) ? s_axis_TDATA[31:0] : s_axis_TDATA[63:32];
       end else begin
-        we = v4 && l4 && m4[k];
+        we = v4 && m4[k] && (pw4 ? l4 : sw4);
         y_waddr[k] = ya4[k];
-        y_wdata[k] = nsum[k];
+        y_wdata[k] = pw4 ? nsum[k] : st_bank[k*32 +: 32];
       end
       y_we[k] = {we && y_whalf, we && !y_whalf};
       if (st == ST_OUT) y_raddr[k] = y_addr(32'(op_p), 32'(oq_lo >> LB));
       else if (pw3) y_raddr[k] = y_addr(32'(s3_tok[k]), 32'(o3 >> LB));
-      else y_raddr[k] = y_addr(32'(p3), 32'(g3));
+      else y_raddr[k] = lv3 ? y_addr(32'(p3), 32'(g3)) : YAW'(0);
     end
   end
 
-  // list banks: the encoder's kept entries j land at positions nnz_act + e_pre[j]; at most
-  // one per bank in a cycle (8 banks, at most 8 entries)
+  // list banks: the encoder's new union entries j land at positions u_cnt + e_upre[j]; at
+  // most one per bank in a cycle (8 banks, at most 8 entries)
   logic [NW-1:0] e_pos [8];
-  wire [NW-1:0] l_row0 = nnz_act >> 3;   // row of the cycle's first entry; the rest may
+  wire [NW-1:0] l_row0 = u_cnt >> 3;     // row of the cycle's first entry; the rest may
   wire [NW-1:0] l_row1 = l_row0 + NW'(1); // spill into the next row (other parity)
   always_comb begin : p_lport
-    for (int j = 0; j < 8; j++) e_pos[j] = nnz_act + NW'(e_pre[j]);
+    for (int j = 0; j < 8; j++) e_pos[j] = u_cnt + NW'(e_upre[j]);
     for (int m = 0; m < 2; m++) begin
       l_we[m] = 8'd0;
       l_waddr[m] = LAW2'((l_row0[0] == 1'(m) ? l_row0 : l_row1) >> 1);
@@ -566,14 +621,23 @@ module deltamtl_core #(
     l_wdata = '0;
     for (int b = 0; b < 8; b++) begin
       for (int j = 0; j < 8; j++) begin
-        if (e_v && e_keep[j] && e_pos[j][2:0] == 3'(b)) begin
+        if (e_v && e_new[j] && e_pos[j][2:0] == 3'(b)) begin
           l_we[e_pos[j][3]][b] = 1'b1;
-          l_wdata[LEP*b +: LEP] = LEP'({CI'({e_w[12:0], 3'(j)}), e_d[j]});
+          l_wdata[LEP*b +: LEP] = LEP'(CI'({e_w[12:0], 3'(j)}));
         end
       end
     end
   end
   assign l_raddr = LAW2'(g_r >> 4);
+
+  // delta buffer: the encoder writes token e_p's word to bank p % T; the act pass reads
+  // word i/8 of tile k from every bank
+  always_comb begin : p_dport
+    for (int t = 0; t < T; t++) db_we[t] = e_v && (32'(e_p) & TMASK) == 32'(t);
+  end
+  assign db_waddr = DBAW'((32'(e_p) >> TB) * WI + 32'(e_w));
+  assign db_wdata = e_dword;
+  assign db_raddr = DBAW'(32'(k1) * WI + 32'(s1_col >> 3));
 
   // dW list; the first/last-of-row bits let the weight pass close a row without look-ahead
   wire [15:0] nz_row = s_axis_TDATA[deltamtl_contract_pkg::NZ_ROW_LSB +: deltamtl_contract_pkg::NZ_ROW_WIDTH];
@@ -631,6 +695,7 @@ module deltamtl_core #(
       j_status <= '0;
       j_tag <= '0;
       nnz_act <= '0;
+      u_cnt <= '0;
     end else begin
       y_rhalf_q <= y_rhalf;
       // ---------------- encoder stage ----------------
@@ -639,8 +704,12 @@ module deltamtl_core #(
       e_p <= sec_row;
       e_w <= sec_col;
       if (e_v) begin
-        nnz_act <= nnz_act + NW'(e_cnt);
-        if (e_w == 16'(j_wi) - 16'd1) tok_end[TAW'(e_p)] <= nnz_act + NW'(e_cnt);
+        nnz_act <= nnz_act + NA'(e_cnt);
+        u_cnt <= u_cnt + NW'(e_ucnt);
+        // e_w is 0 at a tile's start: the mask restarts with this word's keep bits
+        if (e_tstart) umask <= (8*WI)'(e_keep);
+        else umask[8*e_w +: 8] <= e_seen | e_keep;
+        if (e_tlast) tile_end[KAW'(32'(e_p) >> TB)] <= u_cnt + NW'(e_ucnt);
       end
 
       // ---------------- input FSM ----------------
@@ -669,8 +738,10 @@ module deltamtl_core #(
           j_ho8 <= 13'((32'(h0[deltamtl_contract_pkg::HDR_OUT_DIM_LSB +: FW_OUT]) + 32'd7) >> 3);
           j_go <= 16'((32'(h0[deltamtl_contract_pkg::HDR_OUT_DIM_LSB +: FW_OUT]) + 32'(L) - 32'd1) >> LB);
           j_tg <= 16'((32'(h0[deltamtl_contract_pkg::HDR_TOKENS_LSB +: FW_TOKENS]) + 32'(L) - 32'd1) >> LB);
+          j_nt <= 16'((32'(h0[deltamtl_contract_pkg::HDR_TOKENS_LSB +: FW_TOKENS]) + 32'(T) - 32'd1) >> TB);
           j_idx_err <= 1'b0;
           nnz_act <= '0;
+          u_cnt <= '0;
           if (s_axis_TLAST) begin
             j_status <= (hs != '0) ? hs : CS_LENGTH;
             st <= ST_DECIDE;
@@ -729,7 +800,8 @@ module deltamtl_core #(
           logic [FW_STATUS-1:0] fs;
           fs = (j_status != '0) ? j_status : final_status;
           j_status <= fs;
-          g_p <= 16'd0; g_g <= 16'd0; g_t <= 16'd0; g_r <= '0; g_dr <= 32'd0;
+          g_g <= 16'd0; g_k <= 16'd0; g_s <= 7'd0; g_t <= 16'd0; g_r <= '0; g_dr <= 32'd0;
+          g_mac <= 1'b0; g_flush <= 1'b0; g_prev <= 1'b0;
           ok0 <= K_Y; op_p <= 16'd0; op_m <= 16'd0;
           if (fs != '0) begin
             ok0 <= K_TRL;
@@ -755,20 +827,36 @@ module deltamtl_core #(
           end else g_dr <= g_dr + 32'd1;
         end
         ST_ACT: begin
-          if (a_lastr) begin
-            g_r <= a_start;
-            if (g_g == j_go - 16'd1) begin
-              g_g <= 16'd0;
-              g_r <= a_end;
-              g_p <= g_p + 16'd1;
-              if (g_p == j_p - 16'd1) begin
+          logic adv;  // this (group, tile) is done: on to the next one
+          adv = 1'b0;
+          if (!g_mac) begin
+            if (g_s == 7'(T - 1)) begin
+              g_s <= 7'd0;
+              if (g_flush) begin
                 st <= ST_WAITPIPE;
                 st_after_pipe <= (j_task && j_nnz != 32'd0) ? ST_WPASS
                                : ((j_nnz != 32'd0) ? ST_UNPATCH : ST_OUT);
                 psub <= 1'b1;
+              end else if (u_start == u_end) adv = 1'b1;  // empty union: its swap is all
+              else begin
+                g_mac <= 1'b1;
+                g_r <= u_start;
               end
-            end else g_g <= g_g + 16'd1;
+            end else g_s <= g_s + 7'd1;
+          end else if (g_r == u_end - NW'(1)) begin
+            g_mac <= 1'b0;
+            adv = 1'b1;
           end else g_r <= g_r + NW'(1);
+          if (adv) begin
+            g_prev <= 1'b1;
+            g_pk <= g_k;
+            g_pg <= g_g;
+            if (g_k == j_nt - 16'd1) begin
+              g_k <= 16'd0;
+              if (g_g == j_go - 16'd1) g_flush <= 1'b1;
+              else g_g <= g_g + 16'd1;
+            end else g_k <= g_k + 16'd1;
+          end
         end
         ST_WPASS: begin
           if (g_dr == j_nnz - 32'd1) begin
@@ -804,11 +892,14 @@ module deltamtl_core #(
       // s0 -> s1
       v1 <= (st == ST_ACT) || (st == ST_WPASS);
       pw1 <= (st == ST_WPASS);
-      e1 <= a_empty;
-      f1 <= a_empty || (g_r == a_start);
-      l1 <= a_lastr;
+      sw1 <= (st == ST_ACT) && !g_mac;
       lr1 <= (g_dr == j_nnz - 32'd1);
-      p1 <= g_p;
+      p1 <= 16'(g_lp);
+      lv1 <= !g_flush && g_lp < 32'(j_p);
+      sp1 <= 16'(g_sp);
+      sv1 <= g_prev && g_sp < 32'(j_p);
+      sg1 <= g_pg;
+      k1 <= g_k;
       g1 <= (st == ST_WPASS) ? g_t : g_g;
       ls1 <= g_r[2:0];
       lpar1 <= g_r[3];
@@ -816,42 +907,66 @@ module deltamtl_core #(
       // s1 -> s2
       v2 <= v1;
       pw2 <= pw1;
-      f2 <= pw1 ? s1_dfirst : f1;
-      l2 <= pw1 ? (dl_rdata || lr1) : l1;
-      a2 <= s1_val;
+      sw2 <= sw1;
+      f2 <= s1_dfirst;
+      l2 <= dl_rdata || lr1;
+      a2 <= 9'($signed(s1_dval));
       bs2 <= s1_col[2:0];
       o2 <= 16'(s1_drow);
-      rot2 <= pw1 ? LB'(s1_drow) : p1[LB-1:0];
+      rot2 <= pw1 ? LB'(s1_drow) : LB'(0);
       p2 <= p1;
+      lv2 <= lv1;
+      sp2 <= sp1;
+      sv2 <= sv1;
+      sg2 <= sg1;
       g2 <= g1;
       // s2 -> s3
       v3 <= v2;
       pw3 <= pw2;
+      sw3 <= sw2;
       f3 <= f2;
       l3 <= l2;
-      a3 <= a2;
-      rot3 <= rot2;
       p3 <= p2;
+      lv3 <= lv2;
+      sp3 <= sp2;
+      sv3 <= sv2;
+      sg3 <= sg2;
       g3 <= g2;
       o3 <= o2;
       for (int b = 0; b < L; b++) ops3[b] <= op_lane[b*8 +: 8];
+      for (int t = 0; t < T; t++) d3[t] <= (pw2 && t == 0) ? a2 : db_rdata[t][9*bs2 +: 9];
       // s3 -> s4
       v4 <= v3;
       pw4 <= pw3;
+      sw4 <= sw3;
       f4 <= f3;
       l4 <= l3;
+      irot4 <= LB'(16'd0 - p3);
+      srot4 <= LB'(sp3);
       for (int b = 0; b < L; b++) begin
-        bias4[b] <= bias_lane[b*32 +: 32];
+        bias4[b] <= b_rdata[b];
         if (pw3) begin
           ya4[b] <= y_addr(32'(s3_tok[b]), 32'(o3 >> LB));
           m4[b] <= s3_tok[b] < j_p;
         end else begin
-          ya4[b] <= y_addr(32'(p3), 32'(g3));
-          m4[b] <= 1'b1;
+          ya4[b] <= y_addr(32'(sp3), 32'(sg3));
+          m4[b] <= sv3;
         end
       end
-      // s4: accumulate
-      if (v4) for (int b = 0; b < L; b++) sum[b] <= nsum[b];
+      // s4: weight pass accumulates its lane sums; act accumulates the whole array, or
+      // swaps: every row moves up one (row 0 is being stored) and row T-1 takes the
+      // initial value of the next tile's token, so after T swaps row t holds token kT+t
+      if (v4 && pw4) for (int b = 0; b < L; b++) sum[b] <= nsum[b];
+      if (v4 && !pw4) begin
+        if (sw4) begin
+          for (int t = 0; t + 1 < T; t++)
+            for (int b = 0; b < L; b++) pe[t*L+b] <= pe[(t+1)*L+b];
+          for (int b = 0; b < L; b++) pe[(T-1)*L+b] <= init_lane[b];
+        end else begin
+          for (int t = 0; t < T; t++)
+            for (int b = 0; b < L; b++) pe[t*L+b] <= pe[t*L+b] + 32'(prod[t*L+b]);
+        end
+      end
 
       // ---------------- patch pipeline ----------------
       pv1 <= (st == ST_PATCH) || (st == ST_UNPATCH);
@@ -916,13 +1031,12 @@ module deltamtl_core #(
     end
   end
 
-  // stage 4: segment start value (act: y_ref or 0, plus bias; weight pass: the act result)
+  // stage 4: weight pass, a row segment starts from the act result; act swap, a token's
+  // initial value (DENSE: bias; TEMPORAL: y_ref; TASK: y_ref plus the bias delta)
   always_comb begin
     for (int b = 0; b < L; b++) begin
-      logic [31:0] init;
-      if (pw4) init = y_rdata[b];
-      else init = (j_dense ? 32'd0 : y_rdata[b]) + (j_has_bias ? bias4[b] : 32'd0);
-      nsum[b] = (f4 ? init : sum[b]) + 32'(prod4[b]);
+      nsum[b] = (f4 ? y_rdata[b] : sum[b]) + 32'(prod[b]);
+      init_lane[b] = (j_dense ? 32'd0 : yref_lane[b*32 +: 32]) + (j_has_bias ? bias4[b] : 32'd0);
     end
   end
 endmodule

@@ -317,18 +317,57 @@ def replay_vectors(path: Path | None, seed: int = 1) -> int:
     return rc
 
 
+# `deltamtl rtl dense-rate`: board-like array (L=64, T=16) with maxima just large enough for
+# a 197-token 384 x 384 site, so the Verilator build stays a few minutes
+DENSE_RATE_LIMITS = CoreLimits(max_tokens=197, max_in=384, max_out=384, max_nnz_dw=64, lanes=64,
+                               max_weights=384 * 384, token_rows=16)
+
+
+def dense_rate(limits: CoreLimits = DENSE_RATE_LIMITS, seed: int = 1,
+               out: Path | None = None) -> dict:
+    """Simulate dense jobs at ``limits``' maxima (bench test dense_rate): W loaded in the
+    job, then resident. Returns the bench's report (MACs per cycle per job)."""
+    from deltamtl.contract.vectors import write_vectors
+
+    out = out or BUILD_ROOT / f"dense_rate_{limits_tag(limits)}"
+    out.mkdir(parents=True, exist_ok=True)
+    vec = out / "limits.dmtv"
+    write_vectors(vec, [], limits)  # no records: the bench reads the build's maxima from it
+    build = build_core(limits, jobs=2)
+    run_cocotb(build, ["dense_rate"], tag="dense_rate", seed=seed,
+               env={"DMTV_PATH": str(vec), "DMTV_REPORT": str(out), "DMTV_SEED": str(seed)})
+    return json.loads((out / "dense_rate.json").read_text())
+
+
+def dense_rate_markdown(report: dict) -> str:
+    lines = ["| job | P/I/O | L x T | input words | cycles (job) | act cycles | model act | "
+             "MACs/cycle act | MACs/cycle job |", "|---|---|---|---|---|---|---|---|---|"]
+    for r in report["jobs"]:
+        lines.append(f"| {r['job']} | {r['tokens']}/{r['in']}/{r['out']} | "
+                     f"{r['lanes']} x {r['token_rows']} | {r['input_words']} | {r['cycles']} | "
+                     f"{r['compute_cycles']} | {r['model_act']} | {r['macs_per_cycle_act']:.1f} | "
+                     f"{r['macs_per_cycle_job']:.1f} |")
+    return "\n".join(lines)
+
+
 def main(argv: list[str] | None = None) -> int:
     """`deltamtl rtl lint` (make rtl-lint): verilator --lint-only -Wall;
-    `deltamtl rtl vectors FILE` (make cosim-vectors): replay a .dmtv file."""
+    `deltamtl rtl vectors FILE` (make cosim-vectors): replay a .dmtv file;
+    `deltamtl rtl dense-rate` (make rtl-dense-rate): MACs per cycle of a long dense job."""
     import argparse
     import subprocess
 
     parser = argparse.ArgumentParser(description="RTL core helpers")
-    parser.add_argument("command", choices=["lint", "vectors"])
+    parser.add_argument("command", choices=["lint", "vectors", "dense-rate"])
     parser.add_argument("vectors", nargs="?", type=Path,
                         help="vectors: a .dmtv file (e.g. build/vectors/model.dmtv)")
-    parser.add_argument("--seed", type=int, default=1, help="vectors: stall pattern seed")
+    parser.add_argument("--seed", type=int, default=1,
+                        help="vectors: stall pattern seed; dense-rate: input data seed")
     args = parser.parse_args(argv)
+    if args.command == "dense-rate":
+        report = dense_rate(seed=args.seed)
+        print(dense_rate_markdown(report))
+        return 0
     if args.command == "vectors":
         return replay_vectors(args.vectors, args.seed)
     if args.command == "lint":

@@ -17,6 +17,7 @@ import re
 import shutil
 import subprocess
 import time
+from dataclasses import replace
 from pathlib import Path
 
 from deltamtl.contract.limits import BOARD_LIMITS, CI_LIMITS, CoreLimits
@@ -102,51 +103,57 @@ def synth(limits: CoreLimits, uram: bool = True, out_dir: Path = OUT_DIR,
 def memory_bits(limits: CoreLimits) -> dict[str, int]:
     """Bits each on-chip buffer of rtl/deltamtl_core.sv holds (both halves where doubled,
     padding included), from the same size formulas as the RTL's localparams."""
-    lanes, wi = limits.lanes, -(-limits.max_in // 8)
+    lanes, wi, t = limits.lanes, -(-limits.max_in // 8), limits.token_rows
     go, tg = -(-limits.max_out // lanes), -(-limits.max_tokens // lanes)
+    nt = -(-limits.max_tokens // t)  # tiles of T tokens
     ci = max(1, (limits.max_in - 1).bit_length())
     co = max(1, (limits.max_out - 1).bit_length())
     wh = min(go * wi, (limits.max_weights + 7 * limits.max_out + (lanes - 1) * limits.max_in
                        + 7 * (lanes - 1) + 8 * lanes - 1) // (8 * lanes))
-    lep, dwp = -(-(ci + 9) // 8) * 8, -(-(co + ci + 9) // 8) * 8
-    rows = -(-limits.max_tokens * limits.max_in // 8)
+    lep, dwp = -(-ci // 8) * 8, -(-(co + ci + 9) // 8) * 8
+    rows = -(-nt * limits.max_in // 8)  # union list rows of 8 entries
     return {
         "W bank (2 halves)": lanes * 2 * wh * 64,
         "y_ref/acc (2 halves)": lanes * limits.max_tokens * go * 64,
         "x_ref/x_new (2 halves)": lanes * 2 * tg * wi * 64,
-        "non-zero list": 2 * -(-rows // 2) * 8 * lep,
+        "delta buffer": t * nt * wi * 72,
+        "union list": 2 * -(-rows // 2) * 8 * lep,
         "dW list": -(-limits.max_nnz_dw // 2) * 2 * dwp + limits.max_nnz_dw,
         "bias + requant": lanes * go * 32 + limits.max_out * 22,
     }
 
 
 def markdown(rows: list[dict]) -> str:
-    head = ("| lanes | tokens/in/out/nnz/weights | LUT | FF | DSP48E2 | BRAM36 | URAM | yosys s |\n"
+    head = ("| lanes x T | tokens/in/out/nnz/weights | LUT | FF | DSP48E2 | BRAM36 | URAM | yosys s |\n"
             "|---|---|---|---|---|---|---|---|\n")
     lines = []
     for r in rows:
         s, u, lim = r["summary"], r["utilisation"], r["limits"]
         lines.append(
-            f"| {lim['lanes']} | {lim['max_tokens']}/{lim['max_in']}/{lim['max_out']}/"
+            f"| {lim['lanes']} x {lim.get('token_rows', 1)} | {lim['max_tokens']}/{lim['max_in']}/{lim['max_out']}/"
             f"{lim['max_nnz_dw']}/{lim['max_weights']} | {s['LUT']:,} ({u['LUT']:.0%}) | {s['FF']:,} ({u['FF']:.0%}) "
             f"| {s['DSP48E2']} ({u['DSP48E2']:.0%}) | {s['BRAM36']:g} ({u['BRAM36']:.0%}) "
             f"| {s['URAM']} ({u['URAM']:.0%}) | {r['seconds']} |")
     budget = ", ".join(f"{k} {v:,}" for k, v in ZCU104_BUDGET.items())
+    left = ["", "Headroom (budget left, worst row): " + ", ".join(
+        f"{k} {1 - max(r['utilisation'][k] for r in rows):.0%}" for k in ZCU104_BUDGET)]
     mem = ["", "On-chip buffers (Mbit, from the parameters; ZCU104: 11.0 BRAM + 27.0 URAM):", "",
-           "| lanes | " + " | ".join(memory_bits(BOARD_LIMITS)) + " | total |",
+           "| lanes x T | " + " | ".join(memory_bits(BOARD_LIMITS)) + " | total |",
            "|---" * (len(memory_bits(BOARD_LIMITS)) + 2) + "|"]
     for r in rows:
         lim = CoreLimits(**r["limits"])
         bits = memory_bits(lim)
-        mem.append(f"| {lim.lanes} | " + " | ".join(f"{b / 1e6:.2f}" for b in bits.values())
+        mem.append(f"| {lim.lanes} x {lim.token_rows} | " + " | ".join(f"{b / 1e6:.2f}" for b in bits.values())
                    + f" | {sum(bits.values()) / 1e6:.2f} |")
     return (f"ZCU104 (XCZU7EV) budget: {budget}\n\n" + head + "\n".join(lines) + "\n"
-            + "\n".join(mem) + "\n")
+            + "\n".join(left) + "\n" + "\n".join(mem) + "\n")
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="yosys UltraScale+ estimates of the RTL core")
     parser.add_argument("--lanes", type=int, nargs="+", default=[32, 64, 128])
+    parser.add_argument("--token-rows", type=int, default=None,
+                        help="T of the MAC array (default: the limits' token_rows)")
     parser.add_argument("--limits", choices=sorted(LIMITS), default="board")
     parser.add_argument("--no-uram", action="store_true", help="map memories to BRAM/LUTRAM only")
     parser.add_argument("--out", type=Path, default=OUT_DIR)
@@ -166,8 +173,7 @@ def main(argv: list[str] | None = None) -> int:
     base = LIMITS[args.limits]
     rows = []
     for lanes in args.lanes:
-        limits = CoreLimits(base.max_tokens, base.max_in, base.max_out, base.max_nnz_dw, lanes,
-                            base.max_weights)
+        limits = replace(base, lanes=lanes, token_rows=args.token_rows or base.token_rows)
         print(f"yosys synth_xilinx -family xcup: {limits_tag(limits)} ...", flush=True)
         row = synth(limits, uram=not args.no_uram, out_dir=args.out)
         print(f"  {row['summary']} in {row['seconds']} s", flush=True)

@@ -58,7 +58,7 @@ class _CountingRecorder:
 
     def run_job(self, job: SiteJob) -> JobResult:
         b = self.limits.beat_words
-        model = core_cycles(job, self.limits.lanes, state=self.core.state, beat_words=b)
+        model = core_cycles(job, self.limits, state=self.core.state)
         words = pack_job(job, b)
         out = self.core.run_packet(words)
         res = unpack_result(out, job, b)

@@ -24,6 +24,10 @@ Tests:
     reset_mid_job      reset during input and during output, then clean jobs (fresh golden)
     long_jobs          long DENSE/TEMPORAL/TASK jobs at the build's maxima: bit-exact and
                        non-zeros per cycle in the compute phase
+    dense_rate         (deltamtl rtl dense-rate) dense jobs at the build's maxima, W loaded
+                       and resident: MACs per cycle over the act phase and the whole job
+    tile_edges         token counts around the tile of T rows (T > P, partial last tile,
+                       a tile without deltas): bit-exact and cycles against the model
     unordered_dw       dW non-zeros out of order and split in two entries
     refusal_keeps_state refused packets keep the resident state
     watchdog_fires     a sink that never takes a beat: the watchdog fails the packet
@@ -455,6 +459,85 @@ async def long_jobs(dut):
         dut._log.info("long %s: %s", name, rows[-1])
     await h.expect_quiet()
     _write_report("long_jobs", {"limits": limits.__dict__, "long_jobs": rows})
+
+
+@cocotb.test()
+async def tile_edges(dut):
+    """Token counts around the MAC array's tile of T token rows (T > P, P = T, partial last
+    tile, all tokens), each as DENSE, TEMPORAL (a tile without deltas: empty union) and
+    TASK with dW, several output groups: bit-exact; measured and modelled cycles to the
+    report (tests/rtl/test_rtl_cosim.py compares them)."""
+    seed = int(os.environ.get("DMTV_SEED", "1"))
+    rng = np.random.default_rng(seed + 13)
+    limits = _limits()
+    h = Harness(dut, seed, stress=False, limits=limits)
+    await h.reset()
+    golden = GoldenCore(limits)
+    t = limits.token_rows
+    i = min(limits.max_in, 21)
+    o = min(limits.max_out, 2 * limits.lanes + 3, limits.max_weights // i)
+    dense_dw = np.where(rng.random((o, i)) < 0.2, rng.integers(-20, 21, (o, i)), 0)
+    dw = CsrDelta.from_dense(dense_dw.astype(np.int8))
+    if dw.nnz > limits.max_nnz_dw:
+        dw = None
+    counts = sorted({p for p in (1, t - 1, t, t + 1, 2 * t - 1, limits.max_tokens)
+                     if 1 <= p <= limits.max_tokens})
+    rows = []
+    for p in counts:
+        w = rng.integers(-100, 100, (o, i)).astype(np.int8)
+        for name in ("dense", "temporal", "task"):
+            if name == "dense":
+                job = _job(rng, Mode.DENSE, JobFlag.LOAD_W, p, i, o, w=w)
+            elif name == "temporal":
+                job = _job(rng, Mode.TEMPORAL, JobFlag.EMIT_REF, p, i, o,
+                           x_ref=golden.state.x_ref, th=2, frac=0.3)
+                job.x[:min(p, t)] = golden.state.x_ref[:min(p, t)]  # tile 0: no deltas
+            else:
+                job = _job(rng, Mode.TASK, JobFlag.EMIT_REF, p, i, o, x_ref=golden.state.x_ref,
+                           dw=dw, th=2, frac=0.3)
+            words = pack_job(job)
+            model = packet_breakdown(words, golden.state, limits).total
+            exp = [int(x) for x in golden.run_packet(words)]
+            got, timing = await h.run_packet(words)
+            assert trailer_status(exp) == CoreStatus.OK, f"{name} P={p}: refused by the golden"
+            assert got == exp, f"{name} P={p} (T={t}): {_first_diff(got, exp)}"
+            rows.append({"job": name, "tokens": p, "token_rows": t, "model": model, **timing})
+    await h.expect_quiet()
+    _write_report("tile_edges", {"limits": limits.__dict__, "jobs": rows})
+
+
+@cocotb.test()
+async def dense_rate(dut):
+    """`deltamtl rtl dense-rate`: one DENSE job with LOAD_W, then the same shape on the
+    resident weights, both at the build's maxima (P = max_tokens, I = max_in, O = max_out),
+    random int8 inputs: bit-exact, and P*I*O MACs over the act phase and over the whole job
+    (first input beat to trailer) to the report."""
+    seed = int(os.environ.get("DMTV_SEED", "1"))
+    rng = np.random.default_rng(seed)
+    limits = _limits()
+    h = Harness(dut, seed, stress=False, limits=limits)
+    await h.reset()
+    golden = GoldenCore(limits)
+    p, i, o = limits.max_tokens, limits.max_in, limits.max_out
+    w = rng.integers(-100, 100, (o, i)).astype(np.int8)
+    rows = []
+    for name, flags in (("load_w", JobFlag.LOAD_W), ("resident_w", JobFlag.NONE)):
+        job = _job(rng, Mode.DENSE, flags, p, i, o, w=w if flags else None)
+        words = pack_job(job)
+        model = packet_breakdown(words, golden.state, limits)
+        exp = [int(x) for x in golden.run_packet(words)]
+        got, timing = await h.run_packet(words)
+        assert got == exp, f"dense {name}: {_first_diff(got, exp)}"
+        macs = p * i * o
+        rows.append({"job": name, "tokens": p, "in": i, "out": o, "lanes": limits.lanes,
+                     "token_rows": limits.token_rows, "input_words": int(words.size),
+                     "nnz_act": int(np.count_nonzero(job.x)), "macs": macs, **timing,
+                     "model_cycles": model.total, "model_act": model.act,
+                     "macs_per_cycle_act": macs / timing["compute_cycles"],
+                     "macs_per_cycle_job": macs / timing["cycles"]})
+        dut._log.info("dense rate %s: %s", name, rows[-1])
+    await h.expect_quiet()
+    _write_report("dense_rate", {"limits": limits.__dict__, "jobs": rows})
 
 
 @cocotb.test()

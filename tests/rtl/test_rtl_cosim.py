@@ -19,6 +19,7 @@ from __future__ import annotations
 import json
 import shutil
 import subprocess
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -32,7 +33,7 @@ from tests.helpers.seeding import SEED
 
 # x_initial_probe first: it reads power-up values before any test resets the core
 BENCH_TESTS = ["x_initial_probe", "run_vectors", "run_vectors_stress", "reset_mid_job",
-               "long_jobs", "unordered_dw", "refusal_keeps_state", "watchdog_fires",
+               "long_jobs", "tile_edges", "unordered_dw", "refusal_keeps_state", "watchdog_fires",
                "quiet_check_fires"]
 # the randomised-X run: every record, reset mid-job, refusals (the tests that start from
 # an unknown power-up state and rely on reset to clear it)
@@ -170,6 +171,16 @@ def test_rtl_long_jobs_nnz_per_cycle(ci_run):
         assert r["nnz_per_cycle"] >= NNZ_PER_CYCLE_TARGET, r
 
 
+def test_rtl_tile_edges(ci_run):
+    """P < T (one partial tile), P = T, P not a multiple of T, a tile without deltas: bit-exact
+    and the cycle model exact."""
+    assert ci_run["status"]["tile_edges"] == "pass", ci_run["status"]["tile_edges"]
+    jobs = ci_run["reports"]["tile_edges"]["jobs"]
+    t = sim.CI_LIMITS.token_rows
+    assert {j["tokens"] for j in jobs} >= {1, t - 1, t + 1, sim.CI_LIMITS.max_tokens}
+    assert all(j["cycles"] == j["model"] for j in jobs), jobs
+
+
 def test_rtl_watchdog_fails_a_deadlocked_core(ci_run):
     """A sink that never takes a beat: the per-packet watchdog fails the packet in time."""
     assert ci_run["status"]["watchdog_fires"] == "pass", ci_run["status"]["watchdog_fires"]
@@ -232,6 +243,35 @@ def test_rtl_cosim_ci_long_vector_set():
     assert all(v == "pass" for v in run["status"].values()), run["status"]
     for name, c in run["cycles"]["per_class"].items():
         assert c["max_err"] <= MODEL_TOLERANCE, (name, c)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("token_rows", [1, 64])
+def test_rtl_cosim_token_rows_extremes(token_rows):
+    """The CI maxima with T = 1 (one token row: every token its own tile) and T = 64 (more
+    rows than max_tokens: every job one partial tile): every record and the tile edges
+    bit-exact, the cycle model exact on the tile edges and within 5% on every class."""
+    limits = replace(sim.CI_LIMITS, token_rows=token_rows)
+    run = _cosim(f"ci_t{token_rows}", limits, n_sequences=3,
+                 tests=["run_vectors", "tile_edges", "long_jobs"])
+    assert all(v == "pass" for v in run["status"].values()), run["status"]
+    for name, c in run["cycles"]["per_class"].items():
+        assert c["max_err"] <= MODEL_TOLERANCE, (name, c)
+    jobs = run["reports"]["tile_edges"]["jobs"]
+    assert all(j["cycles"] == j["model"] for j in jobs), jobs
+
+
+@pytest.mark.slow
+def test_rtl_dense_rate_at_board_array():
+    """`deltamtl rtl dense-rate`: a dense 197 x 384 x 384 job on resident weights at L=64,
+    T=16 sustains at least 864 MACs per cycle over the act phase (simulated cycles; the
+    acceptance figure of issue 18), bit-exact, the act phase as the cycle model says."""
+    report = sim.dense_rate()
+    jobs = {r["job"]: r for r in report["jobs"]}
+    resident = jobs["resident_w"]
+    assert resident["macs_per_cycle_act"] >= 864, resident
+    assert resident["cycles"] == resident["model_cycles"], resident
+    assert jobs["load_w"]["cycles"] == jobs["load_w"]["model_cycles"], jobs["load_w"]
 
 
 # ---------------------------------------------------------------------------------------

@@ -12,7 +12,9 @@ from deltamtl.contract.cycle_model import (
     PATCH_DRAIN,
     core_cycles,
     cycle_breakdown,
+    legacy_act_cycles,
     packet_breakdown,
+    union_per_tile,
 )
 from deltamtl.contract.encoding import pack_job, with_header_field
 from deltamtl.contract.formats import JobFlag, Mode
@@ -24,7 +26,8 @@ from tests.helpers.seeding import SEED
 
 pytestmark = pytest.mark.cosim  # make cosim
 
-LIMITS = CoreLimits(max_tokens=24, max_in=64, max_out=64, max_nnz_dw=1024, lanes=8)
+LIMITS = CoreLimits(max_tokens=24, max_in=64, max_out=64, max_nnz_dw=1024, lanes=8,
+                    token_rows=4)
 
 
 @pytest.fixture
@@ -48,25 +51,32 @@ def test_resident_task_without_deltas_costs_one_cycle_per_token_and_group(rng):
                    o, bias=np.zeros(o, np.int32))
     state = copy.deepcopy(core.state)
     b = packet_breakdown(pack_job(same), state, LIMITS)
-    assert b.act == -(-o // LIMITS.lanes) * p + MAC_DRAIN
+    t = LIMITS.token_rows
+    # empty unions: every (group, tile) is its T-cycle swap, plus the final swap
+    assert b.act == -(-o // LIMITS.lanes) * -(-p // t) * t + t + MAC_DRAIN
     assert b.wpass == b.patch == 0
-    assert core_cycles(same, LIMITS.lanes, state=state) == b.total
+    assert core_cycles(same, LIMITS, state=state) == b.total
+    # today's engine: one cycle per token and group
+    legacy = packet_breakdown(pack_job(same), state, LIMITS, engine="v1")
+    assert legacy.act == -(-o // LIMITS.lanes) * p + MAC_DRAIN
 
 
 def test_dense_with_delta_weights_patches_and_unpatches(rng):
     p, i, o = 5, 20, 17
     dense_dw = np.where(rng.random((o, i)) < 0.3, rng.integers(-5, 6, (o, i)), 0).astype(np.int8)
     job = _dense(rng, p, i, o, dw=CsrDelta.from_dense(dense_dw))
-    b = cycle_breakdown(job, LIMITS.lanes)
+    b = cycle_breakdown(job, LIMITS.lanes)  # a lane count alone: T = 1
     assert b.patch == b.unpatch == job.nnz_dw + PATCH_DRAIN
     nnz = np.count_nonzero(job.x, axis=1)
-    assert b.act == -(-o // LIMITS.lanes) * int(np.maximum(nnz, 1).sum()) + MAC_DRAIN
+    assert b.act == -(-o // LIMITS.lanes) * (p + int(nnz.sum())) + 1 + MAC_DRAIN
+    assert cycle_breakdown(job, LIMITS.lanes, engine="v1").act == (
+        -(-o // LIMITS.lanes) * int(np.maximum(nnz, 1).sum()) + MAC_DRAIN)
     # the same job as a TASK replaces patch/unpatch by the weight-sparse pass
     task = copy.copy(job)
     task.mode, task.flags, task.w = Mode.TASK, JobFlag.LOAD_REF, None
     task.x_ref = job.x.copy()
     task.y_ref = np.zeros((p, o), np.int32)
-    bt = cycle_breakdown(task, LIMITS.lanes)
+    bt = cycle_breakdown(task, LIMITS)
     assert bt.patch == 0 and bt.wpass == -(-p // LIMITS.lanes) * job.nnz_dw + MAC_DRAIN
 
 
@@ -86,6 +96,35 @@ def test_header_dict_needs_nonzero_information():
            "nnz_dw": 0}
     with pytest.raises(ValueError, match="nnz_per_token"):
         cycle_breakdown(hdr, 8)
-    assert cycle_breakdown({**hdr, "nnz_act": 32}, 8).act == 32 + MAC_DRAIN
+    # dense counts (8 per token): each tile's union is all 8 inputs
+    assert cycle_breakdown({**hdr, "nnz_act": 32}, 8).act == 4 * (1 + 8) + 1 + MAC_DRAIN
+    assert cycle_breakdown({**hdr, "nnz_act": 32}, 8, engine="v1").act == 32 + MAC_DRAIN
+    limits4 = CoreLimits(max_tokens=4, max_in=8, max_out=8, max_nnz_dw=1, lanes=8, token_rows=4)
+    assert cycle_breakdown({**hdr, "nnz_act": 32}, limits4).act == 1 * (4 + 8) + 4 + MAC_DRAIN
+    # sparse counts: the union is assumed to be the tile's sum (distinct inputs)
+    assert cycle_breakdown({**hdr, "nnz_act": 4}, limits4).act == (4 + 4) + 4 + MAC_DRAIN
     with pytest.raises(ValueError, match="entries"):
         cycle_breakdown(hdr, 8, nnz_per_token=[1, 2])
+
+
+def test_union_per_tile_counts_distinct_inputs_of_each_tile():
+    keep = np.zeros((7, 10), bool)
+    keep[0, [1, 2]] = keep[1, [2, 3]] = True  # tile 0: inputs {1, 2, 3}
+    keep[5, 9] = keep[6, 9] = True            # tile 1 (tokens 4..7, partial): {9}
+    assert union_per_tile(keep, 4).tolist() == [3, 1]
+    assert union_per_tile(keep, 8).tolist() == [4]   # T > P: one partial tile
+    assert union_per_tile(keep, 1).tolist() == keep.sum(axis=1).tolist()
+
+
+def test_scaled_engine_beats_the_legacy_one_on_a_dense_job():
+    """A dense 197 x 384 x 384 job at L=64, T=16: union = I per tile, so the act phase is
+    G*(NT*T + NT*I) + T + drain, about T times fewer cycles than one non-zero per cycle."""
+    p, i, o, lanes, t = 197, 384, 384, 64, 16
+    hdr = {"mode": Mode.DENSE, "flags": JobFlag.NONE, "tokens": p, "in_dim": i, "out_dim": o,
+           "nnz_dw": 0, "nnz_act": p * i}
+    limits = CoreLimits(max_tokens=p, max_in=i, max_out=o, max_nnz_dw=1, lanes=lanes,
+                        token_rows=t)
+    act = cycle_breakdown(hdr, limits).act
+    assert act == 6 * (13 * 16 + 13 * 384) + 16 + MAC_DRAIN
+    assert legacy_act_cycles(o, lanes, np.full(p, i)) == 6 * p * i + MAC_DRAIN
+    assert p * i * o / act > 864
