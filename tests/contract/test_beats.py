@@ -428,8 +428,8 @@ def test_cycle_model_counts_beats(b: int) -> None:
         core = GoldenCore(limits)
         _resident(core, rng, p, i, o)
         ins, outs = _expected_sizes(mode, flags, p, i, o, job.nnz_dw, b)
-        wide = cycle_breakdown(job, limits.lanes, state=core.state, beat_words=b)
-        narrow = cycle_breakdown(job, limits.lanes, state=core.state)
+        wide = cycle_breakdown(job, limits, state=core.state)
+        narrow = cycle_breakdown(job, limits, state=core.state, beat_words=1)
         assert wide.input == sum(ins.values()) // b and wide.output == sum(outs.values()) // b
         # only the stream phases change with the beat width
         assert (wide.act, wide.patch, wide.wpass, wide.unpatch) == (
