@@ -99,13 +99,19 @@ def section_footage(ctx: BenchContext, models: Models, report: dict) -> dict:
     return res
 
 
-def _densities(report: dict, kind: str) -> tuple[dict, float, dict, dict, int]:
+def _densities(report: dict, kind: str):  # -> (board.Densities, keyframe interval)
+    from deltamtl.bench.board import Densities
+
     f = report["footage"]
     row = f["kinds"][kind]
     act = {t: {mode: (v if v is not None else 0.0) for mode, v in modes.items()}
            for t, modes in row["act_density"].items()}
-    return (act, row["embed_temporal_density"] or 0.0, f["dw_density"],
-            {t: int(b) for t, b in f["boundaries"].items()}, int(f["keyframe_interval"]))
+    union = {t: {mode: v for mode, v in modes.items() if v is not None}
+             for t, modes in row["union_density"].items()}
+    dens = Densities(act=act, union=union, embed=row["embed_temporal_density"] or 0.0,
+                     embed_union=row["embed_temporal_union_density"] or 0.0, dw=f["dw_density"],
+                     boundaries={t: int(b) for t, b in f["boundaries"].items()})
+    return dens, int(f["keyframe_interval"])
 
 
 def _need_footage(ctx: BenchContext, models: Models, report: dict) -> None:
@@ -120,8 +126,8 @@ def section_sharing(ctx: BenchContext, models: Models, report: dict) -> dict:
     out: dict = {"sharing_run": sharing.sharing_report(), "published_nyud": sharing.PUBLISHED_NYUD,
                  "analytic": {}}
     for kind in report["footage"]["kinds"]:
-        act, embed, dw, bounds, k = _densities(report, kind)
-        out["analytic"][kind] = {cfg: sharing.analytic(REPO / cfg, act, embed, dw, bounds, k)
+        d, k = _densities(report, kind)
+        out["analytic"][kind] = {cfg: sharing.analytic(REPO / cfg, d.act, d.embed, d.dw, d.boundaries, k)
                                  for cfg in (BOARD_CONFIG, PAPER_CONFIG)}
     out["density_source"] = (f"the bench's {report['footage']['model']['source']} model "
                              f"({report['footage']['model']['img_size']}px, depth "
@@ -190,20 +196,19 @@ def section_board(ctx: BenchContext, models: Models, report: dict) -> dict:
         regs_src = f"virtual ZCU104, mean of frames after the first ({size}px bench model)"
     out: dict = {"projections": {}, "driver": driver}
     for kind in report["footage"]["kinds"]:
-        act, embed, dw, bounds, k = _densities(report, kind)
-        out["projections"][kind] = board.project(config, act, embed, dw, bounds, k,
-                                                 registers_per_frame=regs, registers_source=regs_src)
+        dens, k = _densities(report, kind)
+        out["projections"][kind] = board.project(config, dens, k, registers_per_frame=regs,
+                                                 registers_source=regs_src)
     headline = report["footage"]["headline_kind"]
-    act, embed, dw, bounds, k = _densities(report, headline)
-    out["sweep"] = board.density_sweep(config, dw, bounds, k)
+    dens, k = _densities(report, headline)
+    out["sweep"] = board.density_sweep(config, dens.dw, dens.boundaries)
     out["heatvit"] = board.heatvit_dense_equivalent_gops(config)
     out["published_zcu102"] = [dict(zip(("name", "model", "latency_ms", "gops"), r, strict=True))
                                for r in board.PUBLISHED_ZCU102]
     out["headline_kind"] = headline
-    out["scaled_engine"] = "not built yet (issue 18): the projection is today's engine"
     out["provenance"] = ctx.provenance(BOARD_CONFIG)
     board.plot_roofline(out["projections"][headline], out["heatvit"], ctx.out / "fig_roofline.png",
-                        f"Roofline of the ZCU104 with today's engine projected for {BOARD_CONFIG} "
+                        f"Roofline of the ZCU104: the engines projected for {BOARD_CONFIG} "
                         f"({headline} densities) and the published ZCU102 designs",
                         ctx.saver("board", BOARD_CONFIG))
     return out
@@ -249,8 +254,14 @@ def headline(report: dict) -> dict:
                                              for n in ("delta", "dense"))
     b = report.get("board")
     if b:
-        p = b["projections"][b["headline_kind"]]["mean"]
-        h["board_frames_per_s"] = {k: v["mean"]["frames_per_s"] for k, v in b["projections"].items()}
+        proj = b["projections"][b["headline_kind"]]
+        name = proj["headline_engine"]
+        p = proj["engines"][name]["mean"]
+        h["board_engine"] = proj["engines"][name]["label"]
+        h["board_frames_per_s"] = {k: v["engines"][name]["mean"]["frames_per_s"]
+                                   for k, v in b["projections"].items()}
+        h["board_frames_per_s_by_engine"] = {n: e["mean"]["frames_per_s"]
+                                             for n, e in proj["engines"].items()}
         h["board_bound"] = p["bound"]
         h["board_fraction_of_int8_peak"] = p["fraction_of_int8_peak"]
     c = report.get("cpu")

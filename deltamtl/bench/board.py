@@ -14,8 +14,13 @@ How a frame is projected (``project``):
   measured dW density of that sub-task x I x O. These fractions are carried to the larger
   config unchanged, the same in every block: a statement that the larger model's inputs
   change as sparsely as the small one's, which only a trained board model can check;
-* cycles: the cycle model (contract/cycle_model.py, held to the RTL simulation) at the
-  board build's lanes; DDR bytes: the contract's region sizes of the regions each job uses
+* the scaled engine walks each tile's input union, so its jobs also carry the measured
+  tile-union density per (task, mode) (inputs non-zero in any of the tile's T tokens, over
+  tiles x inputs, at the board's T), carried over the same way;
+* cycles: the cycle model (contract/cycle_model.py, held to the RTL simulation) for three
+  builds side by side: the pre-issue-18 engine (one non-zero per cycle to L lanes), the
+  scaled T x L array on 64-bit streams, and the scaled array at the board's stream width
+  (``engine_builds``; a build the cores do not implement yet is labelled so); DDR bytes: the contract's region sizes of the regions each job uses
   (contract/descriptor.py). Time per frame = max(cycles / clock, bytes / DDR bandwidth):
   the core streams its inputs as it computes, so the slower of the two bounds the frame.
 
@@ -29,13 +34,15 @@ PYNQ measurement (an assumption for the ZCU104, labelled as such).
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
-from deltamtl.contract.cycle_model import cycle_breakdown
+import numpy as np
+
+from deltamtl.contract.cycle_model import compute_breakdown
 from deltamtl.contract.descriptor import region_bytes, regions_used
 from deltamtl.contract.formats import JobFlag, Mode
-from deltamtl.contract.limits import BOARD_LIMITS
+from deltamtl.contract.limits import BOARD_BEAT_WORDS, BOARD_LIMITS, CoreLimits
 from deltamtl.contract.registers import KERNEL_ARGS
 from deltamtl.model.tasks import BASE_TASK, SUB_TASKS
 
@@ -99,12 +106,50 @@ def config_shapes(config: Path, tasks: tuple[str, ...] = (BASE_TASK, *SUB_TASKS)
     return Shapes(tokens=p, embed=embed, blocks=blocks, host=host)
 
 
+@dataclass(frozen=True)
+class EngineBuild:
+    """One engine the projection compares: the cycle model's engine and the core's maxima."""
+
+    name: str
+    label: str
+    engine: str  # contract/cycle_model.py ENGINES: "v1" (pre-issue-18) or "scaled"
+    limits: CoreLimits
+
+    @property
+    def peak_macs_per_cycle(self) -> int:
+        return self.limits.lanes * (1 if self.engine == "v1" else self.limits.token_rows)
+
+
+def engine_builds() -> list[EngineBuild]:
+    """Today's engine before issue 18, the scaled array on 64-bit streams, and the scaled
+    array at the board's stream width (BOARD_BEAT_WORDS words a beat)."""
+    wide = replace(BOARD_LIMITS, beat_words=BOARD_BEAT_WORDS)
+    built = BOARD_LIMITS.beat_words == BOARD_BEAT_WORDS
+    return [
+        EngineBuild("v1", f"pre-issue-18 engine: one non-zero per cycle to {BOARD_LIMITS.lanes} lanes, "
+                          "64-bit stream", "v1", replace(BOARD_LIMITS, token_rows=1, beat_words=1)),
+        EngineBuild("scaled_b1", f"scaled engine: {BOARD_LIMITS.token_rows} x {BOARD_LIMITS.lanes} "
+                                 "array, 64-bit stream", "scaled", replace(BOARD_LIMITS, beat_words=1)),
+        EngineBuild("scaled", f"scaled engine: {wide.token_rows} x {wide.lanes} array, "
+                              f"{64 * wide.beat_words}-bit stream"
+                              + ("" if built else " (stream width not in the cores yet: cycle model only)"),
+                    "scaled", wide),
+    ]
+
+
 def _job(mode: Mode, flags: JobFlag, p: int, i: int, o: int, act_density: float,
-         dw_nnz: int, lanes: int) -> dict[str, float]:
+         union_density: float, dw_nnz: int, build: EngineBuild) -> dict[str, float]:
     nnz_act = p * i if mode == Mode.DENSE else int(round(act_density * p * i))
-    hdr = {"mode": mode, "flags": flags, "tokens": p, "in_dim": i, "out_dim": o,
-           "nnz_dw": dw_nnz, "nnz_act": max(nnz_act, 0)}
-    cycles = cycle_breakdown(hdr, lanes).total
+    nnz_act = max(nnz_act, 0)
+    base, extra = divmod(nnz_act, p)
+    per_token = np.full(p, base)
+    per_token[:extra] += 1
+    lim = build.limits
+    tiles = -(-p // lim.token_rows)
+    union = np.full(tiles, min(i, int(round(union_density * i))))
+    br = compute_breakdown(mode, flags, p, i, o, dw_nnz, lim.lanes, per_token, lim.token_rows,
+                           union, build.engine, lim.beat_words)
+    phases = {f"cycles_{k}": v for k, v in asdict(br).items()}  # where the cycles go
     nbytes = sum(region_bytes(r, p, i, o, dw_nnz) for r in regions_used(mode, flags, dw_nnz))
     if mode == Mode.DENSE:
         macs = p * i * o
@@ -112,7 +157,8 @@ def _job(mode: Mode, flags: JobFlag, p: int, i: int, o: int, act_density: float,
         macs = nnz_act * o + p * dw_nnz
     else:
         macs = nnz_act * o
-    return {"cycles": cycles, "bytes": nbytes, "macs": macs, "dense_macs": p * i * o, "jobs": 1}
+    return {"cycles": br.total, "bytes": nbytes, "macs": macs, "dense_macs": p * i * o, "jobs": 1,
+            **phases}
 
 
 def _add(acc: dict[str, float], row: dict[str, float]) -> None:
@@ -120,35 +166,59 @@ def _add(acc: dict[str, float], row: dict[str, float]) -> None:
         acc[k] = acc.get(k, 0) + v
 
 
-def frame_cost(shapes: Shapes, keyframe: bool, act: Mapping[str, Mapping[str, float]],
-               embed_density: float, dw: Mapping[str, float], boundaries: Mapping[str, int],
-               lanes: int, subtasks: tuple[str, ...] = SUB_TASKS) -> dict[str, float]:
+@dataclass(frozen=True)
+class Densities:
+    """Measured densities a projection is made at (module docstring): per (task, mode) the
+    element density ``act`` and the tile-union density ``union`` (DENSE included), the patch
+    embedding's TEMPORAL pair, the sub-tasks' dW densities and their boundaries."""
+
+    act: Mapping[str, Mapping[str, float]]
+    union: Mapping[str, Mapping[str, float]]
+    embed: float
+    embed_union: float
+    dw: Mapping[str, float]
+    boundaries: Mapping[str, int]
+
+    def a(self, task: str, mode: str) -> float:
+        return float(self.act.get(task, {}).get(mode) or 0.0)
+
+    def u(self, task: str, mode: str) -> float:
+        if mode == "DENSE":  # a frame of real pixels: every input non-zero unless measured
+            return float(self.union.get(task, {}).get(mode) or 1.0)
+        return float(self.union.get(task, {}).get(mode) or 0.0)
+
+
+def frame_cost(shapes: Shapes, keyframe: bool, dens: Densities, build: EngineBuild,
+               subtasks: tuple[str, ...] = SUB_TASKS) -> dict[str, float]:
     """Cycles, DDR bytes, MACs and jobs of one frame under the runner's job plan."""
     p = shapes.tokens
     tot: dict[str, float] = {}
     base_flags = JobFlag.LOAD_W | JobFlag.EMIT_REF
+    dense_u = dens.u(BASE_TASK, "DENSE")
     if shapes.embed != (0, 0):
         i, o = shapes.embed
         if keyframe:
-            _add(tot, _job(Mode.DENSE, base_flags, p, i, o, 1.0, 0, lanes))
+            _add(tot, _job(Mode.DENSE, base_flags, p, i, o, 1.0, dense_u, 0, build))
         else:
-            _add(tot, _job(Mode.TEMPORAL, base_flags | JobFlag.LOAD_REF, p, i, o, embed_density, 0, lanes))
+            _add(tot, _job(Mode.TEMPORAL, base_flags | JobFlag.LOAD_REF, p, i, o, dens.embed,
+                           dens.embed_union, 0, build))
     for layer, sites in enumerate(shapes.blocks):
         for i, o in sites:
             if keyframe:
-                _add(tot, _job(Mode.DENSE, base_flags, p, i, o, 1.0, 0, lanes))
+                _add(tot, _job(Mode.DENSE, base_flags, p, i, o, 1.0, dense_u, 0, build))
             else:
                 _add(tot, _job(Mode.TEMPORAL, base_flags | JobFlag.LOAD_REF, p, i, o,
-                               act[BASE_TASK]["TEMPORAL"], 0, lanes))
+                               dens.a(BASE_TASK, "TEMPORAL"), dens.u(BASE_TASK, "TEMPORAL"), 0, build))
             for t in subtasks:
-                nnz_dw = int(round(dw[t] * i * o))
-                above = layer > boundaries.get(t, len(shapes.blocks) - 1)
+                nnz_dw = int(round(dens.dw[t] * i * o))
+                above = layer > dens.boundaries.get(t, len(shapes.blocks) - 1)
                 if keyframe or not above:
                     flags = JobFlag.EMIT_REF if (keyframe and above) else JobFlag.NONE
-                    _add(tot, _job(Mode.TASK, flags, p, i, o, act[t]["TASK"], nnz_dw, lanes))
+                    _add(tot, _job(Mode.TASK, flags, p, i, o, dens.a(t, "TASK"), dens.u(t, "TASK"),
+                                   nnz_dw, build))
                 else:
                     _add(tot, _job(Mode.TEMPORAL, JobFlag.LOAD_REF | JobFlag.EMIT_REF, p, i, o,
-                                   act[t]["TEMPORAL"], nnz_dw, lanes))
+                                   dens.a(t, "TEMPORAL"), dens.u(t, "TEMPORAL"), nnz_dw, build))
     return tot
 
 
@@ -162,27 +232,36 @@ def register_sequence_per_job() -> dict[str, int]:
             "per_job": 2 * (writes + reads)}
 
 
-def project(config: Path, act: Mapping[str, Mapping[str, float]], embed_density: float,
-            dw: Mapping[str, float], boundaries: Mapping[str, int], keyframe_interval: int,
-            lanes: int = BOARD_LIMITS.lanes, registers_per_frame: float | None = None,
+def project(config: Path, dens: Densities, keyframe_interval: int,
+            builds: list[EngineBuild] | None = None, registers_per_frame: float | None = None,
             registers_source: str = "") -> dict:
-    """Frames/s of ``config`` with 4 tasks at the densities given (module docstring)."""
+    """Frames/s of ``config`` with 4 tasks at the densities given, per engine build
+    (module docstring)."""
     shapes = config_shapes(config)
-    key = frame_cost(shapes, True, act, embed_density, dw, boundaries, lanes)
-    other = frame_cost(shapes, False, act, embed_density, dw, boundaries, lanes)
+    builds = builds if builds is not None else engine_builds()
     k = int(keyframe_interval)
-    mean = {n: (key[n] + (k - 1) * other[n]) / k for n in key}
 
-    def timing(row: Mapping[str, float]) -> dict[str, float]:
+    def timing(row: Mapping[str, float], build: EngineBuild) -> dict[str, float]:
         t_cycles = row["cycles"] / CLOCK_HZ
         t_ddr = row["bytes"] / DDR_BYTES_PER_S
         t = max(t_cycles, t_ddr)
         return {"ms_cycles": 1e3 * t_cycles, "ms_ddr": 1e3 * t_ddr, "ms": 1e3 * t,
                 "bound": "cycles" if t_cycles >= t_ddr else "DDR",
                 "frames_per_s": 1.0 / t, "macs_per_s": row["macs"] / t,
-                "fraction_of_int8_peak": row["macs"] / t / INT8_PEAK_MACS}
+                "fraction_of_int8_peak": row["macs"] / t / INT8_PEAK_MACS,
+                "mac_utilisation": row["macs"] / (row["cycles"] * build.peak_macs_per_cycle)}
 
-    jobs = mean["jobs"]
+    engines = {}
+    for build in builds:
+        key = frame_cost(shapes, True, dens, build)
+        other = frame_cost(shapes, False, dens, build)
+        mean = {n: (key[n] + (k - 1) * other[n]) / k for n in key}
+        engines[build.name] = {
+            "label": build.label, "engine": build.engine, "limits": asdict(build.limits),
+            "peak_macs_per_cycle": build.peak_macs_per_cycle,
+            "keyframe": {**key, **timing(key, build)}, "other": {**other, **timing(other, build)},
+            "mean": {**mean, **timing(mean, build)}}
+    jobs = next(iter(engines.values()))["mean"]["jobs"]
     regs = register_sequence_per_job()
     if registers_per_frame is None:
         registers_per_frame = regs["per_job"] * jobs
@@ -192,13 +271,15 @@ def project(config: Path, act: Mapping[str, Mapping[str, float]], embed_density:
     host_macs = p_tasks * (shapes.host["attention_core_macs"] + shapes.host["head_macs"])
     elems = {k_: p_tasks * v for k_, v in shapes.host.items() if k_.endswith("_elems")}
     return {
-        "config": _rel(config), "tokens": shapes.tokens, "lanes": lanes, "clock_hz": CLOCK_HZ,
+        "config": _rel(config), "tokens": shapes.tokens, "clock_hz": CLOCK_HZ,
         "ddr_bytes_per_s": DDR_BYTES_PER_S, "keyframe_interval": k,
         "int8_peak_macs_per_s": INT8_PEAK_MACS,
-        "densities": {"act": {t: dict(v) for t, v in act.items()}, "embed_temporal": embed_density,
-                      "dw": dict(dw), "boundaries": dict(boundaries)},
-        "keyframe": {**key, **timing(key)}, "other": {**other, **timing(other)},
-        "mean": {**mean, **timing(mean)},
+        "densities": {"act": {t: dict(v) for t, v in dens.act.items()},
+                      "union": {t: dict(v) for t, v in dens.union.items()},
+                      "union_token_rows": BOARD_LIMITS.token_rows,
+                      "embed_temporal": dens.embed, "embed_temporal_union": dens.embed_union,
+                      "dw": dict(dens.dw), "boundaries": dict(dens.boundaries)},
+        "engines": engines, "headline_engine": builds[-1].name,
         "host": {"float_macs_per_frame": host_macs, "float_flops_per_frame": 2 * host_macs,
                  "elementwise_per_frame": elems,
                  "register_accesses_per_frame": registers_per_frame,
@@ -218,19 +299,25 @@ def _rel(path: Path) -> str:
 
 
 def density_sweep(config: Path, dw: Mapping[str, float], boundaries: Mapping[str, int],
-                  keyframe_interval: int) -> list[dict]:
-    """Frame time against one activation density for every (task, mode), for lane counts
-    32/64/128: where the engine's time goes as inputs get sparser."""
+                  builds: list[EngineBuild] | None = None) -> list[dict]:
+    """Frame time against one activation density for every (task, mode), per engine build:
+    where each engine's time goes as inputs get sparser. The tile unions are assumed from
+    the density as if inputs changed independently, 1 - (1 - d)^T (the measured projections
+    above use measured unions)."""
     shapes = config_shapes(config)
     rows = []
-    for lanes in (32, 64, 128):
-        for d in (1.0, 0.5, 0.25, 0.1):
-            act = {t: {"TASK": d, "TEMPORAL": d} for t in (BASE_TASK, *SUB_TASKS)}
-            other = frame_cost(shapes, False, act, d, dw, boundaries, lanes)
-            key = frame_cost(shapes, True, act, d, dw, boundaries, lanes)
-            rows.append({"lanes": lanes, "act_density": d, "keyframe_cycles": key["cycles"],
-                         "frame_cycles": other["cycles"], "keyframe_bytes": key["bytes"],
-                         "frame_bytes": other["bytes"],
+    for build in builds if builds is not None else engine_builds():
+        for d in (1.0, 0.5, 0.25, 0.1, 0.03):
+            u = 1.0 - (1.0 - d) ** build.limits.token_rows
+            modes = ("DENSE", "TASK", "TEMPORAL")
+            dens = Densities(act={t: {m: d for m in modes} for t in (BASE_TASK, *SUB_TASKS)},
+                             union={t: {m: u for m in modes} for t in (BASE_TASK, *SUB_TASKS)},
+                             embed=d, embed_union=u, dw=dw, boundaries=boundaries)
+            other = frame_cost(shapes, False, dens, build)
+            key = frame_cost(shapes, True, dens, build)
+            rows.append({"engine": build.name, "act_density": d, "assumed_union_density": u,
+                         "keyframe_cycles": key["cycles"], "frame_cycles": other["cycles"],
+                         "keyframe_bytes": key["bytes"], "frame_bytes": other["bytes"],
                          "frame_ms": 1e3 * max(other["cycles"] / CLOCK_HZ, other["bytes"] / DDR_BYTES_PER_S)})
     return rows
 
@@ -251,34 +338,37 @@ def heatvit_dense_equivalent_gops(config: Path) -> dict:
 
 
 def plot_roofline(proj: Mapping, heatvit: Mapping, path: Path, caption: str, save) -> None:
-    """Roofline (GOPS against ops per DDR byte): ZCU104 int8 DSP peak, today's engine peak,
-    the DDR roof; the projected frames (executed and dense-equivalent ops); the published
-    ZCU102 designs as throughput lines (their intensity is not published)."""
+    """Roofline (GOPS against ops per DDR byte): ZCU104 int8 DSP peak and DDR roof, each
+    engine's compute roof, every engine's projected frames (executed ops) and the headline
+    engine's dense-equivalent mean frame; the published ZCU102 designs as throughput lines
+    (their intensity is not published)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-    import numpy as np
 
-    fig, ax = plt.subplots(figsize=(11, 5))
+    fig, ax = plt.subplots(figsize=(11, 5.5))
     x = np.logspace(-1, 3, 200)
     peak = 2 * INT8_PEAK_MACS / 1e9
-    engine_peak = 2 * proj["lanes"] * CLOCK_HZ / 1e9
     ddr = DDR_BYTES_PER_S / 1e9
     ax.loglog(x, np.minimum(peak, ddr * x), "k-", label=f"ZCU104 roof: int8 DSP peak {peak:.0f} GOPS, DDR {ddr} GB/s")
-    ax.loglog(x, np.minimum(engine_peak, ddr * x), "k--",
-              label=f"today's engine roof: {proj['lanes']} lanes x {CLOCK_HZ / 1e6:.0f} MHz = {engine_peak:.1f} GOPS")
-    for name, marker in (("keyframe", "s"), ("other", "o"), ("mean", "D")):
-        row = proj[name]
-        intensity = 2 * row["macs"] / row["bytes"]
-        ax.loglog([intensity], [2 * row["macs_per_s"] / 1e9], marker, ms=8,
-                  label=f"projected {name} frame (executed ops): {2 * row['macs_per_s'] / 1e9:.1f} GOPS")
-    row = proj["mean"]
+    colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    styles = ("--", "-.", ":")
+    for n, (name, e) in enumerate(proj["engines"].items()):
+        c = colors[n % len(colors)]
+        roof = 2 * e["peak_macs_per_cycle"] * CLOCK_HZ / 1e9
+        ax.loglog(x, np.minimum(roof, ddr * x), ls=styles[n % len(styles)], color=c, lw=1,
+                  label=f"{e['label']}: compute roof {roof:.0f} GOPS")
+        for frame, marker in (("keyframe", "s"), ("other", "o"), ("mean", "D")):
+            row = e[frame]
+            ax.loglog([2 * row["macs"] / row["bytes"]], [2 * row["macs_per_s"] / 1e9], marker, color=c,
+                      ms=7, label=f"  {name}, {frame} frame: {2 * row['macs_per_s'] / 1e9:.1f} GOPS, "
+                                   f"{row['frames_per_s']:.1f} frames/s")
+    row = proj["engines"][proj["headline_engine"]]["mean"]
     dense_ops = 2 * row["dense_macs"]  # what four dense models would execute per frame
     dense_gops = dense_ops / (row["ms"] * 1e-3) / 1e9
-    ax.loglog([dense_ops / row["bytes"]], [dense_gops], "*", ms=12,
-              label=f"projected mean frame, dense-equivalent ops: {dense_gops:.1f} GOPS")
-    colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    ax.loglog([dense_ops / row["bytes"]], [dense_gops], "*", ms=12, color="k",
+              label=f"{proj['headline_engine']}, mean frame, dense-equivalent ops: {dense_gops:.0f} GOPS")
     for k, (name, model, ms, gops) in enumerate(PUBLISHED_ZCU102):
         label = f"published (ZCU102): {name}, {model}, {ms} ms"
         if gops is None:
@@ -288,7 +378,7 @@ def plot_roofline(proj: Mapping, heatvit: Mapping, path: Path, caption: str, sav
     ax.set_xlabel("operational intensity (ops per DDR byte, 2 ops per MAC)")
     ax.set_ylabel("GOPS")
     ax.set_title(f"Roofline: {Path(proj['config']).name}, 4 tasks, K={proj['keyframe_interval']}")
-    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))  # outside: no point hidden
+    ax.legend(fontsize=6, loc="upper left", bbox_to_anchor=(1.01, 1.0))  # outside: no point hidden
     ax.grid(True, which="both", alpha=0.3)
     save(fig, path, caption)
     plt.close(fig)

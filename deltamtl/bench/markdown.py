@@ -138,21 +138,37 @@ def engine(e: Mapping) -> list[str]:
 
 def board(b: Mapping) -> list[str]:
     head = b["projections"][b["headline_kind"]]
-    lines = ["## 4. Board projection", "", f"**Today's engine; the scaled engine is {b['scaled_engine']}.**", "",
-             *_prov(b),
+    eng = head["engines"]
+    lines = ["## 4. Board projection", "", *_prov(b),
              f"`{head['config']}`, 4 tasks, keyframe every {head['keyframe_interval']} frames, "
-             f"{head['tokens']} tokens, {head['lanes']} lanes at {head['clock_hz'] / 1e6:.0f} MHz; DDR "
+             f"{head['tokens']} tokens at {head['clock_hz'] / 1e6:.0f} MHz; DDR "
              f"{head['ddr_bytes_per_s'] / 1e9} GB/s reachable; int8 peak {head['int8_peak_macs_per_s'] / 1e12:.2f} "
              "TMAC/s (1728 DSP48E2 x 2 MACs x 300 MHz). Time per frame = max(cycles / clock, DDR bytes / "
-             "bandwidth).", "",
-             "| densities from | frame | Mcycles | DDR MB | MMACs | ms (cycles) | ms (DDR) | bound | "
-             "frames/s | fraction of int8 peak |", "|---|---|---|---|---|---|---|---|---|---|"]
+             "bandwidth). Engines, side by side in this run (the headline is the last):", ""]
+    lines += [f"* `{n}`: {e['label']} ({e['peak_macs_per_cycle']} MACs/cycle peak)" for n, e in eng.items()]
+    lines += ["", "| densities from | engine | frame | Mcycles | DDR MB | MMACs | ms (cycles) | ms (DDR) | "
+              "bound | frames/s | MAC utilisation | fraction of int8 peak |",
+              "|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for kind, p in b["projections"].items():
-        for frame in ("keyframe", "other", "mean"):
-            r = p[frame]
-            lines.append(f"| {kind} | {frame} | {r['cycles'] / 1e6:.2f} | {r['bytes'] / 1e6:.1f} | "
-                         f"{r['macs'] / 1e6:.0f} | {r['ms_cycles']:.1f} | {r['ms_ddr']:.1f} | {r['bound']} | "
-                         f"{r['frames_per_s']:.2f} | {100 * r['fraction_of_int8_peak']:.2f}% |")
+        for name, e in p["engines"].items():
+            for frame in ("keyframe", "other", "mean"):
+                r = e[frame]
+                lines.append(f"| {kind} | {name} | {frame} | {r['cycles'] / 1e6:.2f} | {r['bytes'] / 1e6:.1f} | "
+                             f"{r['macs'] / 1e6:.0f} | {r['ms_cycles']:.1f} | {r['ms_ddr']:.1f} | {r['bound']} | "
+                             f"{r['frames_per_s']:.2f} | {100 * r['mac_utilisation']:.1f}% | "
+                             f"{100 * r['fraction_of_int8_peak']:.2f}% |")
+    phases = [k for k in next(iter(eng.values()))["mean"] if k.startswith("cycles_")]
+    lines += ["", f"Where the cycles of a mean frame go ({b['headline_kind']} densities), Mcycles per phase "
+              "(contract/cycle_model.py):", "",
+              "| engine | " + " | ".join(k.removeprefix("cycles_") for k in phases) + " |",
+              "|---|" + "---|" * len(phases)]
+    for name, e in eng.items():
+        lines.append(f"| {name} | " + " | ".join(f"{e['mean'][k] / 1e6:.2f}" for k in phases) + " |")
+    d = head["densities"]
+    lines += ["", f"Tile-union densities at T = {d['union_token_rows']} ({b['headline_kind']}; inputs "
+              "non-zero in any token of a tile, over tiles x inputs, block sites): "
+              + "; ".join(f"{t} " + ", ".join(f"{m} {_f(v, 3)}" for m, v in modes.items())
+                          for t, modes in d["union"].items()) + "."]
     h = head["host"]
     lines += ["", f"Host side per frame ({b['headline_kind']} densities): float work "
               f"{h['float_macs_per_frame'] / 1e6:.1f} MMACs = {h['float_flops_per_frame'] / 1e6:.1f} MFLOPs "
@@ -173,11 +189,14 @@ def board(b: Mapping) -> list[str]:
     lines += ["", f"HeatViT's GOPS on the roofline is dense-equivalent: our MAC count of DeiT-S's encoder "
               f"({hv['deit_s_encoder_macs'] / 1e9:.2f} GMACs) over its published {hv['published_latency_ms']} ms "
               f"= {hv['dense_equivalent_gops']:.0f} GOPS (it prunes tokens, so it executes fewer).", "",
-              "Density sweep (same density for every task and mode):", "",
-              "| lanes | density | keyframe Mcycles | frame Mcycles | frame MB | frame ms |", "|---|---|---|---|---|---|"]
+              "Density sweep (same density for every task and mode; tile unions assumed "
+              "1 - (1 - d)^T, as if inputs changed independently):", "",
+              "| engine | density | assumed union | keyframe Mcycles | frame Mcycles | frame MB | frame ms |",
+              "|---|---|---|---|---|---|---|"]
     for r in b["sweep"]:
-        lines.append(f"| {r['lanes']} | {r['act_density']} | {r['keyframe_cycles'] / 1e6:.2f} | "
-                     f"{r['frame_cycles'] / 1e6:.2f} | {r['frame_bytes'] / 1e6:.1f} | {r['frame_ms']:.1f} |")
+        lines.append(f"| {r['engine']} | {r['act_density']} | {r['assumed_union_density']:.3f} | "
+                     f"{r['keyframe_cycles'] / 1e6:.2f} | {r['frame_cycles'] / 1e6:.2f} | "
+                     f"{r['frame_bytes'] / 1e6:.1f} | {r['frame_ms']:.1f} |")
     return lines + [""]
 
 
@@ -215,7 +234,9 @@ LABELS = {
     "engine_delta_over_dense_cycles": "today's engine: delta over dense cycles per frame (engine model)",
     "engine_cycles_source": "engine cycles from",
     "cycle_model_max_error": "cycle model's largest error on one job against the RTL simulation",
-    "board_frames_per_s": "projected ZCU104 frames/s, vit-tiny-zcu104, 4 tasks, K=5, today's engine",
+    "board_engine": "engine the board headline projects",
+    "board_frames_per_s": "projected ZCU104 frames/s, vit-tiny-zcu104, 4 tasks, K=5, headline engine",
+    "board_frames_per_s_by_engine": "projected frames/s per engine (headline footage)",
     "board_bound": "what bounds the projected frame (headline footage)",
     "board_fraction_of_int8_peak": "fraction of the int8 DSP peak (headline footage)",
     "cpu_frames_per_s": "frames/s of the runner on 2 cores (goal 20)",
