@@ -36,6 +36,7 @@ from deltamtl.contract.cycle_model import cycle_breakdown
 from deltamtl.contract.descriptor import region_bytes, regions_used
 from deltamtl.contract.formats import JobFlag, Mode
 from deltamtl.contract.limits import BOARD_LIMITS
+from deltamtl.contract.macs import dense_macs, job_macs
 from deltamtl.contract.registers import KERNEL_ARGS
 from deltamtl.model.tasks import BASE_TASK, SUB_TASKS
 
@@ -106,13 +107,8 @@ def _job(mode: Mode, flags: JobFlag, p: int, i: int, o: int, act_density: float,
            "nnz_dw": dw_nnz, "nnz_act": max(nnz_act, 0)}
     cycles = cycle_breakdown(hdr, lanes).total
     nbytes = sum(region_bytes(r, p, i, o, dw_nnz) for r in regions_used(mode, flags, dw_nnz))
-    if mode == Mode.DENSE:
-        macs = p * i * o
-    elif mode == Mode.TASK:
-        macs = nnz_act * o + p * dw_nnz
-    else:
-        macs = nnz_act * o
-    return {"cycles": cycles, "bytes": nbytes, "macs": macs, "dense_macs": p * i * o, "jobs": 1}
+    macs = job_macs(mode, p, i, o, dw_nnz, max(nnz_act, 0))
+    return {"cycles": cycles, "bytes": nbytes, "macs": macs, "dense_macs": dense_macs(p, i, o), "jobs": 1}
 
 
 def _add(acc: dict[str, float], row: dict[str, float]) -> None:

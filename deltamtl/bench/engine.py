@@ -35,8 +35,9 @@ from deltamtl.contract.encoding import pack_job, unpack_result
 from deltamtl.contract.golden_core import GoldenCore
 from deltamtl.contract.jobs import JobResult, SiteJob
 from deltamtl.contract.limits import CI_LIMITS, CoreLimits
+from deltamtl.contract.macs import job_macs
 from deltamtl.contract.vectors import Record, write_vectors
-from deltamtl.host.runner import GoldenRunner, job_macs
+from deltamtl.host.runner import GoldenRunner
 from deltamtl.model.export.quantized_model import QuantizedModel, ReusePolicy
 
 SCALED_ENGINE_NOTE = ("the scaled engine (issue 18) is not built yet: every engine figure "
@@ -62,7 +63,8 @@ class _CountingRecorder:
         out = self.core.run_packet(words)
         res = unpack_result(out, job)
         self.jobs.append({"record": len(self.records), "model_cycles": int(model),
-                          "macs": int(job_macs(job, res.nnz_act)), "mode": job.mode.name})
+                          "macs": int(job_macs(job.mode, job.tokens, job.in_dim, job.out_dim,
+                                                       job.nnz_dw, res.nnz_act)), "mode": job.mode.name})
         self.records.append(Record("model", words, out))
         return res
 
