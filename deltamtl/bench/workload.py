@@ -22,6 +22,7 @@ import numpy as np
 
 from deltamtl.contract.cycle_model import cycle_breakdown
 from deltamtl.contract.formats import JobFlag, Mode
+from deltamtl.contract.macs import dense_macs
 from deltamtl.host.runner import GoldenRunner, SiteExecutor
 from deltamtl.model.export.quantized_model import QuantizedModel
 
@@ -72,7 +73,7 @@ class Job:
 
     @property
     def dense_macs(self) -> int:
-        return self.tokens * self.in_dim * self.out_dim
+        return dense_macs(self.tokens, self.in_dim, self.out_dim)
 
     def header(self) -> dict:
         return {"mode": self.mode, "flags": self.flags, "tokens": self.tokens,
