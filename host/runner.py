@@ -14,7 +14,8 @@ board driver, chosen by name in :mod:`deltamtl.host.backends`. The runner owns
   sub-task jobs that need their own references (TEMPORAL above the boundary, or DENSE when
   task reuse is off), which load them (LOAD_REF) and overwrite the core's reference state,
 * per-job accounting: DDR bytes (the contract's region sizes of the regions the job uses)
-  and MACs (DENSE P*I*O, TASK nnz(d)*O + P*nnz(dW), TEMPORAL nnz(d)*O + P*nnz(dW)).
+  and MACs (``deltamtl.contract.macs.job_macs``: DENSE nnz(x)*O, TEMPORAL nnz(d)*O, TASK
+  nnz(d)*O + P*nnz(dW); a DENSE/TEMPORAL job's dW is merged into the weight bank).
 
 Keyframes: the first frame after :meth:`GoldenRunner.reset` and every frame i with
 (i - key_offset) % K == 0 (i counts frames since the reset), unless ``run_frame`` is told
@@ -36,6 +37,7 @@ from deltamtl.contract.descriptor import OUTPUT_REGIONS, region_bytes, regions_u
 from deltamtl.contract.formats import JobFlag, Mode, quantize_activation
 from deltamtl.contract.golden_core import GoldenCore
 from deltamtl.contract.jobs import JobResult, SiteJob
+from deltamtl.contract.macs import job_macs
 from deltamtl.contract.packets import HEADER_FIELDS, CoreStatus
 from deltamtl.host import float_ops as host_ops
 from deltamtl.model.export.quantized_model import QuantizedModel, SiteParams
@@ -106,14 +108,6 @@ def job_bytes(job: SiteJob) -> tuple[int, int]:
         else:
             read += n
     return read, written
-
-
-def job_macs(job: SiteJob, nnz_act: int) -> int:
-    p, i, o = job.tokens, job.in_dim, job.out_dim
-    sparse_w = p * job.nnz_dw
-    if Mode(job.mode) == Mode.DENSE:
-        return p * i * o + sparse_w
-    return nnz_act * o + sparse_w
 
 
 # ---------------------------------------------------------------------------------------
@@ -228,7 +222,8 @@ class GoldenRunner:
             rd, wr = job_bytes(job)
             self.records.append(JobRecord(
                 frame=self.frame_index, task=task, layer=layer, site=site, mode=mode, flags=flags,
-                th=job.th, macs=job_macs(job, result.nnz_act), bytes_read=rd, bytes_written=wr,
+                th=job.th, bytes_read=rd, bytes_written=wr,
+                macs=job_macs(mode, job.tokens, job.in_dim, job.out_dim, job.nnz_dw, result.nnz_act),
                 nnz_act=result.nnz_act, nnz_dw=job.nnz_dw,
                 numel_act=0 if mode == Mode.DENSE else job.x.size,
             ))

@@ -2,9 +2,9 @@
 delta densities, DDR bytes, register accesses, time per stage and the keyframe reason;
 written as JSON lines, a markdown summary and three plots (docs/streaming.md).
 
-"Dense" MACs of a job are ``tokens * in * out``: what the same site costs with no reuse
-at all, i.e. a single-task model of that task; summed over the four tasks it is the cost
-of four single-task models.
+"Dense" MACs of a job are ``tokens * in * out`` (``contract.macs.dense_macs``): what the
+same site costs with no reuse at all, i.e. a single-task model of that task; summed over
+the four tasks it is the cost of four single-task models.
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 from deltamtl.contract.atomic import atomic_path, atomic_write_text
 from deltamtl.contract.formats import Mode
+from deltamtl.contract.macs import dense_macs
 from deltamtl.host.runner import JobRecord
 from deltamtl.model.export.quantized_model import QuantizedModel
 
@@ -60,7 +61,7 @@ def frame_stats(qm: QuantizedModel, records: Sequence[JobRecord], **fields: obje
     sites = {(sp.layer, sp.site): sp for sp in qm.sites}
     for r in records:
         sp = sites[(r.layer, r.site)]
-        d = qm.tokens * sp.in_dim * sp.out_dim
+        d = dense_macs(qm.tokens, sp.in_dim, sp.out_dim)
         macs[r.task] = macs.get(r.task, 0) + r.macs
         dense[r.task] = dense.get(r.task, 0) + d
         key = f"{r.task}/{sp.name}"

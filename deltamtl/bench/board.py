@@ -43,6 +43,7 @@ from deltamtl.contract.cycle_model import compute_breakdown
 from deltamtl.contract.descriptor import region_bytes, regions_used
 from deltamtl.contract.formats import JobFlag, Mode
 from deltamtl.contract.limits import BOARD_BEAT_WORDS, BOARD_LIMITS, CoreLimits
+from deltamtl.contract.macs import dense_macs, job_macs
 from deltamtl.contract.registers import KERNEL_ARGS
 from deltamtl.model.tasks import BASE_TASK, SUB_TASKS
 
@@ -151,14 +152,9 @@ def _job(mode: Mode, flags: JobFlag, p: int, i: int, o: int, act_density: float,
                            union, build.engine, lim.beat_words)
     phases = {f"cycles_{k}": v for k, v in asdict(br).items()}  # where the cycles go
     nbytes = sum(region_bytes(r, p, i, o, dw_nnz) for r in regions_used(mode, flags, dw_nnz))
-    if mode == Mode.DENSE:
-        macs = p * i * o
-    elif mode == Mode.TASK:
-        macs = nnz_act * o + p * dw_nnz
-    else:
-        macs = nnz_act * o
-    return {"cycles": br.total, "bytes": nbytes, "macs": macs, "dense_macs": p * i * o, "jobs": 1,
-            **phases}
+    macs = job_macs(mode, p, i, o, dw_nnz, nnz_act)
+    return {"cycles": br.total, "bytes": nbytes, "macs": macs, "dense_macs": dense_macs(p, i, o),
+            "jobs": 1, **phases}
 
 
 def _add(acc: dict[str, float], row: dict[str, float]) -> None:

@@ -35,8 +35,9 @@ from deltamtl.contract.encoding import pack_job, unpack_result
 from deltamtl.contract.golden_core import GoldenCore
 from deltamtl.contract.jobs import JobResult, SiteJob
 from deltamtl.contract.limits import CI_LIMITS, CoreLimits
+from deltamtl.contract.macs import dense_macs, job_macs
 from deltamtl.contract.vectors import Record, write_vectors
-from deltamtl.host.runner import GoldenRunner, job_macs
+from deltamtl.host.runner import GoldenRunner
 from deltamtl.model.export.quantized_model import QuantizedModel, ReusePolicy
 
 SCALED_ENGINE_NOTE = ("the scaled engine (issue 18) is not built yet: every engine figure "
@@ -63,7 +64,10 @@ class _CountingRecorder:
         out = self.core.run_packet(words)
         res = unpack_result(out, job, b)
         self.jobs.append({"record": len(self.records), "model_cycles": int(model),
-                          "macs": int(job_macs(job, res.nnz_act)), "mode": job.mode.name})
+                          "macs": int(job_macs(job.mode, job.tokens, job.in_dim, job.out_dim,
+                                               job.nnz_dw, res.nnz_act)),
+                          "dense_macs": dense_macs(job.tokens, job.in_dim, job.out_dim),
+                          "mode": job.mode.name})
         self.records.append(Record("model", words, out))
         return res
 
@@ -147,6 +151,7 @@ def run_engine(qm: QuantizedModel, frames: np.ndarray, simulate: bool, work: Pat
         row = {"jobs": len(rec.jobs), "keyframes": keyframes,
                "model_cycles_per_frame": _per_frame(rec.jobs, frame_of, "model_cycles"),
                "macs_per_frame": _per_frame(rec.jobs, frame_of, "macs"),
+               "dense_macs_per_frame": _per_frame(rec.jobs, frame_of, "dense_macs"),
                "modes": sorted({j["mode"] for j in rec.jobs})}
         if simulate:
             row["sim_cycles_per_frame"] = _per_frame(rec.jobs, frame_of, "sim_cycles")

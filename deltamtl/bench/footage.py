@@ -3,8 +3,8 @@ the synthetic test clips, on scikit-image's photos under a handheld pan, and on 
 
 Each clip runs from a fresh runner (frame 0 a keyframe, then the bundle's keyframe
 interval) on the golden core. Per clip: site MACs of keyframes and of the frames between
-(what the linear sites execute, runner accounting: DENSE P*I*O, TASK nnz(d)*O + P*nnz(dW),
-TEMPORAL nnz(d)*O + P*nnz(dW)), the dense site MACs of the same frames, the activation
+(what the linear sites execute, the runner's accounting by contract/macs.py: DENSE
+nnz(x)*O, TEMPORAL nnz(d)*O, TASK nnz(d)*O + P*nnz(dW)), the dense site MACs of the same frames, the activation
 densities per (task, mode) (kept delta non-zeros over elements, block sites), DDR bytes and
 today's engine's cycles from the cycle model. Per kind of footage the figures are pooled
 over its clips. The headline is the real footage (``HEADLINE_KIND``): synthetic frames

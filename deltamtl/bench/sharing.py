@@ -25,6 +25,8 @@ from collections.abc import Mapping
 from pathlib import Path
 
 from deltamtl.bench.context import REPO
+from deltamtl.contract.formats import Mode
+from deltamtl.contract.macs import dense_macs, job_macs
 from deltamtl.model.tasks import BASE_TASK, SUB_TASKS
 
 # Published (the paper, NYUD-v2, tables 3(b) and 4): GFLOPs and parameters (M)
@@ -68,13 +70,13 @@ def analytic(config: Path, act: Mapping[str, Mapping[str, float]], embed_s_a2: f
     sites = linear_sites(model)
     embed_name = next(n for n in sites if n.endswith("patch_embed"))
     pe = sites[embed_name]
-    embed_macs = p * pe.in_features * pe.out_features
+    embed_macs = dense_macs(p, pe.in_features, pe.out_features)
     blocks = []  # per block: [(in, out)] of its sites
     for block in model.encoder.blocks:
         blocks.append([(m.in_features, m.out_features) for m in
                        (block.attn.qkv, block.attn.proj, block.mlp.fc1, block.mlp.fc2)])
     block_weights = sum(i * o for blk in blocks for i, o in blk)
-    block_dense = sum(p * i * o for blk in blocks for i, o in blk)
+    block_dense = sum(dense_macs(p, i, o) for blk in blocks for i, o in blk)
     attn = attention_core_macs(model)
     heads = {t: head_macs(str(config), t) for t in (BASE_TASK, *SUB_TASKS)}
     extras = {t: attn + heads[t] for t in heads}
@@ -93,16 +95,21 @@ def analytic(config: Path, act: Mapping[str, Mapping[str, float]], embed_s_a2: f
     dense_task = {t: block_dense + extras[t] + (embed_macs if t == BASE_TASK else 0) for t in heads}
     st_macs = {t: block_dense + embed_macs + extras[t] for t in heads}
 
+    def job(mode: Mode, t: str, i: int, o: int) -> float:
+        """Expected MACs of one job at the densities (the contract's rule)."""
+        nnz_dw = dw[t] * i * o if t != BASE_TASK else 0.0
+        return job_macs(mode, p, i, o, nnz_dw, act[t][mode.name] * p * i)
+
     def task_frame(t: str) -> float:
-        return sum(act[t]["TASK"] * p * i * o + p * dw[t] * i * o for blk in blocks for i, o in blk)
+        return sum(job(Mode.TASK, t, i, o) for blk in blocks for i, o in blk)
 
     def other_frame(t: str) -> float:
         if t == BASE_TASK:
-            return embed_s_a2 * embed_macs + sum(act[t]["TEMPORAL"] * p * i * o
-                                                 for blk in blocks for i, o in blk)
+            return (job_macs(Mode.TEMPORAL, p, pe.in_features, pe.out_features, 0,
+                             embed_s_a2 * p * pe.in_features)
+                    + sum(job(Mode.TEMPORAL, t, i, o) for blk in blocks for i, o in blk))
         b = boundaries.get(t, len(blocks) - 1)
-        return sum((act[t]["TEMPORAL"] * p * i * o) if layer > b
-                   else (act[t]["TASK"] * p * i * o + p * dw[t] * i * o)
+        return sum(job(Mode.TEMPORAL if layer > b else Mode.TASK, t, i, o)
                    for layer, blk in enumerate(blocks) for i, o in blk)
 
     task_act = {t: (dense_task[t] if t == BASE_TASK else task_frame(t) + extras[t]) for t in heads}

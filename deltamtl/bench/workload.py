@@ -24,6 +24,7 @@ from deltamtl.contract.cycle_model import cycle_breakdown
 from deltamtl.contract.formats import JobFlag, Mode, keep_delta
 from deltamtl.contract.golden_core import GoldenCore
 from deltamtl.contract.limits import BOARD_LIMITS
+from deltamtl.contract.macs import dense_macs
 from deltamtl.host.runner import GoldenRunner, SiteExecutor
 from deltamtl.model.export.quantized_model import QuantizedModel
 
@@ -76,7 +77,7 @@ class Job:
 
     @property
     def dense_macs(self) -> int:
-        return self.tokens * self.in_dim * self.out_dim
+        return dense_macs(self.tokens, self.in_dim, self.out_dim)
 
     def header(self) -> dict:
         return {"mode": self.mode, "flags": self.flags, "tokens": self.tokens,

@@ -1,10 +1,11 @@
 """MAC, parameter and storage accounting for single-task and delta-shared models.
 
-MACs per linear site with P tokens, I inputs, O outputs (docs/sharing.md, "Accounting"):
+MACs per linear site with P tokens, I inputs, O outputs come from the contract's one rule,
+:func:`deltamtl.contract.macs.job_macs` (docs/sharing.md, "Accounting"):
 
-* DENSE:    P * I * O
+* DENSE:    nnz(x) * O                    (P * I * O in a dense model: every x non-zero)
 * TASK:     nnz(d) * O + P * nnz(dW)      (d W_b^T, then (x_ref_b + d) dW^T)
-* TEMPORAL: nnz(d) * O
+* TEMPORAL: nnz(d) * O                    (a sub-task's dW merged into W_b: no extra MACs)
 
 plus, per task and frame, the dense attention core (q k^T and attn v: 2 * P^2 * D per
 block) and the task head (measured once with ``torch.utils.flop_counter``; FLOPs / 2).
@@ -25,6 +26,8 @@ from dataclasses import asdict, dataclass
 
 import torch
 from deltamtl.contract.descriptor import Region, region_bytes
+from deltamtl.contract.formats import Mode
+from deltamtl.contract.macs import dense_macs, job_macs
 from deltamtl.model.sharing.delta import DeltaLinear
 from deltamtl.model.training.vit import MultiTaskViT, linear_sites
 from torch import nn
@@ -37,16 +40,15 @@ DELTA_SITE_REGIONS = (Region.DW_INDPTR, Region.DW_INDICES, Region.DW_VALUES, Reg
 
 
 # -- MACs ----------------------------------------------------------------------------------
+def site_macs(mode: Mode, tokens: int, in_dim: int, out_dim: int, nnz_act: float,
+              nnz_dw: float = 0) -> float:
+    """MACs of one site job (the contract's rule; counts or expected counts)."""
+    return job_macs(mode, tokens, in_dim, out_dim, nnz_dw, nnz_act)
+
+
 def dense_site_macs(tokens: int, in_dim: int, out_dim: int) -> int:
-    return tokens * in_dim * out_dim
-
-
-def task_site_macs(nnz_d: int, nnz_dw: int, tokens: int, out_dim: int) -> int:
-    return nnz_d * out_dim + tokens * nnz_dw
-
-
-def temporal_site_macs(nnz_d: int, out_dim: int) -> int:
-    return nnz_d * out_dim
+    """A site of a dense model: every input non-zero."""
+    return dense_macs(tokens, in_dim, out_dim)
 
 
 def tokens_of(model: MultiTaskViT) -> int:

@@ -17,7 +17,9 @@ integer-valued data, where float64 arithmetic is exact).
 
 Sparse products are executed as sparse products (gather the non-zeros, multiply, scatter
 add), and every MAC counter is incremented by the number of multiplications that were
-actually formed, so the ledger is what the code executed.
+actually formed, so the ledger is what the code executed. That equals the contract's rule
+(:func:`deltamtl.model.sharing.accounting.site_macs`); a DENSE site runs one dense product
+and is charged by the rule, nnz(x) * O (in float, x holds no exact zeros in practice).
 
 Which mode a site runs is the :class:`Policy`: keyframe interval K, whether sub-tasks use
 task reuse, whether non-keyframes use temporal reuse, and per-sub-task boundaries l_k
@@ -35,6 +37,7 @@ from dataclasses import dataclass, field
 import torch
 import torch.nn.functional as F
 from deltamtl.contract.formats import Mode
+from deltamtl.model.sharing.accounting import site_macs
 from deltamtl.model.sharing.delta import DeltaLinear
 from deltamtl.model.sharing.subtasks import _get, _set, block_sites
 from deltamtl.model.tasks import BASE_TASK, EMBED
@@ -217,7 +220,9 @@ class ReuseSite(nn.Module):
             w = w_b if dw is None else w_b + dw
             b = b_b if db is None else b_b + db
             y = F.linear(x, w, b)
-            self._record(mode, x.numel() * w.shape[0])
+            # the contract's rule: nnz(x) * O (a dW merged into W costs no multiplications)
+            self._record(mode, site_macs(mode, x.numel() // x.shape[-1], x.shape[-1], w.shape[0],
+                                         int(torch.count_nonzero(x))))
             if store:
                 self.x_ref, self.y_ref = x, y
         elif mode == Mode.TEMPORAL:

@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import pytest
 import torch
-from deltamtl.contract.formats import CSR_INDEX_DTYPE, CSR_INDPTR_DTYPE, CSR_VALUE_DTYPE
+from deltamtl.contract.formats import CSR_INDEX_DTYPE, CSR_INDPTR_DTYPE, CSR_VALUE_DTYPE, Mode
 from deltamtl.model.sharing.accounting import (
     dense_footprint,
     dense_model_macs,
+    dense_site_macs,
     flop_counter_macs,
+    site_macs,
     subtask_footprint,
-    task_site_macs,
-    temporal_site_macs,
     weight_density,
 )
 from deltamtl.model.sharing.delta import delta_modules
@@ -40,9 +40,12 @@ def test_subtask_dense_macs_match_flop_counter() -> None:
         assert dense_model_macs(sub, task).total == flop_counter_macs(sub, task)
 
 
-def test_sparse_mode_formulas() -> None:
-    assert task_site_macs(nnz_d=10, nnz_dw=3, tokens=4, out_dim=6) == 10 * 6 + 4 * 3
-    assert temporal_site_macs(nnz_d=7, out_dim=5) == 35
+def test_site_macs_per_mode() -> None:
+    p, i, o = 4, 5, 6
+    assert site_macs(Mode.DENSE, p, i, o, nnz_act=p * i) == dense_site_macs(p, i, o) == p * i * o
+    assert site_macs(Mode.DENSE, p, i, o, nnz_act=7, nnz_dw=3) == 7 * o
+    assert site_macs(Mode.TASK, p, i, o, nnz_act=10, nnz_dw=3) == 10 * o + p * 3
+    assert site_macs(Mode.TEMPORAL, p, i, o, nnz_act=7, nnz_dw=3) == 7 * o
 
 
 def test_footprints_count_params_and_csr_bytes() -> None:
