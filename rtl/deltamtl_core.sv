@@ -85,10 +85,13 @@ module deltamtl_core #(
   localparam int DDEPTH2 = (MAX_NNZ_DW + 1) / 2;    // dW entry pairs
   localparam int LAW2 = (LDEPTH2 > 1) ? $clog2(LDEPTH2) : 1;
   localparam int DAW2 = (DDEPTH2 > 1) ? $clog2(DDEPTH2) : 1;
-  // dm_ram STYLE: the deep buffers (y, lists) in UltraRAM, the per-lane W/x banks in block
-  // RAM; small ones left to the tool
+  // dm_ram STYLE: the deep buffers (y, dW list) in UltraRAM, the per-lane W/x banks in block
+  // RAM; the delta buffer and the union list in LUTs: at the board maxima URAM and BRAM are
+  // the binding resources (y alone takes 64 of 96 URAM) while LUTs have room, and the T
+  // delta banks use a third of a URAM's depth each; small ones left to the tool
   localparam int RAM_BLOCK = 1;
   localparam int RAM_ULTRA = 2;
+  localparam int RAM_DIST = 3;
   localparam int FIFO_DEPTH = 16;
   localparam logic [31:0] MAX_TOKENS_U = 32'(MAX_TOKENS);
   localparam logic [31:0] MAX_IN_U = 32'(MAX_IN);
@@ -312,12 +315,12 @@ module deltamtl_core #(
       .raddr(b_raddr), .rdata(b_rdata[k]));
   end
   for (genvar t = 0; t < T; t++) begin : g_dbuf
-    dm_ram #(.WIDTH(72), .DEPTH(DBDEPTH), .STYLE(RAM_ULTRA)) u_d (
+    dm_ram #(.WIDTH(72), .DEPTH(DBDEPTH), .STYLE(RAM_DIST)) u_d (
       .clk(ap_clk), .we(db_we[t]), .waddr(db_waddr), .wdata(db_wdata), .raddr(db_raddr),
       .rdata(db_rdata[t]));
   end
   for (genvar k = 0; k < 2; k++) begin : g_list
-    dm_ram #(.WIDTH(8 * LEP), .DEPTH(LDEPTH2), .SEGS(8)) u_l (
+    dm_ram #(.WIDTH(8 * LEP), .DEPTH(LDEPTH2), .SEGS(8), .STYLE(RAM_DIST)) u_l (
       .clk(ap_clk), .we(l_we[k]), .waddr(l_waddr[k]), .wdata(l_wdata), .raddr(l_raddr),
       .rdata(l_rword[k]));
   end
