@@ -218,13 +218,18 @@ def section_cpu(ctx: BenchContext, models: Models, report: dict) -> dict:
     from deltamtl.bench import cpu
     from deltamtl.host.model_vectors import clip_frames
 
+    from threadpoolctl import threadpool_limits
+
     m = models.headline
     frames = clip_frames(m.qm, 5 if ctx.quick else 20, seed=ctx.seed)
     repeats = 1 if ctx.quick else 3
-    fps = {b: cpu.backend_fps(m.qm, frames, b, repeats) for b in ("golden", "emulated")}
-    res: dict = {"backends": fps, "goal_frames_per_s": 20.0,
-                 "paths": cpu.cpu_paths(m.qm, m.cfg, m.selection, frames, 1 if ctx.quick else 5, fps),
-                 "stream": cpu.stream_plugin(m.qm, frames, ("golden", "emulated"))}
+    # one BLAS thread, like PyTorch's (cpu.THREADS): the golden core's matrices are small,
+    # and two BLAS threads on a shared 2-core machine stall (a 64px frame took 2x as long)
+    with threadpool_limits(limits=cpu.THREADS, user_api="blas"):
+        fps = {b: cpu.backend_fps(m.qm, frames, b, repeats) for b in ("golden", "emulated")}
+        res: dict = {"backends": fps, "goal_frames_per_s": 20.0, "blas_threads": cpu.THREADS,
+                     "paths": cpu.cpu_paths(m.qm, m.cfg, m.selection, frames, 1 if ctx.quick else 5, fps),
+                     "stream": cpu.stream_plugin(m.qm, frames, ("golden", "emulated"))}
     res["model"] = {"img_size": int(m.qm.mcfg["img_size"]), "source": m.source}
     res["provenance"] = ctx.provenance(m.recipe["config"] if m.recipe else str(m.bundle))
     return res
