@@ -50,6 +50,12 @@ constexpr int YB = INT8_PER_WORD * B;        // int8 channels of one Y beat
 static_assert(L % B == 0, "B > 1 needs LANES a multiple of BEAT_WORDS (aligned lane groups)");
 static_assert(T % B == 0, "BEAT_WORDS divides TOKEN_ROWS (contract: powers of two, B <= T)");
 static_assert(REQ_PER_WORD == INT32_PER_WORD, "a REQ beat and a BIAS beat carry RB channels");
+// RB divides L (every power-of-two build): the RB channels of a beat sit in one aligned group
+// of RB lanes, so channel c of the beat goes to lane group*RB + c (a write enable per lane,
+// no data mux). Otherwise (any L at B = 1 where 2 does not divide L) the general decode o mod L.
+constexpr bool RB_ALIGNED = L % RB == 0;
+constexpr int LRB = RB_ALIGNED ? L / RB : 1;  // lane groups of RB lanes
+constexpr int QRB = YB / RB;                  // groups of RB mult/shift banks (YB = 4 RB)
 // Most beats of one section (LOOP_TRIPCOUNT annotations).
 constexpr int MAX_W_BEATS = ceil_div(MAX_OUT, B) * ROW_I8_IN;
 constexpr int MAX_DW_BEATS = ceil_div(MAX_NNZ_DW, B);
@@ -507,7 +513,8 @@ load_bias:
       for (int c = 0; c < RB; c++) {
 #pragma HLS UNROLL
         const int o = k * RB + c;
-        if (o < O && o % L == t)
+        const bool lane = RB_ALIGNED ? (c == t % RB && t / RB == k % LRB) : o % L == t;
+        if (o < O && lane)
           bias_buf[t][o / L] = int32_t(uint32_t(bits(d[c / INT32_PER_WORD], 32 * (c % INT32_PER_WORD), 32)));
       }
     }
@@ -521,9 +528,9 @@ load_req:
 #pragma HLS UNROLL
       for (int c = 0; c < RB; c++) {
 #pragma HLS UNROLL
-        const int o = k * RB + c;
+        const int o = k * RB + c;  // bank o mod YB = (k mod QRB) * RB + c: aligned (RB divides YB)
         const uint64_t e = bits(d[c / REQ_PER_WORD], REQ_ENTRY_BITS * (c % REQ_PER_WORD), REQ_ENTRY_BITS);
-        if (o < O && o % YB == t) {
+        if (o < O && c == t % RB && t / RB == k % QRB) {
           mult_buf[t][o / YB] = uint16_t(bits(e, REQ_MULT_LSB, REQ_MULT_WIDTH));
           shift_buf[t][o / YB] = uint8_t(bits(e, REQ_SHIFT_LSB, REQ_SHIFT_WIDTH));
         }
@@ -572,7 +579,8 @@ load_yref:
       for (int c = 0; c < RB; c++) {
 #pragma HLS UNROLL
         const int o = yj * RB + c;
-        if (o < O && o % L == u) bv[c] = bias_buf[u][o / L];
+        const bool lane = RB_ALIGNED ? (c == u % RB && u / RB == yj % LRB) : o % L == u;
+        if (o < O && lane) bv[c] = bias_buf[u][o / L];
       }
     }
     for (int c = 0; c < RB; c++) {
