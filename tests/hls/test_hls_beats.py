@@ -4,6 +4,8 @@ counted in beats and non-zero beat padding; the emulator packs at its library's 
 
 from __future__ import annotations
 
+import re
+import subprocess
 from dataclasses import replace
 from itertools import product
 
@@ -22,8 +24,9 @@ from deltamtl.contract.golden_core import GoldenCore
 from deltamtl.contract.jobs import CsrDelta, SiteJob
 from deltamtl.contract.limits import CoreLimits
 from deltamtl.contract.packets import CoreStatus, Section
-from deltamtl.contract.vectors import generate_random_vectors
+from deltamtl.contract.vectors import generate_random_vectors, write_vectors
 from deltamtl.hls import emulator
+from deltamtl.hls.build import build
 from deltamtl.hls.emulator import HlsCoreExecutor, HlsSystemExecutor
 
 from tests.helpers import seeding
@@ -195,3 +198,16 @@ def test_emulator_guards_the_beat_width(monkeypatch):
     monkeypatch.setattr(emulator, "build", lambda _target, _limits: one)
     with pytest.raises(RuntimeError, match="compiled limits"):
         emulator._Library(replace(_limits(1), beat_words=2, lanes=16))
+
+
+def test_store_delay_at_four_words_a_beat(tmp_path):
+    """The wide loaders keep the dependence story of docs/hls.md: with every RAM store
+    visible only FWD_DEPTH + 1 iterations later (dmtl_ram.h's shim), a B = 4 build is still
+    bit-exact on the random set (load_yref writes each (p, o) once, dW is forwarded)."""
+    lim = _limits(4)
+    path = tmp_path / "beats.dmtv"
+    write_vectors(path, generate_random_vectors(lim, n_sequences=8, seed=11), lim)
+    exe = build("tb_core", lim, extra_flags=("-DDMTL_STORE_DELAY=5",))
+    proc = subprocess.run([str(exe), str(path)], capture_output=True, text=True, check=False)
+    found = re.search(r"^RESULT (\d+) (\d+)$", proc.stdout, re.MULTILINE)
+    assert proc.returncode == 0 and found and found.group(1) == found.group(2), proc.stdout + proc.stderr
