@@ -58,14 +58,9 @@ constexpr int ROW_I32_OUT = ceil_div(MAX_OUT, INT32_PER_WORD);
 constexpr int MAX_PACKET_IN = HEADER_WORDS + MAX_OUT * ROW_I8_IN + MAX_NNZ_DW + 2 * ROW_I32_OUT +
                               MAX_TOKENS * (2 * ROW_I8_IN + ROW_I32_OUT);
 constexpr int MAX_PACKET_OUT = MAX_TOKENS * (ROW_I8_OUT + ROW_I8_IN + ROW_I32_OUT) + 1;
-// The same for the core's beats (B words each): row blocks pad the tokens to B, rows pad
-// each row to whole beats (contract/packets.py); equals MAX_PACKET_IN / _OUT at B = 1.
+// The core's output packet in beats of B words: row blocks pad the tokens to B, rows pad
+// each row to whole beats (contract/packets.py); MAX_PACKET_OUT at B = 1.
 constexpr int B_TOKENS = ceil_div(MAX_TOKENS, BEAT_WORDS) * BEAT_WORDS;
-constexpr int MAX_BEATS_IN = ceil_div(HEADER_WORDS, BEAT_WORDS) +
-                             ceil_div(MAX_OUT, BEAT_WORDS) * ROW_I8_IN +
-                             ceil_div(MAX_NNZ_DW, BEAT_WORDS) + 2 * ceil_div(ROW_I32_OUT, BEAT_WORDS) +
-                             B_TOKENS / BEAT_WORDS * 2 * ROW_I8_IN +
-                             MAX_TOKENS * ceil_div(ROW_I32_OUT, BEAT_WORDS);
 constexpr int MAX_BEATS_OUT = MAX_TOKENS * (ceil_div(ROW_I8_OUT, BEAT_WORDS) + ceil_div(ROW_I32_OUT, BEAT_WORDS)) +
                               B_TOKENS / BEAT_WORDS * ROW_I8_IN + 1;
 

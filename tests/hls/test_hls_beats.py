@@ -211,3 +211,8 @@ def test_store_delay_at_four_words_a_beat(tmp_path):
     proc = subprocess.run([str(exe), str(path)], capture_output=True, text=True, check=False)
     found = re.search(r"^RESULT (\d+) (\d+)$", proc.stdout, re.MULTILINE)
     assert proc.returncode == 0 and found and found.group(1) == found.group(2), proc.stdout + proc.stderr
+    # tb_core compares all eight limits: a file that differs in beat_words alone is refused
+    other = tmp_path / "other_b.dmtv"
+    write_vectors(other, [], replace(lim, beat_words=2))
+    proc = subprocess.run([str(exe), str(other)], capture_output=True, text=True, check=False)
+    assert proc.returncode == 2 and "generated for limits" in proc.stderr, proc.stderr
