@@ -4,8 +4,10 @@ counted in beats and non-zero beat padding; the emulator packs at its library's 
 
 from __future__ import annotations
 
+import os
 import re
 import subprocess
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 from itertools import product
 
@@ -40,6 +42,18 @@ def _limits(b: int) -> CoreLimits:
     # B = 1 is test_hls_scaled's T = 4 build (the same library).
     return CoreLimits(max_tokens=21, max_in=50, max_out=36, max_nnz_dw=400, lanes=max(8, 8 * b),
                       max_weights=50 * 36, token_rows=max(4, b), beat_words=b)
+
+
+STORE_DELAY = ("-DDMTL_STORE_DELAY=5",)
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _prebuilt():
+    """This module's g++ builds side by side (each is cached and locked on its own): on a
+    cold build folder they are most of its time."""
+    jobs = [("emu", _limits(b), ()) for b in BEATS] + [("tb_core", _limits(4), STORE_DELAY)]
+    with ThreadPoolExecutor(max_workers=os.cpu_count() or 1) as pool:
+        list(pool.map(lambda j: build(*j), jobs))
 
 
 def _job(rng, mode: Mode, flags: JobFlag, p: int, i: int, o: int, dw: bool,
@@ -207,7 +221,7 @@ def test_store_delay_at_four_words_a_beat(tmp_path):
     lim = _limits(4)
     path = tmp_path / "beats.dmtv"
     write_vectors(path, generate_random_vectors(lim, n_sequences=8, seed=11), lim)
-    exe = build("tb_core", lim, extra_flags=("-DDMTL_STORE_DELAY=5",))
+    exe = build("tb_core", lim, extra_flags=STORE_DELAY)
     proc = subprocess.run([str(exe), str(path)], capture_output=True, text=True, check=False)
     found = re.search(r"^RESULT (\d+) (\d+)$", proc.stdout, re.MULTILINE)
     assert proc.returncode == 0 and found and found.group(1) == found.group(2), proc.stdout + proc.stderr
