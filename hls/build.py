@@ -8,7 +8,7 @@ compile-time constants (``params.h``): ``limits=None`` uses the checked-in
 ``hls/generated/params.h``; a ``CoreLimits`` generates its own ``params.h`` into the build
 folder (first on the include path), so one library exists per set of limits.
 
-    deltamtl hls build emu|tb_core|tb_system [--limits P I O NNZ LANES [W]]
+    deltamtl hls build emu|tb_core|tb_system [--limits P I O NNZ LANES [W [T [B]]]]
     deltamtl hls csim [--sequences N --seed S | --vectors FILE]
                                       [--limits ... | --params build/board/params.h]
 
@@ -107,12 +107,17 @@ def named_limits() -> dict[str, CoreLimits]:
     return {"board": BOARD_LIMITS, "tiny": TINY_LIMITS, "ci": CI_LIMITS}
 
 
+LIMITS_HELP = ("board | tiny | ci, or P I O NNZ LANES [MAX_WEIGHTS [TOKEN_ROWS [BEAT_WORDS]]] "
+               "(LIMIT_FIELDS order)")
+
+
 def parse_limits(values: list[str]) -> CoreLimits:
-    """`board` | `tiny` | `ci`, or P I O NNZ LANES [MAX_WEIGHTS [TOKEN_ROWS]]."""
+    """`board` | `tiny` | `ci`, or the first 5 to 8 CoreLimits fields in LIMIT_FIELDS order
+    (P I O NNZ LANES [MAX_WEIGHTS [TOKEN_ROWS [BEAT_WORDS]]])."""
     if len(values) == 1 and values[0] in named_limits():
         return named_limits()[values[0]]
-    if len(values) not in (5, 6, 7) or not all(v.isdigit() for v in values):
-        raise SystemExit("--limits takes board, tiny, ci or P I O NNZ LANES [MAX_WEIGHTS [TOKEN_ROWS]]")
+    if not 5 <= len(values) <= len(LIMIT_FIELDS) or not all(v.isdigit() for v in values):
+        raise SystemExit(f"--limits takes {LIMITS_HELP}")
     return CoreLimits(*(int(v) for v in values))
 
 
@@ -227,8 +232,7 @@ def main(argv: list[str] | None = None) -> int:
     h.add_argument("--out", type=Path, required=True)
     for p in (b, c, h):
         p.add_argument("--limits", nargs="+", metavar="N",
-                       help="board | tiny | ci | P I O NNZ LANES [MAX_WEIGHTS [TOKEN_ROWS]] "
-                            "(default: hls/generated/params.h)")
+                       help=f"{LIMITS_HELP} (default: hls/generated/params.h)")
         p.add_argument("--params", type=Path, help="a generated params.h to take the limits from")
     c.add_argument("--vectors", type=Path, help="existing .dmtv file (limits must match the build's)")
     c.add_argument("--sequences", type=int, default=100)
@@ -256,6 +260,10 @@ def main(argv: list[str] | None = None) -> int:
     print(report.table())
     if not report.ok:
         print(report.log, file=sys.stderr)
+    if (build_limits or limits_from_params_header()).beat_words != 1:
+        # fetch and commit move one word per beat in this phase (ddr_image refuses B > 1)
+        print("csim: tb_system skipped: the system path (fetch -> core -> commit) is B = 1 only")
+        return 0 if report.ok else 1
     # the same jobs as DDR images through fetch -> core -> commit (plus malformed descriptors)
     import numpy as np
     from deltamtl.contract.ddr_image import ddr_cases_from_records, write_ddr_cases

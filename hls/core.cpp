@@ -37,6 +37,31 @@ constexpr int OG = ceil_div(MAX_OUT, L);     // output-channel groups (activatio
 constexpr int PG = ceil_div(MAX_TOKENS, L);  // token groups (weight pass)
 constexpr int NT = ceil_div(MAX_TOKENS, T);  // token tiles (activation pass)
 constexpr int ACC_DEPTH = MAX_TOKENS * OG;
+// Stream beats of B words (docs/hls.md, "Packet layout"). Row blocks (W, XREF, X, XREF_OUT)
+// bring word j of B consecutive rows: B divides L and T, so the B rows sit in one aligned
+// group of B lanes / token rows and each bank takes the beat word of its own row (a write
+// enable, no mux). Row-major beats (YREF, Y, YREF_OUT, BIAS, REQ) bring RB or YB channels of
+// one token: distinct skewed accumulator banks while YB <= L (the contract's 8B <= L).
+constexpr int B = BEAT_WORDS;
+constexpr int LB = L / B;                    // lane groups of B lanes
+constexpr int TB = T / B;                    // row blocks of one token tile
+constexpr int RB = INT32_PER_WORD * B;       // int32 channels (bias, req, y_ref) of one beat
+constexpr int YB = INT8_PER_WORD * B;        // int8 channels of one Y beat
+static_assert(L % B == 0, "B > 1 needs LANES a multiple of BEAT_WORDS (aligned lane groups)");
+static_assert(T % B == 0, "BEAT_WORDS divides TOKEN_ROWS (contract: powers of two, B <= T)");
+static_assert(REQ_PER_WORD == INT32_PER_WORD, "a REQ beat and a BIAS beat carry RB channels");
+// RB divides L (every power-of-two build): the RB channels of a beat sit in one aligned group
+// of RB lanes, so channel c of the beat goes to lane group*RB + c (a write enable per lane,
+// no data mux). Otherwise (any L at B = 1 where 2 does not divide L) the general decode o mod L.
+constexpr bool RB_ALIGNED = L % RB == 0;
+constexpr int LRB = RB_ALIGNED ? L / RB : 1;  // lane groups of RB lanes
+constexpr int QRB = YB / RB;                  // groups of RB mult/shift banks (YB = 4 RB)
+// Most beats of one section (LOOP_TRIPCOUNT annotations).
+constexpr int MAX_W_BEATS = ceil_div(MAX_OUT, B) * ROW_I8_IN;
+constexpr int MAX_DW_BEATS = ceil_div(MAX_NNZ_DW, B);
+constexpr int MAX_RB_BEATS = ceil_div(ROW_I32_OUT, B);  // BIAS, REQ; YREF a token
+constexpr int MAX_X_BEATS = B_TOKENS / B * ROW_I8_IN;   // XREF, X, XREF_OUT
+constexpr int MAX_Y_BEATS = MAX_TOKENS * ceil_div(ROW_I8_OUT, B);
 
 // Bits that hold 0 .. n-1 (compile time; Vitis' clang has the builtin as well).
 constexpr int bits_for(int n) { return n <= 2 ? 1 : 32 - __builtin_clz(unsigned(n - 1)); }
@@ -54,6 +79,10 @@ typedef ap_uint<DW_BITS> dw_entry;
 // Two entries per 72-bit URAM row when they fit (56 bits at 768 x 768): half the rows.
 constexpr int DW_PER_ROW = 2 * DW_BITS <= 72 ? 2 : 1;
 constexpr int DW_ROWS = ceil_div(MAX_NNZ_DW, DW_PER_ROW);
+// A DW beat brings B entries = B / DW_PER_ROW whole rows: row n in bank n mod DW_BANKS at
+// n / DW_BANKS, so load_dw writes each bank once per beat (B = 1: one bank, as before).
+constexpr int DW_BANKS = B >= DW_PER_ROW ? B / DW_PER_ROW : 1;
+constexpr int DW_DEPTH = ceil_div(DW_ROWS, DW_BANKS);
 typedef ap_uint<DW_PER_ROW * DW_BITS> dw_row_t;
 // Kept deltas of one X word: d is DELTA_BITS (9) wide, so a word is 8 low bytes (bits
 // [8b, 8b + 8)) and the 8 ninth bits above them (bit 64 + b): 72 bits, the native width
@@ -87,13 +116,15 @@ uint64_t x_ref[2][L][PG][ROW_I8_IN];
 // Both accumulator slots in one 64-bit word (slot s in bits [32s, 32s + 32)): one memory row
 // per (p, o) instead of two. Skewed: (p, o) in bank (p + o) mod L at p * OG + o / L.
 uint64_t acc[L][ACC_DEPTH];
-dw_row_t dw_buf[DW_ROWS];
+dw_row_t dw_buf[DW_BANKS][DW_DEPTH];
 dword dbuf[DB_BANKS][DB_WAYS][DB_DEPTH];
 uint16_t ulist[U_BANKS][U_DEPTH];
 uint32_t tile_end[NT];  // cumulative |U_0| + .. + |U_k| (registers: the act pass's control reads it)
 int32_t bias_buf[L][OG];                          // channel o: lane o mod L, group o / L
-uint16_t mult_buf[INT8_PER_WORD][ROW_I8_OUT];     // channel o: bank o mod 8 (one Y word)
-uint8_t shift_buf[INT8_PER_WORD][ROW_I8_OUT];
+// Channel o in bank o mod YB at o / YB: out_y requantises the YB channels of one beat.
+constexpr int REQ_DEPTH = ceil_div(MAX_OUT, YB);
+uint16_t mult_buf[YB][REQ_DEPTH];
+uint8_t shift_buf[YB][REQ_DEPTH];
 
 bool w_valid = false;
 int w_cur = 0, w_o = 0, w_i = 0;
@@ -129,7 +160,8 @@ inline dw_entry dw_pack(uint64_t nz) {
                   (bits(nz, NZ_VALUE_LSB, WEIGHT_BITS) << (DW_COL_BITS + DW_ROW_BITS)));
 }
 inline dw_entry dw_get(int k) {
-  const dw_row_t r = dw_buf[k / DW_PER_ROW];
+  const int n = k / DW_PER_ROW;
+  const dw_row_t r = dw_buf[n % DW_BANKS][n / DW_BANKS];
   return dw_entry(DW_PER_ROW == 2 && k % 2 ? r >> DW_BITS : r);
 }
 inline int dw_col(dw_entry e) { return int(bits(uint64_t(e), 0, DW_COL_BITS)); }
@@ -289,15 +321,18 @@ patch_loop:
   ram_drain();
 }
 
-// Reads the packet's words through TLAST. `remaining` counts the words the header implies;
+// Reads the packet's beats through TLAST. `remaining` counts the beats the header implies;
 // TLAST before the last of them, or no TLAST on it, is a LENGTH error.
 struct Reader {
   int remaining;
   bool ended, bad_length;
-  bool next(axis_stream& s, uint64_t& data) {
+  bool next(beat_stream& s, uint64_t data[B]) {
     if (ended) return false;
-    axis_word w = s.read();
-    data = uint64_t(w.data);
+    axis_beat w = s.read();
+    for (int r = 0; r < B; r++) {
+#pragma HLS UNROLL
+      data[r] = beat_word(w, r);
+    }
     remaining--;
     if (w.last) {
       ended = true;
@@ -305,24 +340,31 @@ struct Reader {
     }
     return true;
   }
-  void drain(axis_stream& s) {
+  void drain(beat_stream& s) {
   drain_loop:
     for (int k = 0; k < (1 << 30) && !ended; k++) {
 #pragma HLS LOOP_TRIPCOUNT min = 0 max = 1
 #pragma HLS PIPELINE II = 1
-      axis_word w = s.read();
+      axis_beat w = s.read();
       if (w.last) ended = true;
     }
   }
 };
 
-void send_trailer(axis_stream& out, uint32_t nnz_act, int tag, int status) {
-  put(out, trailer_word(nnz_act, tag, status), true);
+// The trailer beat: the trailer word first, zero padding after it.
+void send_trailer(beat_stream& out, uint32_t nnz_act, int tag, int status) {
+  uint64_t tw[B];
+#pragma HLS ARRAY_PARTITION variable = tw type = complete
+  for (int r = 0; r < B; r++) {
+#pragma HLS UNROLL
+    tw[r] = r == 0 ? trailer_word(nnz_act, tag, status) : 0;
+  }
+  put_beat(out, tw, true);
 }
 
 }  // namespace
 
-void core(axis_stream& s_axis, axis_stream& m_axis) {
+void core(beat_stream& s_axis, beat_stream& m_axis) {
 #pragma HLS INTERFACE mode = axis port = s_axis
 #pragma HLS INTERFACE mode = axis port = m_axis
 #pragma HLS INTERFACE mode = ap_ctrl_none port = return
@@ -333,6 +375,7 @@ void core(axis_stream& s_axis, axis_stream& m_axis) {
 #pragma HLS ARRAY_PARTITION variable = ulist type = complete dim = 1
 #pragma HLS ARRAY_PARTITION variable = tile_end type = complete
 #pragma HLS ARRAY_PARTITION variable = bias_buf type = complete dim = 1
+#pragma HLS ARRAY_PARTITION variable = dw_buf type = complete dim = 1
 #pragma HLS ARRAY_PARTITION variable = mult_buf type = complete dim = 1
 #pragma HLS ARRAY_PARTITION variable = shift_buf type = complete dim = 1
 // Memory binding for 300 MHz (docs/hls.md, "Pragmas against the ZCU104 budget"): BRAM with
@@ -360,14 +403,19 @@ void core(axis_stream& s_axis, axis_stream& m_axis) {
 #pragma HLS RESET variable = ref_valid
 
   // ---- header ------------------------------------------------------------------------
-  axis_word w0 = s_axis.read();
-  if (w0.last) {  // shorter than a header: golden answers LENGTH with tag 0
-    send_trailer(m_axis, 0, 0, CORE_STATUS_LENGTH);
-    return;
+  // B >= 2: both header words in the first beat; B = 1: two beats.
+  static_assert(HEADER_WORDS == 2, "the header is two words");
+  const axis_beat h0 = s_axis.read();
+  axis_beat h1 = h0;
+  if (B == 1) {
+    if (h0.last) {  // shorter than a header: golden answers LENGTH with tag 0
+      send_trailer(m_axis, 0, 0, CORE_STATUS_LENGTH);
+      return;
+    }
+    h1 = s_axis.read();
   }
-  axis_word w1 = s_axis.read();
-  const Header h = parse_header(uint64_t(w0.data), uint64_t(w1.data));
-  Reader rd = {0, bool(w1.last), false};
+  const Header h = parse_header(beat_word(h0, 0), beat_word(h1, B == 1 ? 0 : 1));
+  Reader rd = {0, bool(h1.last), false};
   int status = check_header(h);
   if (status) {
     rd.drain(s_axis);
@@ -375,13 +423,16 @@ void core(axis_stream& s_axis, axis_stream& m_axis) {
     return;
   }
   const InLayout lay = in_layout(h);
-  rd.remaining = lay.total() - HEADER_WORDS;
+  rd.remaining = lay.total() - ceil_div(HEADER_WORDS, B);
   if (rd.ended) rd.bad_length = true;  // every valid packet has REQ and X words
 
   const int P = h.tokens, I = h.in_dim, O = h.out_dim;
   const int row_in = ceil_div(I, INT8_PER_WORD);
   const int row_out32 = ceil_div(O, INT32_PER_WORD);
   const int row_out8 = ceil_div(O, INT8_PER_WORD);
+  const int beats8 = ceil_div(row_out8, B);     // Y beats of one token
+  const int beats32 = ceil_div(row_out32, B);   // YREF / YREF_OUT beats of one token
+  const int blocks = ceil_div(P, B);            // row blocks of the X / XREF sections
   const int og = ceil_div(O, L);
   const bool load_w = h.flags & FLAG_LOAD_W;
   const bool load_ref = h.flags & FLAG_LOAD_REF;
@@ -389,118 +440,156 @@ void core(axis_stream& s_axis, axis_stream& m_axis) {
   const int wb = load_w ? 1 - w_cur : w_cur;  // bank this job computes with
   const int ys = 1 - ref_cur;                   // slot this job writes
   const int src = lay.xref ? ys : ref_cur;      // slot holding the job's references
-  uint64_t d;
+  uint64_t d[B];  // the beat being read, word r from row / entry r of the beat
+#pragma HLS ARRAY_PARTITION variable = d type = complete
 
   // Row loops walk (row, word) with counters: no run-time division by row_in (docs/hls.md).
-  // ---- W_b rows (into the non-resident bank) -----------------------------------------
-  int wo = 0, wj = 0;
+  // ---- W_b rows (into the non-resident bank), in row blocks ----------------------------
+  // Beat (block wq + wg * LB, word wj): row wg*L + t in lane t of group wq (t / B == wq)
+  // takes beat word t mod B; padding rows (>= O) are not written.
+  int wj = 0, wq = 0, wg = 0;
 load_w_rows:
   for (int k = 0; k < lay.w; k++) {
-#pragma HLS LOOP_TRIPCOUNT min = 0 max = MAX_OUT * ROW_I8_IN
-#pragma HLS PIPELINE II = 1
-    if (!rd.next(s_axis, d)) break;
-    w_bank[wo % L][w_addr(wb, wo, wj, row_in)] = row_mask(d, wj, I);
-    if (++wj == row_in) {
-      wj = 0;
-      wo++;
-    }
-  }
-  // ---- dW non-zeros --------------------------------------------------------------------
-  bool bad_index = false;
-  dw_entry dw_low = 0;  // the even entry of the row being filled, written again with the odd one
-load_dw:
-  for (int k = 0; k < lay.dw; k++) {
-#pragma HLS LOOP_TRIPCOUNT min = 0 max = MAX_NNZ_DW
-#pragma HLS PIPELINE II = 1
-    if (!rd.next(s_axis, d)) break;
-    const dw_entry e = dw_pack(d);  // truncated fields only matter when INDEX refuses anyway
-    if (DW_PER_ROW == 2 && k % 2) {
-      dw_buf[k / DW_PER_ROW] = (dw_row_t(e) << DW_BITS) | dw_row_t(dw_low);
-    } else {
-      dw_buf[k / DW_PER_ROW] = dw_row_t(e);
-      dw_low = e;
-    }
-    if (int(bits(d, NZ_ROW_LSB, NZ_ROW_WIDTH)) >= O || int(bits(d, NZ_COL_LSB, NZ_COL_WIDTH)) >= I)
-      bad_index = true;
-  }
-  // ---- bias, requant parameters: channel o lands in its bank (an unrolled decode) -----
-load_bias:
-  for (int k = 0; k < lay.bias; k++) {
-#pragma HLS LOOP_TRIPCOUNT min = 0 max = ROW_I32_OUT
+#pragma HLS LOOP_TRIPCOUNT min = 0 max = MAX_W_BEATS
 #pragma HLS PIPELINE II = 1
     if (!rd.next(s_axis, d)) break;
     for (int t = 0; t < L; t++) {
 #pragma HLS UNROLL
-      for (int b = 0; b < INT32_PER_WORD; b++) {
+      if (t / B == wq && wg * L + t < O)
+        w_bank[t][wb * W_HALF + wg * row_in + wj] = row_mask(d[t % B], wj, I);
+    }
+    if (++wj == row_in) {
+      wj = 0;
+      if (++wq == LB) {
+        wq = 0;
+        wg++;
+      }
+    }
+  }
+  // ---- dW non-zeros --------------------------------------------------------------------
+  bool bad_index = false;
+  dw_entry dw_low = 0;  // B = 1: the even entry of the row being filled, written again with the odd one
+load_dw:
+  for (int k = 0; k < lay.dw; k++) {
+#pragma HLS LOOP_TRIPCOUNT min = 0 max = MAX_DW_BEATS
+#pragma HLS PIPELINE II = 1
+    if (!rd.next(s_axis, d)) break;
+    dw_entry e[B];  // truncated fields only matter when INDEX refuses anyway
+#pragma HLS ARRAY_PARTITION variable = e type = complete
+    for (int r = 0; r < B; r++) {
 #pragma HLS UNROLL
-        const int o = k * INT32_PER_WORD + b;
-        if (o < O && o % L == t) bias_buf[t][o / L] = int32_t(uint32_t(bits(d, 32 * b, 32)));
+      e[r] = dw_pack(d[r]);
+      const bool entry = uint32_t(k * B + r) < h.nnz_dw;  // beat padding is no entry
+      if (entry && (int(bits(d[r], NZ_ROW_LSB, NZ_ROW_WIDTH)) >= O ||
+                    int(bits(d[r], NZ_COL_LSB, NZ_COL_WIDTH)) >= I))
+        bad_index = true;
+    }
+    if (B >= DW_PER_ROW) {  // whole rows: entries q * DW_PER_ROW .. of the beat into bank q
+      for (int q = 0; q < DW_BANKS; q++) {
+#pragma HLS UNROLL
+        dw_row_t row = 0;
+        for (int r = 0; r < B; r++) {
+#pragma HLS UNROLL
+          if (r / DW_PER_ROW == q) row |= dw_row_t(e[r]) << (DW_BITS * (r % DW_PER_ROW));
+        }
+        dw_buf[q][k] = row;
+      }
+    } else if (k % 2) {  // B = 1 with two entries a row
+      dw_buf[0][k / DW_PER_ROW] = (dw_row_t(e[0]) << DW_BITS) | dw_row_t(dw_low);
+    } else {
+      dw_buf[0][k / DW_PER_ROW] = dw_row_t(e[0]);
+      dw_low = e[0];
+    }
+  }
+  // ---- bias, requant parameters: channel o lands in its bank (an unrolled decode) -----
+// A beat brings RB channels (c: word c / 2, half c mod 2); padding channels (>= O) are skipped.
+load_bias:
+  for (int k = 0; k < lay.bias; k++) {
+#pragma HLS LOOP_TRIPCOUNT min = 0 max = MAX_RB_BEATS
+#pragma HLS PIPELINE II = 1
+    if (!rd.next(s_axis, d)) break;
+    for (int t = 0; t < L; t++) {
+#pragma HLS UNROLL
+      for (int c = 0; c < RB; c++) {
+#pragma HLS UNROLL
+        const int o = k * RB + c;
+        const bool lane = RB_ALIGNED ? (c == t % RB && t / RB == k % LRB) : o % L == t;
+        if (o < O && lane)
+          bias_buf[t][o / L] = int32_t(uint32_t(bits(d[c / INT32_PER_WORD], 32 * (c % INT32_PER_WORD), 32)));
       }
     }
   }
 load_req:
   for (int k = 0; k < lay.req; k++) {
-#pragma HLS LOOP_TRIPCOUNT min = 1 max = ROW_I32_OUT
+#pragma HLS LOOP_TRIPCOUNT min = 1 max = MAX_RB_BEATS
 #pragma HLS PIPELINE II = 1
     if (!rd.next(s_axis, d)) break;
-    for (int t = 0; t < INT8_PER_WORD; t++) {
+    for (int t = 0; t < YB; t++) {
 #pragma HLS UNROLL
-      for (int b = 0; b < REQ_PER_WORD; b++) {
+      for (int c = 0; c < RB; c++) {
 #pragma HLS UNROLL
-        const int o = k * REQ_PER_WORD + b;
-        const uint64_t e = bits(d, REQ_ENTRY_BITS * b, REQ_ENTRY_BITS);
-        if (o < O && o % INT8_PER_WORD == t) {
-          mult_buf[t][o / INT8_PER_WORD] = uint16_t(bits(e, REQ_MULT_LSB, REQ_MULT_WIDTH));
-          shift_buf[t][o / INT8_PER_WORD] = uint8_t(bits(e, REQ_SHIFT_LSB, REQ_SHIFT_WIDTH));
+        const int o = k * RB + c;  // bank o mod YB = (k mod QRB) * RB + c: aligned (RB divides YB)
+        const uint64_t e = bits(d[c / REQ_PER_WORD], REQ_ENTRY_BITS * (c % REQ_PER_WORD), REQ_ENTRY_BITS);
+        if (o < O && c == t % RB && t / RB == k % QRB) {
+          mult_buf[t][o / YB] = uint16_t(bits(e, REQ_MULT_LSB, REQ_MULT_WIDTH));
+          shift_buf[t][o / YB] = uint8_t(bits(e, REQ_SHIFT_LSB, REQ_SHIFT_WIDTH));
         }
       }
     }
   }
   // ---- references (LOAD_REF) into the scratch slot; TASK adds its bias delta on the fly --
   const bool add_bias = h.mode == MODE_TASK;
-  int xp = 0, xj = 0;
+  // Row blocks, as W: token xg*L + t in lane t of group xq; padding tokens (>= P) skipped.
+  int xj = 0, xq = 0, xg = 0;
 load_xref:
   for (int k = 0; k < lay.xref; k++) {
-#pragma HLS LOOP_TRIPCOUNT min = 0 max = MAX_TOKENS * ROW_I8_IN
+#pragma HLS LOOP_TRIPCOUNT min = 0 max = MAX_X_BEATS
 #pragma HLS PIPELINE II = 1
     if (!rd.next(s_axis, d)) break;
-    x_ref[ys][xp % L][xp / L][xj] = row_mask(d, xj, I);
+    for (int t = 0; t < L; t++) {
+#pragma HLS UNROLL
+      if (t / B == xq && xg * L + t < P) x_ref[ys][t][xg][xj] = row_mask(d[t % B], xj, I);
+    }
     if (++xj == row_in) {
       xj = 0;
-      xp++;
+      if (++xq == LB) {
+        xq = 0;
+        xg++;
+      }
     }
   }
   // Each (p, o) is written once: no iteration reads what another wrote (DEPENDENCE false).
   int yp = 0, yj = 0;
 load_yref:
   for (int k = 0; k < lay.yref; k++) {
-#pragma HLS LOOP_TRIPCOUNT min = 0 max = MAX_TOKENS * ROW_I32_OUT
+#pragma HLS LOOP_TRIPCOUNT min = 0 max = MAX_TOKENS * MAX_RB_BEATS
 #pragma HLS PIPELINE II = 1
 #pragma HLS DEPENDENCE variable = acc type = inter dependent = false
     if (!rd.next(s_axis, d)) break;
-    int32_t v[INT32_PER_WORD], bv[INT32_PER_WORD];
+    int32_t v[RB], bv[RB];  // channels yj*RB + c of token yp (row-major beats)
 #pragma HLS ARRAY_PARTITION variable = v type = complete
 #pragma HLS ARRAY_PARTITION variable = bv type = complete
-    for (int b = 0; b < INT32_PER_WORD; b++) {
+    for (int c = 0; c < RB; c++) {
 #pragma HLS UNROLL
-      v[b] = int32_t(uint32_t(bits(d, 32 * b, 32)));
-      bv[b] = 0;
+      v[c] = int32_t(uint32_t(bits(d[c / INT32_PER_WORD], 32 * (c % INT32_PER_WORD), 32)));
+      bv[c] = 0;
     }
     for (int u = 0; u < L; u++) {  // bias of channel o from its lane u = o mod L
 #pragma HLS UNROLL
-      for (int b = 0; b < INT32_PER_WORD; b++) {
+      for (int c = 0; c < RB; c++) {
 #pragma HLS UNROLL
-        const int o = yj * INT32_PER_WORD + b;
-        if (o < O && o % L == u) bv[b] = bias_buf[u][o / L];
+        const int o = yj * RB + c;
+        const bool lane = RB_ALIGNED ? (c == u % RB && u / RB == yj % LRB) : o % L == u;
+        if (o < O && lane) bv[c] = bias_buf[u][o / L];
       }
     }
-    for (int b = 0; b < INT32_PER_WORD; b++) {
+    for (int c = 0; c < RB; c++) {
 #pragma HLS UNROLL
-      if (add_bias) v[b] = wadd(v[b], bv[b]);
+      if (add_bias) v[c] = wadd(v[c], bv[c]);
     }
-    acc_write<INT32_PER_WORD>(yp, yj * INT32_PER_WORD, O, ys, v);
+    acc_write<RB>(yp, yj * RB, O, ys, v);
     ram_tick();
-    if (++yj == row_out32) {
+    if (++yj == beats32) {
       yj = 0;
       yp++;
     }
@@ -508,27 +597,65 @@ load_yref:
   ram_drain();
   // ---- X rows: delta encoding on the fly into the delta buffer and the union lists -------
   // DENSE: every non-zero x is a "delta" against zero (the all-nonzero case of the engine).
-  // The word of kept deltas goes to dbuf (token p: bank p mod T). Inputs kept for the first
-  // time in the tile (keep & ~seen) are ranked by a prefix sum, compacted and rotated by
-  // nu mod 8 onto the 8 union banks; the counts take one add of the word's popcount each.
+  // A beat is word aj of the B tokens of row block kb (one tile: B divides T), token
+  // kb*B + r in lane (kb mod LB)*B + r and token row (kb mod TB)*B + r: B encoders, each
+  // bank written by at most one of them. The word of kept deltas goes to dbuf (token p: row
+  // p mod T). Inputs kept for the first time in the tile by any of the B tokens ((OR of the
+  // keep bits) & ~seen: still <= 8 per beat) are ranked by a prefix sum, compacted and
+  // rotated by nu mod 8 onto the 8 union banks; the counts take one add each. Padding tokens
+  // (>= P) keep nothing and are not written to x_ref.
   // x_ref: iteration k reads (src, p, j) and writes (ys, p, j), each (p, j) once, so no
   // iteration reads what another wrote: DEPENDENCE false is exact.
   const bool dense = h.mode == MODE_DENSE;
   uint32_t nnz_act = 0, nu = 0;
   uint8_t seen[ROW_I8_IN];  // inputs j*8 .. j*8+7 already in U_k (bit b), cleared per tile
 #pragma HLS ARRAY_PARTITION variable = seen type = complete
-  int ap = 0, aj = 0;
+  int kb = 0, aj = 0;  // row block (tokens kb*B ..), word
 load_x:
   for (int k = 0; k < lay.x; k++) {
-#pragma HLS LOOP_TRIPCOUNT min = 1 max = MAX_TOKENS * ROW_I8_IN
+#pragma HLS LOOP_TRIPCOUNT min = 1 max = MAX_X_BEATS
 #pragma HLS PIPELINE II = 1
 #pragma HLS DEPENDENCE variable = x_ref type = inter dependent = false
     if (!rd.next(s_axis, d)) break;
-    const uint64_t ref = dense ? 0 : x_ref[src][ap % L][ap / L][aj];
-    const bool tile_start = aj == 0 && ap % T == 0;
+    const int aq = kb % LB, ag = kb / LB;  // lane group, token group (constant divisors)
+    const int tile = kb / TB, tq = kb % TB;  // tile, row block within it
+    uint64_t ref[B];
+#pragma HLS ARRAY_PARTITION variable = ref type = complete
+    for (int t = 0; t < L; t++) {  // the B lanes of group aq: a (L/B):1 pick per token
+#pragma HLS UNROLL
+      const uint64_t v = (!dense && t / B == aq) ? x_ref[src][t][ag][aj] : 0;
+      if (t / B == aq) ref[t % B] = v;
+    }
+    const bool tile_start = aj == 0 && tq == 0;
     const int was = tile_start ? 0 : seen[aj];
-    uint64_t x_new = 0, d_lo = 0;
-    int d_hi = 0, keep_bits = 0;
+    uint64_t x_new[B], d_lo[B];
+    int d_hi[B];
+#pragma HLS ARRAY_PARTITION variable = x_new type = complete
+#pragma HLS ARRAY_PARTITION variable = d_lo type = complete
+#pragma HLS ARRAY_PARTITION variable = d_hi type = complete
+    int keep_any = 0, cnt = 0;  // OR of the B tokens' keep bits; their popcount
+    for (int r = 0; r < B; r++) {
+#pragma HLS UNROLL
+      const bool token = kb * B + r < P;
+      x_new[r] = 0;
+      d_lo[r] = 0;
+      d_hi[r] = 0;
+      for (int b = 0; b < INT8_PER_WORD; b++) {
+#pragma HLS UNROLL
+        const int i = aj * INT8_PER_WORD + b;
+        const int x = byte_of(d[r], b);
+        const int rv = byte_of(ref[r], b);
+        const int dv = x - rv;
+        const bool keep = token && i < I && (dense ? dv != 0 : (dv >= h.th || dv <= -h.th));
+        if (i < I) x_new[r] = with_byte(x_new[r], b, int8_t(keep ? x : rv));  // "the last value sent"
+        if (keep) {
+          d_lo[r] |= uint64_t(uint8_t(dv)) << (8 * b);
+          d_hi[r] |= (dv < 0 ? 1 : 0) << b;
+        }
+        keep_any |= (keep ? 1 : 0) << b;
+        cnt += keep ? 1 : 0;
+      }
+    }
     uint16_t ent[U_BANKS], comp[U_BANKS], banked[U_BANKS];
     bool fresh[U_BANKS];
     int rank[U_BANKS];
@@ -537,23 +664,11 @@ load_x:
 #pragma HLS ARRAY_PARTITION variable = banked type = complete
 #pragma HLS ARRAY_PARTITION variable = fresh type = complete
 #pragma HLS ARRAY_PARTITION variable = rank type = complete
-    int cnt = 0, cnt_new = 0;  // popcount of keep; 4-bit prefix sum of the fresh bits
+    int cnt_new = 0;  // 4-bit prefix sum of the fresh bits
     for (int b = 0; b < INT8_PER_WORD; b++) {
 #pragma HLS UNROLL
-      const int i = aj * INT8_PER_WORD + b;
-      const int x = byte_of(d, b);
-      const int r = byte_of(ref, b);
-      const int dv = x - r;
-      const bool keep = i < I && (dense ? dv != 0 : (dv >= h.th || dv <= -h.th));
-      if (i < I) x_new = with_byte(x_new, b, int8_t(keep ? x : r));  // "the last value sent"
-      if (keep) {
-        d_lo |= uint64_t(uint8_t(dv)) << (8 * b);
-        d_hi |= (dv < 0 ? 1 : 0) << b;
-      }
-      keep_bits |= (keep ? 1 : 0) << b;
-      cnt += keep ? 1 : 0;
-      fresh[b] = keep && !((was >> b) & 1);
-      ent[b] = uint16_t(i);
+      fresh[b] = ((keep_any >> b) & 1) && !((was >> b) & 1);
+      ent[b] = uint16_t(aj * INT8_PER_WORD + b);
       rank[b] = cnt_new;
       cnt_new += fresh[b] ? 1 : 0;
     }
@@ -574,19 +689,27 @@ load_x:
     }
     nnz_act += uint32_t(cnt);
     nu += uint32_t(cnt_new);
-    tile_end[ap / T] = nu;  // the tile's last word leaves its final count
+    tile_end[tile] = nu;  // the tile's last beat leaves its final count
     if (tile_start) {
       for (int j = 0; j < ROW_I8_IN; j++) {
 #pragma HLS UNROLL
         seen[j] = 0;
       }
     }
-    seen[aj] = uint8_t(was | keep_bits);
-    dbuf[(ap % T) / DB_WAYS][(ap % T) % DB_WAYS][(ap / T) * ROW_I8_IN + aj] = (dword(d_hi) << 64) | dword(d_lo);
-    x_ref[ys][ap % L][ap / L][aj] = x_new;
+    seen[aj] = uint8_t(was | keep_any);
+    for (int tr = 0; tr < T; tr++) {  // token rows tq*B .. tq*B + B - 1 of the tile
+#pragma HLS UNROLL
+      if (tr / B == tq)
+        dbuf[tr / DB_WAYS][tr % DB_WAYS][tile * ROW_I8_IN + aj] =
+            (dword(d_hi[tr % B]) << 64) | dword(d_lo[tr % B]);
+    }
+    for (int t = 0; t < L; t++) {
+#pragma HLS UNROLL
+      if (t / B == aq && ag * L + t < P) x_ref[ys][t][ag][aj] = x_new[t % B];
+    }
     if (++aj == row_in) {
       aj = 0;
-      ap++;
+      kb++;
     }
   }
   if (!rd.ended) {  // all words read but no TLAST on the last: drain the excess
@@ -610,8 +733,9 @@ load_x:
   }
 
   // ---- DENSE/TEMPORAL with dW: patch the bank W_b += dW (undone below) ----------------
-  const bool patch = h.mode != MODE_TASK && lay.dw > 0;
-  if (patch) patch_bank(lay.dw, wb, row_in, 1);
+  const int nnz_dw = int(h.nnz_dw);  // entries (lay.dw counts beats)
+  const bool patch = h.mode != MODE_TASK && nnz_dw > 0;
+  if (patch) patch_bank(nnz_dw, wb, row_in, 1);
 
   // ---- activation-sparse pass: a T x L array, lanes over outputs, rows over tokens ------
   // One flattened loop over (output group g, tile k): T swap iterations, then one MAC
@@ -731,7 +855,7 @@ act_pass:
   }
   ram_drain();
 
-  if (patch) patch_bank(lay.dw, wb, row_in, -1);
+  if (patch) patch_bank(nnz_dw, wb, row_in, -1);
 
   // ---- TASK weight-sparse pass: acc += x_k dW^T, one dW non-zero per cycle, lanes over tokens
   // Same register scheme per run of equal output row r; token gL + l sits in bank
@@ -768,7 +892,7 @@ wgt_groups:
     }
     int cur_r = -1, cur_s = 0;
   wgt_pass:
-    for (int k = 0; k < lay.dw; k++) {
+    for (int k = 0; k < nnz_dw; k++) {
 #pragma HLS LOOP_TRIPCOUNT min = 0 max = MAX_NNZ_DW
 #pragma HLS PIPELINE II = 1
 #pragma HLS DEPENDENCE variable = acc type = inter dependent = false
@@ -841,52 +965,79 @@ wgt_groups:
   }
 
   // ---- requantise and stream out Y, then the references (EMIT_REF), then the trailer ----
+  // Y beat (op, oj): channels oj*YB + c of token op from YB distinct skewed accumulator
+  // banks, requantised in parallel with mult/shift bank c; padding words are zero.
   int op = 0, oj = 0;
 out_y:
-  for (int k = 0; k < P * row_out8; k++) {
-#pragma HLS LOOP_TRIPCOUNT min = 1 max = MAX_TOKENS * ROW_I8_OUT
+  for (int k = 0; k < P * beats8; k++) {
+#pragma HLS LOOP_TRIPCOUNT min = 1 max = MAX_Y_BEATS
 #pragma HLS PIPELINE II = 1
-    int32_t a[INT8_PER_WORD];
+    int32_t a[YB];
+    uint64_t word[B];
 #pragma HLS ARRAY_PARTITION variable = a type = complete
-    acc_read<INT8_PER_WORD>(op, oj * INT8_PER_WORD, O, ys, a);
-    uint64_t word = 0;
-    for (int b = 0; b < INT8_PER_WORD; b++) {
+#pragma HLS ARRAY_PARTITION variable = word type = complete
+    acc_read<YB>(op, oj * YB, O, ys, a);
+    for (int r = 0; r < B; r++) {
 #pragma HLS UNROLL
-      if (oj * INT8_PER_WORD + b < O)
-        word |= uint64_t(uint8_t(requant(a[b], mult_buf[b][oj], shift_buf[b][oj]))) << (8 * b);
+      word[r] = 0;
     }
-    put(m_axis, word, false);
-    if (++oj == row_out8) {
+    for (int c = 0; c < YB; c++) {
+#pragma HLS UNROLL
+      if (oj * YB + c < O)
+        word[c / INT8_PER_WORD] |= uint64_t(uint8_t(requant(a[c], mult_buf[c][oj], shift_buf[c][oj])))
+                                   << (8 * (c % INT8_PER_WORD));
+    }
+    put_beat(m_axis, word, false);
+    if (++oj == beats8) {
       oj = 0;
       op++;
     }
   }
-  int rp = 0, rj = 0;
+  // XREF_OUT in row blocks: beat (block rq + rg * LB, word rj) from the B lanes of group rq;
+  // padding tokens (>= P) are zero words.
+  int rj = 0, rq = 0, rg = 0;
 out_xref:
-  for (int k = 0; k < (emit_ref ? P * row_in : 0); k++) {
-#pragma HLS LOOP_TRIPCOUNT min = 0 max = MAX_TOKENS * ROW_I8_IN
+  for (int k = 0; k < (emit_ref ? blocks * row_in : 0); k++) {
+#pragma HLS LOOP_TRIPCOUNT min = 0 max = MAX_X_BEATS
 #pragma HLS PIPELINE II = 1
-    put(m_axis, x_ref[ys][rp % L][rp / L][rj], false);
+    uint64_t word[B];
+#pragma HLS ARRAY_PARTITION variable = word type = complete
+    for (int t = 0; t < L; t++) {
+#pragma HLS UNROLL
+      const bool mine = t / B == rq;
+      const uint64_t v = mine && rg * L + t < P ? x_ref[ys][t][rg][rj] : 0;
+      if (mine) word[t % B] = v;
+    }
+    put_beat(m_axis, word, false);
     if (++rj == row_in) {
       rj = 0;
-      rp++;
+      if (++rq == LB) {
+        rq = 0;
+        rg++;
+      }
     }
   }
   int yq = 0, yk = 0;
 out_yref:
-  for (int k = 0; k < (emit_ref ? P * row_out32 : 0); k++) {
-#pragma HLS LOOP_TRIPCOUNT min = 0 max = MAX_TOKENS * ROW_I32_OUT
+  for (int k = 0; k < (emit_ref ? P * beats32 : 0); k++) {
+#pragma HLS LOOP_TRIPCOUNT min = 0 max = MAX_TOKENS * MAX_RB_BEATS
 #pragma HLS PIPELINE II = 1
-    int32_t a[INT32_PER_WORD];
+    int32_t a[RB];
+    uint64_t word[B];
 #pragma HLS ARRAY_PARTITION variable = a type = complete
-    acc_read<INT32_PER_WORD>(yq, yk * INT32_PER_WORD, O, ys, a);
-    uint64_t word = 0;
-    for (int b = 0; b < INT32_PER_WORD; b++) {
+#pragma HLS ARRAY_PARTITION variable = word type = complete
+    acc_read<RB>(yq, yk * RB, O, ys, a);
+    for (int r = 0; r < B; r++) {
 #pragma HLS UNROLL
-      if (yk * INT32_PER_WORD + b < O) word |= uint64_t(uint32_t(a[b])) << (32 * b);
+      word[r] = 0;
     }
-    put(m_axis, word, false);
-    if (++yk == row_out32) {
+    for (int c = 0; c < RB; c++) {
+#pragma HLS UNROLL
+      if (yk * RB + c < O)
+        word[c / INT32_PER_WORD] |= uint64_t(uint32_t(a[c])) << (32 * (c % INT32_PER_WORD));
+    }
+    put_beat(m_axis, word, false);
+    if (++yk == beats32) {
       yk = 0;
       yq++;
     }
@@ -934,14 +1085,14 @@ int core_arrays(const char** name, long* memories, long* rows, long* bits, int c
       {"w_bank", L, 2 * W_HALF, 64, sizeof(w_bank) / sizeof(w_bank[0][0])},
       {"x_ref", L, 2 * PG * ROW_I8_IN, 64, sizeof(x_ref) / sizeof(x_ref[0][0][0][0])},
       {"acc", L, ACC_DEPTH, 64, sizeof(acc) / sizeof(acc[0][0])},
-      {"dw_buf", 1, DW_ROWS, DW_PER_ROW * DW_BITS, sizeof(dw_buf) / sizeof(dw_buf[0])},
+      {"dw_buf", DW_BANKS, DW_DEPTH, DW_PER_ROW * DW_BITS, sizeof(dw_buf) / sizeof(dw_buf[0][0])},
       {"dbuf", DB_BANKS, DB_WAYS * DB_DEPTH, INT8_PER_WORD * DELTA_BITS,
        sizeof(dbuf) / sizeof(dbuf[0][0][0])},
       {"ulist", U_BANKS, U_DEPTH, 16, sizeof(ulist) / sizeof(ulist[0][0])},
       {"tile_end", NT, 1, 32, sizeof(tile_end) / sizeof(tile_end[0])},
       {"bias_buf", L, OG, 32, sizeof(bias_buf) / sizeof(bias_buf[0][0])},
-      {"mult_buf", INT8_PER_WORD, ROW_I8_OUT, 16, sizeof(mult_buf) / sizeof(mult_buf[0][0])},
-      {"shift_buf", INT8_PER_WORD, ROW_I8_OUT, 8, sizeof(shift_buf) / sizeof(shift_buf[0][0])},
+      {"mult_buf", YB, REQ_DEPTH, 16, sizeof(mult_buf) / sizeof(mult_buf[0][0])},
+      {"shift_buf", YB, REQ_DEPTH, 8, sizeof(shift_buf) / sizeof(shift_buf[0][0])},
   };
   int n = 0;
   for (const Shape& a : shapes) {

@@ -4,6 +4,10 @@
   ``deltamtl.contract.golden_core.GoldenCore`` (``run_packet``, ``run_job``, ``reset``).
 * ``HlsSystemExecutor(limits)``: fetch -> core -> commit over a DDR byte buffer laid out
   by ``deltamtl.contract.ddr_image``: the accelerator the host pipeline uses without a board.
+  B = 1 only: fetch and commit move one word per beat (``limits.beat_words > 1`` is refused).
+
+Packets are flat uint64 word arrays in beats of ``limits.beat_words`` (docs/hls.md,
+"Packet layout"), as GoldenCore takes and returns them.
 
 The limits are compile-time in C++: one shared library is built (and cached under
 build/hls/) per ``CoreLimits``. The core's resident state (weight bank, reuse buffer) lives
@@ -70,6 +74,7 @@ class _Library:
                                         u32p, u32p, u64p]
         lib.dmtl_chain_step.restype = ctypes.c_int
         lib.dmtl_core_act_iterations.restype = ctypes.c_long
+        lib.dmtl_has_system.restype = ctypes.c_int
         self.lib = lib
         got = (ctypes.c_int * len(LIMIT_FIELDS))()
         lib.dmtl_limits(got)
@@ -120,10 +125,14 @@ class HlsCoreExecutor(_CoreOwner):
     """The C++ ``core`` kernel with GoldenCore's interface."""
 
     def run_packet(self, words: np.ndarray) -> np.ndarray:
-        """One input packet (TLAST on its last word) -> the core's output packet."""
+        """One input packet (TLAST on its last beat) -> the core's output packet, both as
+        words in beats of ``limits.beat_words``."""
         words = np.ascontiguousarray(words, dtype=np.uint64)
+        b = self.limits.beat_words
         if words.size == 0:
             raise ValueError("run_packet: an AXI4-Stream packet has at least one word")
+        if words.size % b:
+            raise ValueError(f"run_packet: {words.size} words are not whole beats of {b}")
         out = np.zeros(self._lib.max_out_words, dtype=np.uint64)
         last = np.zeros(self._lib.max_out_words, dtype=np.uint8)
         u64p = ctypes.POINTER(ctypes.c_uint64)
@@ -133,7 +142,7 @@ class HlsCoreExecutor(_CoreOwner):
                 words.ctypes.data_as(u64p), words.size, out.ctypes.data_as(u64p),
                 last.ctypes.data_as(ctypes.POINTER(ctypes.c_uint8)), out.size)
         if n < 0:
-            raise RuntimeError("core left words of the input packet unread")
+            raise RuntimeError("core left beats of the input packet unread")
         if n == 0 or n > out.size:
             raise RuntimeError(f"core emitted {n} words (expected 1..{out.size})")
         if last[n - 1] != 1 or np.any(last[: n - 1]):
@@ -141,7 +150,8 @@ class HlsCoreExecutor(_CoreOwner):
         return out[:n].copy()
 
     def run_job(self, job: SiteJob) -> JobResult:
-        return unpack_result(self.run_packet(pack_job(job)), job)
+        b = self.limits.beat_words
+        return unpack_result(self.run_packet(pack_job(job, b)), job, b)
 
     def act_iterations(self) -> int:
         """Trip count of the activation-sparse pass of the last accepted packet, G * (NT * T
@@ -175,7 +185,17 @@ def _check_buf(buf: np.ndarray, buf_bytes: int) -> None:
 
 
 class HlsSystemExecutor(_CoreOwner):
-    """fetch -> core -> commit over a DDR byte buffer (the emulated accelerator)."""
+    """fetch -> core -> commit over a DDR byte buffer (the emulated accelerator). B = 1
+    only: fetch and commit stream one word per beat, and the DDR image (contract/ddr_image)
+    refuses B > 1 as well."""
+
+    def __init__(self, limits: CoreLimits) -> None:
+        if limits.beat_words != 1:
+            raise ValueError(f"HlsSystemExecutor: beat_words={limits.beat_words}; the system path "
+                             f"(fetch -> core -> commit) is B = 1 only (docs/hls.md)")
+        super().__init__(limits)
+        if not self._lib.lib.dmtl_has_system():
+            raise RuntimeError(f"{self._lib.path}: built without the system path")
 
     def run_buffer(self, buf: np.ndarray, buf_bytes: int, desc_offset: int) -> SystemRun:
         """Run the three kernels on ``buf`` in place (the gmem the host would hand over)."""

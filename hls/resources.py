@@ -10,20 +10,25 @@
   "Pragmas against the ZCU104 budget"). DSP is exact for the mapping assumed (one DSP48E2
   per MAC); LUT and FF are rough (+-50 %): csynth/implementation replace them.
 
-    deltamtl hls-resources [--limits board|tiny|ci | --limits P I O NNZ LANES [MAX_WEIGHTS [T]]]
+    deltamtl hls-resources [--limits board|tiny|ci | --limits P I O NNZ LANES [W [T [B]]]]
+                           [--beat-words B]
+
+``--beat-words`` replaces the limits' beat_words (B, stream words per beat): the estimate
+of a wider-stream build without a CoreLimits of its own (BOARD_LIMITS still has B = 1).
 """
 
 from __future__ import annotations
 
 import argparse
 import ctypes
+import dataclasses
 import math
 import re
 from dataclasses import dataclass
 
 from deltamtl.contract.limits import CoreLimits
 from deltamtl.contract.platform import PART, PART_RESOURCES
-from deltamtl.hls.build import HLS_DIR, parse_limits
+from deltamtl.hls.build import HLS_DIR, LIMITS_HELP, parse_limits
 from deltamtl.hls.emulator import _library
 
 HEADROOM_TARGET = 0.15  # of each resource left for fetch, commit and the block design
@@ -118,9 +123,15 @@ def rotation_luts(n: int, bits: int) -> int:
     return math.ceil(math.log2(n)) * n * bits // 2 if n > 1 else 0
 
 
+# One more beat word (B > 1) over the B = 1 datapath: a delta encoder of 8 inputs (subtract,
+# two compares, select; ~40 LUT each) + its popcount and the union mask OR, a dW entry's
+# pack and INDEX compares, and the pipeline registers of its words.
+ENCODER_LUT, ENCODER_FF = 8 * 40 + 8 + 16, 64 + 72 + 64
+
+
 def logic(limits: CoreLimits) -> list[tuple[str, int, int, int, str]]:
     """(item, DSP48E2, LUT, FF, note) of the datapath; LUT/FF rough."""
-    lanes, rows = limits.lanes, limits.token_rows
+    lanes, rows, b = limits.lanes, limits.token_rows, limits.beat_words
     srl = lanes * 32 * math.ceil(rows / 32)  # `other` halves: an enabled shift register -> SRL32
     return [
         ("MAC array T x L", rows * lanes, 16 * lanes + 18 * rows, 0,
@@ -134,10 +145,16 @@ def logic(limits: CoreLimits) -> list[tuple[str, int, int, int, str]]:
          "a register after each rotation"),
         ("weight pass (TASK dW)", lanes, 2 * rotation_luts(lanes, 64) + 16 * lanes,
          4 * lanes * 64 + 2 * lanes * 64, "L MACs, 2 rotations, FWD_DEPTH = 4 forwarded rows"),
-        ("outputs: 2 accumulator reads + requant", 16, 2 * rotation_luts(lanes, 32) + 8 * 250,
-         2 * lanes * 32 + 8 * 128, "8 channels x (32 x 16 bit product: 2 DSP, round, shift, clamp)"),
-        ("load_x encoder + loaders + control", 0, 6000, 8000,
-         "compare/compaction/8-way rotation, seen mask, counters, stream handshakes (fixed guess)"),
+        ("outputs: 2 accumulator reads + requant", 16 * b, 2 * rotation_luts(lanes, 32) + 8 * b * 250,
+         2 * lanes * 32 + 8 * b * 128,
+         f"{8 * b} channels a Y beat x (32 x 16 bit product: 2 DSP, round, shift, clamp)"),
+        ("load_x encoder + loaders + control", 0, 6000 + (b - 1) * ENCODER_LUT,
+         8000 + (b - 1) * ENCODER_FF,
+         "compare/compaction/8-way rotation, seen mask, counters, stream handshakes (fixed guess "
+         f"at B = 1) + {b - 1} more encoders / dW INDEX compares for B = {b}"),
+        ("stream beat width", 0, 2 * 64 * (b - 1), 4 * 64 * (b - 1),
+         f"TDATA {64 * b} bits in and out: register slices (2 x 2 regs) and input muxes, "
+         "beyond the 64 bits of B = 1; row-block loaders use write enables, no data mux"),
     ]
 
 
@@ -151,9 +168,27 @@ def estimate(limits: CoreLimits) -> tuple[list[Memory], list[tuple[str, int, int
     return mems, items, total
 
 
+def bank_ports(limits: CoreLimits) -> list[str]:
+    """How one beat uses the banks' ports (docs/hls.md, "Packet layout"): each bank still
+    takes at most its ports' accesses per cycle at any B."""
+    b = limits.beat_words
+    return [
+        f"B = {b}: {64 * b}-bit TDATA; every loop still moves one beat per cycle (II = 1)",
+        f"w_bank, x_ref: a W / XREF / X beat writes {b} of {limits.lanes} lane banks (one "
+        "write each), XREF_OUT reads the same group; X also reads x_ref src there",
+        f"dbuf: an X beat writes {b} token rows = {min(b, 2) if limits.token_rows > 1 else 1} "
+        "way(s) of each true dual-port memory it touches (2 ports)",
+        f"acc: a Y / YREF / YREF_OUT beat reads or writes {8 * b} / {2 * b} / {2 * b} channels of "
+        f"one token in distinct skewed banks (<= L = {limits.lanes})",
+        f"dw_buf: a DW beat writes {b} entries = one row in each of its banks; "
+        f"mult/shift: {8 * b} banks, a REQ beat writes {2 * b} of them, a Y beat reads all",
+    ]
+
+
 def report(limits: CoreLimits) -> str:
     mems, items, total = estimate(limits)
     lines = [f"HLS core at {limits} on {PART}", "",
+             *(f"* {line}" for line in bank_ports(limits)), "",
              "| array | memories x rows x bits | Mbit | mapping | URAM | BRAM36 | LUT | FF |",
              "|---|---|---|---|---|---|---|---|"]
     for m in mems:
@@ -173,10 +208,16 @@ def report(limits: CoreLimits) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="deltamtl hls-resources", description=__doc__.split("\n")[0])
-    parser.add_argument("--limits", nargs="+", default=["board"],
-                        help="board | tiny | ci, or P I O NNZ LANES [MAX_WEIGHTS [TOKEN_ROWS]]")
+    parser.add_argument("--limits", nargs="+", default=["board"], help=LIMITS_HELP)
+    parser.add_argument("--beat-words", type=int, metavar="B",
+                        help="stream words per beat instead of the limits' beat_words")
     args = parser.parse_args(argv)
     limits = parse_limits(args.limits)
+    if args.beat_words is not None:
+        try:
+            limits = dataclasses.replace(limits, beat_words=args.beat_words)
+        except ValueError as e:
+            raise SystemExit(f"--beat-words: {e}") from e
     print(report(limits))
     _mems, _items, total = estimate(limits)
     return 0 if all(total[k] <= v for k, v in PART_RESOURCES.items()) else 1

@@ -26,6 +26,13 @@ namespace dmtl {
 typedef hls::axis<ap_uint<STREAM_DATA_BITS>, 0, 0, 0, AXIS_ENABLE_DATA | AXIS_ENABLE_LAST, true>
     axis_word;
 typedef hls::stream<axis_word> axis_stream;
+// The core's beat: BEAT_WORDS contract words (TDATA 64*B bits, word r in bits [64r+63 : 64r];
+// docs/hls.md, "Packet layout"), the same enablement as axis_word. At B = 1 it IS axis_word,
+// so fetch -> core -> commit connect as before; fetch and commit stay one word per beat.
+typedef hls::axis<ap_uint<STREAM_DATA_BITS * BEAT_WORDS>, 0, 0, 0,
+                  AXIS_ENABLE_DATA | AXIS_ENABLE_LAST, true>
+    axis_beat;
+typedef hls::stream<axis_beat> beat_stream;
 
 // One m_axi word of the gmem bundle: DDR is read and written in the contract's words
 // (STREAM_DATA_BITS wide, WORD_BYTES bytes), the same words the packet rows are made of.
@@ -51,6 +58,11 @@ constexpr int ROW_I32_OUT = ceil_div(MAX_OUT, INT32_PER_WORD);
 constexpr int MAX_PACKET_IN = HEADER_WORDS + MAX_OUT * ROW_I8_IN + MAX_NNZ_DW + 2 * ROW_I32_OUT +
                               MAX_TOKENS * (2 * ROW_I8_IN + ROW_I32_OUT);
 constexpr int MAX_PACKET_OUT = MAX_TOKENS * (ROW_I8_OUT + ROW_I8_IN + ROW_I32_OUT) + 1;
+// The core's output packet in beats of B words: row blocks pad the tokens to B, rows pad
+// each row to whole beats (contract/packets.py); MAX_PACKET_OUT at B = 1.
+constexpr int B_TOKENS = ceil_div(MAX_TOKENS, BEAT_WORDS) * BEAT_WORDS;
+constexpr int MAX_BEATS_OUT = MAX_TOKENS * (ceil_div(ROW_I8_OUT, BEAT_WORDS) + ceil_div(ROW_I32_OUT, BEAT_WORDS)) +
+                              B_TOKENS / BEAT_WORDS * ROW_I8_IN + 1;
 
 // The job header (two stream words), decoded.
 struct Header {
@@ -91,24 +103,30 @@ inline int check_header(const Header& h) {
   return 0;
 }
 
-// Section sizes of the core input packet (contract.input_sections), in words.
+// Section sizes of the core input packet (contract.input_sections) in beats of BEAT_WORDS
+// words: W, XREF, X in row blocks of B rows, the others row-major with each row padded to
+// whole beats (docs/hls.md, "Packet layout"). B = 1: the words.
 struct InLayout {
   int w, dw, bias, req, xref, yref, x;
-  int total() const { return HEADER_WORDS + w + dw + bias + req + xref + yref + x; }
+  int total() const {
+    return ceil_div(HEADER_WORDS, BEAT_WORDS) + w + dw + bias + req + xref + yref + x;
+  }
 };
 
 inline InLayout in_layout(const Header& h) {
+  constexpr int B = BEAT_WORDS;
   InLayout s;
   const int row_in = ceil_div(h.in_dim, INT8_PER_WORD);
   const int row_out32 = ceil_div(h.out_dim, INT32_PER_WORD);
+  const int blocks = ceil_div(h.tokens, B);
   const bool refs = (h.mode == MODE_TEMPORAL || h.mode == MODE_TASK) && (h.flags & FLAG_LOAD_REF);
-  s.w = (h.flags & FLAG_LOAD_W) ? h.out_dim * row_in : 0;
-  s.dw = int(h.nnz_dw);
-  s.bias = (h.mode == MODE_DENSE || h.mode == MODE_TASK) ? row_out32 : 0;
-  s.req = ceil_div(h.out_dim, REQ_PER_WORD);
-  s.xref = refs ? h.tokens * row_in : 0;
-  s.yref = refs ? h.tokens * row_out32 : 0;
-  s.x = h.tokens * row_in;
+  s.w = (h.flags & FLAG_LOAD_W) ? ceil_div(h.out_dim, B) * row_in : 0;
+  s.dw = ceil_div(int(h.nnz_dw), B);
+  s.bias = (h.mode == MODE_DENSE || h.mode == MODE_TASK) ? ceil_div(row_out32, B) : 0;
+  s.req = ceil_div(ceil_div(h.out_dim, REQ_PER_WORD), B);
+  s.xref = refs ? blocks * row_in : 0;
+  s.yref = refs ? h.tokens * ceil_div(row_out32, B) : 0;
+  s.x = blocks * row_in;
   return s;
 }
 
@@ -123,6 +141,20 @@ inline void put(axis_stream& s, uint64_t data, bool last) {
   w.data = data;
   w.last = last ? 1 : 0;
   s.write(w);
+}
+
+// Word r of a beat, and a beat from its words (unrolled: wiring only).
+inline uint64_t beat_word(const axis_beat& b, int r) {
+  return uint64_t(b.data(STREAM_DATA_BITS * r + STREAM_DATA_BITS - 1, STREAM_DATA_BITS * r));
+}
+inline void put_beat(beat_stream& s, const uint64_t words[BEAT_WORDS], bool last) {
+  axis_beat b;
+  for (int r = 0; r < BEAT_WORDS; r++) {
+#pragma HLS UNROLL
+    b.data(STREAM_DATA_BITS * r + STREAM_DATA_BITS - 1, STREAM_DATA_BITS * r) = words[r];
+  }
+  b.last = last ? 1 : 0;
+  s.write(b);
 }
 
 }  // namespace dmtl

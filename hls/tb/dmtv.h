@@ -5,6 +5,7 @@
 
 #include <stdint.h>
 
+#include <array>
 #include <fstream>
 #include <sstream>
 #include <stdexcept>
@@ -15,9 +16,8 @@
 
 namespace dmtv {
 
-struct Limits {
-  uint32_t max_tokens, max_in, max_out, max_nnz_dw, lanes, max_weights;
-};
+// The compiled maxima of the file header, in LIMIT_FIELDS order (as params.h's LIMIT_VALUES).
+typedef std::array<uint32_t, dmtl_files::NUM_LIMITS> Limits;
 
 struct Record {
   uint32_t class_id;
@@ -43,7 +43,7 @@ inline File read(const std::string& path) {
   if (head.version != fl::DMTV_VERSION)
     fail("version " + std::to_string(head.version) + ", this reader knows " + std::to_string(fl::DMTV_VERSION));
   File out;
-  out.limits = {head.max_tokens, head.max_in, head.max_out, head.max_nnz_dw, head.lanes, head.max_weights};
+  fl::limits_of(head, out.limits.data());
   size_t pos = fl::DMTV_FILE_HEADER_BYTES;
   auto words = [&](size_t count, std::vector<uint64_t>& dst) {
     dst.resize(count);

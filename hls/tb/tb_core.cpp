@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include <map>
+#include <string>
 
 #include "../include/dmtl_kernels.h"
 #include "dmtv.h"
@@ -26,17 +27,19 @@ int main(int argc, char** argv) {
     fprintf(stderr, "tb_core: %s\n", e.what());
     return 2;
   }
-  const dmtv::Limits& l = file.limits;
-  if (l.max_tokens != uint32_t(dmtl::MAX_TOKENS) || l.max_in != uint32_t(dmtl::MAX_IN) ||
-      l.max_out != uint32_t(dmtl::MAX_OUT) || l.max_nnz_dw != uint32_t(dmtl::MAX_NNZ_DW) ||
-      l.lanes != uint32_t(dmtl::LANES) || l.max_weights != uint32_t(dmtl::MAX_WEIGHTS)) {
-    fprintf(stderr,
-            "tb_core: %s was generated for limits (%u, %u, %u, %u, %u, %u), this build has "
-            "(%d, %d, %d, %d, %d, %d) (params.h); regenerate one or the other\n",
-            argv[1], l.max_tokens, l.max_in, l.max_out, l.max_nnz_dw, l.lanes, l.max_weights,
-            dmtl::MAX_TOKENS, dmtl::MAX_IN, dmtl::MAX_OUT, dmtl::MAX_NNZ_DW, dmtl::LANES,
-            dmtl::MAX_WEIGHTS);
-    return 2;
+  // All compiled maxima, beat_words included (LIMIT_FIELDS order in both).
+  static_assert(size_t(dmtl::NUM_LIMIT_VALUES) == dmtl_files::NUM_LIMITS, "params.h and vector_files.h disagree");
+  for (size_t k = 0; k < dmtl_files::NUM_LIMITS; k++) {
+    if (file.limits[k] != uint32_t(dmtl::LIMIT_VALUES[k])) {
+      std::string got, want;
+      for (size_t j = 0; j < dmtl_files::NUM_LIMITS; j++) {
+        got += (j ? ", " : "") + std::to_string(file.limits[j]);
+        want += (j ? ", " : "") + std::to_string(dmtl::LIMIT_VALUES[j]);
+      }
+      fprintf(stderr, "tb_core: %s was generated for limits (%s), this build has (%s) (params.h); "
+              "regenerate one or the other\n", argv[1], got.c_str(), want.c_str());
+      return 2;
+    }
   }
   std::map<uint32_t, std::pair<long, long>> per_class;  // id -> (passed, total)
   long passed = 0, total = 0;
@@ -47,15 +50,21 @@ int main(int argc, char** argv) {
       core_reset_state();
       continue;
     }
-    dmtl::axis_stream s_in, s_out;
-    for (size_t k = 0; k < rec.in.size(); k++) dmtl::put(s_in, rec.in[k], k + 1 == rec.in.size());
+    // B words a beat, TLAST on the last beat; TLAST compared per beat
+    constexpr size_t B = dmtl::BEAT_WORDS;
+    if (rec.in.size() % B || rec.out.size() % B) {
+      fprintf(stderr, "tb_core: record %zu is not whole beats of %zu words\n", r, B);
+      return 2;
+    }
+    dmtl::beat_stream s_in, s_out;
+    for (size_t k = 0; k < rec.in.size(); k += B) dmtl::put_beat(s_in, &rec.in[k], k + B == rec.in.size());
     core(s_in, s_out);
     bool ok = s_in.empty();
     std::vector<uint64_t> got;
     std::vector<int> lasts;
     while (!s_out.empty()) {
-      dmtl::axis_word w = s_out.read();
-      got.push_back(uint64_t(w.data));
+      dmtl::axis_beat w = s_out.read();
+      for (size_t j = 0; j < B; j++) got.push_back(dmtl::beat_word(w, int(j)));
       lasts.push_back(int(w.last));
     }
     while (!s_in.empty()) s_in.read();

@@ -40,6 +40,11 @@ int main(int argc, char** argv) {
     return 2;
   }
   const bool verbose = argc > 2 && strcmp(argv[2], "--verbose") == 0;
+  if (dmtl::BEAT_WORDS != 1) {  // fetch and commit move one word per beat (this phase)
+    fprintf(stderr, "tb_system: the system path is B = 1; this build has BEAT_WORDS = %d\n",
+            dmtl::BEAT_WORDS);
+    return 2;
+  }
   Reader rd;
   rd.path = argv[1];
   std::ifstream f(argv[1], std::ios::binary);
@@ -90,11 +95,14 @@ int main(int argc, char** argv) {
       std::vector<dmtl::mem_word>* mem = new std::vector<dmtl::mem_word>(words);
       memcpy(mem->data(), before, held);
       dmtl::axis_stream s_in, s_out;
+      dmtl::beat_stream c_in, c_out;  // the same type at B = 1, the only width here
       uint32_t fst = 0, cst = 0;
       fetch(mem->data(), buf_bytes, desc_offset, &fst, s_in);
-      if (!s_in.empty()) core(s_in, s_out);
+      dmtl::pass_packets(s_in, c_in);
+      if (!c_in.empty()) core(c_in, c_out);
+      dmtl::pass_packets(c_out, s_out);
       commit(mem->data(), buf_bytes, desc_offset, &cst, s_out);
-      const bool ok = fst == exp_fetch && cst == exp_commit && s_in.empty() && s_out.empty() &&
+      const bool ok = fst == exp_fetch && cst == exp_commit && c_in.empty() && s_out.empty() &&
                       memcmp(mem->data(), after, held) == 0 &&
                       memcmp(before + held, after + held, image - held) == 0;
       total++;
@@ -108,7 +116,7 @@ int main(int argc, char** argv) {
                 "differing byte %zu of %llu\n", at.c_str(), fst, exp_fetch, cst, exp_commit, k,
                 (unsigned long long)image);
       }
-      while (!s_in.empty()) s_in.read();
+      while (!c_in.empty()) c_in.read();
       while (!s_out.empty()) s_out.read();
       delete mem;
     }

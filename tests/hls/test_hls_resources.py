@@ -3,10 +3,13 @@ C++ reports, and the board build against the ZCU104 with the 15 % headroom targe
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 from deltamtl.contract.limits import BOARD_LIMITS, CoreLimits
 from deltamtl.contract.platform import PART_RESOURCES
 from deltamtl.hls import resources
+from deltamtl.hls.build import parse_limits
 
 
 @pytest.mark.parametrize(("rows", "bits", "t2p", "want"), [
@@ -46,3 +49,26 @@ def test_board_build_fits_the_zcu104_with_headroom():
     assert total["DSP48E2"] == t * lanes + lanes + 16
     for key, have in PART_RESOURCES.items():
         assert total[key] <= (1 - resources.HEADROOM_TARGET) * have, key
+
+
+def test_board_build_with_512_bit_beats_keeps_the_headroom():
+    """B = 8 (issue 18's 512-bit streams): 8B mult/shift banks, B/2 dW banks, 16 DSPs per 8
+    requantised channels, and still >= 15 % of every resource left."""
+    lim = replace(BOARD_LIMITS, beat_words=8)
+    mems, _items, total = resources.estimate(lim)
+    by_name = {m.name: m for m in mems}
+    assert (by_name["mult_buf"].memories, by_name["mult_buf"].rows) == (64, 12)
+    assert (by_name["dw_buf"].memories, by_name["dw_buf"].rows, by_name["dw_buf"].uram) == (4, 8192, 8)
+    t, lanes = lim.token_rows, lim.lanes
+    assert total["DSP48E2"] == t * lanes + lanes + 16 * 8
+    for key, have in PART_RESOURCES.items():
+        assert total[key] <= (1 - resources.HEADROOM_TARGET) * have, key
+
+
+def test_limits_take_all_eight_fields_and_a_beat_override(capsys):
+    assert parse_limits("197 768 768 65536 64 147456 16 8".split()) == CoreLimits(
+        197, 768, 768, 65536, 64, 147456, 16, 8)
+    with pytest.raises(SystemExit):
+        parse_limits("1 2 3 4 5 6 7 8 9".split())
+    with pytest.raises(SystemExit, match="beat_words"):
+        resources.main(["--limits", "ci", "--beat-words", "2"])  # 8B > lanes = 8

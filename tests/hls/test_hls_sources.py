@@ -56,5 +56,5 @@ def test_fetch_and_commit_pin_the_register_map():
         assert args[:4] == [r.name for r in KERNEL_ARGS], (name, args)
         assert re.search(r"mode\s*=\s*m_axi port\s*=\s*gmem bundle\s*=\s*gmem", text)
     core = (HLS / "core.cpp").read_text()
-    assert re.search(r"void core\(axis_stream& s_axis, axis_stream& m_axis\)", core)
+    assert re.search(r"void core\(beat_stream& s_axis, beat_stream& m_axis\)", core)
     assert "ap_ctrl_none" in core
