@@ -738,91 +738,130 @@ load_x:
   if (patch) patch_bank(nnz_dw, wb, row_in, 1);
 
   // ---- activation-sparse pass: a T x L array, lanes over outputs, rows over tokens ------
-  // One flattened loop over (output group g, tile k): T swap iterations, then one MAC
-  // iteration per entry i of U_k: lane l reads W[gL + l][i] once and row t multiplies it by
-  // the delta of token kT + t at input i (0 where not kept: integer sums are exact in any
-  // order). Swap iteration t stores PE row 0 (row t of the previous tile) into the
-  // accumulators, shifts the rows up and loads row t of this tile at the bottom with its
-  // initial value (DENSE: bias; LOAD_REF: the loaded y_ref, TASK bias already added;
-  // otherwise the resident accumulator, + TASK bias delta), so after T swaps row t holds
-  // token kT + t and every bank index is a constant or an unroll variable. A final T swaps
-  // store the last tile. Token p's L accumulators sit in L distinct skewed banks (rotated by
-  // p mod L), each loaded once and stored once per group, later: DEPENDENCE false is exact.
-  // PE rows keep the other slot's half (`other`) to write the word back whole.
+  // One flattened loop over the slots (output group g, tile k), G = ceil(O/L), with a
+  // T-iteration prologue and epilogue. A slot lasts max(|U_k|, T) iterations: one MAC
+  // iteration per entry i of U_k (lane l reads W[gL + l][i] once and row t multiplies it by
+  // the delta of token kT + t at input i, 0 where not kept: integer sums are exact in any
+  // order) while two shadow copies of the PE rows move the previous and the next slot
+  // through the accumulators underneath. Iteration 0 of a slot is the switch: the PE rows
+  // go to the store shadow `st` and the load shadow `ld` (this slot's initial values) into
+  // the PE rows (then the first MAC adds to them). In iterations j < T, `st` stores its
+  // row 0 (token k'T + j of the previous slot) and shifts up by one; `ld` shifts up and
+  // takes token k''T + j of the next slot at the bottom, with its initial value (DENSE:
+  // bias; LOAD_REF: the loaded y_ref, TASK bias already added; otherwise the resident
+  // accumulator, + TASK bias delta): every register index is a constant or an unroll
+  // variable. The prologue only loads slot 0, the epilogue only stores the last slot.
+  // Token p's L accumulators sit in L distinct skewed banks (rotated by p mod L), so an
+  // iteration reads each bank once (the token loaded) and writes it once (the token
+  // stored). The word of (token p, group g) is read once, in the slot before (g, p / T), and
+  // written once, in the slot after it: no load ever follows a store of its address, and
+  // the store and the load of one iteration belong to slots two apart (different (token,
+  // group) words): DEPENDENCE false is exact. The rows keep the other slot's half (`*_oth`)
+  // to write the word back whole.
   const int nt = ceil_div(P, T);
-  const uint32_t n_act = uint32_t(og) * (uint32_t(nt * T) + tile_end[nt - 1]) + uint32_t(T);
+  uint32_t slot_sum = 0;  // sum_k max(|U_k|, T)
+  {
+    uint32_t prev = 0;
+    for (int k = 0; k < NT; k++) {
+#pragma HLS UNROLL
+      const uint32_t len = tile_end[k] - prev;
+      prev = tile_end[k];
+      if (k < nt) slot_sum += len > uint32_t(T) ? len : uint32_t(T);
+    }
+  }
+  const uint32_t n_act = uint32_t(og) * slot_sum + uint32_t(2 * T);
   const bool from_resident = !dense && !lay.yref;
 #ifndef __SYNTHESIS__
   act_iterations = n_act;
 #endif
-  int32_t reg[T][L];
-  uint32_t other[T][L];
+  int32_t reg[T][L], st_val[T][L], ld_val[T][L];
+  uint32_t pe_oth[T][L], st_oth[T][L], ld_oth[T][L];
 #pragma HLS ARRAY_PARTITION variable = reg type = complete dim = 0
-#pragma HLS ARRAY_PARTITION variable = other type = complete dim = 0
+#pragma HLS ARRAY_PARTITION variable = st_val type = complete dim = 0
+#pragma HLS ARRAY_PARTITION variable = ld_val type = complete dim = 0
+#pragma HLS ARRAY_PARTITION variable = pe_oth type = complete dim = 0
+#pragma HLS ARRAY_PARTITION variable = st_oth type = complete dim = 0
+#pragma HLS ARRAY_PARTITION variable = ld_oth type = complete dim = 0
   for (int r = 0; r < T; r++) {
 #pragma HLS UNROLL
     for (int l = 0; l < L; l++) {
 #pragma HLS UNROLL
       reg[r][l] = 0;
-      other[r][l] = 0;
+      st_val[r][l] = 0;
+      ld_val[r][l] = 0;
+      pe_oth[r][l] = 0;
+      st_oth[r][l] = 0;
+      ld_oth[r][l] = 0;
     }
   }
-  int g = 0, tk = 0, st = 0, cg = 0, ck = 0;  // (g, tk): the tile loading; (cg, ck): in the array
-  int w_base = wb * W_HALF;                   // lane l holds row gL + l from there
-  bool swap = true, have = false;
-  uint32_t u = 0;  // union entry, from 0 in each group
+  // Slots: (cg, ck) in the PE rows (mac: a real slot, not the prologue / epilogue), (sg, sk)
+  // in the store shadow (have_st), (lg, lk) loading into the load shadow (lg < og).
+  int cg = 0, ck = 0, sg = 0, sk = 0, lg = 0, lk = 0;
+  bool mac = false, have_st = false;
+  int j = 0;                   // iteration of the slot, saturating at T
+  int w_base = wb * W_HALF;    // lane l holds row cg L + l from there
+  uint32_t u = 0;              // union entry, from 0 in each group
 act_pass:
   for (uint32_t n = 0; n < n_act; n++) {
-#pragma HLS LOOP_TRIPCOUNT min = 1 max = OG * (NT * T + NT * MAX_IN) + T
+#pragma HLS LOOP_TRIPCOUNT min = 1 max = OG * NT * (MAX_IN > T ? MAX_IN : T) + 2 * T
 #pragma HLS PIPELINE II = 1
 #pragma HLS DEPENDENCE variable = acc type = inter dependent = false
-    const uint32_t end = tile_end[tk];
-    bool next_tile = false;
-    if (swap) {
-      const int ps = ck * T + st, pl = tk * T + st;  // token stored / loaded
+    // DEPENDENCE false: (token p, group g) is loaded in the slot before (g, p / T) and stored
+    // in the slot after it, never loaded again (see above): no load follows a store.
+    const uint32_t end = tile_end[ck];
+    if (j == 0) {  // the switch
+      for (int r = 0; r < T; r++) {
+#pragma HLS UNROLL
+        for (int l = 0; l < L; l++) {
+#pragma HLS UNROLL
+          st_val[r][l] = reg[r][l];
+          st_oth[r][l] = pe_oth[r][l];
+          reg[r][l] = ld_val[r][l];
+          pe_oth[r][l] = ld_oth[r][l];
+        }
+      }
+    }
+    if (j < T) {  // store item j of slot (sg, sk), load item j of slot (lg, lk)
+      const int ps = sk * T + j, pl = lk * T + j;
       const int s_st = ps % L, s_ld = pl % L;
-      const bool load = g < og && pl < P;
-      const int gb = g < og ? g : 0;
-      uint64_t wv[L], sw[L], ld[L], lw[L];
+      const bool load = lg < og && pl < P;
+      const int gb = lg < og ? lg : 0;
+      uint64_t wv[L], sw[L], ldw[L], lw[L];
 #pragma HLS ARRAY_PARTITION variable = wv type = complete
 #pragma HLS ARRAY_PARTITION variable = sw type = complete
-#pragma HLS ARRAY_PARTITION variable = ld type = complete
+#pragma HLS ARRAY_PARTITION variable = ldw type = complete
 #pragma HLS ARRAY_PARTITION variable = lw type = complete
       for (int l = 0; l < L; l++) {
 #pragma HLS UNROLL
-        wv[l] = acc_word(ys, reg[0][l], other[0][l]);
+        wv[l] = acc_word(ys, st_val[0][l], st_oth[0][l]);
       }
       rotate<uint64_t, L>(wv, s_st, sw);
       for (int t = 0; t < L; t++) {
 #pragma HLS UNROLL
-        if (have && ps < P && cg * L + lane_in(t, s_st) < O) ram_store(acc[t][ps * OG + cg], sw[t]);
-        ld[t] = load ? acc[t][pl * OG + gb] : 0;
+        if (have_st && ps < P && sg * L + lane_in(t, s_st) < O) ram_store(acc[t][ps * OG + sg], sw[t]);
+        ldw[t] = load ? acc[t][pl * OG + gb] : 0;
       }
-      rotate<uint64_t, L>(ld, (L - s_ld) % L, lw);
+      rotate<uint64_t, L>(ldw, (L - s_ld) % L, lw);
       for (int r = 0; r + 1 < T; r++) {
 #pragma HLS UNROLL
         for (int l = 0; l < L; l++) {
 #pragma HLS UNROLL
-          reg[r][l] = reg[r + 1][l];
-          other[r][l] = other[r + 1][l];
+          st_val[r][l] = st_val[r + 1][l];
+          st_oth[r][l] = st_oth[r + 1][l];
+          ld_val[r][l] = ld_val[r + 1][l];
+          ld_oth[r][l] = ld_oth[r + 1][l];
         }
       }
       for (int l = 0; l < L; l++) {
 #pragma HLS UNROLL
         const int32_t bias = bias_buf[l][gb];
         const int32_t from = half_of(lw[l], lay.yref ? ys : ref_cur);
-        reg[T - 1][l] = dense ? bias : (from_resident && add_bias ? wadd(from, bias) : from);
-        other[T - 1][l] = uint32_t(half_of(lw[l], ref_cur));
+        ld_val[T - 1][l] = dense ? bias : (from_resident && add_bias ? wadd(from, bias) : from);
+        ld_oth[T - 1][l] = uint32_t(half_of(lw[l], ref_cur));
       }
-      if (++st == T) {
-        st = 0;
-        cg = g;
-        ck = tk;
-        have = g < og;
-        swap = u == end;  // an empty union: straight on to the next tile's swap
-        next_tile = swap;
-      }
-    } else {
+    }
+    const bool do_mac = mac && u != end;
+    if (do_mac) {  // MAC iteration: entry u of U_ck
       const int i = ulist[u % U_BANKS][u / U_BANKS];
       int32_t wl[L];
 #pragma HLS ARRAY_PARTITION variable = wl type = complete
@@ -832,8 +871,8 @@ act_pass:
       }
       for (int t = 0; t < T; t++) {
 #pragma HLS UNROLL
-        const dword dw = dbuf[t / DB_WAYS][t % DB_WAYS][tk * ROW_I8_IN + i / INT8_PER_WORD];
-        const int dv = tk * T + t < P ? dsel(dw, i % INT8_PER_WORD) : 0;
+        const dword dw = dbuf[t / DB_WAYS][t % DB_WAYS][ck * ROW_I8_IN + i / INT8_PER_WORD];
+        const int dv = ck * T + t < P ? dsel(dw, i % INT8_PER_WORD) : 0;
 #ifndef __SYNTHESIS__
         if (dv == 0) continue;  // C simulation speed only: a zero delta adds nothing
 #endif
@@ -842,14 +881,26 @@ act_pass:
           reg[t][l] = wadd(reg[t][l], dv * wl[l]);
         }
       }
-      next_tile = ++u == end;
-      swap = next_tile;
+      u++;
     }
-    if (next_tile && ++tk == nt) {
-      tk = 0;
-      g++;
-      u = 0;
-      w_base += row_in;
+    if (j < T) j++;
+    if (j == T && !(mac && u != end)) {  // the slot ends: the slots move on by one
+      const bool new_group = mac && ck + 1 == nt;
+      sg = cg;
+      sk = ck;
+      have_st = mac;
+      cg = lg;
+      ck = lk;
+      mac = lg < og;
+      if (new_group) {
+        u = 0;
+        w_base += row_in;
+      }
+      if (++lk == nt) {
+        lk = 0;
+        lg++;
+      }
+      j = 0;
     }
     ram_tick();
   }
@@ -1070,7 +1121,7 @@ void core_reset_state() {
   w_o = w_i = ref_p = ref_i = ref_o = 0;
 }
 
-// Iterations of the last accepted packet's act_pass: og * (nt * T + sum_k |U_k|) + T.
+// Iterations of the last accepted packet's act_pass: og * sum_k max(|U_k|, T) + 2T.
 long core_act_iterations() { return long(act_iterations); }
 
 // The core's memories for the resource estimate (deltamtl.hls.resources): name, memories
