@@ -756,8 +756,10 @@ load_x:
   // stored). The word of (token p, group g) is read once, in the slot before (g, p / T), and
   // written once, in the slot after it: no load ever follows a store of its address, and
   // the store and the load of one iteration belong to slots two apart (different (token,
-  // group) words): DEPENDENCE false is exact. The rows keep the other slot's half (`*_oth`)
-  // to write the word back whole.
+  // group) words): DEPENDENCE false is exact. A store writes the word back whole: the other
+  // slot's half of each loaded word waits in `oth`, a shift register of 2T rows that moves
+  // only in iterations j < T (push the loaded row at the bottom, the stored row leaves at the
+  // top 2T - 1 shifts later, exactly when its token is stored: enabled SRL32s, no switch).
   const int nt = ceil_div(P, T);
   uint32_t slot_sum = 0;  // sum_k max(|U_k|, T)
   {
@@ -775,13 +777,11 @@ load_x:
   act_iterations = n_act;
 #endif
   int32_t reg[T][L], st_val[T][L], ld_val[T][L];
-  uint32_t pe_oth[T][L], st_oth[T][L], ld_oth[T][L];
+  uint32_t oth[2 * T][L];
 #pragma HLS ARRAY_PARTITION variable = reg type = complete dim = 0
 #pragma HLS ARRAY_PARTITION variable = st_val type = complete dim = 0
 #pragma HLS ARRAY_PARTITION variable = ld_val type = complete dim = 0
-#pragma HLS ARRAY_PARTITION variable = pe_oth type = complete dim = 0
-#pragma HLS ARRAY_PARTITION variable = st_oth type = complete dim = 0
-#pragma HLS ARRAY_PARTITION variable = ld_oth type = complete dim = 0
+#pragma HLS ARRAY_PARTITION variable = oth type = complete dim = 0
   for (int r = 0; r < T; r++) {
 #pragma HLS UNROLL
     for (int l = 0; l < L; l++) {
@@ -789,9 +789,8 @@ load_x:
       reg[r][l] = 0;
       st_val[r][l] = 0;
       ld_val[r][l] = 0;
-      pe_oth[r][l] = 0;
-      st_oth[r][l] = 0;
-      ld_oth[r][l] = 0;
+      oth[r][l] = 0;
+      oth[T + r][l] = 0;
     }
   }
   // Slots: (cg, ck) in the PE rows (mac: a real slot, not the prologue / epilogue), (sg, sk)
@@ -815,9 +814,7 @@ act_pass:
         for (int l = 0; l < L; l++) {
 #pragma HLS UNROLL
           st_val[r][l] = reg[r][l];
-          st_oth[r][l] = pe_oth[r][l];
           reg[r][l] = ld_val[r][l];
-          pe_oth[r][l] = ld_oth[r][l];
         }
       }
     }
@@ -833,7 +830,7 @@ act_pass:
 #pragma HLS ARRAY_PARTITION variable = lw type = complete
       for (int l = 0; l < L; l++) {
 #pragma HLS UNROLL
-        wv[l] = acc_word(ys, st_val[0][l], st_oth[0][l]);
+        wv[l] = acc_word(ys, st_val[0][l], oth[0][l]);
       }
       rotate<uint64_t, L>(wv, s_st, sw);
       for (int t = 0; t < L; t++) {
@@ -847,9 +844,14 @@ act_pass:
         for (int l = 0; l < L; l++) {
 #pragma HLS UNROLL
           st_val[r][l] = st_val[r + 1][l];
-          st_oth[r][l] = st_oth[r + 1][l];
           ld_val[r][l] = ld_val[r + 1][l];
-          ld_oth[r][l] = ld_oth[r + 1][l];
+        }
+      }
+      for (int r = 0; r + 1 < 2 * T; r++) {
+#pragma HLS UNROLL
+        for (int l = 0; l < L; l++) {
+#pragma HLS UNROLL
+          oth[r][l] = oth[r + 1][l];
         }
       }
       for (int l = 0; l < L; l++) {
@@ -857,7 +859,7 @@ act_pass:
         const int32_t bias = bias_buf[l][gb];
         const int32_t from = half_of(lw[l], lay.yref ? ys : ref_cur);
         ld_val[T - 1][l] = dense ? bias : (from_resident && add_bias ? wadd(from, bias) : from);
-        ld_oth[T - 1][l] = uint32_t(half_of(lw[l], ref_cur));
+        oth[2 * T - 1][l] = uint32_t(half_of(lw[l], ref_cur));
       }
     }
     const bool do_mac = mac && u != end;

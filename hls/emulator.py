@@ -154,8 +154,8 @@ class HlsCoreExecutor(_CoreOwner):
         return unpack_result(self.run_packet(pack_job(job, b)), job, b)
 
     def act_iterations(self) -> int:
-        """Trip count of the activation-sparse pass of the last accepted packet, G * (NT * T
-        + sum_k |U_k|) + T (docs/hls.md, "Schedule"): C-simulation introspection."""
+        """Trip count of the activation-sparse pass of the last accepted packet,
+        G * sum_k max(|U_k|, T) + 2T (docs/hls.md, "Schedule"): C-simulation introspection."""
         with _LOCK:
             return int(self._lib.lib.dmtl_core_act_iterations())
 

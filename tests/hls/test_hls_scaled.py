@@ -77,14 +77,17 @@ def _sparse_step(rng, x, density):
 
 @pytest.mark.parametrize("t", ROWS)
 @pytest.mark.parametrize("p", [1, 3, 5, 9, 21])
-def test_tiles_modes_and_flags(t, p):
+@pytest.mark.parametrize("o", [5, 13, 20])
+def test_tiles_modes_and_flags(t, p, o):
     """DENSE / TEMPORAL / TASK, with and without dW, LOAD_REF / EMIT_REF, for P below T, a
-    partial last tile and whole tiles: outputs, references and nnz_act as the golden's, and
-    the act_pass trip count as the schedule (empty tiles and inputs included)."""
+    partial last tile and whole tiles, one to three output groups of 8 lanes (the last
+    partial; G = 1: consecutive slots are tiles of one group; P <= T: of one tile): outputs,
+    references and nnz_act as the golden's, and the act_pass trip count as the schedule
+    (empty tiles and inputs included)."""
     lim = _limits(t)
-    rng = seeding.rng(f"test_tiles_modes_and_flags{t}_{p}")
+    rng = seeding.rng(f"test_tiles_modes_and_flags{t}_{p}" + ("" if o == 13 else f"_{o}"))
     core, gold = HlsCoreExecutor(lim), GoldenCore(lim)
-    i, o = 19, 13  # three output groups of 8 lanes, the last partial; a partial X word
+    i = 19  # a partial X word
     w = rng.integers(-128, 128, (o, i)).astype(np.int8)
 
     def dw_for(density):
