@@ -215,10 +215,10 @@ def section_board(ctx: BenchContext, models: Models, report: dict) -> dict:
 
 
 def section_cpu(ctx: BenchContext, models: Models, report: dict) -> dict:
+    from threadpoolctl import threadpool_limits
+
     from deltamtl.bench import cpu
     from deltamtl.host.model_vectors import clip_frames
-
-    from threadpoolctl import threadpool_limits
 
     m = models.headline
     frames = clip_frames(m.qm, 5 if ctx.quick else 20, seed=ctx.seed)
