@@ -133,7 +133,9 @@ def engine_builds() -> list[EngineBuild]:
                                  "array, 64-bit stream", "scaled", replace(BOARD_LIMITS, beat_words=1)),
         EngineBuild("scaled", f"scaled engine: {wide.token_rows} x {wide.lanes} array, "
                               f"{64 * wide.beat_words}-bit stream"
-                              + ("" if built else " (stream width not in the cores yet: cycle model only)"),
+                              + ("" if built else " (both cores run it in simulation; not the board build "
+                                        "yet: it does not fit per yosys and fetch/commit are "
+                                        "64-bit, docs/rtl.md)"),
                     "scaled", wide),
     ]
 
