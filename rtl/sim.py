@@ -86,22 +86,15 @@ def verilator_env() -> Path:
     return root
 
 
-# The SV core streams one word per beat and has no BEAT_WORDS parameter yet (issue 18,
-# docs/hls.md "Packet layout"): Verilator refuses a -G naming a parameter it lacks.
-_NOT_YET_CORE_PARAMETERS = ("beat_words",)
-
-
 def core_parameters(limits: CoreLimits) -> dict[str, int]:
-    if limits.beat_words != 1:
-        raise SimError(f"the SV core streams one word per beat: beat_words={limits.beat_words} "
-                       "has no build yet")
-    return {f.upper(): getattr(limits, f) for f in LIMIT_FIELDS
-            if f not in _NOT_YET_CORE_PARAMETERS}
+    """Module parameters of deltamtl_core (-G): every limit field, BEAT_WORDS included."""
+    return {f.upper(): getattr(limits, f) for f in LIMIT_FIELDS}
 
 
 def limits_tag(limits: CoreLimits) -> str:
     return (f"t{limits.max_tokens}_i{limits.max_in}_o{limits.max_out}"
-            f"_n{limits.max_nnz_dw}_l{limits.lanes}_w{limits.max_weights}_r{limits.token_rows}")
+            f"_n{limits.max_nnz_dw}_l{limits.lanes}_w{limits.max_weights}_r{limits.token_rows}"
+            f"_b{limits.beat_words}")
 
 
 @dataclass(frozen=True)
