@@ -425,24 +425,45 @@ module deltamtl_core #(
   // per entry of the tile's union list; a final T swaps store the last tile. Weight pass:
   // for each token group t, one item per dW entry.
   logic [15:0]   g_g, g_k, g_pg, g_pk, g_t;    // group, tile, the previous tile's; token group
-  logic [6:0]    g_s;                           // swap row
-  logic          g_mac, g_flush, g_prev;        // in the list; final swap; a tile to store
+  logic [15:0]   g_c;                           // cycle inside the slot
+  logic [1:0]    g_ph;                          // G_PRO, G_RUN, G_EPI
+  logic          g_prev;                        // a previous tile to store
+  localparam logic [1:0] G_PRO = 2'd0, G_RUN = 2'd1, G_EPI = 2'd2;
   logic [NW-1:0] g_r;
   logic [31:0]   g_dr;
   wire [NW-1:0]  u_start = (g_k == 16'd0) ? NW'(0) : tile_end[KAW'(g_k - 16'd1)];
   wire [NW-1:0]  u_end = tile_end[KAW'(g_k)];
-  wire [31:0]    g_lp = (32'(g_k) << TB) + 32'(g_s);   // token a swap item loads
-  wire [31:0]    g_sp = (32'(g_pk) << TB) + 32'(g_s);  // token it stores
+  wire [NW-1:0]  u_len = u_end - u_start;
+  // the (group, tile) after the current one, whose initial values this slot loads
+  wire           g_klast = (g_k == j_nt - 16'd1);
+  wire           g_hasnext = !(g_klast && g_g == j_go - 16'd1);
+  wire [15:0]    g_nk = g_klast ? 16'd0 : g_k + 16'd1;
+  wire [15:0]    g_ng = g_klast ? g_g + 16'd1 : g_g;
+  wire           g_run = (st == ST_ACT) && (g_ph == G_RUN);
+  wire           g_mc = g_run && 32'(g_c) < 32'(u_len);                 // MAC item
+  wire           g_sw = (st == ST_ACT) && g_ph != G_PRO && g_c == 16'd0; // switch
+  wire           g_ld = (st == ST_ACT) && (g_ph == G_PRO || (g_run && g_hasnext && 32'(g_c) < 32'(T)));
+  wire           g_st = (st == ST_ACT) && g_ph != G_PRO && g_prev && 32'(g_c) < 32'(T);
+  wire [15:0]    g_lk = (g_ph == G_PRO) ? g_k : g_nk;                    // tile it loads
+  wire [15:0]    g_lg = (g_ph == G_PRO) ? g_g : g_ng;
+  wire [31:0]    g_lp = (32'(g_lk) << TB) + 32'(g_c);   // token a load item loads
+  wire [31:0]    g_sp = (32'(g_pk) << TB) + 32'(g_c);   // token a store item stores
 
   // stage registers
   logic        v1, v2, v3, v4, pw1, pw2, pw3, pw4;   // valid, pass is weight pass
-  logic        sw1, sw2, sw3, sw4;                    // act swap item
+  logic        sw1, sw2, sw3, sw4;                    // act: switch (pe <- ld, st <- pe)
+  logic        mc1, mc2, mc3, mc4;                    // act: MAC
+  logic        ld1, ld2, ld3, ld4, st1, st2, st3, st4;  // act: load / store item
+  logic [15:0] lg1, lg2, lg3;                         // group of the loaded tile
   logic        f2, f3, f4, l2, l3, l4;                // weight pass: row segment first/last
   logic        lr1;                                   // last dW entry
-  logic        lv1, lv2, lv3, sv1, sv2, sv3;          // the swap's load / store is a token < P
-  logic [15:0] p1, p2, p3, sp1, sp2, sp3;             // token the swap loads / stores
-  logic [15:0] g1, g2, g3, sg1, sg2, sg3, k1;         // group (weight pass: token group),
+  logic        lv1, lv2, lv3, sv1, sv2, sv3;          // the load / store item is a token < P
+  logic [15:0] p1, p2, p3, sp1, sp2, sp3;             // token a load / store item moves
+  logic [15:0] g1, g2, sg1, sg2, sg3, k1;             // group (weight pass: token group),
                                                       // stored group, tile
+  /* verilator lint_off UNUSEDSIGNAL */
+  logic [15:0] g3;                                    // weight pass: token group (low bits)
+  /* verilator lint_on UNUSEDSIGNAL */
   logic [2:0]  ls1;
   logic        lpar1;                                 // list row parity
   logic [DMB-1:0] dpar1;                              // dW entry's segment
@@ -458,6 +479,10 @@ module deltamtl_core #(
   logic        m4 [L];
   logic signed [17:0] prod [T*L];                     // PE (t, l) product (DSP register)
   logic [31:0] pe [T*L];                              // PE (t, l): token kT+t, output gL+l
+  // shadow rows: ld fills with the next tile's initial values, st empties the previous
+  // tile's results, both while pe MACs (a switch moves ld -> pe and pe -> st in one cycle)
+  logic [31:0] ld [T*L];
+  logic [31:0] st_sh [T*L];
   logic [31:0] sum [L];                               // weight pass: lane sums
   logic [31:0] nsum [L];
   logic [31:0] init_lane [L];
@@ -494,7 +519,7 @@ module deltamtl_core #(
   // and PE row 0 (lane order) back onto the banks
   for (genvar k = 0; k < L; k++) begin : g_swapsel
     assign yref_bank[k*32 +: 32] = y_rdata[k];
-    assign st_lane[k*32 +: 32] = pe[k];
+    assign st_lane[k*32 +: 32] = sw4 ? pe[k] : st_sh[k];  // row 0: at the switch still in pe
   end
   dm_rotate #(.N(L), .W(32)) u_rot_yref (.din(yref_bank), .s(irot4), .dout(yref_lane));
   dm_rotate #(.N(L), .W(32)) u_rot_store (.din(st_lane), .s(srot4), .dout(st_bank));
@@ -652,14 +677,14 @@ module deltamtl_core #(
         y_waddr[k] = y_addr(32'(sec_row), 32'(yl_o >> LB));
         y_wdata[k] = in_h[32'(j) % (2 * B)];
       end else begin
-        we = v4 && m4[k] && (pw4 ? l4 : sw4);
+        we = v4 && m4[k] && (pw4 ? l4 : st4);
         y_waddr[k] = ya4[k];
         y_wdata[k] = pw4 ? nsum[k] : st_bank[k*32 +: 32];
       end
       y_we[k] = {we && y_whalf, we && !y_whalf};
       if (st == ST_OUT) y_raddr[k] = y_addr(32'(op_p), 32'(oq_lo >> LB));
       else if (pw3) y_raddr[k] = y_addr(32'(s3_tok[k]), 32'(o3 >> LB));
-      else y_raddr[k] = lv3 ? y_addr(32'(p3), 32'(g3)) : YAW'(0);
+      else y_raddr[k] = lv3 ? y_addr(32'(p3), 32'(lg3)) : YAW'(0);
     end
   end
 
@@ -741,7 +766,7 @@ module deltamtl_core #(
     end
   end
   assign b_waddr = GAW'(bl_o >> LB);
-  assign b_raddr = GAW'(g2);
+  assign b_raddr = GAW'(lg2);
   // requant: word k to bank k % 4B at k / 4B, so one address holds channels 8Bm..8Bm+8B-1
   // (a Y beat's); beat n writes banks (n % 4)B .. (n % 4)B+B-1
   for (genvar k = 0; k < NQ; k++) begin : g_qwe
@@ -899,8 +924,8 @@ module deltamtl_core #(
           logic [FW_STATUS-1:0] fs;
           fs = (j_status != '0) ? j_status : final_status;
           j_status <= fs;
-          g_g <= 16'd0; g_k <= 16'd0; g_s <= 7'd0; g_t <= 16'd0; g_r <= '0; g_dr <= 32'd0;
-          g_mac <= 1'b0; g_flush <= 1'b0; g_prev <= 1'b0;
+          g_g <= 16'd0; g_k <= 16'd0; g_c <= 16'd0; g_t <= 16'd0; g_r <= '0; g_dr <= 32'd0;
+          g_ph <= G_PRO; g_prev <= 1'b0;
           ok0 <= K_Y; op_p <= 16'd0; op_m <= 16'd0;
           if (fs != '0) begin
             ok0 <= K_TRL;
@@ -926,36 +951,33 @@ module deltamtl_core #(
           end else g_dr <= g_dr + 32'd1;
         end
         ST_ACT: begin
-          logic adv;  // this (group, tile) is done: on to the next one
-          adv = 1'b0;
-          if (!g_mac) begin
-            if (g_s == 7'(T - 1)) begin
-              g_s <= 7'd0;
-              if (g_flush) begin
-                st <= ST_WAITPIPE;
-                st_after_pipe <= (j_task && j_nnz != 32'd0) ? ST_WPASS
-                               : ((j_nnz != 32'd0) ? ST_UNPATCH : ST_OUT);
-                psub <= 1'b1;
-              end else if (u_start == u_end) adv = 1'b1;  // empty union: its swap is all
-              else begin
-                g_mac <= 1'b1;
-                g_r <= u_start;
-              end
-            end else g_s <= g_s + 7'd1;
-          end else if (g_r == u_end - NW'(1)) begin
-            g_mac <= 1'b0;
-            adv = 1'b1;
-          end else g_r <= g_r + NW'(1);
-          if (adv) begin
-            g_prev <= 1'b1;
-            g_pk <= g_k;
-            g_pg <= g_g;
-            if (g_k == j_nt - 16'd1) begin
-              g_k <= 16'd0;
-              if (g_g == j_go - 16'd1) g_flush <= 1'b1;
-              else g_g <= g_g + 16'd1;
-            end else g_k <= g_k + 16'd1;
-          end
+          // slots: a prologue loading tile (0, 0); per (group, tile) max(|U_k|, T) cycles that
+          // MAC its union while the previous tile is stored and the next one loaded; an
+          // epilogue storing the last tile
+          if (g_mc) g_r <= g_r + NW'(1);
+          case (g_ph)
+            G_PRO: if (32'(g_c) == 32'(T - 1)) begin
+              g_c <= 16'd0;
+              g_ph <= G_RUN;
+            end else g_c <= g_c + 16'd1;
+            G_RUN: if (32'(g_c) >= 32'(T - 1) && 32'(g_c) + 32'd1 >= 32'(u_len)) begin
+              g_c <= 16'd0;
+              g_prev <= 1'b1;
+              g_pk <= g_k;
+              g_pg <= g_g;
+              if (g_hasnext) begin
+                g_k <= g_nk;
+                g_g <= g_ng;
+                g_r <= g_klast ? NW'(0) : u_end;
+              end else g_ph <= G_EPI;
+            end else g_c <= g_c + 16'd1;
+            default: if (32'(g_c) == 32'(T - 1)) begin
+              st <= ST_WAITPIPE;
+              st_after_pipe <= (j_task && j_nnz != 32'd0) ? ST_WPASS
+                             : ((j_nnz != 32'd0) ? ST_UNPATCH : ST_OUT);
+              psub <= 1'b1;
+            end else g_c <= g_c + 16'd1;
+          endcase
         end
         ST_WPASS: begin
           if (g_dr == j_nnz - 32'd1) begin
@@ -991,12 +1013,16 @@ module deltamtl_core #(
       // s0 -> s1
       v1 <= (st == ST_ACT) || (st == ST_WPASS);
       pw1 <= (st == ST_WPASS);
-      sw1 <= (st == ST_ACT) && !g_mac;
+      sw1 <= g_sw;
+      mc1 <= g_mc;
+      ld1 <= g_ld;
+      st1 <= g_st;
+      lg1 <= g_lg;
       lr1 <= (g_dr == j_nnz - 32'd1);
       p1 <= 16'(g_lp);
-      lv1 <= !g_flush && g_lp < 32'(j_p);
+      lv1 <= g_ld && g_lp < 32'(j_p);
       sp1 <= 16'(g_sp);
-      sv1 <= g_prev && g_sp < 32'(j_p);
+      sv1 <= g_st && g_sp < 32'(j_p);
       sg1 <= g_pg;
       k1 <= g_k;
       g1 <= (st == ST_WPASS) ? g_t : g_g;
@@ -1007,6 +1033,11 @@ module deltamtl_core #(
       v2 <= v1;
       pw2 <= pw1;
       sw2 <= sw1;
+      mc2 <= mc1;
+      ld2 <= ld1;
+      st2 <= st1;
+      lg2 <= lg1;
+      lg3 <= lg2;
       f2 <= s1_dfirst;
       l2 <= s1_dlast || lr1;
       a2 <= 9'($signed(s1_dval));
@@ -1023,6 +1054,9 @@ module deltamtl_core #(
       v3 <= v2;
       pw3 <= pw2;
       sw3 <= sw2;
+      mc3 <= mc2;
+      ld3 <= ld2;
+      st3 <= st2;
       f3 <= f2;
       l3 <= l2;
       p3 <= p2;
@@ -1038,6 +1072,9 @@ module deltamtl_core #(
       v4 <= v3;
       pw4 <= pw3;
       sw4 <= sw3;
+      mc4 <= mc3;
+      ld4 <= ld3;
+      st4 <= st3;
       f4 <= f3;
       l4 <= l3;
       irot4 <= LB'(16'd0 - p3);
@@ -1056,15 +1093,21 @@ module deltamtl_core #(
       // swaps: every row moves up one (row 0 is being stored) and row T-1 takes the
       // initial value of the next tile's token, so after T swaps row t holds token kT+t
       if (v4 && pw4) for (int b = 0; b < L; b++) sum[b] <= nsum[b];
+      // act: a switch starts pe from ld (this tile's initial values) and hands pe (the last
+      // tile's results) to st, row 0 of which is stored in the same cycle; loads shift into
+      // ld's row T-1 and stores out of st's row 0, so row t ends up with token kT+t
       if (v4 && !pw4) begin
-        if (sw4) begin
+        for (int t = 0; t < T; t++)
+          for (int b = 0; b < L; b++)
+            pe[t*L+b] <= (sw4 ? ld[t*L+b] : pe[t*L+b]) + (mc4 ? 32'(prod[t*L+b]) : 32'd0);
+        if (ld4) begin
           for (int t = 0; t + 1 < T; t++)
-            for (int b = 0; b < L; b++) pe[t*L+b] <= pe[(t+1)*L+b];
-          for (int b = 0; b < L; b++) pe[(T-1)*L+b] <= init_lane[b];
-        end else begin
-          for (int t = 0; t < T; t++)
-            for (int b = 0; b < L; b++) pe[t*L+b] <= pe[t*L+b] + 32'(prod[t*L+b]);
+            for (int b = 0; b < L; b++) ld[t*L+b] <= ld[(t+1)*L+b];
+          for (int b = 0; b < L; b++) ld[(T-1)*L+b] <= init_lane[b];
         end
+        if (sw4 || st4)
+          for (int t = 0; t + 1 < T; t++)
+            for (int b = 0; b < L; b++) st_sh[t*L+b] <= sw4 ? pe[(t+1)*L+b] : st_sh[(t+1)*L+b];
       end
 
       // ---------------- patch pipeline ----------------
