@@ -19,7 +19,13 @@ import sys
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from deltamtl.contract.limits import BOARD_BEAT_WORDS, CI_LIMITS, LIMIT_FIELDS, CoreLimits
+from deltamtl.contract.limits import (
+    BOARD_BEAT_WORDS,
+    BOARD_LIMITS,
+    CI_LIMITS,
+    LIMIT_FIELDS,
+    CoreLimits,
+)
 
 ROOT = Path(__file__).resolve().parent.parent
 RTL_DIR = ROOT / "rtl"
@@ -120,6 +126,8 @@ def lint_command(limits: CoreLimits | None = None) -> list[str]:
 CI_BEAT_LIMITS = replace(CI_LIMITS, lanes=16, token_rows=4, beat_words=2)
 # The slow tier's: the board's B=8 (L=64, T=8) at the CI maxima
 CI_BEAT8_LIMITS = replace(CI_LIMITS, lanes=64, token_rows=8, beat_words=BOARD_BEAT_WORDS)
+# `deltamtl rtl lint` (and tests/rtl/test_rtl_lint.py): these maxima besides the defaults
+LINT_LIMITS = (CI_LIMITS, CI_BEAT_LIMITS, BOARD_LIMITS)
 def build_core(limits: CoreLimits = CI_LIMITS, jobs: int = 2, impl: str = "rtl",
                hls_sources: list[Path] | None = None) -> Build:
     """Verilate the core (or the HLS export) once per maxima; reuses an up-to-date build."""
@@ -375,7 +383,7 @@ def main(argv: list[str] | None = None) -> int:
         return replay_vectors(args.vectors, args.seed)
     if args.command == "lint":
         rc = 0
-        for limits in (None, CI_LIMITS):
+        for limits in (None, *LINT_LIMITS):
             cmd = lint_command(limits)
             what = "default maxima" if limits is None else limits_tag(limits)
             proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
