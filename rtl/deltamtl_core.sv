@@ -471,6 +471,7 @@ module deltamtl_core #(
   logic [8:0]  a2;
   logic [2:0]  bs2;
   logic [LB-1:0] rot2, irot4, srot4;
+  logic [6:0]  srow4;                                 // row of st a store item writes
   logic [L*8-1:0] op_bank, op_lane;
   logic [7:0]  ops3 [L];
   logic [8:0]  d3 [T];                                // row operands (weight pass: d3[0] = dW)
@@ -519,7 +520,13 @@ module deltamtl_core #(
   // and PE row 0 (lane order) back onto the banks
   for (genvar k = 0; k < L; k++) begin : g_swapsel
     assign yref_bank[k*32 +: 32] = y_rdata[k];
-    assign st_lane[k*32 +: 32] = sw4 ? pe[k] : st_sh[k];  // row 0: at the switch still in pe
+    // the store item's row (at the switch, row 0 is still in pe); constant indices only,
+    // so no tool takes st for a memory
+    always_comb begin
+      st_lane[k*32 +: 32] = st_sh[k];
+      for (int t = 1; t < T; t++) if (32'(srow4) == t) st_lane[k*32 +: 32] = st_sh[t*L+k];
+      if (sw4) st_lane[k*32 +: 32] = pe[k];
+    end
   end
   dm_rotate #(.N(L), .W(32)) u_rot_yref (.din(yref_bank), .s(irot4), .dout(yref_lane));
   dm_rotate #(.N(L), .W(32)) u_rot_store (.din(st_lane), .s(srot4), .dout(st_bank));
@@ -1077,8 +1084,10 @@ module deltamtl_core #(
       st4 <= st3;
       f4 <= f3;
       l4 <= l3;
-      irot4 <= LB'(16'd0 - p3);
+      // y banks -> lanes: act loads by token p3, the output phase by its token (Y, y_ref')
+      irot4 <= (st == ST_OUT) ? LB'(16'd0 - op_p) : LB'(16'd0 - p3);
       srot4 <= LB'(sp3);
+      srow4 <= 7'(32'(sp3) & TMASK);
       for (int b = 0; b < L; b++) begin
         bias4[b] <= b_rdata[b];
         if (pw3) begin
@@ -1105,9 +1114,10 @@ module deltamtl_core #(
             for (int b = 0; b < L; b++) ld[t*L+b] <= ld[(t+1)*L+b];
           for (int b = 0; b < L; b++) ld[(T-1)*L+b] <= init_lane[b];
         end
-        if (sw4 || st4)
-          for (int t = 0; t + 1 < T; t++)
-            for (int b = 0; b < L; b++) st_sh[t*L+b] <= sw4 ? pe[(t+1)*L+b] : st_sh[(t+1)*L+b];
+        // st is loaded whole and read through a T-way row select (cheaper than a shift:
+        // a load-or-shift input would be a 2:1 mux on every bit)
+        if (sw4)
+          for (int t = 0; t < T * L; t++) st_sh[t] <= pe[t];
       end
 
       // ---------------- patch pipeline ----------------
@@ -1129,15 +1139,14 @@ module deltamtl_core #(
       op1t <= op_p << BB;
       op1m <= op_m[14:0];
       od1 <= OW'(trailer_word(j_status, j_tag, (j_status != FW_STATUS'(0)) ? FW_NNZ'(0) : FW_NNZ'(nnz_act)));
-      // o1: select (the beat's channels / tokens sit in distinct banks)
+      // o1: select (the beat's channels / tokens sit in distinct banks); Y and y_ref' take
+      // the y row rotated onto the lanes (u_rot_yref), channel o from lane o % L
       ov2 <= ov1;
       ok2 <= ok1;
       for (int j = 0; j < NRQ; j++) begin
-        logic [LB-1:0] bk;
         logic [15:0] oo;
         oo = (16'(op1m) << (BB + 3)) + 16'(j);
-        bk = op1p + LB'(oo);
-        oacc2[j] <= y_rdata[bk];
+        oacc2[j] <= yref_lane[32*LB'(oo) +: 32];
         omul2[j] <= q_rdata[j / 2][QE*(j%2) + deltamtl_contract_pkg::REQ_MULT_LSB +: deltamtl_contract_pkg::REQ_MULT_WIDTH];
         osh2[j] <= q_rdata[j / 2][QE*(j%2) + deltamtl_contract_pkg::REQ_SHIFT_LSB +: deltamtl_contract_pkg::REQ_SHIFT_WIDTH];
         omask2[j] <= oo < j_o;
@@ -1146,11 +1155,9 @@ module deltamtl_core #(
         K_XO: for (int r = 0; r < B; r++)
           od2[64*r +: 64] <= (32'(op1t) + 32'(r) < 32'(j_p)) ? x_rdata[op1p + LB'(r)] : 64'd0;
         K_YO: for (int j = 0; j < 2 * B; j++) begin
-          logic [LB-1:0] bk;
           logic [15:0] oo;
           oo = (16'(op1m) << (BB + 1)) + 16'(j);
-          bk = op1p + LB'(oo);
-          od2[32*j +: 32] <= (oo < j_o) ? y_rdata[bk] : 32'd0;
+          od2[32*j +: 32] <= (oo < j_o) ? yref_lane[32*LB'(oo) +: 32] : 32'd0;
         end
         default: od2 <= od1;
       endcase
