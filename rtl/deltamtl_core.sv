@@ -518,18 +518,23 @@ module deltamtl_core #(
 
   // swap: y_ref from the banks (element (p, o) in bank (p+o) % L) onto the output lanes,
   // and PE row 0 (lane order) back onto the banks
+  // y_ref input: bank (p + 2Bm + j) % L takes channel j, a rotation by (p + 2Bm) % L
+  wire yin_we = in_data && sec == 4'(SEC_YREF);
+  wire [LB-1:0] srot = yin_we ? LB'(sec_row) + LB'(sec_col << (BB + 1)) : srot4;
   for (genvar k = 0; k < L; k++) begin : g_swapsel
     assign yref_bank[k*32 +: 32] = y_rdata[k];
     // the store item's row (at the switch, row 0 is still in pe); constant indices only,
     // so no tool takes st for a memory
+    // y_ref input beats share the rotator: lane c carries channel c % 2B of the beat
     always_comb begin
       st_lane[k*32 +: 32] = st_sh[k];
       for (int t = 1; t < T; t++) if (32'(srow4) == t) st_lane[k*32 +: 32] = st_sh[t*L+k];
       if (sw4) st_lane[k*32 +: 32] = pe[k];
+      if (yin_we) st_lane[k*32 +: 32] = in_h[k % (2 * B)];
     end
   end
   dm_rotate #(.N(L), .W(32)) u_rot_yref (.din(yref_bank), .s(irot4), .dout(yref_lane));
-  dm_rotate #(.N(L), .W(32)) u_rot_store (.din(st_lane), .s(srot4), .dout(st_bank));
+  dm_rotate #(.N(L), .W(32)) u_rot_store (.din(st_lane), .s(srot), .dout(st_bank));
   // y address (act swap: every bank p*GO+g; weight pass, bank b: token t*L+((b-o)%L))
   function automatic logic [YAW-1:0] y_addr(input logic [31:0] p, input logic [31:0] g);
     y_addr = YAW'(p * GO + g);
@@ -580,8 +585,8 @@ module deltamtl_core #(
   localparam int OW = 64 * B;
   localparam int NRQ = 8 * B;
   logic [15:0] op_p, op_m;                   // generator position (x_ref': token block)
-  logic [LB-1:0] op1p;                       // token (x_ref': first token of the block) % L
   logic [15:0] op1t;
+  logic [LB-1:0] op1x;                       // x_ref': bank of the block's first token
   logic [14:0] op1m;
   logic [OW-1:0] od1, od2, od3, od4;         // pass-through data (XO, YO, trailer)
   logic [OW-1:0] o_word;
@@ -682,7 +687,7 @@ module deltamtl_core #(
       if (yl_we) begin
         we = 32'(j) < 32'(2 * B);
         y_waddr[k] = y_addr(32'(sec_row), 32'(yl_o >> LB));
-        y_wdata[k] = in_h[32'(j) % (2 * B)];
+        y_wdata[k] = st_bank[k*32 +: 32];
       end else begin
         we = v4 && m4[k] && (pw4 ? l4 : st4);
         y_waddr[k] = ya4[k];
@@ -1135,8 +1140,8 @@ module deltamtl_core #(
       // ---------------- output pipeline ----------------
       ov1 <= o_issue;
       ok1 <= ok0;
-      op1p <= (ok0 == K_XO) ? LB'(op_p << BB) : LB'(op_p);
       op1t <= op_p << BB;
+      op1x <= LB'(op_p << BB);
       op1m <= op_m[14:0];
       od1 <= OW'(trailer_word(j_status, j_tag, (j_status != FW_STATUS'(0)) ? FW_NNZ'(0) : FW_NNZ'(nnz_act)));
       // o1: select (the beat's channels / tokens sit in distinct banks); Y and y_ref' take
@@ -1153,7 +1158,7 @@ module deltamtl_core #(
       end
       case (ok1)
         K_XO: for (int r = 0; r < B; r++)
-          od2[64*r +: 64] <= (32'(op1t) + 32'(r) < 32'(j_p)) ? x_rdata[op1p + LB'(r)] : 64'd0;
+          od2[64*r +: 64] <= (32'(op1t) + 32'(r) < 32'(j_p)) ? x_rdata[op1x | LB'(r)] : 64'd0;
         K_YO: for (int j = 0; j < 2 * B; j++) begin
           logic [15:0] oo;
           oo = (16'(op1m) << (BB + 1)) + 16'(j);
