@@ -20,8 +20,8 @@ MAX_TOKEN_ROWS = 64
 # Stream words per beat (docs/hls.md, "Packet layout"): at most 8 x 64 = 512-bit TDATA,
 # the widest stream issue 18 plans for.
 MAX_BEAT_WORDS = 8
-# The board projection's stream width (issue 18: 512-bit streams). No build uses it yet:
-# the cores read one word per beat, so TINY/CI/BOARD_LIMITS keep beat_words=1.
+# The board projection's stream width (issue 18: 512-bit streams): BOARD_LIMITS uses it
+# (the SV core moves a beat per cycle); TINY/CI_LIMITS keep beat_words=1.
 BOARD_BEAT_WORDS = 8
 
 
@@ -93,4 +93,4 @@ CI_LIMITS = CoreLimits(max_tokens=24, max_in=64, max_out=64, max_nnz_dw=1024, la
 # in/out up to 768, no site above 768x192 weights). A dW list of 64K non-zeros holds 44% of
 # the largest delta matrix.
 BOARD_LIMITS = CoreLimits(max_tokens=197, max_in=768, max_out=768, max_nnz_dw=65536, lanes=64,
-                          max_weights=768 * 192, token_rows=16)
+                          max_weights=768 * 192, token_rows=16, beat_words=BOARD_BEAT_WORDS)

@@ -2,11 +2,11 @@
 #   make cosim              fast + slow cocotb/Verilator tiers on the RTL core (all vectors;
 #                           pytest marker `cosim`)
 #   make cosim IMPL=hls     the same bench on the Vitis HLS export (needs vitis_hls)
-#   make rtl-lint           verilator --lint-only -Wall (default and CI maxima)
+#   make rtl-lint           verilator --lint-only -Wall (default, CI, B=2 and board maxima)
 #   make cosim-vectors VECTORS=build/vectors/model.dmtv   replay one .dmtv file (e.g. the
 #                           trained model's site jobs from `make model-vectors`), with stalls
 #   make rtl-synth          yosys synth_xilinx -family xcup, L in RTL_LANES, board maxima
-#   make rtl-dense-rate     simulated MACs/cycle of a dense 197 x 384 x 384 job at L=64, T=16
+#   make rtl-dense-rate     simulated MACs/cycle of a dense 197 x 384 x 384 job at L=64, T=16, B=8
 IMPL ?= rtl
 RTL_LANES ?= 32 64 128
 RTL_SYNTH_LIMITS ?= board

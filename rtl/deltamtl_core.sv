@@ -27,18 +27,19 @@ module deltamtl_core #(
   parameter int MAX_NNZ_DW = deltamtl_params_pkg::MAX_NNZ_DW,
   parameter int LANES = deltamtl_params_pkg::LANES,
   parameter int MAX_WEIGHTS = deltamtl_params_pkg::MAX_WEIGHTS,
-  parameter int TOKEN_ROWS = deltamtl_params_pkg::TOKEN_ROWS  // T, token rows of the MAC array
+  parameter int TOKEN_ROWS = deltamtl_params_pkg::TOKEN_ROWS,  // T, token rows of the MAC array
+  parameter int BEAT_WORDS = deltamtl_params_pkg::BEAT_WORDS   // B, 64-bit words per stream beat
 ) (
-  input  wire         ap_clk,
-  input  wire         ap_rst_n,
-  input  wire  [63:0] s_axis_TDATA,
-  input  wire         s_axis_TVALID,
-  output logic        s_axis_TREADY,
-  input  wire         s_axis_TLAST,
-  output logic [63:0] m_axis_TDATA,
-  output logic        m_axis_TVALID,
-  input  wire         m_axis_TREADY,
-  output logic        m_axis_TLAST
+  input  wire                     ap_clk,
+  input  wire                     ap_rst_n,
+  input  wire  [64*BEAT_WORDS-1:0] s_axis_TDATA,
+  input  wire                     s_axis_TVALID,
+  output logic                    s_axis_TREADY,
+  input  wire                     s_axis_TLAST,
+  output logic [64*BEAT_WORDS-1:0] m_axis_TDATA,
+  output logic                    m_axis_TVALID,
+  input  wire                     m_axis_TREADY,
+  output logic                    m_axis_TLAST
 );
   // -------------------------------------------------------------------------------------
   // Sizes
@@ -48,7 +49,10 @@ module deltamtl_core #(
   localparam int WI = (MAX_IN + 7) / 8;             // words per int8 input row
   localparam int GO = (MAX_OUT + L - 1) / L;        // output-channel groups of L
   localparam int TG = (MAX_TOKENS + L - 1) / L;     // token groups of L
-  localparam int HO4 = (MAX_OUT + 7) / 8;           // req entries: 8 per row of 4 banks
+  localparam int B = BEAT_WORDS;
+  localparam int BB = (B > 1) ? $clog2(B) : 0;
+  localparam int NQ = 4 * B;                        // requant banks: 8B channels per address
+  localparam int HO4 = (MAX_OUT + 8 * B - 1) / (8 * B);  // requant rows of 8B entries
   // W bank half, per lane: rows o = l, l+L, ... of the job at (o/L)*ceil(I/8) + i/8, so a
   // half needs ceil(O/L)*ceil(I/8) words <= (O+L-1)(I+7)/(8L) for O*I <= MAX_WEIGHTS
   localparam int WH_BOUND = (MAX_WEIGHTS + 7 * MAX_OUT + (L - 1) * MAX_IN + 7 * (L - 1) + 8 * L - 1) / (8 * L);
@@ -72,17 +76,18 @@ module deltamtl_core #(
   localparam int NW = $clog2(NLIST + 1);            // list positions 0..NLIST
   localparam int CI = (MAX_IN > 1) ? $clog2(MAX_IN) : 1;
   localparam int CO = (MAX_OUT > 1) ? $clog2(MAX_OUT) : 1;
-  localparam int DAW = (MAX_NNZ_DW > 1) ? $clog2(MAX_NNZ_DW) : 1;
   localparam int GAW = (GO > 1) ? $clog2(GO) : 1;
   localparam int RAW = (HO4 > 1) ? $clog2(HO4) : 1;
-  localparam int DWE = CO + CI + 8 + 1;             // dW entry: row, col, value, row-first
+  localparam int DWE = CO + CI + 8 + 2;             // dW entry: row, col, value, row-first, row-last
+  localparam int DM = (B > 2) ? B : 2;              // dW entries per list word (a beat's fit one)
+  localparam int DMB = $clog2(DM);
   localparam int LE = CI;                           // union list entry: input index
   // Packed lists: entries padded to whole bytes, so each one is a byte-enable group of the
   // BRAM/URAM word (yosys maps segment enables only on byte boundaries).
   localparam int LEP = (LE + 7) / 8 * 8;
   localparam int DWP = (DWE + 7) / 8 * 8;
   localparam int LDEPTH2 = (LDEPTH + 1) / 2;        // list rows of one parity
-  localparam int DDEPTH2 = (MAX_NNZ_DW + 1) / 2;    // dW entry pairs
+  localparam int DDEPTH2 = (MAX_NNZ_DW + DM - 1) / DM;  // dW list words
   localparam int LAW2 = (LDEPTH2 > 1) ? $clog2(LDEPTH2) : 1;
   localparam int DAW2 = (DDEPTH2 > 1) ? $clog2(DDEPTH2) : 1;
   // dm_ram STYLE: the deep buffers (y, dW list) in UltraRAM, the per-lane W/x banks in block
@@ -132,6 +137,9 @@ module deltamtl_core #(
   initial begin
     if (L < 8 || (1 << LB) != L) $fatal(1, "deltamtl_core: LANES=%0d must be a power of two >= 8", L);
     if (T < 1 || T > 64 || (1 << TB) != T) $fatal(1, "deltamtl_core: TOKEN_ROWS=%0d must be a power of two <= 64", T);
+    // a beat's B rows / tokens / channels must land in distinct banks (contract CoreLimits)
+    if (B < 1 || B > 8 || (1 << BB) != B || B > T || (B > 1 && 8 * B > L))
+      $fatal(1, "deltamtl_core: BEAT_WORDS=%0d must be a power of two <= 8, <= TOKEN_ROWS, 8B <= LANES", B);
     // the datapath is written for 8 int8 / 2 int32 per 64-bit stream word and 16-bit dims
     if (deltamtl_contract_pkg::STREAM_DATA_BITS != 64 || deltamtl_contract_pkg::INT8_PER_WORD != 8
         || FW_TOKENS != 16 || FW_IN != 16 || FW_OUT != 16)
@@ -160,11 +168,15 @@ module deltamtl_core #(
   logic [FW_STATUS-1:0] j_status;
   logic        j_idx_err, j_nostate;
   logic [12:0] j_wi;        // ceil(I/8)
-  logic [15:0] j_ho2;       // ceil(O/2)
-  logic [12:0] j_ho8;       // ceil(O/8)
   logic [15:0] j_go;        // ceil(O/L)
   logic [15:0] j_tg;        // ceil(P/L)
   logic [15:0] j_nt;        // ceil(P/T)
+  // beats (B words each): row blocks of tokens / output rows, padded int32 and Y rows, dW
+  logic [15:0] j_pb;        // ceil(P/B)
+  logic [15:0] j_ob;        // ceil(O/B)
+  logic [15:0] j_hb2;       // ceil(ceil(O/2)/B)
+  logic [15:0] j_hb8;       // ceil(ceil(O/8)/B)
+  logic [FW_NNZ-1:0] j_nb;  // ceil(nnz_dw/B)
 
   wire j_load_w = j_flags[deltamtl_contract_pkg::FLAG_LOAD_W_BIT];
   wire j_load_ref = j_flags[deltamtl_contract_pkg::FLAG_LOAD_REF_BIT];
@@ -207,11 +219,11 @@ module deltamtl_core #(
   // Input sections
   // -------------------------------------------------------------------------------------
   logic [3:0]  sec;          // SECTION_* of the current input word
-  logic [39:0] sec_left;     // words left in the current section
-  logic [15:0] sec_row;      // row (token or output channel) inside the section
-  logic [15:0] sec_col;      // word inside the row
-  logic [31:0] sec_idx;      // word index inside the section
-  logic [15:0] sec_rowlen;   // words per row of the current section
+  logic [39:0] sec_left;     // beats left in the current section
+  logic [15:0] sec_row;      // row inside the section (W, XREF, X: block of B rows)
+  logic [15:0] sec_col;      // beat inside the row (row blocks: the rows' word)
+  logic [31:0] sec_idx;      // beat index inside the section
+  logic [15:0] sec_rowlen;   // beats per row of the current section
 
   // section sizes of the current job, and the first non-empty section after the current
   // one (REQ and X are never empty)
@@ -219,19 +231,34 @@ module deltamtl_core #(
   logic [3:0]  sec_from, nsec;
   always_comb begin : p_sections
     for (int k = 0; k < 8; k++) sz[k] = 40'd0;
-    sz[SEC_W] = j_load_w ? 40'(j_o) * 40'(j_wi) : 40'd0;
-    sz[SEC_DW] = 40'(j_nnz);
-    sz[SEC_BIAS] = j_has_bias ? 40'(j_ho2) : 40'd0;
-    sz[SEC_REQ] = 40'(j_ho2);
-    sz[SEC_XREF] = j_refs_in ? 40'(j_p) * 40'(j_wi) : 40'd0;
-    sz[SEC_YREF] = j_refs_in ? 40'(j_p) * 40'(j_ho2) : 40'd0;
-    sz[SEC_X] = 40'(j_p) * 40'(j_wi);
+    sz[SEC_W] = j_load_w ? 40'(j_ob) * 40'(j_wi) : 40'd0;
+    sz[SEC_DW] = 40'(j_nb);
+    sz[SEC_BIAS] = j_has_bias ? 40'(j_hb2) : 40'd0;
+    sz[SEC_REQ] = 40'(j_hb2);
+    sz[SEC_XREF] = j_refs_in ? 40'(j_pb) * 40'(j_wi) : 40'd0;
+    sz[SEC_YREF] = j_refs_in ? 40'(j_p) * 40'(j_hb2) : 40'd0;
+    sz[SEC_X] = 40'(j_pb) * 40'(j_wi);
     sec_from = (st == ST_SETUP) ? 4'(SEC_HEADER) : sec;
     nsec = 4'(SEC_X);
     for (int k = SEC_X; k >= SEC_W; k--)
       if (4'(k) > sec_from && sz[k] != 40'd0) nsec = 4'(k);
   end
-  wire [15:0] nsec_rowlen = (nsec == 4'(SEC_YREF)) ? j_ho2 : 16'(j_wi);
+  wire [15:0] nsec_rowlen = (nsec == 4'(SEC_YREF)) ? j_hb2 : 16'(j_wi);
+  // word r of the beat, and its 32-bit halves
+  logic [63:0] in_w [B];
+  logic [31:0] in_h [2*B];
+  for (genvar r = 0; r < B; r++) begin : g_inw
+    assign in_w[r] = s_axis_TDATA[64*r +: 64];
+    assign in_h[2*r] = s_axis_TDATA[64*r +: 32];
+    assign in_h[2*r+1] = s_axis_TDATA[64*r+32 +: 32];
+  end
+  // the header's two words: two beats at B = 1, one beat otherwise
+  localparam int HW1 = (B > 1) ? 64 : 0;
+  wire [63:0] hw0 = (B == 1) ? h0 : s_axis_TDATA[63:0];
+  /* verilator lint_off UNUSEDSIGNAL */
+  wire [63:0] hw1 = s_axis_TDATA[HW1 +: 64];  // the header's spare bits are ignored
+  /* verilator lint_on UNUSEDSIGNAL */
+  wire hdr_beat = (st == ST_HDR1) || (B > 1 && st == ST_HDR0);
 
   wire in_acc = s_axis_TVALID && s_axis_TREADY;
   assign s_axis_TREADY = (st == ST_HDR0) || (st == ST_HDR1) || (st == ST_IN) || (st == ST_DRAIN);
@@ -244,12 +271,12 @@ module deltamtl_core #(
   // W bank: bank k holds rows o with o % L == k, 8 columns per word, two halves.
   logic           w_we [L];
   logic [WAW-1:0] w_waddr, w_raddr;
-  logic [63:0]    w_wdata;
+  logic [63:0]    w_wdata [L];
   logic [63:0]    w_rdata [L];
   // x buffers: bank k holds tokens p with p % L == k, one 8-column word per address.
   logic           x_we [L];
   logic [XAW-1:0] x_waddr, x_raddr;
-  logic [63:0]    x_wdata;
+  logic [63:0]    x_wdata [L];
   logic [63:0]    x_rdata [L];
   // y buffers (int32), skewed: element (p, o) lives in bank (p + o) % L at p*GO + o/L, so
   // L consecutive channels of one token and one channel of L consecutive tokens both
@@ -271,26 +298,22 @@ module deltamtl_core #(
   logic [8*LEP-1:0] l_wdata;
   logic [LAW2-1:0]  l_raddr;
   logic [8*LEP-1:0] l_rword [2];
-  // dW non-zeros, two per word (entry n in segment n % 2 of word n / 2), and their
-  // "last of row" bits
-  logic [1:0]       d_we;
-  logic             dl_we;
+  // dW non-zeros, DM per word (entry n in segment n % DM of word n / DM)
+  logic [DM-1:0]    d_we;
   logic [DAW2-1:0]  d_waddr, d_raddr;
-  logic [DAW-1:0]   dl_waddr, dl_raddr;
-  logic [DWE-1:0]   d_wdata, d_rdata;
+  logic [DWE-1:0]   d_rdata;
   /* verilator lint_off UNUSEDSIGNAL */
-  logic [2*DWP-1:0] d_rword;              // the byte padding of each entry is never read
+  logic [DM*DWP-1:0] d_rword;             // the byte padding of each entry is never read
   /* verilator lint_on UNUSEDSIGNAL */
-  logic             dl_wdata, dl_rdata;
   // bias (bank o % L at o / L) and requant entries (4 banks of 2 entries: 8 per address)
   logic           b_we [L];
   logic [GAW-1:0] b_waddr, b_raddr;
-  logic [31:0]    b_wlo, b_whi;
+  logic [31:0]    b_wdata [L];
   logic [31:0]    b_rdata [L];
-  logic           q_we [4];
+  logic           q_we [NQ];
   logic [RAW-1:0] q_waddr, q_raddr;
-  logic [2*QE-1:0] q_wdata;
-  logic [2*QE-1:0] q_rdata [4];
+  logic [2*QE-1:0] q_wdata [NQ];
+  logic [2*QE-1:0] q_rdata [NQ];
   // per-tile end of the union list (small: distributed RAM / registers); power-of-two
   // sized so that any tile index reads inside the array
   logic [NW-1:0]  tile_end [1 << KAW];
@@ -298,25 +321,25 @@ module deltamtl_core #(
   // per 72-bit word (0 where not kept); all banks read one address, the T rows of a tile
   logic           db_we [T];
   logic [DBAW-1:0] db_waddr, db_raddr;
-  logic [71:0]    db_wdata;
+  logic [71:0]    db_wdata [T];
   logic [71:0]    db_rdata [T];
 
   for (genvar k = 0; k < L; k++) begin : g_bank
     dm_ram #(.WIDTH(64), .DEPTH(WDEPTH), .STYLE(RAM_BLOCK)) u_w (
-      .clk(ap_clk), .we(w_we[k]), .waddr(w_waddr), .wdata(w_wdata), .raddr(w_raddr), .rdata(w_rdata[k]));
+      .clk(ap_clk), .we(w_we[k]), .waddr(w_waddr), .wdata(w_wdata[k]), .raddr(w_raddr), .rdata(w_rdata[k]));
     dm_ram #(.WIDTH(64), .DEPTH(XDEPTH), .STYLE(RAM_BLOCK)) u_x (
-      .clk(ap_clk), .we(x_we[k]), .waddr(x_waddr), .wdata(x_wdata), .raddr(x_raddr), .rdata(x_rdata[k]));
+      .clk(ap_clk), .we(x_we[k]), .waddr(x_waddr), .wdata(x_wdata[k]), .raddr(x_raddr), .rdata(x_rdata[k]));
     dm_ram #(.WIDTH(64), .DEPTH(YDEPTH), .SEGS(2), .STYLE(RAM_ULTRA)) u_y (
       .clk(ap_clk), .we(y_we[k]), .waddr(y_waddr[k]), .wdata({y_wdata[k], y_wdata[k]}),
       .raddr(y_raddr[k]), .rdata(y_rword[k]));
     assign y_rdata[k] = y_rhalf_q ? y_rword[k][63:32] : y_rword[k][31:0];
     dm_ram #(.WIDTH(32), .DEPTH(GO)) u_b (
-      .clk(ap_clk), .we(b_we[k]), .waddr(b_waddr), .wdata((k % 2 == 0) ? b_wlo : b_whi),
+      .clk(ap_clk), .we(b_we[k]), .waddr(b_waddr), .wdata(b_wdata[k]),
       .raddr(b_raddr), .rdata(b_rdata[k]));
   end
   for (genvar t = 0; t < T; t++) begin : g_dbuf
     dm_ram #(.WIDTH(72), .DEPTH(DBDEPTH), .STYLE(RAM_DIST)) u_d (
-      .clk(ap_clk), .we(db_we[t]), .waddr(db_waddr), .wdata(db_wdata), .raddr(db_raddr),
+      .clk(ap_clk), .we(db_we[t]), .waddr(db_waddr), .wdata(db_wdata[t]), .raddr(db_raddr),
       .rdata(db_rdata[t]));
   end
   for (genvar k = 0; k < 2; k++) begin : g_list
@@ -324,57 +347,71 @@ module deltamtl_core #(
       .clk(ap_clk), .we(l_we[k]), .waddr(l_waddr[k]), .wdata(l_wdata), .raddr(l_raddr),
       .rdata(l_rword[k]));
   end
-  for (genvar k = 0; k < 4; k++) begin : g_req
+  for (genvar k = 0; k < NQ; k++) begin : g_req
     dm_ram #(.WIDTH(2 * QE), .DEPTH(HO4)) u_q (
-      .clk(ap_clk), .we(q_we[k]), .waddr(q_waddr), .wdata(q_wdata), .raddr(q_raddr), .rdata(q_rdata[k]));
+      .clk(ap_clk), .we(q_we[k]), .waddr(q_waddr), .wdata(q_wdata[k]), .raddr(q_raddr), .rdata(q_rdata[k]));
   end
-  dm_ram #(.WIDTH(2 * DWP), .DEPTH(DDEPTH2), .SEGS(2), .STYLE(RAM_ULTRA)) u_dw (
-    .clk(ap_clk), .we(d_we), .waddr(d_waddr), .wdata({2{DWP'(d_wdata)}}), .raddr(d_raddr),
+  dm_ram #(.WIDTH(DM * DWP), .DEPTH(DDEPTH2), .SEGS(DM), .STYLE(RAM_ULTRA)) u_dw (
+    .clk(ap_clk), .we(d_we), .waddr(d_waddr), .wdata(d_wword), .raddr(d_raddr),
     .rdata(d_rword));
-  dm_ram #(.WIDTH(1), .DEPTH(MAX_NNZ_DW)) u_dwl (
-    .clk(ap_clk), .we(dl_we), .waddr(dl_waddr), .wdata(dl_wdata), .raddr(dl_raddr), .rdata(dl_rdata));
 
   // -------------------------------------------------------------------------------------
-  // Delta encoder (input side): X word accepted at cycle c, x_ref read at c, encoded at c+1
+  // Delta encoder (input side): X beat accepted at cycle c (word j of tokens p0 .. p0+B-1,
+  // one tile since B | T), x_ref read at c, encoded at c+1
   // -------------------------------------------------------------------------------------
   logic        e_v;
-  logic [63:0] e_x;
-  logic [15:0] e_p, e_w;
+  logic [63:0] e_x [B];
+  logic [15:0] e_p, e_w;                   // the block's first token; the word
   logic [NA-1:0] nnz_act;                  // activation non-zeros (the trailer's count)
   logic [NW-1:0] u_cnt;                    // union list fill level
   logic [8*WI-1:0] umask;                  // inputs already in the current tile's list
-  logic [7:0]  e_keep, e_new;
-  logic [63:0] e_xnew;
-  logic [71:0] e_dword;
-  logic [3:0]  e_cnt, e_ucnt;
+  logic [7:0]  e_keep [B];
+  logic [7:0]  e_kor, e_new;               // kept in any of the B tokens; new to the list
+  logic        e_tv [B];                   // token p0+r < P (not a padding row)
+  logic [63:0] e_xnew [B];
+  logic [71:0] e_dword [B];
+  logic [6:0]  e_cnt;
+  logic [3:0]  e_ucnt;
   logic [3:0]  e_upre [8];
-  logic [63:0] e_xref;
-  // a tile starts at the first word of token kT and ends at the last word of token kT+T-1
-  // or of the job's last token
+  logic [63:0] e_xref [B];
+  // a tile starts at the first word of token kT and ends at the last word of the block
+  // holding token kT+T-1 or the job's last token
   wire e_tstart = ((32'(e_p) & TMASK) == 32'd0) && (e_w == 16'd0);
-  wire e_tlast = ((32'(e_p) & TMASK) == TMASK || e_p == j_p - 16'd1) && (e_w == 16'(j_wi) - 16'd1);
+  wire e_tlast = (((32'(e_p) + 32'(B - 1)) & TMASK) == TMASK || 32'(e_p) + 32'(B) >= 32'(j_p))
+                 && (e_w == 16'(j_wi) - 16'd1);
   // the word's inputs seen earlier in this tile (none at the tile's first word)
   wire [7:0] e_seen = e_tstart ? 8'd0 : umask[8*e_w +: 8];
 
-  assign e_xref = x_rdata[e_p[LB-1:0]];
+  for (genvar r = 0; r < B; r++) begin : g_exref
+    assign e_xref[r] = x_rdata[LB'(e_p) + LB'(r)];
+  end
   always_comb begin
     logic [15:0] col;
     logic signed [8:0] xv, rv, dv;
     logic [8:0] mag;
-    e_cnt = 4'd0;
+    e_cnt = 7'd0;
     e_ucnt = 4'd0;
+    e_kor = 8'd0;
+    for (int r = 0; r < B; r++) begin
+      e_tv[r] = 32'(e_p) + 32'(r) < 32'(j_p);
+      for (int j = 0; j < 8; j++) begin
+        col = {e_w[12:0], 3'(j)};
+        xv = 9'($signed(e_x[r][8*j +: 8]));
+        rv = 9'($signed(e_xref[r][8*j +: 8]));
+        dv = j_dense ? xv : xv - rv;
+        mag = dv[8] ? 9'(-dv) : dv;
+        e_keep[r][j] = e_tv[r] && (col < j_i) && (j_dense ? (xv != 9'sd0) : (mag >= {1'b0, j_th}));
+        e_xnew[r][8*j +: 8] = (col >= j_i) ? 8'd0
+                              : ((j_dense || e_keep[r][j]) ? e_x[r][8*j +: 8] : e_xref[r][8*j +: 8]);
+        e_dword[r][9*j +: 9] = e_keep[r][j] ? dv : 9'd0;
+        e_cnt = e_cnt + {6'd0, e_keep[r][j]};
+      end
+      e_kor = e_kor | e_keep[r];
+    end
+    // union entries: kept in a token here and not yet listed for this tile, ranked by a
+    // prefix count (at most 8 a cycle whatever B)
     for (int j = 0; j < 8; j++) begin
-      col = {e_w[12:0], 3'(j)};
-      xv = 9'($signed(e_x[8*j +: 8]));
-      rv = 9'($signed(e_xref[8*j +: 8]));
-      dv = j_dense ? xv : xv - rv;
-      mag = dv[8] ? 9'(-dv) : dv;
-      e_keep[j] = (col < j_i) && (j_dense ? (xv != 9'sd0) : (mag >= {1'b0, j_th}));
-      e_xnew[8*j +: 8] = (col >= j_i) ? 8'd0 : ((j_dense || e_keep[j]) ? e_x[8*j +: 8] : e_xref[8*j +: 8]);
-      e_dword[9*j +: 9] = e_keep[j] ? dv : 9'd0;
-      e_cnt = e_cnt + {3'd0, e_keep[j]};
-      // union entries: kept here and not yet listed for this tile, ranked by a prefix count
-      e_new[j] = e_keep[j] && !e_seen[j];
+      e_new[j] = e_kor[j] && !e_seen[j];
       e_upre[j] = e_ucnt;
       e_ucnt = e_ucnt + {3'd0, e_new[j]};
     end
@@ -388,30 +425,53 @@ module deltamtl_core #(
   // per entry of the tile's union list; a final T swaps store the last tile. Weight pass:
   // for each token group t, one item per dW entry.
   logic [15:0]   g_g, g_k, g_pg, g_pk, g_t;    // group, tile, the previous tile's; token group
-  logic [6:0]    g_s;                           // swap row
-  logic          g_mac, g_flush, g_prev;        // in the list; final swap; a tile to store
+  logic [15:0]   g_c;                           // cycle inside the slot
+  logic [1:0]    g_ph;                          // G_PRO, G_RUN, G_EPI
+  logic          g_prev;                        // a previous tile to store
+  localparam logic [1:0] G_PRO = 2'd0, G_RUN = 2'd1, G_EPI = 2'd2;
   logic [NW-1:0] g_r;
   logic [31:0]   g_dr;
   wire [NW-1:0]  u_start = (g_k == 16'd0) ? NW'(0) : tile_end[KAW'(g_k - 16'd1)];
   wire [NW-1:0]  u_end = tile_end[KAW'(g_k)];
-  wire [31:0]    g_lp = (32'(g_k) << TB) + 32'(g_s);   // token a swap item loads
-  wire [31:0]    g_sp = (32'(g_pk) << TB) + 32'(g_s);  // token it stores
+  wire [NW-1:0]  u_len = u_end - u_start;
+  // the (group, tile) after the current one, whose initial values this slot loads
+  wire           g_klast = (g_k == j_nt - 16'd1);
+  wire           g_hasnext = !(g_klast && g_g == j_go - 16'd1);
+  wire [15:0]    g_nk = g_klast ? 16'd0 : g_k + 16'd1;
+  wire [15:0]    g_ng = g_klast ? g_g + 16'd1 : g_g;
+  wire           g_run = (st == ST_ACT) && (g_ph == G_RUN);
+  wire           g_mc = g_run && 32'(g_c) < 32'(u_len);                 // MAC item
+  wire           g_sw = (st == ST_ACT) && g_ph != G_PRO && g_c == 16'd0; // switch
+  wire           g_ld = (st == ST_ACT) && (g_ph == G_PRO || (g_run && g_hasnext && 32'(g_c) < 32'(T)));
+  wire           g_st = (st == ST_ACT) && g_ph != G_PRO && g_prev && 32'(g_c) < 32'(T);
+  wire [15:0]    g_lk = (g_ph == G_PRO) ? g_k : g_nk;                    // tile it loads
+  wire [15:0]    g_lg = (g_ph == G_PRO) ? g_g : g_ng;
+  wire [31:0]    g_lp = (32'(g_lk) << TB) + 32'(g_c);   // token a load item loads
+  wire [31:0]    g_sp = (32'(g_pk) << TB) + 32'(g_c);   // token a store item stores
 
   // stage registers
   logic        v1, v2, v3, v4, pw1, pw2, pw3, pw4;   // valid, pass is weight pass
-  logic        sw1, sw2, sw3, sw4;                    // act swap item
+  logic        sw1, sw2, sw3, sw4;                    // act: switch (pe <- ld, st <- pe)
+  logic        mc1, mc2, mc3, mc4;                    // act: MAC
+  logic        ld1, ld2, ld3, ld4, st1, st2, st3, st4;  // act: load / store item
+  logic [15:0] lg1, lg2, lg3;                         // group of the loaded tile
   logic        f2, f3, f4, l2, l3, l4;                // weight pass: row segment first/last
   logic        lr1;                                   // last dW entry
-  logic        lv1, lv2, lv3, sv1, sv2, sv3;          // the swap's load / store is a token < P
-  logic [15:0] p1, p2, p3, sp1, sp2, sp3;             // token the swap loads / stores
-  logic [15:0] g1, g2, g3, sg1, sg2, sg3, k1;         // group (weight pass: token group),
+  logic        lv1, lv2, lv3, sv1, sv2, sv3;          // the load / store item is a token < P
+  logic [15:0] p1, p2, p3, sp1, sp2, sp3;             // token a load / store item moves
+  logic [15:0] g1, g2, sg1, sg2, sg3, k1;             // group (weight pass: token group),
                                                       // stored group, tile
+  /* verilator lint_off UNUSEDSIGNAL */
+  logic [15:0] g3;                                    // weight pass: token group (low bits)
+  /* verilator lint_on UNUSEDSIGNAL */
   logic [2:0]  ls1;
-  logic        lpar1, dpar1;                          // list row parity; dW entry parity
+  logic        lpar1;                                 // list row parity
+  logic [DMB-1:0] dpar1;                              // dW entry's segment
   logic [15:0] o2, o3;
   logic [8:0]  a2;
   logic [2:0]  bs2;
   logic [LB-1:0] rot2, irot4, srot4;
+  logic [6:0]  srow4;                                 // row of st a store item writes
   logic [L*8-1:0] op_bank, op_lane;
   logic [7:0]  ops3 [L];
   logic [8:0]  d3 [T];                                // row operands (weight pass: d3[0] = dW)
@@ -420,6 +480,10 @@ module deltamtl_core #(
   logic        m4 [L];
   logic signed [17:0] prod [T*L];                     // PE (t, l) product (DSP register)
   logic [31:0] pe [T*L];                              // PE (t, l): token kT+t, output gL+l
+  // shadow rows: ld fills with the next tile's initial values, st empties the previous
+  // tile's results, both while pe MACs (a switch moves ld -> pe and pe -> st in one cycle)
+  logic [31:0] ld [T*L];
+  logic [31:0] st_sh [T*L];
   logic [31:0] sum [L];                               // weight pass: lane sums
   logic [31:0] nsum [L];
   logic [31:0] init_lane [L];
@@ -428,11 +492,12 @@ module deltamtl_core #(
   // s1 decode
   wire [8*LEP-1:0] s1_lrow = l_rword[lpar1];
   wire [LE-1:0]  s1_le = s1_lrow[LEP*ls1 +: LE];
-  assign d_rdata = dpar1 ? d_rword[DWP +: DWE] : d_rword[0 +: DWE];
+  assign d_rdata = d_rword[DWP*dpar1 +: DWE];
   wire [CO-1:0]  s1_drow = d_rdata[DWE-1 -: CO];
   wire [CI-1:0]  s1_dcol = d_rdata[DWE-1-CO -: CI];
-  wire [7:0]     s1_dval = d_rdata[8:1];
-  wire           s1_dfirst = d_rdata[0];
+  wire [7:0]     s1_dval = d_rdata[9:2];
+  wire           s1_dfirst = d_rdata[1];
+  wire           s1_dlast = d_rdata[0];
   wire [CI-1:0]  s1_col = pw1 ? s1_dcol : s1_le;
 
   // operand bytes of every bank onto the lanes: act, W bank k is output lane k (rot2 = 0);
@@ -453,12 +518,23 @@ module deltamtl_core #(
 
   // swap: y_ref from the banks (element (p, o) in bank (p+o) % L) onto the output lanes,
   // and PE row 0 (lane order) back onto the banks
+  // y_ref input: bank (p + 2Bm + j) % L takes channel j, a rotation by (p + 2Bm) % L
+  wire yin_we = in_data && sec == 4'(SEC_YREF);
+  wire [LB-1:0] srot = yin_we ? LB'(sec_row) + LB'(sec_col << (BB + 1)) : srot4;
   for (genvar k = 0; k < L; k++) begin : g_swapsel
     assign yref_bank[k*32 +: 32] = y_rdata[k];
-    assign st_lane[k*32 +: 32] = pe[k];
+    // the store item's row (at the switch, row 0 is still in pe); constant indices only,
+    // so no tool takes st for a memory
+    // y_ref input beats share the rotator: lane c carries channel c % 2B of the beat
+    always_comb begin
+      st_lane[k*32 +: 32] = st_sh[k];
+      for (int t = 1; t < T; t++) if (32'(srow4) == t) st_lane[k*32 +: 32] = st_sh[t*L+k];
+      if (sw4) st_lane[k*32 +: 32] = pe[k];
+      if (yin_we) st_lane[k*32 +: 32] = in_h[k % (2 * B)];
+    end
   end
   dm_rotate #(.N(L), .W(32)) u_rot_yref (.din(yref_bank), .s(irot4), .dout(yref_lane));
-  dm_rotate #(.N(L), .W(32)) u_rot_store (.din(st_lane), .s(srot4), .dout(st_bank));
+  dm_rotate #(.N(L), .W(32)) u_rot_store (.din(st_lane), .s(srot), .dout(st_bank));
   // y address (act swap: every bank p*GO+g; weight pass, bank b: token t*L+((b-o)%L))
   function automatic logic [YAW-1:0] y_addr(input logic [31:0] p, input logic [31:0] g);
     y_addr = YAW'(p * GO + g);
@@ -505,45 +581,49 @@ module deltamtl_core #(
   typedef enum logic [1:0] {K_Y, K_XO, K_YO, K_TRL} okind_t;
   okind_t ok0, ok1, ok2, ok3;
   logic  ov1, ov2, ov3, ov4;
-  logic [15:0] op_p, op_m;                   // generator position
-  logic [LB-1:0] op1p;
+  // one beat: Y 8B channels of a token, x_ref' word j of B tokens, y_ref' 2B channels
+  localparam int OW = 64 * B;
+  localparam int NRQ = 8 * B;
+  logic [15:0] op_p, op_m;                   // generator position (x_ref': token block)
+  logic [15:0] op1t;
+  logic [LB-1:0] op1x;                       // x_ref': bank of the block's first token
   logic [14:0] op1m;
-  logic [63:0] od1, od2, od3, od4;           // pass-through data (XO, YO, trailer)
-  logic [63:0] o_word;
+  logic [OW-1:0] od1, od2, od3, od4;         // pass-through data (XO, YO, trailer)
+  logic [OW-1:0] o_word;
   okind_t      ok4;
-  logic [7:0]  omask4;
-  logic [31:0] oacc2 [8];
-  logic [deltamtl_contract_pkg::REQ_MULT_WIDTH-1:0]  omul2 [8];
-  logic [deltamtl_contract_pkg::REQ_SHIFT_WIDTH-1:0] osh2 [8];
-  logic [7:0]  omask2, omask3;
-  logic signed [7:0] oy4 [8];
+  logic [NRQ-1:0] omask4;
+  logic [31:0] oacc2 [NRQ];
+  logic [deltamtl_contract_pkg::REQ_MULT_WIDTH-1:0]  omul2 [NRQ];
+  logic [deltamtl_contract_pkg::REQ_SHIFT_WIDTH-1:0] osh2 [NRQ];
+  logic [NRQ-1:0] omask2, omask3;
+  logic signed [7:0] oy4 [NRQ];
   logic [4:0]  fifo_cnt, inflight;
-  logic [64:0] fifo [FIFO_DEPTH];
+  logic [OW:0] fifo [FIFO_DEPTH];
   logic [3:0]  fifo_rd, fifo_wr;
   wire         o_space = (32'(fifo_cnt) + 32'(inflight)) < FIFO_DEPTH;
   wire         fifo_pop = m_axis_TVALID && m_axis_TREADY;
   logic        o_issue;
   logic        o_last_item;
 
-  for (genvar j = 0; j < 8; j++) begin : g_rq
+  for (genvar j = 0; j < NRQ; j++) begin : g_rq
     dm_requant u_rq (.clk(ap_clk), .acc(oacc2[j]), .mult(omul2[j]), .shift(osh2[j]), .y(oy4[j]));
   end
   always_comb begin
     o_word = od4;
-    if (ok4 == K_Y) for (int j = 0; j < 8; j++) o_word[8*j +: 8] = omask4[j] ? oy4[j] : 8'd0;
+    if (ok4 == K_Y) for (int j = 0; j < NRQ; j++) o_word[8*j +: 8] = omask4[j] ? oy4[j] : 8'd0;
   end
 
   assign m_axis_TVALID = (fifo_cnt != 5'd0);
-  assign m_axis_TDATA = fifo[fifo_rd][63:0];
-  assign m_axis_TLAST = fifo[fifo_rd][64];
+  assign m_axis_TDATA = fifo[fifo_rd][OW-1:0];
+  assign m_axis_TLAST = fifo[fifo_rd][OW];
 
   // output generator: next item
   always_comb begin
     o_issue = (st == ST_OUT) && o_space;
     case (ok0)
-      K_Y: o_last_item = (op_m == 16'(j_ho8) - 16'd1) && (op_p == j_p - 16'd1);
-      K_XO: o_last_item = (op_m == 16'(j_wi) - 16'd1) && (op_p == j_p - 16'd1);
-      K_YO: o_last_item = (op_m == j_ho2 - 16'd1) && (op_p == j_p - 16'd1);
+      K_Y: o_last_item = (op_m == j_hb8 - 16'd1) && (op_p == j_p - 16'd1);
+      K_XO: o_last_item = (op_m == 16'(j_wi) - 16'd1) && (op_p == j_pb - 16'd1);
+      K_YO: o_last_item = (op_m == j_hb2 - 16'd1) && (op_p == j_p - 16'd1);
       default: o_last_item = 1'b1;
     endcase
   end
@@ -551,62 +631,72 @@ module deltamtl_core #(
   // -------------------------------------------------------------------------------------
   // Memory port muxes
   // -------------------------------------------------------------------------------------
+  // W and x row blocks: a beat's B rows (tokens) r0+r are in banks (r0+r) % L (B | L), all
+  // at one address; bank k takes word k % B. Padding rows (>= O, >= P) are not written.
+  wire [15:0] in_r0 = sec_row << BB;        // first row of the beat's block
   always_comb begin : p_wport
-    for (int k = 0; k < L; k++) w_we[k] = 1'b0;
-    w_waddr = WAW'(wsel_n) * WAW'(WH) + WAW'(32'(sec_row >> LB) * 32'(j_wi) + 32'(sec_col));
-    w_wdata = s_axis_TDATA;
-    if (in_data && sec == 4'(SEC_W)) w_we[sec_row[LB-1:0]] = 1'b1;
+    for (int k = 0; k < L; k++) begin
+      w_we[k] = in_data && sec == 4'(SEC_W) && (k >> BB) == 32'(LB'(in_r0)) >> BB
+                && 32'(in_r0) + 32'(k % B) < 32'(j_o);
+      w_wdata[k] = pv2 ? p_new : in_w[k % B];
+    end
+    w_waddr = WAW'(wsel_n) * WAW'(WH) + WAW'(32'(in_r0 >> LB) * 32'(j_wi) + 32'(sec_col));
     if (pv2) begin
       w_we[pbank2] = 1'b1;
       w_waddr = pa2;
-      w_wdata = p_new;
     end
     if (pv1) w_raddr = s1_pw_addr;
     else w_raddr = WAW'(w_use) * WAW'(WH) + WAW'(32'(g1) * 32'(j_wi) + 32'(s1_col >> 3));
   end
 
   always_comb begin : p_xport
-    for (int k = 0; k < L; k++) x_we[k] = 1'b0;
-    x_waddr = XAW'(rsel_n) * XAW'(TG * WI) + XAW'(32'(sec_row >> LB) * WI + 32'(sec_col));
-    x_wdata = s_axis_TDATA;
-    if (in_data && sec == 4'(SEC_XREF)) x_we[sec_row[LB-1:0]] = 1'b1;
+    for (int k = 0; k < L; k++) begin
+      x_we[k] = in_data && sec == 4'(SEC_XREF) && (k >> BB) == 32'(LB'(in_r0)) >> BB
+                && 32'(in_r0) + 32'(k % B) < 32'(j_p);
+      x_wdata[k] = e_v ? e_xnew[k % B] : in_w[k % B];
+    end
+    x_waddr = XAW'(rsel_n) * XAW'(TG * WI) + XAW'(32'(in_r0 >> LB) * WI + 32'(sec_col));
     if (e_v) begin
-      x_we[e_p[LB-1:0]] = 1'b1;
+      for (int k = 0; k < L; k++)
+        x_we[k] = (k >> BB) == 32'(LB'(e_p)) >> BB && e_tv[k % B];
       x_waddr = XAW'(x_dst) * XAW'(TG * WI) + XAW'(32'(e_p >> LB) * WI + 32'(e_w));
-      x_wdata = e_xnew;
     end
     if (in_data && sec == 4'(SEC_X))
-      x_raddr = XAW'(x_src) * XAW'(TG * WI) + XAW'(32'(sec_row >> LB) * WI + 32'(sec_col));
+      x_raddr = XAW'(x_src) * XAW'(TG * WI) + XAW'(32'(in_r0 >> LB) * WI + 32'(sec_col));
     else if (st == ST_OUT)
-      x_raddr = XAW'(x_dst) * XAW'(TG * WI) + XAW'(32'(op_p >> LB) * WI + 32'(op_m));
+      x_raddr = XAW'(x_dst) * XAW'(TG * WI) + XAW'(((32'(op_p) << BB) >> LB) * WI + 32'(op_m));
     else
       x_raddr = XAW'(x_dst) * XAW'(TG * WI) + XAW'(32'(g1) * WI + 32'(s1_col >> 3));
   end
 
-  // y_ref loads: entries (p, 2m) and (p, 2m+1) go to banks (p + 2m) % L and the next one
-  wire [15:0]    yl_o = {sec_col[14:0], 1'b0};
+  // y_ref loads: beat m of token p brings entries (p, 2Bm + j), j < 2B, to banks
+  // (p + 2Bm + j) % L (2B <= L: distinct, one address)
+  wire [15:0]    yl_o = sec_col << (BB + 1);
   wire [LB-1:0]  yl_bank = LB'(sec_row) + LB'(yl_o);
   wire           yl_we = in_data && sec == 4'(SEC_YREF);
-  wire [15:0]    oq_lo = (ok0 == K_Y) ? {op_m[12:0], 3'b0} : {op_m[14:0], 1'b0};
+  // first channel of an output beat: Y 8B channels, y_ref' 2B
+  wire [15:0]    oq_lo = (ok0 == K_Y) ? (op_m << (BB + 3)) : (op_m << (BB + 1));
   // halves: y_ref loads go to the inactive one, results to x_dst, act reads y_ref at x_src
   assign y_whalf = yl_we ? rsel_n : x_dst;
   assign y_rhalf = (st == ST_OUT || pw3) ? x_dst : x_src;
   always_comb begin : p_yport
     for (int k = 0; k < L; k++) begin
       logic we;
+      logic [LB-1:0] j;
+      j = LB'(k) - yl_bank;
       if (yl_we) begin
-        we = (LB'(k) == yl_bank) || (LB'(k) == yl_bank + LB'(1));
+        we = 32'(j) < 32'(2 * B);
         y_waddr[k] = y_addr(32'(sec_row), 32'(yl_o >> LB));
-        y_wdata[k] = (LB'(k) == yl_bank) ? s_axis_TDATA[31:0] : s_axis_TDATA[63:32];
+        y_wdata[k] = st_bank[k*32 +: 32];
       end else begin
-        we = v4 && m4[k] && (pw4 ? l4 : sw4);
+        we = v4 && m4[k] && (pw4 ? l4 : st4);
         y_waddr[k] = ya4[k];
         y_wdata[k] = pw4 ? nsum[k] : st_bank[k*32 +: 32];
       end
       y_we[k] = {we && y_whalf, we && !y_whalf};
       if (st == ST_OUT) y_raddr[k] = y_addr(32'(op_p), 32'(oq_lo >> LB));
       else if (pw3) y_raddr[k] = y_addr(32'(s3_tok[k]), 32'(o3 >> LB));
-      else y_raddr[k] = lv3 ? y_addr(32'(p3), 32'(g3)) : YAW'(0);
+      else y_raddr[k] = lv3 ? y_addr(32'(p3), 32'(lg3)) : YAW'(0);
     end
   end
 
@@ -635,43 +725,67 @@ module deltamtl_core #(
 
   // delta buffer: the encoder writes token e_p's word to bank p % T; the act pass reads
   // word i/8 of tile k from every bank
+  // (a beat's B tokens: banks (p0 % T) + r, B | T, one address)
   always_comb begin : p_dport
-    for (int t = 0; t < T; t++) db_we[t] = e_v && (32'(e_p) & TMASK) == 32'(t);
+    for (int t = 0; t < T; t++) begin
+      db_we[t] = e_v && ((32'(e_p) & TMASK) >> BB) == (t >> BB) && e_tv[t % B];
+      db_wdata[t] = e_dword[t % B];
+    end
   end
   assign db_waddr = DBAW'((32'(e_p) >> TB) * WI + 32'(e_w));
-  assign db_wdata = e_dword;
   assign db_raddr = DBAW'(32'(k1) * WI + 32'(s1_col >> 3));
 
-  // dW list; the first/last-of-row bits let the weight pass close a row without look-ahead
-  wire [15:0] nz_row = s_axis_TDATA[deltamtl_contract_pkg::NZ_ROW_LSB +: deltamtl_contract_pkg::NZ_ROW_WIDTH];
-  wire        nz_newrow = (sec_idx == 32'd0) || (nz_row != prev_row);
-  wire        dw_in = in_data && sec == 4'(SEC_DW);
-  assign d_we = {dw_in && sec_idx[0], dw_in && !sec_idx[0]};
-  assign d_waddr = DAW2'(sec_idx >> 1);
-  assign d_wdata = {CO'(nz_row), CI'(s_axis_TDATA[deltamtl_contract_pkg::NZ_COL_LSB +: deltamtl_contract_pkg::NZ_COL_WIDTH]),
-                    s_axis_TDATA[deltamtl_contract_pkg::NZ_VALUE_LSB +: deltamtl_contract_pkg::NZ_VALUE_WIDTH], nz_newrow};
-  assign dl_we = dw_in && sec_idx != 32'd0;
-  assign dl_waddr = DAW'(sec_idx - 32'd1);
-  assign dl_wdata = nz_newrow;
-  assign d_raddr = DAW2'(g_dr >> 1);
-  assign dl_raddr = DAW'(g_dr);
-
-  // bias: entries 2k, 2k+1 to banks (2k) % L, (2k+1) % L at (2k) / L
-  wire [31:0] bl_o = {sec_idx[30:0], 1'b0};
+  // dW list, DM entries per word (a beat's B entries share one word); each entry carries
+  // first/last-of-row bits so the weight pass closes a row without look-ahead. An entry's
+  // last bit is the next entry's first bit, so a beat is written one beat late (dp_*),
+  // the last beat the cycle after the section (its last valid entry is closed by lr1).
+  logic [15:0]      nz_row [B];
+  logic             nz_new [B];
+  logic             dw_bad;
+  logic             dp_v, dw_flush;
+  logic [31:0]      dp_idx;
+  logic [DWE-2:0]   dp_e [B];                // row, col, value, first
+  logic [DM*DWP-1:0] d_wword;
+  wire              dw_in = in_data && sec == 4'(SEC_DW);
+  always_comb begin : p_dw
+    dw_bad = 1'b0;
+    for (int r = 0; r < B; r++) begin
+      logic [15:0] col;
+      nz_row[r] = in_w[r][deltamtl_contract_pkg::NZ_ROW_LSB +: deltamtl_contract_pkg::NZ_ROW_WIDTH];
+      col = in_w[r][deltamtl_contract_pkg::NZ_COL_LSB +: deltamtl_contract_pkg::NZ_COL_WIDTH];
+      nz_new[r] = (r == 0) ? (sec_idx == 32'd0 || nz_row[0] != prev_row) : (nz_row[r] != nz_row[(r > 0) ? r - 1 : 0]);
+      // padding entries past nnz_dw are ignored, never refused
+      if ((sec_idx << BB) + 32'(r) < 32'(j_nnz) && (32'(nz_row[r]) >= 32'(j_o) || 32'(col) >= 32'(j_i)))
+        dw_bad = 1'b1;
+    end
+    d_wword = '0;
+    for (int m = 0; m < DM; m++) begin
+      logic lastb;
+      lastb = (m % B == B - 1) ? (dw_flush || nz_new[0]) : dp_e[(m % B == B - 1) ? 0 : m % B + 1][0];
+      d_wword[DWP*m +: DWP] = DWP'({dp_e[m % B], lastb});
+    end
+    for (int m = 0; m < DM; m++)
+      d_we[m] = dp_v && (dw_in || dw_flush) && (m >> BB) == ((32'(dp_idx) << BB) % DM) >> BB;
+  end
+  assign d_waddr = DAW2'((dp_idx << BB) >> DMB);
+  assign d_raddr = DAW2'(g_dr >> DMB);
+  // bias: beat n brings entries 2Bn .. 2Bn+2B-1 to as many consecutive banks (2B <= L)
+  wire [31:0] bl_o = sec_idx << (BB + 1);
   always_comb begin : p_bport
-    for (int k = 0; k < L; k++)
-      b_we[k] = in_data && sec == 4'(SEC_BIAS) && (LB'(k) == LB'(bl_o) || LB'(k) == LB'(bl_o) + LB'(1));
+    for (int k = 0; k < L; k++) begin
+      b_we[k] = in_data && sec == 4'(SEC_BIAS) && (k >> (BB + 1)) == 32'(LB'(bl_o)) >> (BB + 1);
+      b_wdata[k] = in_h[k % (2 * B)];
+    end
   end
   assign b_waddr = GAW'(bl_o >> LB);
-  assign b_wlo = s_axis_TDATA[31:0];
-  assign b_whi = s_axis_TDATA[63:32];
-  assign b_raddr = GAW'(g2);
-  // requant: word k to bank k % 4 at k / 4, so one address holds channels 8m..8m+7
-  for (genvar k = 0; k < 4; k++) begin : g_qwe
-    assign q_we[k] = in_data && sec == 4'(SEC_REQ) && sec_idx[1:0] == 2'(k);
+  assign b_raddr = GAW'(lg2);
+  // requant: word k to bank k % 4B at k / 4B, so one address holds channels 8Bm..8Bm+8B-1
+  // (a Y beat's); beat n writes banks (n % 4)B .. (n % 4)B+B-1
+  for (genvar k = 0; k < NQ; k++) begin : g_qwe
+    assign q_we[k] = in_data && sec == 4'(SEC_REQ) && sec_idx[1:0] == 2'(k >> BB);
+    assign q_wdata[k] = {in_w[k % B][deltamtl_contract_pkg::REQ_ENTRY_BITS +: QE], in_w[k % B][0 +: QE]};
   end
   assign q_waddr = RAW'(sec_idx >> 2);
-  assign q_wdata = {s_axis_TDATA[deltamtl_contract_pkg::REQ_ENTRY_BITS +: QE], s_axis_TDATA[0 +: QE]};
   assign q_raddr = RAW'(op_m);
 
   // -------------------------------------------------------------------------------------
@@ -699,49 +813,68 @@ module deltamtl_core #(
       j_tag <= '0;
       nnz_act <= '0;
       u_cnt <= '0;
+      dp_v <= 1'b0;
+      dw_flush <= 1'b0;
     end else begin
       y_rhalf_q <= y_rhalf;
       // ---------------- encoder stage ----------------
       e_v <= in_data && sec == 4'(SEC_X);
-      e_x <= s_axis_TDATA;
-      e_p <= sec_row;
+      for (int r = 0; r < B; r++) e_x[r] <= in_w[r];
+      e_p <= in_r0;
       e_w <= sec_col;
       if (e_v) begin
         nnz_act <= nnz_act + NA'(e_cnt);
         u_cnt <= u_cnt + NW'(e_ucnt);
         // e_w is 0 at a tile's start: the mask restarts with this word's keep bits
-        if (e_tstart) umask <= (8*WI)'(e_keep);
-        else umask[8*e_w +: 8] <= e_seen | e_keep;
+        if (e_tstart) umask <= (8*WI)'(e_kor);
+        else umask[8*e_w +: 8] <= e_seen | e_kor;
         if (e_tlast) tile_end[KAW'(32'(e_p) >> TB)] <= u_cnt + NW'(e_ucnt);
       end
+      // dW list: hold a beat until the next one (or the section's end) gives its last bits
+      dw_flush <= dw_in && sec_left == 40'd1;
+      if (dw_in) begin
+        dp_v <= 1'b1;
+        dp_idx <= sec_idx;
+        for (int r = 0; r < B; r++)
+          dp_e[r] <= {CO'(nz_row[r]), CI'(in_w[r][deltamtl_contract_pkg::NZ_COL_LSB +: deltamtl_contract_pkg::NZ_COL_WIDTH]),
+                      in_w[r][deltamtl_contract_pkg::NZ_VALUE_LSB +: deltamtl_contract_pkg::NZ_VALUE_WIDTH], nz_new[r]};
+      end else if (dw_flush) dp_v <= 1'b0;
 
       // ---------------- input FSM ----------------
       case (st)
-        ST_HDR0: if (in_acc) begin
-          h0 <= s_axis_TDATA;
+        ST_HDR0, ST_HDR1: if (in_acc && !hdr_beat) begin
+          // B = 1: the header's first word; its second comes next beat
+          h0 <= s_axis_TDATA[63:0];
           j_tag <= '0;
           if (s_axis_TLAST) begin
             j_status <= CS_LENGTH;
             st <= ST_DECIDE;
           end else st <= ST_HDR1;
-        end
-        ST_HDR1: if (in_acc) begin
+        end else if (in_acc) begin
           logic [FW_STATUS-1:0] hs;
-          hs = header_status(h0, s_axis_TDATA[deltamtl_contract_pkg::HDR_NNZ_DW_LSB +: FW_NNZ]);
-          j_tag <= s_axis_TDATA[deltamtl_contract_pkg::HDR_TAG_LSB +: FW_TAG];
-          j_mode <= h0[deltamtl_contract_pkg::HDR_MODE_LSB +: FW_MODE];
-          j_flags <= h0[deltamtl_contract_pkg::HDR_FLAGS_LSB +: NFLAGS];
-          j_th <= h0[deltamtl_contract_pkg::HDR_TH_LSB +: FW_TH];
-          j_p <= h0[deltamtl_contract_pkg::HDR_TOKENS_LSB +: FW_TOKENS];
-          j_i <= h0[deltamtl_contract_pkg::HDR_IN_DIM_LSB +: FW_IN];
-          j_o <= h0[deltamtl_contract_pkg::HDR_OUT_DIM_LSB +: FW_OUT];
-          j_nnz <= s_axis_TDATA[deltamtl_contract_pkg::HDR_NNZ_DW_LSB +: FW_NNZ];
-          j_wi <= 13'((32'(h0[deltamtl_contract_pkg::HDR_IN_DIM_LSB +: FW_IN]) + 32'd7) >> 3);
-          j_ho2 <= 16'((32'(h0[deltamtl_contract_pkg::HDR_OUT_DIM_LSB +: FW_OUT]) + 32'd1) >> 1);
-          j_ho8 <= 13'((32'(h0[deltamtl_contract_pkg::HDR_OUT_DIM_LSB +: FW_OUT]) + 32'd7) >> 3);
-          j_go <= 16'((32'(h0[deltamtl_contract_pkg::HDR_OUT_DIM_LSB +: FW_OUT]) + 32'(L) - 32'd1) >> LB);
-          j_tg <= 16'((32'(h0[deltamtl_contract_pkg::HDR_TOKENS_LSB +: FW_TOKENS]) + 32'(L) - 32'd1) >> LB);
-          j_nt <= 16'((32'(h0[deltamtl_contract_pkg::HDR_TOKENS_LSB +: FW_TOKENS]) + 32'(T) - 32'd1) >> TB);
+          logic [31:0] hp, hi, ho, hn;
+          hs = header_status(hw0, hw1[deltamtl_contract_pkg::HDR_NNZ_DW_LSB +: FW_NNZ]);
+          hp = 32'(hw0[deltamtl_contract_pkg::HDR_TOKENS_LSB +: FW_TOKENS]);
+          hi = 32'(hw0[deltamtl_contract_pkg::HDR_IN_DIM_LSB +: FW_IN]);
+          ho = 32'(hw0[deltamtl_contract_pkg::HDR_OUT_DIM_LSB +: FW_OUT]);
+          hn = 32'(hw1[deltamtl_contract_pkg::HDR_NNZ_DW_LSB +: FW_NNZ]);
+          j_tag <= hw1[deltamtl_contract_pkg::HDR_TAG_LSB +: FW_TAG];
+          j_mode <= hw0[deltamtl_contract_pkg::HDR_MODE_LSB +: FW_MODE];
+          j_flags <= hw0[deltamtl_contract_pkg::HDR_FLAGS_LSB +: NFLAGS];
+          j_th <= hw0[deltamtl_contract_pkg::HDR_TH_LSB +: FW_TH];
+          j_p <= 16'(hp);
+          j_i <= 16'(hi);
+          j_o <= 16'(ho);
+          j_nnz <= FW_NNZ'(hn);
+          j_wi <= 13'((hi + 32'd7) >> 3);
+          j_go <= 16'((ho + 32'(L) - 32'd1) >> LB);
+          j_tg <= 16'((hp + 32'(L) - 32'd1) >> LB);
+          j_nt <= 16'((hp + 32'(T) - 32'd1) >> TB);
+          j_pb <= 16'((hp + 32'(B) - 32'd1) >> BB);
+          j_ob <= 16'((ho + 32'(B) - 32'd1) >> BB);
+          j_hb2 <= 16'((ho + 32'(2 * B) - 32'd1) >> (BB + 1));
+          j_hb8 <= 16'((ho + 32'(8 * B) - 32'd1) >> (BB + 3));
+          j_nb <= FW_NNZ'((hn + 32'(B) - 32'd1) >> BB);
           j_idx_err <= 1'b0;
           nnz_act <= '0;
           u_cnt <= '0;
@@ -757,6 +890,7 @@ module deltamtl_core #(
           end
         end
         ST_SETUP: begin
+          dp_v <= 1'b0;
           sec <= nsec;
           sec_left <= sz[nsec[2:0]];
           sec_rowlen <= nsec_rowlen;
@@ -771,9 +905,8 @@ module deltamtl_core #(
         end
         ST_IN: if (in_acc) begin
           if (sec == 4'(SEC_DW)) begin
-            if (32'(s_axis_TDATA[deltamtl_contract_pkg::NZ_ROW_LSB +: deltamtl_contract_pkg::NZ_ROW_WIDTH]) >= 32'(j_o)
-                || 32'(s_axis_TDATA[deltamtl_contract_pkg::NZ_COL_LSB +: deltamtl_contract_pkg::NZ_COL_WIDTH]) >= 32'(j_i)) j_idx_err <= 1'b1;
-            prev_row <= nz_row;
+            if (dw_bad) j_idx_err <= 1'b1;
+            prev_row <= nz_row[B-1];
           end
           if (s_axis_TLAST && !in_final) begin
             j_status <= CS_LENGTH;
@@ -803,8 +936,8 @@ module deltamtl_core #(
           logic [FW_STATUS-1:0] fs;
           fs = (j_status != '0) ? j_status : final_status;
           j_status <= fs;
-          g_g <= 16'd0; g_k <= 16'd0; g_s <= 7'd0; g_t <= 16'd0; g_r <= '0; g_dr <= 32'd0;
-          g_mac <= 1'b0; g_flush <= 1'b0; g_prev <= 1'b0;
+          g_g <= 16'd0; g_k <= 16'd0; g_c <= 16'd0; g_t <= 16'd0; g_r <= '0; g_dr <= 32'd0;
+          g_ph <= G_PRO; g_prev <= 1'b0;
           ok0 <= K_Y; op_p <= 16'd0; op_m <= 16'd0;
           if (fs != '0) begin
             ok0 <= K_TRL;
@@ -830,36 +963,33 @@ module deltamtl_core #(
           end else g_dr <= g_dr + 32'd1;
         end
         ST_ACT: begin
-          logic adv;  // this (group, tile) is done: on to the next one
-          adv = 1'b0;
-          if (!g_mac) begin
-            if (g_s == 7'(T - 1)) begin
-              g_s <= 7'd0;
-              if (g_flush) begin
-                st <= ST_WAITPIPE;
-                st_after_pipe <= (j_task && j_nnz != 32'd0) ? ST_WPASS
-                               : ((j_nnz != 32'd0) ? ST_UNPATCH : ST_OUT);
-                psub <= 1'b1;
-              end else if (u_start == u_end) adv = 1'b1;  // empty union: its swap is all
-              else begin
-                g_mac <= 1'b1;
-                g_r <= u_start;
-              end
-            end else g_s <= g_s + 7'd1;
-          end else if (g_r == u_end - NW'(1)) begin
-            g_mac <= 1'b0;
-            adv = 1'b1;
-          end else g_r <= g_r + NW'(1);
-          if (adv) begin
-            g_prev <= 1'b1;
-            g_pk <= g_k;
-            g_pg <= g_g;
-            if (g_k == j_nt - 16'd1) begin
-              g_k <= 16'd0;
-              if (g_g == j_go - 16'd1) g_flush <= 1'b1;
-              else g_g <= g_g + 16'd1;
-            end else g_k <= g_k + 16'd1;
-          end
+          // slots: a prologue loading tile (0, 0); per (group, tile) max(|U_k|, T) cycles that
+          // MAC its union while the previous tile is stored and the next one loaded; an
+          // epilogue storing the last tile
+          if (g_mc) g_r <= g_r + NW'(1);
+          case (g_ph)
+            G_PRO: if (32'(g_c) == 32'(T - 1)) begin
+              g_c <= 16'd0;
+              g_ph <= G_RUN;
+            end else g_c <= g_c + 16'd1;
+            G_RUN: if (32'(g_c) >= 32'(T - 1) && 32'(g_c) + 32'd1 >= 32'(u_len)) begin
+              g_c <= 16'd0;
+              g_prev <= 1'b1;
+              g_pk <= g_k;
+              g_pg <= g_g;
+              if (g_hasnext) begin
+                g_k <= g_nk;
+                g_g <= g_ng;
+                g_r <= g_klast ? NW'(0) : u_end;
+              end else g_ph <= G_EPI;
+            end else g_c <= g_c + 16'd1;
+            default: if (32'(g_c) == 32'(T - 1)) begin
+              st <= ST_WAITPIPE;
+              st_after_pipe <= (j_task && j_nnz != 32'd0) ? ST_WPASS
+                             : ((j_nnz != 32'd0) ? ST_UNPATCH : ST_OUT);
+              psub <= 1'b1;
+            end else g_c <= g_c + 16'd1;
+          endcase
         end
         ST_WPASS: begin
           if (g_dr == j_nnz - 32'd1) begin
@@ -881,7 +1011,7 @@ module deltamtl_core #(
             else st <= ST_HDR0;
           end else begin
             logic [15:0] rl;
-            rl = (ok0 == K_Y) ? 16'(j_ho8) : ((ok0 == K_XO) ? 16'(j_wi) : j_ho2);
+            rl = (ok0 == K_Y) ? j_hb8 : ((ok0 == K_XO) ? 16'(j_wi) : j_hb2);
             if (op_m == rl - 16'd1) begin
               op_m <= 16'd0;
               op_p <= op_p + 16'd1;
@@ -895,24 +1025,33 @@ module deltamtl_core #(
       // s0 -> s1
       v1 <= (st == ST_ACT) || (st == ST_WPASS);
       pw1 <= (st == ST_WPASS);
-      sw1 <= (st == ST_ACT) && !g_mac;
+      sw1 <= g_sw;
+      mc1 <= g_mc;
+      ld1 <= g_ld;
+      st1 <= g_st;
+      lg1 <= g_lg;
       lr1 <= (g_dr == j_nnz - 32'd1);
       p1 <= 16'(g_lp);
-      lv1 <= !g_flush && g_lp < 32'(j_p);
+      lv1 <= g_ld && g_lp < 32'(j_p);
       sp1 <= 16'(g_sp);
-      sv1 <= g_prev && g_sp < 32'(j_p);
+      sv1 <= g_st && g_sp < 32'(j_p);
       sg1 <= g_pg;
       k1 <= g_k;
       g1 <= (st == ST_WPASS) ? g_t : g_g;
       ls1 <= g_r[2:0];
       lpar1 <= g_r[3];
-      dpar1 <= g_dr[0];
+      dpar1 <= DMB'(g_dr);
       // s1 -> s2
       v2 <= v1;
       pw2 <= pw1;
       sw2 <= sw1;
+      mc2 <= mc1;
+      ld2 <= ld1;
+      st2 <= st1;
+      lg2 <= lg1;
+      lg3 <= lg2;
       f2 <= s1_dfirst;
-      l2 <= dl_rdata || lr1;
+      l2 <= s1_dlast || lr1;
       a2 <= 9'($signed(s1_dval));
       bs2 <= s1_col[2:0];
       o2 <= 16'(s1_drow);
@@ -927,6 +1066,9 @@ module deltamtl_core #(
       v3 <= v2;
       pw3 <= pw2;
       sw3 <= sw2;
+      mc3 <= mc2;
+      ld3 <= ld2;
+      st3 <= st2;
       f3 <= f2;
       l3 <= l2;
       p3 <= p2;
@@ -942,10 +1084,15 @@ module deltamtl_core #(
       v4 <= v3;
       pw4 <= pw3;
       sw4 <= sw3;
+      mc4 <= mc3;
+      ld4 <= ld3;
+      st4 <= st3;
       f4 <= f3;
       l4 <= l3;
-      irot4 <= LB'(16'd0 - p3);
+      // y banks -> lanes: act loads by token p3, the output phase by its token (Y, y_ref')
+      irot4 <= (st == ST_OUT) ? LB'(16'd0 - op_p) : LB'(16'd0 - p3);
       srot4 <= LB'(sp3);
+      srow4 <= 7'(32'(sp3) & TMASK);
       for (int b = 0; b < L; b++) begin
         bias4[b] <= b_rdata[b];
         if (pw3) begin
@@ -960,15 +1107,22 @@ module deltamtl_core #(
       // swaps: every row moves up one (row 0 is being stored) and row T-1 takes the
       // initial value of the next tile's token, so after T swaps row t holds token kT+t
       if (v4 && pw4) for (int b = 0; b < L; b++) sum[b] <= nsum[b];
+      // act: a switch starts pe from ld (this tile's initial values) and hands pe (the last
+      // tile's results) to st, row 0 of which is stored in the same cycle; loads shift into
+      // ld's row T-1 and stores out of st's row 0, so row t ends up with token kT+t
       if (v4 && !pw4) begin
-        if (sw4) begin
+        for (int t = 0; t < T; t++)
+          for (int b = 0; b < L; b++)
+            pe[t*L+b] <= (sw4 ? ld[t*L+b] : pe[t*L+b]) + (mc4 ? 32'(prod[t*L+b]) : 32'd0);
+        if (ld4) begin
           for (int t = 0; t + 1 < T; t++)
-            for (int b = 0; b < L; b++) pe[t*L+b] <= pe[(t+1)*L+b];
-          for (int b = 0; b < L; b++) pe[(T-1)*L+b] <= init_lane[b];
-        end else begin
-          for (int t = 0; t < T; t++)
-            for (int b = 0; b < L; b++) pe[t*L+b] <= pe[t*L+b] + 32'(prod[t*L+b]);
+            for (int b = 0; b < L; b++) ld[t*L+b] <= ld[(t+1)*L+b];
+          for (int b = 0; b < L; b++) ld[(T-1)*L+b] <= init_lane[b];
         end
+        // st is loaded whole and read through a T-way row select (cheaper than a shift:
+        // a load-or-shift input would be a 2:1 mux on every bit)
+        if (sw4)
+          for (int t = 0; t < T * L; t++) st_sh[t] <= pe[t];
       end
 
       // ---------------- patch pipeline ----------------
@@ -986,31 +1140,29 @@ module deltamtl_core #(
       // ---------------- output pipeline ----------------
       ov1 <= o_issue;
       ok1 <= ok0;
-      op1p <= op_p[LB-1:0];
+      op1t <= op_p << BB;
+      op1x <= LB'(op_p << BB);
       op1m <= op_m[14:0];
-      od1 <= trailer_word(j_status, j_tag, (j_status != FW_STATUS'(0)) ? FW_NNZ'(0) : FW_NNZ'(nnz_act));
-      // o1: select
+      od1 <= OW'(trailer_word(j_status, j_tag, (j_status != FW_STATUS'(0)) ? FW_NNZ'(0) : FW_NNZ'(nnz_act)));
+      // o1: select (the beat's channels / tokens sit in distinct banks); Y and y_ref' take
+      // the y row rotated onto the lanes (u_rot_yref), channel o from lane o % L
       ov2 <= ov1;
       ok2 <= ok1;
-      for (int j = 0; j < 8; j++) begin
-        logic [LB-1:0] bk;
+      for (int j = 0; j < NRQ; j++) begin
         logic [15:0] oo;
-        oo = {op1m[12:0], 3'(j)};
-        bk = op1p + LB'(oo);
-        oacc2[j] <= y_rdata[bk];
+        oo = (16'(op1m) << (BB + 3)) + 16'(j);
+        oacc2[j] <= yref_lane[32*LB'(oo) +: 32];
         omul2[j] <= q_rdata[j / 2][QE*(j%2) + deltamtl_contract_pkg::REQ_MULT_LSB +: deltamtl_contract_pkg::REQ_MULT_WIDTH];
         osh2[j] <= q_rdata[j / 2][QE*(j%2) + deltamtl_contract_pkg::REQ_SHIFT_LSB +: deltamtl_contract_pkg::REQ_SHIFT_WIDTH];
         omask2[j] <= oo < j_o;
       end
       case (ok1)
-        K_XO: od2 <= x_rdata[op1p];
-        K_YO: begin
-          logic [LB-1:0] bk;
+        K_XO: for (int r = 0; r < B; r++)
+          od2[64*r +: 64] <= (32'(op1t) + 32'(r) < 32'(j_p)) ? x_rdata[op1x | LB'(r)] : 64'd0;
+        K_YO: for (int j = 0; j < 2 * B; j++) begin
           logic [15:0] oo;
-          oo = {op1m[14:0], 1'b0};
-          bk = op1p + LB'(oo);
-          od2[31:0] <= y_rdata[bk];
-          od2[63:32] <= (oo + 16'd1 < j_o) ? y_rdata[bk + LB'(1)] : 32'd0;
+          oo = (16'(op1m) << (BB + 1)) + 16'(j);
+          od2[32*j +: 32] <= (oo < j_o) ? yref_lane[32*LB'(oo) +: 32] : 32'd0;
         end
         default: od2 <= od1;
       endcase

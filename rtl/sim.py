@@ -16,10 +16,16 @@ import json
 import os
 import shutil
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
-from deltamtl.contract.limits import CI_LIMITS, LIMIT_FIELDS, CoreLimits
+from deltamtl.contract.limits import (
+    BOARD_BEAT_WORDS,
+    BOARD_LIMITS,
+    CI_LIMITS,
+    LIMIT_FIELDS,
+    CoreLimits,
+)
 
 ROOT = Path(__file__).resolve().parent.parent
 RTL_DIR = ROOT / "rtl"
@@ -86,22 +92,15 @@ def verilator_env() -> Path:
     return root
 
 
-# The SV core streams one word per beat and has no BEAT_WORDS parameter yet (issue 18,
-# docs/hls.md "Packet layout"): Verilator refuses a -G naming a parameter it lacks.
-_NOT_YET_CORE_PARAMETERS = ("beat_words",)
-
-
 def core_parameters(limits: CoreLimits) -> dict[str, int]:
-    if limits.beat_words != 1:
-        raise SimError(f"the SV core streams one word per beat: beat_words={limits.beat_words} "
-                       "has no build yet")
-    return {f.upper(): getattr(limits, f) for f in LIMIT_FIELDS
-            if f not in _NOT_YET_CORE_PARAMETERS}
+    """Module parameters of deltamtl_core (-G): every limit field, BEAT_WORDS included."""
+    return {f.upper(): getattr(limits, f) for f in LIMIT_FIELDS}
 
 
 def limits_tag(limits: CoreLimits) -> str:
     return (f"t{limits.max_tokens}_i{limits.max_in}_o{limits.max_out}"
-            f"_n{limits.max_nnz_dw}_l{limits.lanes}_w{limits.max_weights}_r{limits.token_rows}")
+            f"_n{limits.max_nnz_dw}_l{limits.lanes}_w{limits.max_weights}_r{limits.token_rows}"
+            f"_b{limits.beat_words}")
 
 
 @dataclass(frozen=True)
@@ -122,6 +121,13 @@ def lint_command(limits: CoreLimits | None = None) -> list[str]:
 
 
 # CI_LIMITS: the CI build's maxima, defined with every other build's in contract/limits.py
+# The fast tier's wide-stream build: the CI maxima at B=2 words per beat (L=16 so that
+# 8B <= L; T=4 so that a tile holds two row blocks)
+CI_BEAT_LIMITS = replace(CI_LIMITS, lanes=16, token_rows=4, beat_words=2)
+# The slow tier's: the board's B=8 (L=64, T=8) at the CI maxima
+CI_BEAT8_LIMITS = replace(CI_LIMITS, lanes=64, token_rows=8, beat_words=BOARD_BEAT_WORDS)
+# `deltamtl rtl lint` (and tests/rtl/test_rtl_lint.py): these maxima besides the defaults
+LINT_LIMITS = (CI_LIMITS, CI_BEAT_LIMITS, BOARD_LIMITS)
 def build_core(limits: CoreLimits = CI_LIMITS, jobs: int = 2, impl: str = "rtl",
                hls_sources: list[Path] | None = None) -> Build:
     """Verilate the core (or the HLS export) once per maxima; reuses an up-to-date build."""
@@ -317,10 +323,12 @@ def replay_vectors(path: Path | None, seed: int = 1) -> int:
     return rc
 
 
-# `deltamtl rtl dense-rate`: board-like array (L=64, T=16) with maxima just large enough for
-# a 197-token 384 x 384 site, so the Verilator build stays a few minutes
+# `deltamtl rtl dense-rate`: board-like array (L=64, T=16) and the board's stream width
+# (B=8) with maxima just large enough for a 197-token 384 x 384 site, so the Verilator build
+# stays a few minutes
 DENSE_RATE_LIMITS = CoreLimits(max_tokens=197, max_in=384, max_out=384, max_nnz_dw=64, lanes=64,
-                               max_weights=384 * 384, token_rows=16)
+                               max_weights=384 * 384, token_rows=16,
+                               beat_words=BOARD_BEAT_WORDS)
 
 
 def dense_rate(limits: CoreLimits = DENSE_RATE_LIMITS, seed: int = 1,
@@ -340,11 +348,12 @@ def dense_rate(limits: CoreLimits = DENSE_RATE_LIMITS, seed: int = 1,
 
 
 def dense_rate_markdown(report: dict) -> str:
-    lines = ["| job | P/I/O | L x T | input words | cycles (job) | act cycles | model act | "
+    lines = ["| job | P/I/O | L x T, B | input beats | cycles (job) | act cycles | model act | "
              "MACs/cycle act | MACs/cycle job |", "|---|---|---|---|---|---|---|---|---|"]
     for r in report["jobs"]:
         lines.append(f"| {r['job']} | {r['tokens']}/{r['in']}/{r['out']} | "
-                     f"{r['lanes']} x {r['token_rows']} | {r['input_words']} | {r['cycles']} | "
+                     f"{r['lanes']} x {r['token_rows']}, {r['beat_words']} | {r['input_beats']} | "
+                     f"{r['cycles']} | "
                      f"{r['compute_cycles']} | {r['model_act']} | {r['macs_per_cycle_act']:.1f} | "
                      f"{r['macs_per_cycle_job']:.1f} |")
     return "\n".join(lines)
@@ -363,16 +372,18 @@ def main(argv: list[str] | None = None) -> int:
                         help="vectors: a .dmtv file (e.g. build/vectors/model.dmtv)")
     parser.add_argument("--seed", type=int, default=1,
                         help="vectors: stall pattern seed; dense-rate: input data seed")
+    parser.add_argument("--beat-words", type=int, default=DENSE_RATE_LIMITS.beat_words,
+                        help="dense-rate: stream words per beat (B)")
     args = parser.parse_args(argv)
     if args.command == "dense-rate":
-        report = dense_rate(seed=args.seed)
+        report = dense_rate(replace(DENSE_RATE_LIMITS, beat_words=args.beat_words), seed=args.seed)
         print(dense_rate_markdown(report))
         return 0
     if args.command == "vectors":
         return replay_vectors(args.vectors, args.seed)
     if args.command == "lint":
         rc = 0
-        for limits in (None, CI_LIMITS):
+        for limits in (None, *LINT_LIMITS):
             cmd = lint_command(limits)
             what = "default maxima" if limits is None else limits_tag(limits)
             proc = subprocess.run(cmd, capture_output=True, text=True, check=False)

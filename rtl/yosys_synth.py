@@ -110,7 +110,9 @@ def memory_bits(limits: CoreLimits) -> dict[str, int]:
     co = max(1, (limits.max_out - 1).bit_length())
     wh = min(go * wi, (limits.max_weights + 7 * limits.max_out + (lanes - 1) * limits.max_in
                        + 7 * (lanes - 1) + 8 * lanes - 1) // (8 * lanes))
-    lep, dwp = -(-ci // 8) * 8, -(-(co + ci + 9) // 8) * 8
+    # dW entry: row, col, value, first/last-of-row bits, byte padded; max(2, B) a word
+    lep, dwp = -(-ci // 8) * 8, -(-(co + ci + 10) // 8) * 8
+    dm = max(2, limits.beat_words)
     rows = -(-nt * limits.max_in // 8)  # union list rows of 8 entries
     return {
         "W bank (2 halves)": lanes * 2 * wh * 64,
@@ -118,7 +120,7 @@ def memory_bits(limits: CoreLimits) -> dict[str, int]:
         "x_ref/x_new (2 halves)": lanes * 2 * tg * wi * 64,
         "delta buffer": t * nt * wi * 72,
         "union list": 2 * -(-rows // 2) * 8 * lep,
-        "dW list": -(-limits.max_nnz_dw // 2) * 2 * dwp + limits.max_nnz_dw,
+        "dW list": -(-limits.max_nnz_dw // dm) * dm * dwp,
         "bias + requant": lanes * go * 32 + limits.max_out * 22,
     }
 

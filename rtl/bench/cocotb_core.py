@@ -495,11 +495,11 @@ async def tile_edges(dut):
             else:
                 job = _job(rng, Mode.TASK, JobFlag.EMIT_REF, p, i, o, x_ref=golden.state.x_ref,
                            dw=dw, th=2, frac=0.3)
-            words = pack_job(job)
+            words = pack_job(job, limits.beat_words)
             model = packet_breakdown(words, golden.state, limits).total
             exp = [int(x) for x in golden.run_packet(words)]
             got, timing = await h.run_packet(words)
-            assert trailer_status(exp) == CoreStatus.OK, f"{name} P={p}: refused by the golden"
+            assert trailer_status(exp, limits.beat_words) == CoreStatus.OK, f"{name} P={p}: refused by the golden"
             assert got == exp, f"{name} P={p} (T={t}): {_first_diff(got, exp)}"
             rows.append({"job": name, "tokens": p, "token_rows": t, "model": model, **timing})
     await h.expect_quiet()
@@ -523,14 +523,16 @@ async def dense_rate(dut):
     rows = []
     for name, flags in (("load_w", JobFlag.LOAD_W), ("resident_w", JobFlag.NONE)):
         job = _job(rng, Mode.DENSE, flags, p, i, o, w=w if flags else None)
-        words = pack_job(job)
+        words = pack_job(job, limits.beat_words)
         model = packet_breakdown(words, golden.state, limits)
         exp = [int(x) for x in golden.run_packet(words)]
         got, timing = await h.run_packet(words)
         assert got == exp, f"dense {name}: {_first_diff(got, exp)}"
         macs = p * i * o
         rows.append({"job": name, "tokens": p, "in": i, "out": o, "lanes": limits.lanes,
-                     "token_rows": limits.token_rows, "input_words": int(words.size),
+                     "token_rows": limits.token_rows, "beat_words": limits.beat_words,
+                     "input_words": int(words.size),
+                     "input_beats": int(words.size) // limits.beat_words,
                      "nnz_act": int(np.count_nonzero(job.x)), "macs": macs, **timing,
                      "model_cycles": model.total, "model_act": model.act,
                      "macs_per_cycle_act": macs / timing["compute_cycles"],

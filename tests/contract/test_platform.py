@@ -197,9 +197,17 @@ def _sv_ports(text: str) -> dict[str, int]:
     """name -> width of the ANSI port list of the first module in text."""
     start = re.search(r"^module\s", text, re.M).start()
     header = text[start:text.index(");", start)]
+    # the core's stream width is 64*BEAT_WORDS: the default build's B from the generated
+    # package (the block design instantiates the core with its defaults)
+    pkg = (pf.ROOT / "rtl" / "generated" / "deltamtl_params_pkg.sv").read_text()
+    beat_words = int(re.search(r"BEAT_WORDS\s*=\s*(\d+)", pkg).group(1))
     ports = {}
-    for m in re.finditer(r"(?:input|output)\s+(?:wire|logic)?\s*(?:\[(\d+):0\])?\s*(\w+)", header):
-        ports[m.group(2)] = int(m.group(1)) + 1 if m.group(1) else 1
+    for m in re.finditer(r"(?:input|output)\s+(?:wire|logic)?\s*(?:\[([\w*+\- ]+):0\])?\s*(\w+)",
+                         header):
+        msb = m.group(1)
+        if msb:
+            msb = eval(msb.replace("BEAT_WORDS", str(beat_words)), {"__builtins__": {}})
+        ports[m.group(2)] = int(msb) + 1 if m.group(1) else 1
     return ports
 
 

@@ -223,6 +223,44 @@ def test_cycle_model_per_class(ci_run, cls):
 
 
 # ---------------------------------------------------------------------------------------
+# fast tier, wide streams: B = 2 words per beat (sim.CI_BEAT_LIMITS)
+# ---------------------------------------------------------------------------------------
+BEAT_TESTS = ["run_vectors", "run_vectors_stress", "tile_edges", "unordered_dw",
+              "refusal_keeps_state"]
+
+
+@pytest.fixture(scope="module")
+def beat_run() -> dict:
+    return _cosim("ci_b2", sim.CI_BEAT_LIMITS, n_sequences=3, tests=BEAT_TESTS)
+
+
+def test_rtl_beats_build_is_wide(beat_run):
+    assert beat_run["limits"].beat_words == 2
+
+
+@pytest.mark.parametrize("report", BEAT_TESTS)
+def test_rtl_beats_bench(beat_run, report):
+    """B=2: every record without and with stalls, the tile edges, unordered dW and the
+    refusals (LENGTH counted in beats, the trailer beat alone) bit-exact."""
+    assert beat_run["status"][report] == "pass", beat_run["status"][report]
+
+
+@pytest.mark.parametrize("cls", JOB_CLASSES)
+def test_rtl_beats_cycle_model_per_class(beat_run, cls):
+    """B=2: the cycle model (input and output phases in beats) against the simulation."""
+    per_class = beat_run["cycles"]["per_class"]
+    if cls not in per_class:
+        pytest.skip(f"the generator emits no {cls} records")
+    c = per_class[cls]
+    assert c["max_err"] <= MODEL_TOLERANCE, c
+
+
+def test_rtl_beats_tile_edges_cycles_exact(beat_run):
+    jobs = beat_run["reports"]["tile_edges"]["jobs"]
+    assert jobs and all(j["cycles"] == j["model"] for j in jobs), jobs
+
+
+# ---------------------------------------------------------------------------------------
 # slow tier: make cosim
 # ---------------------------------------------------------------------------------------
 @pytest.mark.slow
@@ -262,14 +300,31 @@ def test_rtl_cosim_token_rows_extremes(token_rows):
 
 
 @pytest.mark.slow
+def test_rtl_cosim_beat_words_8():
+    """The board's stream width B=8 (512-bit TDATA, L=64, T=8) at the CI maxima: every
+    bench test bit-exact, the cycle model within 5% on every class and exact on the tile
+    edges."""
+    tests = [t for t in BENCH_TESTS if t not in ("watchdog_fires", "quiet_check_fires")]
+    run = _cosim("ci_b8", sim.CI_BEAT8_LIMITS, n_sequences=6, tests=tests)
+    assert all(v == "pass" for v in run["status"].values()), run["status"]
+    for name, c in run["cycles"]["per_class"].items():
+        assert c["max_err"] <= MODEL_TOLERANCE, (name, c)
+    jobs = run["reports"]["tile_edges"]["jobs"]
+    assert all(j["cycles"] == j["model"] for j in jobs), jobs
+
+
+@pytest.mark.slow
 def test_rtl_dense_rate_at_board_array():
     """`deltamtl rtl dense-rate`: a dense 197 x 384 x 384 job on resident weights at L=64,
-    T=16 sustains at least 864 MACs per cycle over the act phase (simulated cycles; the
-    acceptance figure of issue 18), bit-exact, the act phase as the cycle model says."""
+    T=16 and B=8 (512-bit streams) sustains at least 864 MACs per cycle over the act phase
+    and over the whole job, first input beat to trailer (simulated cycles; the acceptance
+    figure of issue 18), bit-exact, every cycle as the cycle model says."""
     report = sim.dense_rate()
     jobs = {r["job"]: r for r in report["jobs"]}
     resident = jobs["resident_w"]
+    assert resident["beat_words"] == 8, resident
     assert resident["macs_per_cycle_act"] >= 864, resident
+    assert resident["macs_per_cycle_job"] >= 864, resident
     assert resident["cycles"] == resident["model_cycles"], resident
     assert jobs["load_w"]["cycles"] == jobs["load_w"]["model_cycles"], jobs["load_w"]
 

