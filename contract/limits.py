@@ -4,7 +4,7 @@ bank), generated into the C++ and SV parameters from a model's export manifest.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from deltamtl.contract.formats import MAX_DIM
 
@@ -20,8 +20,8 @@ MAX_TOKEN_ROWS = 64
 # Stream words per beat (docs/hls.md, "Packet layout"): at most 8 x 64 = 512-bit TDATA,
 # the widest stream issue 18 plans for.
 MAX_BEAT_WORDS = 8
-# The board projection's stream width (issue 18: 512-bit streams): BOARD_LIMITS uses it
-# (the SV core moves a beat per cycle); TINY/CI_LIMITS keep beat_words=1.
+# The board projection's stream width (issue 18: 512-bit streams): BOARD_WIDE_LIMITS uses
+# it (both cores move a beat per cycle in simulation); TINY/CI/BOARD_LIMITS keep 1.
 BOARD_BEAT_WORDS = 8
 
 
@@ -91,6 +91,9 @@ CI_LIMITS = CoreLimits(max_tokens=24, max_in=64, max_out=64, max_nnz_dw=1024, la
 
 # Board target (deltamtl.rtl.yosys_synth): ViT-Tiny sites (197 tokens, width 192, MLP 768:
 # in/out up to 768, no site above 768x192 weights). A dW list of 64K non-zeros holds 44% of
-# the largest delta matrix.
+# the largest delta matrix. One word a beat: fetch and commit are 64-bit, and the core at
+# BOARD_BEAT_WORDS needs 112% of the ZCU104's LUTs per yosys (docs/rtl.md); the wide build
+# is BOARD_WIDE_LIMITS, simulated in both cores and projected by the bench.
 BOARD_LIMITS = CoreLimits(max_tokens=197, max_in=768, max_out=768, max_nnz_dw=65536, lanes=64,
-                          max_weights=768 * 192, token_rows=16, beat_words=BOARD_BEAT_WORDS)
+                          max_weights=768 * 192, token_rows=16)
+BOARD_WIDE_LIMITS = replace(BOARD_LIMITS, beat_words=BOARD_BEAT_WORDS)

@@ -102,9 +102,10 @@ def limits_from_params_header(path: Path | None = None) -> CoreLimits:
 
 def named_limits() -> dict[str, CoreLimits]:
     """The builds contract/limits.py defines, by the name the command line takes."""
-    from deltamtl.contract.limits import BOARD_LIMITS, CI_LIMITS, TINY_LIMITS
+    from deltamtl.contract.limits import BOARD_LIMITS, BOARD_WIDE_LIMITS, CI_LIMITS, TINY_LIMITS
 
-    return {"board": BOARD_LIMITS, "tiny": TINY_LIMITS, "ci": CI_LIMITS}
+    return {"board": BOARD_LIMITS, "board-wide": BOARD_WIDE_LIMITS, "tiny": TINY_LIMITS,
+            "ci": CI_LIMITS}
 
 
 LIMITS_HELP = ("board | tiny | ci, or P I O NNZ LANES [MAX_WEIGHTS [TOKEN_ROWS [BEAT_WORDS]]] "

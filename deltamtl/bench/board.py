@@ -42,7 +42,7 @@ import numpy as np
 from deltamtl.contract.cycle_model import compute_breakdown
 from deltamtl.contract.descriptor import region_bytes, regions_used
 from deltamtl.contract.formats import JobFlag, Mode
-from deltamtl.contract.limits import BOARD_BEAT_WORDS, BOARD_LIMITS, CoreLimits
+from deltamtl.contract.limits import BOARD_BEAT_WORDS, BOARD_LIMITS, BOARD_WIDE_LIMITS, CoreLimits
 from deltamtl.contract.macs import dense_macs, job_macs
 from deltamtl.contract.registers import KERNEL_ARGS
 from deltamtl.model.tasks import BASE_TASK, SUB_TASKS
@@ -124,7 +124,7 @@ class EngineBuild:
 def engine_builds() -> list[EngineBuild]:
     """Today's engine before issue 18, the scaled array on 64-bit streams, and the scaled
     array at the board's stream width (BOARD_BEAT_WORDS words a beat)."""
-    wide = replace(BOARD_LIMITS, beat_words=BOARD_BEAT_WORDS)
+    wide = BOARD_WIDE_LIMITS
     built = BOARD_LIMITS.beat_words == BOARD_BEAT_WORDS
     return [
         EngineBuild("v1", f"pre-issue-18 engine: one non-zero per cycle to {BOARD_LIMITS.lanes} lanes, "

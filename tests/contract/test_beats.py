@@ -23,6 +23,7 @@ from deltamtl.contract.golden_core import GoldenCore, execute_job
 from deltamtl.contract.jobs import CoreState, CsrDelta, JobResult, SiteJob
 from deltamtl.contract.limits import (
     BOARD_BEAT_WORDS,
+    BOARD_WIDE_LIMITS,
     BOARD_LIMITS,
     CI_LIMITS,
     TINY_LIMITS,
@@ -148,9 +149,11 @@ def test_beat_words_validation() -> None:
         replace(base, token_rows=2, beat_words=4)
     with pytest.raises(ValueError, match="lanes >= 8 \\* beat_words = 32"):
         replace(base, lanes=16, beat_words=4)
-    # the CI and tiny builds keep one word per beat; the board uses the projection's width
-    assert TINY_LIMITS.beat_words == CI_LIMITS.beat_words == 1
-    assert BOARD_LIMITS.beat_words == BOARD_BEAT_WORDS == 8
+    # the CI, tiny and board builds keep one word per beat (fetch/commit are 64-bit); the
+    # wide board build carries the projection's width
+    assert TINY_LIMITS.beat_words == CI_LIMITS.beat_words == BOARD_LIMITS.beat_words == 1
+    assert BOARD_WIDE_LIMITS.beat_words == BOARD_BEAT_WORDS == 8
+    assert replace(BOARD_WIDE_LIMITS, beat_words=1) == BOARD_LIMITS
 
 
 # ---------------------------------------------------------------------------------------
