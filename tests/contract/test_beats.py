@@ -23,8 +23,8 @@ from deltamtl.contract.golden_core import GoldenCore, execute_job
 from deltamtl.contract.jobs import CoreState, CsrDelta, JobResult, SiteJob
 from deltamtl.contract.limits import (
     BOARD_BEAT_WORDS,
-    BOARD_WIDE_LIMITS,
     BOARD_LIMITS,
+    BOARD_WIDE_LIMITS,
     CI_LIMITS,
     TINY_LIMITS,
     CoreLimits,
