@@ -31,7 +31,8 @@ latency    output pipeline (read, select, multiply, round) and FIFO    5
 The "+3"/"+5" terms are the patch and MAC pipelines draining between phases. A refused job
 skips every compute phase and sends the trailer beat alone (n_out = 1); a header refusal
 also skips setup. A beat is B = CoreLimits.beat_words words, each section padded to whole
-beats (docs/hls.md, "Packet layout"); every core built so far has B = 1.
+beats (docs/hls.md, "Packet layout"); both cores move one beat a cycle; the board build
+(BOARD_LIMITS) keeps B = 1, the wide one is BOARD_WIDE_LIMITS.
 ``cycle_breakdown`` returns the phases; ``core_cycles`` their sum.
 tests/rtl/test_rtl_cosim.py holds the model to the RTL simulation within 5% on every job class.
 
