@@ -21,13 +21,14 @@ from dataclasses import replace
 from pathlib import Path
 
 from deltamtl.contract.limits import BOARD_LIMITS, BOARD_WIDE_LIMITS, CI_LIMITS, CoreLimits
+from deltamtl.contract.platform import PART_RESOURCES
 from deltamtl.rtl.sim import ROOT, RTL_SOURCES, core_parameters, limits_tag
 
 SCRIPT = ROOT / "rtl" / "synth" / "synth_core.ys"
 OUT_DIR = ROOT / "build" / "synth"
 
 # XCZU7EV (ZCU104) resources.
-ZCU104_BUDGET = {"LUT": 230_400, "FF": 460_800, "DSP48E2": 1_728, "BRAM36": 312, "URAM": 96}
+ZCU104_BUDGET = PART_RESOURCES  # the part's resources, defined once in contract/platform.py
 
 # The core builds synthesised here (contract/limits.py defines every build's maxima)
 LIMITS = {"board": BOARD_LIMITS, "board-wide": BOARD_WIDE_LIMITS, "ci": CI_LIMITS}

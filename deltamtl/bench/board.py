@@ -44,13 +44,14 @@ from deltamtl.contract.descriptor import region_bytes, regions_used
 from deltamtl.contract.formats import JobFlag, Mode
 from deltamtl.contract.limits import BOARD_BEAT_WORDS, BOARD_LIMITS, BOARD_WIDE_LIMITS, CoreLimits
 from deltamtl.contract.macs import dense_macs, job_macs
+from deltamtl.contract.platform import PART_RESOURCES
 from deltamtl.contract.registers import KERNEL_ARGS
 from deltamtl.model.tasks import BASE_TASK, SUB_TASKS
 
 CLOCK_HZ = 300e6  # the design's PL clock (docs/board.md)
 DDR_BYTES_PER_S = 12.8e9  # reachable PS DDR4 bandwidth from the PL (FIELD-NOTES: ~75 % of 17 GB/s)
-# ZCU104 (XCZU7EV): 1728 DSP48E2, two int8 MACs each per cycle (docs/architecture.md)
-DSP48E2 = 1728
+# ZCU104 (XCZU7EV): its DSP48E2s (contract/platform.py), two int8 MACs each per cycle
+DSP48E2 = PART_RESOURCES["DSP48E2"]
 INT8_PEAK_MACS = DSP48E2 * 2 * CLOCK_HZ
 
 # Published anchors (../shared/FIELD-NOTES.md, "Cost facts for the board"); labelled

@@ -153,7 +153,8 @@ def board(b: Mapping) -> list[str]:
              f"`{head['config']}`, 4 tasks, keyframe every {head['keyframe_interval']} frames, "
              f"{head['tokens']} tokens at {head['clock_hz'] / 1e6:.0f} MHz; DDR "
              f"{head['ddr_bytes_per_s'] / 1e9} GB/s reachable; int8 peak {head['int8_peak_macs_per_s'] / 1e12:.2f} "
-             "TMAC/s (1728 DSP48E2 x 2 MACs x 300 MHz). Time per frame = max(cycles / clock, DDR bytes / "
+             f"TMAC/s ({head['int8_peak_macs_per_s'] / (2 * head['clock_hz']):.0f} DSP48E2 x 2 MACs x "
+             f"{head['clock_hz'] / 1e6:.0f} MHz). Time per frame = max(cycles / clock, DDR bytes / "
              "bandwidth). Engines, side by side in this run (the headline is the last):", ""]
     lines += [f"* `{n}`: {e['label']} ({e['peak_macs_per_cycle']} MACs/cycle peak)" for n, e in eng.items()]
     lines += ["", "| densities from | engine | frame | Mcycles | DDR MB | MMACs | ms (cycles) | ms (DDR) | "

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from deltamtl.contract.cycle_model import cycle_breakdown
+from deltamtl.contract.cycle_model import cycle_breakdown, union_per_tile
 from deltamtl.contract.formats import JobFlag, Mode, keep_delta
 from deltamtl.contract.golden_core import GoldenCore
 from deltamtl.contract.limits import BOARD_LIMITS
@@ -114,11 +114,8 @@ def job_deltas(job, state) -> np.ndarray:
 
 def tile_unions(mask: np.ndarray, token_rows: int) -> tuple[int, int]:
     """(sum over tiles of the inputs non-zero in any token of the tile, tiles x inputs)."""
-    p, i = mask.shape
-    nt = -(-p // token_rows)
-    padded = np.zeros((nt * token_rows, i), dtype=bool)
-    padded[:p] = mask
-    return int(padded.reshape(nt, token_rows, i).any(axis=1).sum()), nt * i
+    union = union_per_tile(mask, token_rows)  # the cycle model's own count
+    return int(union.sum()), union.size * mask.shape[1]
 
 
 def measure(qm: QuantizedModel, frames: np.ndarray, executor: SiteExecutor | None = None,
