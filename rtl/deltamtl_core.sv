@@ -442,23 +442,18 @@ module deltamtl_core #(
   wire           g_run = (st == ST_ACT) && (g_ph == G_RUN);
   wire           g_mc = g_run && 32'(g_c) < 32'(u_len);                 // MAC item
   wire           g_sw = (st == ST_ACT) && g_ph != G_PRO && g_c == 16'd0; // switch
-  wire           g_ld = (st == ST_ACT) && (g_ph == G_PRO || (g_run && g_hasnext && 32'(g_c) < 32'(T)));
   wire           g_st = (st == ST_ACT) && g_ph != G_PRO && g_prev && 32'(g_c) < 32'(T);
-  wire [15:0]    g_lk = (g_ph == G_PRO) ? g_k : g_nk;                    // tile it loads
-  wire [15:0]    g_lg = (g_ph == G_PRO) ? g_g : g_ng;
-  wire [31:0]    g_lp = (32'(g_lk) << TB) + 32'(g_c);   // token a load item loads
   wire [31:0]    g_sp = (32'(g_pk) << TB) + 32'(g_c);   // token a store item stores
 
   // stage registers
   logic        v1, v2, v3, v4, pw1, pw2, pw3, pw4;   // valid, pass is weight pass
-  logic        sw1, sw2, sw3, sw4;                    // act: switch (pe <- ld, st <- pe)
-  logic        mc1, mc2, mc3, mc4;                    // act: MAC
-  logic        ld1, ld2, ld3, ld4, st1, st2, st3, st4;  // act: load / store item
-  logic [15:0] lg1, lg2, lg3;                         // group of the loaded tile
+  logic        sw1, sw2, sw3;                         // act: switch (a new tile starts)
+  logic        mc1, mc2;                              // act: MAC
+  logic        st1, st2, st3, st4;                    // act: store item
   logic        f2, f3, f4, l2, l3, l4;                // weight pass: row segment first/last
   logic        lr1;                                   // last dW entry
-  logic        lv1, lv2, lv3, sv1, sv2, sv3;          // the load / store item is a token < P
-  logic [15:0] p1, p2, p3, sp1, sp2, sp3;             // token a load / store item moves
+  logic        sv1, sv2, sv3;                         // the store item is a token < P
+  logic [15:0] sp1, sp2, sp3;                         // token a store item stores
   logic [15:0] g1, g2, sg1, sg2, sg3, k1;             // group (weight pass: token group),
                                                       // stored group, tile
   /* verilator lint_off UNUSEDSIGNAL */
@@ -480,13 +475,15 @@ module deltamtl_core #(
   logic        m4 [L];
   logic signed [17:0] prod [T*L];                     // PE (t, l) product (DSP register)
   logic [31:0] pe [T*L];                              // PE (t, l): token kT+t, output gL+l
-  // shadow rows: ld fills with the next tile's initial values, st empties the previous
-  // tile's results, both while pe MACs (a switch moves ld -> pe and pe -> st in one cycle)
-  logic [31:0] ld [T*L];
+  // shadow rows: st holds the previous tile's sums while pe MACs the next tile; the cycle
+  // before a switch moves pe (with its last product) to st and restarts pe from zero, and
+  // a store adds the token's initial value as it leaves (docs/rtl.md, "Scaled engine")
+  logic [31:0] pe_sum [T*L];
   logic [31:0] st_sh [T*L];
   logic [31:0] sum [L];                               // weight pass: lane sums
   logic [31:0] nsum [L];
   logic [31:0] init_lane [L];
+  logic [31:0] st_row [L];                            // st's row of the store item (lanes)
   logic [L*32-1:0] yref_bank, yref_lane, st_lane, st_bank;
 
   // s1 decode
@@ -522,16 +519,18 @@ module deltamtl_core #(
   wire yin_we = in_data && sec == 4'(SEC_YREF);
   wire [LB-1:0] srot = yin_we ? LB'(sec_row) + LB'(sec_col << (BB + 1)) : srot4;
   for (genvar k = 0; k < L; k++) begin : g_swapsel
-    assign yref_bank[k*32 +: 32] = y_rdata[k];
-    // the store item's row (at the switch, row 0 is still in pe); constant indices only,
-    // so no tool takes st for a memory
-    // y_ref input beats share the rotator: lane c carries channel c % 2B of the beat
-    always_comb begin
-      st_lane[k*32 +: 32] = st_sh[k];
-      for (int t = 1; t < T; t++) if (32'(srow4) == t) st_lane[k*32 +: 32] = st_sh[t*L+k];
-      if (sw4) st_lane[k*32 +: 32] = pe[k];
-      if (yin_we) st_lane[k*32 +: 32] = in_h[k % (2 * B)];
+    // the store item's row of st: a T:1 select by an index into lane k's column (written
+    // as an indexed part-select, the form yosys maps to a mux tree; an if-chain over the
+    // rows cost twice the LUTs)
+    logic [32*T-1:0] st_col;
+    for (genvar t = 0; t < T; t++) begin : g_col
+      assign st_col[32*t +: 32] = st_sh[t*L+k];
     end
+    assign st_row[k] = st_col[32*32'(srow4) +: 32];
+    assign yref_bank[k*32 +: 32] = y_rdata[k];
+    // a store writes the row's sum plus the token's initial value; y_ref input beats share
+    // the rotator: lane c carries channel c % 2B of the beat
+    assign st_lane[k*32 +: 32] = yin_we ? in_h[k % (2 * B)] : st_row[k] + init_lane[k];
   end
   dm_rotate #(.N(L), .W(32)) u_rot_yref (.din(yref_bank), .s(irot4), .dout(yref_lane));
   dm_rotate #(.N(L), .W(32)) u_rot_store (.din(st_lane), .s(srot), .dout(st_bank));
@@ -696,7 +695,7 @@ module deltamtl_core #(
       y_we[k] = {we && y_whalf, we && !y_whalf};
       if (st == ST_OUT) y_raddr[k] = y_addr(32'(op_p), 32'(oq_lo >> LB));
       else if (pw3) y_raddr[k] = y_addr(32'(s3_tok[k]), 32'(o3 >> LB));
-      else y_raddr[k] = lv3 ? y_addr(32'(p3), 32'(lg3)) : YAW'(0);
+      else y_raddr[k] = sv3 ? y_addr(32'(sp3), 32'(sg3)) : YAW'(0);
     end
   end
 
@@ -778,7 +777,7 @@ module deltamtl_core #(
     end
   end
   assign b_waddr = GAW'(bl_o >> LB);
-  assign b_raddr = GAW'(lg2);
+  assign b_raddr = GAW'(sg2);
   // requant: word k to bank k % 4B at k / 4B, so one address holds channels 8Bm..8Bm+8B-1
   // (a Y beat's); beat n writes banks (n % 4)B .. (n % 4)B+B-1
   for (genvar k = 0; k < NQ; k++) begin : g_qwe
@@ -1027,12 +1026,8 @@ module deltamtl_core #(
       pw1 <= (st == ST_WPASS);
       sw1 <= g_sw;
       mc1 <= g_mc;
-      ld1 <= g_ld;
       st1 <= g_st;
-      lg1 <= g_lg;
       lr1 <= (g_dr == j_nnz - 32'd1);
-      p1 <= 16'(g_lp);
-      lv1 <= g_ld && g_lp < 32'(j_p);
       sp1 <= 16'(g_sp);
       sv1 <= g_st && g_sp < 32'(j_p);
       sg1 <= g_pg;
@@ -1046,18 +1041,13 @@ module deltamtl_core #(
       pw2 <= pw1;
       sw2 <= sw1;
       mc2 <= mc1;
-      ld2 <= ld1;
       st2 <= st1;
-      lg2 <= lg1;
-      lg3 <= lg2;
       f2 <= s1_dfirst;
       l2 <= s1_dlast || lr1;
       a2 <= 9'($signed(s1_dval));
       bs2 <= s1_col[2:0];
       o2 <= 16'(s1_drow);
       rot2 <= pw1 ? LB'(s1_drow) : LB'(0);
-      p2 <= p1;
-      lv2 <= lv1;
       sp2 <= sp1;
       sv2 <= sv1;
       sg2 <= sg1;
@@ -1066,31 +1056,28 @@ module deltamtl_core #(
       v3 <= v2;
       pw3 <= pw2;
       sw3 <= sw2;
-      mc3 <= mc2;
-      ld3 <= ld2;
       st3 <= st2;
       f3 <= f2;
       l3 <= l2;
-      p3 <= p2;
-      lv3 <= lv2;
       sp3 <= sp2;
       sv3 <= sv2;
       sg3 <= sg2;
       g3 <= g2;
       o3 <= o2;
       for (int b = 0; b < L; b++) ops3[b] <= op_lane[b*8 +: 8];
-      for (int t = 0; t < T; t++) d3[t] <= (pw2 && t == 0) ? a2 : db_rdata[t][9*bs2 +: 9];
+      // non-MAC act cycles feed zero deltas, so pe adds its product unconditionally (a
+      // gated product would cost an AND on every accumulator bit)
+      for (int t = 0; t < T; t++)
+        d3[t] <= pw2 ? ((t == 0) ? a2 : 9'd0) : (mc2 ? db_rdata[t][9*bs2 +: 9] : 9'd0);
       // s3 -> s4
       v4 <= v3;
       pw4 <= pw3;
-      sw4 <= sw3;
-      mc4 <= mc3;
-      ld4 <= ld3;
       st4 <= st3;
       f4 <= f3;
       l4 <= l3;
-      // y banks -> lanes: act loads by token p3, the output phase by its token (Y, y_ref')
-      irot4 <= (st == ST_OUT) ? LB'(16'd0 - op_p) : LB'(16'd0 - p3);
+      // y banks -> lanes: act reads a stored token's initial value (sp3), the output
+      // phase its token (Y, y_ref')
+      irot4 <= (st == ST_OUT) ? LB'(16'd0 - op_p) : LB'(16'd0 - sp3);
       srot4 <= LB'(sp3);
       srow4 <= 7'(32'(sp3) & TMASK);
       for (int b = 0; b < L; b++) begin
@@ -1103,26 +1090,15 @@ module deltamtl_core #(
           m4[b] <= sv3;
         end
       end
-      // s4: weight pass accumulates its lane sums; act accumulates the whole array, or
-      // swaps: every row moves up one (row 0 is being stored) and row T-1 takes the
-      // initial value of the next tile's token, so after T swaps row t holds token kT+t
+      // s4: the weight pass accumulates its lane sums; act accumulates the whole array. The
+      // cycle before a switch (sw3: the switch item is one stage behind) hands pe plus its
+      // last product to st and restarts pe from zero, so the switch item's product starts
+      // the new tile; the stores (one row a cycle, the next T cycles) read st's rows.
       if (v4 && pw4) for (int b = 0; b < L; b++) sum[b] <= nsum[b];
-      // act: a switch starts pe from ld (this tile's initial values) and hands pe (the last
-      // tile's results) to st, row 0 of which is stored in the same cycle; loads shift into
-      // ld's row T-1 and stores out of st's row 0, so row t ends up with token kT+t
       if (v4 && !pw4) begin
-        for (int t = 0; t < T; t++)
-          for (int b = 0; b < L; b++)
-            pe[t*L+b] <= (sw4 ? ld[t*L+b] : pe[t*L+b]) + (mc4 ? 32'(prod[t*L+b]) : 32'd0);
-        if (ld4) begin
-          for (int t = 0; t + 1 < T; t++)
-            for (int b = 0; b < L; b++) ld[t*L+b] <= ld[(t+1)*L+b];
-          for (int b = 0; b < L; b++) ld[(T-1)*L+b] <= init_lane[b];
-        end
-        // st is loaded whole and read through a T-way row select (cheaper than a shift:
-        // a load-or-shift input would be a 2:1 mux on every bit)
-        if (sw4)
-          for (int t = 0; t < T * L; t++) st_sh[t] <= pe[t];
+        for (int t = 0; t < T * L; t++) pe[t] <= sw3 ? 32'd0 : pe_sum[t];
+        if (sw3)
+          for (int t = 0; t < T * L; t++) st_sh[t] <= pe_sum[t];
       end
 
       // ---------------- patch pipeline ----------------
@@ -1186,9 +1162,10 @@ module deltamtl_core #(
     end
   end
 
-  // stage 4: weight pass, a row segment starts from the act result; act swap, a token's
+  // stage 4: weight pass, a row segment starts from the act result; act store, a token's
   // initial value (DENSE: bias; TEMPORAL: y_ref; TASK: y_ref plus the bias delta)
   always_comb begin
+    for (int t = 0; t < T * L; t++) pe_sum[t] = pe[t] + 32'(prod[t]);
     for (int b = 0; b < L; b++) begin
       nsum[b] = (f4 ? y_rdata[b] : sum[b]) + 32'(prod[b]);
       init_lane[b] = (j_dense ? 32'd0 : yref_lane[b*32 +: 32]) + (j_has_bias ? bias4[b] : 32'd0);
