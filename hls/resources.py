@@ -139,6 +139,13 @@ def logic(limits: CoreLimits) -> list[tuple[str, int, int, int, str]]:
          "LUT: the lanes' 8:1 weight-byte and the rows' 8:1 delta selects"),
         ("PE other-slot halves", 0, srl if rows > 1 else 0, 0 if rows > 1 else lanes * 32,
          "T x L x 32 bits shifted only at swaps: SRL32 with enable"),
+        # st_val takes the PE rows whole at a switch and shifts up at each store: a 2:1
+        # load-or-shift mux per bit (two per LUT6, shared select); ld_val only shifts (the
+        # switch reads every row in parallel into the DSPs' C ports): flip-flops with enable
+        ("PE shadow rows st_val, ld_val", 0, rows * lanes * 32 // 2 if rows > 1 else 0,
+         2 * rows * lanes * 32,
+         "two T x L x 32-bit copies overlapping the T-cycle store and load with MAC cycles; "
+         "st_val load-or-shift muxes"),
         ("act swap: 2 rotations + init + merge", 0,
          2 * rotation_luts(lanes, 64) + lanes * 64 + lanes * 32, 2 * lanes * 64 + lanes * 64,
          "store and load rotations (64-bit words), bias add / slot select, slot merge; "
