@@ -382,8 +382,10 @@ module deltamtl_core #(
   // the word's inputs seen earlier in this tile (none at the tile's first word)
   wire [7:0] e_seen = e_tstart ? 8'd0 : umask[8*e_w +: 8];
 
+  // e_p is a multiple of B (a beat's block), so token e_p + r sits in bank
+  // (e_p & ~(B-1)) | r: an L/B-way select per word, not an L-way one
   for (genvar r = 0; r < B; r++) begin : g_exref
-    assign e_xref[r] = x_rdata[LB'(e_p) + LB'(r)];
+    assign e_xref[r] = x_rdata[(LB'(e_p) & ~LB'(B - 1)) | LB'(r)];
   end
   always_comb begin
     logic [15:0] col;
