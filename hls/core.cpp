@@ -172,10 +172,6 @@ inline int dw_val(dw_entry e) { return sext(bits(uint64_t(e), DW_COL_BITS + DW_R
 inline int dsel(const dword& w, int b) {
   return int(uint8_t(w.to_uint64() >> (8 * b))) - (w[INT8_PER_WORD * 8 + b] ? 256 : 0);
 }
-// One accumulator word from the slot this job writes (ys) and the other slot's value.
-inline uint64_t acc_word(int ys, int32_t v, uint32_t other) {
-  return ys ? (uint64_t(uint32_t(v)) << 32) | other : (uint64_t(other) << 32) | uint32_t(v);
-}
 // int32 two's-complement wrap at every addition (contract), without C++ signed overflow.
 inline int32_t wadd(int32_t a, int32_t b) { return int32_t(uint32_t(a) + uint32_t(b)); }
 
@@ -742,24 +738,23 @@ load_x:
   // T-iteration prologue and epilogue. A slot lasts max(|U_k|, T) iterations: one MAC
   // iteration per entry i of U_k (lane l reads W[gL + l][i] once and row t multiplies it by
   // the delta of token kT + t at input i, 0 where not kept: integer sums are exact in any
-  // order) while two shadow copies of the PE rows move the previous and the next slot
-  // through the accumulators underneath. Iteration 0 of a slot is the switch: the PE rows
-  // go to the store shadow `st` and the load shadow `ld` (this slot's initial values) into
-  // the PE rows (then the first MAC adds to them). In iterations j < T, `st` stores its
-  // row 0 (token k'T + j of the previous slot) and shifts up by one; `ld` shifts up and
-  // takes token k''T + j of the next slot at the bottom, with its initial value (DENSE:
-  // bias; LOAD_REF: the loaded y_ref, TASK bias already added; otherwise the resident
-  // accumulator, + TASK bias delta): every register index is a constant or an unroll
-  // variable. The prologue only loads slot 0, the epilogue only stores the last slot.
-  // Token p's L accumulators sit in L distinct skewed banks (rotated by p mod L), so an
-  // iteration reads each bank once (the token loaded) and writes it once (the token
-  // stored). The word of (token p, group g) is read once, in the slot before (g, p / T), and
-  // written once, in the slot after it: no load ever follows a store of its address, and
-  // the store and the load of one iteration belong to slots two apart (different (token,
-  // group) words): DEPENDENCE false is exact. A store writes the word back whole: the other
-  // slot's half of each loaded word waits in `oth`, a shift register of 2T rows that moves
-  // only in iterations j < T (push the loaded row at the bottom, the stored row leaves at the
-  // top 2T - 1 shifts later, exactly when its token is stored: enabled SRL32s, no switch).
+  // order) while one shadow copy of the PE rows, `st`, stores the previous slot into the
+  // accumulators underneath (the scheme of rtl/deltamtl_core.sv, docs/rtl.md). Iteration 0 of
+  // a slot is the switch: the PE rows go to `st` and restart from zero (then the first MAC
+  // adds to them). In iterations j < T, store item j reads the word of token ps = k'T + j,
+  // group g' of the previous slot (the address it writes), adds the token's initial value to
+  // row 0 of `st` (DENSE: bias; LOAD_REF: the loaded y_ref, TASK bias already added;
+  // otherwise the resident accumulator, + TASK bias delta), writes the word back with the
+  // sum in slot ys and the other slot's half as read, and `st` shifts up by one: every
+  // register index is a constant or an unroll variable. Adding the initial value last gives
+  // the int32 that starting from it gives (wrapping adds commute). Why: no load shadow
+  // (T x L x 32 FF with its init path), no 2T-row register for the other halves (the word is
+  // at hand), one address per iteration. The prologue is idle, kept so that both cores keep
+  // one cycle model; the epilogue stores the last slot. Token p's L accumulators sit in L
+  // distinct skewed banks (rotated by p mod L), so a store item reads and writes each bank
+  // once, at one address. The word it reads still holds the token's value from before the
+  // pass: the (token, group) word is read and written only by its own store item, in one
+  // iteration; load_yref has drained before the pass and the weight pass starts after it.
   const int nt = ceil_div(P, T);
   uint32_t slot_sum = 0;  // sum_k max(|U_k|, T)
   {
@@ -776,25 +771,19 @@ load_x:
 #ifndef __SYNTHESIS__
   act_iterations = n_act;
 #endif
-  int32_t reg[T][L], st_val[T][L], ld_val[T][L];
-  uint32_t oth[2 * T][L];
+  int32_t reg[T][L], st_val[T][L];
 #pragma HLS ARRAY_PARTITION variable = reg type = complete dim = 0
 #pragma HLS ARRAY_PARTITION variable = st_val type = complete dim = 0
-#pragma HLS ARRAY_PARTITION variable = ld_val type = complete dim = 0
-#pragma HLS ARRAY_PARTITION variable = oth type = complete dim = 0
   for (int r = 0; r < T; r++) {
 #pragma HLS UNROLL
     for (int l = 0; l < L; l++) {
 #pragma HLS UNROLL
       reg[r][l] = 0;
       st_val[r][l] = 0;
-      ld_val[r][l] = 0;
-      oth[r][l] = 0;
-      oth[T + r][l] = 0;
     }
   }
   // Slots: (cg, ck) in the PE rows (mac: a real slot, not the prologue / epilogue), (sg, sk)
-  // in the store shadow (have_st), (lg, lk) loading into the load shadow (lg < og).
+  // in the store shadow (have_st), (lg, lk) the slot after (cg, ck) (a real one if lg < og).
   int cg = 0, ck = 0, sg = 0, sk = 0, lg = 0, lk = 0;
   bool mac = false, have_st = false;
   int j = 0;                   // iteration of the slot, saturating at T
@@ -805,8 +794,11 @@ act_pass:
 #pragma HLS LOOP_TRIPCOUNT min = 1 max = OG * NT * (MAX_IN > T ? MAX_IN : T) + 2 * T
 #pragma HLS PIPELINE II = 1
 #pragma HLS DEPENDENCE variable = acc type = inter dependent = false
-    // DEPENDENCE false: (token p, group g) is loaded in the slot before (g, p / T) and stored
-    // in the slot after it, never loaded again (see above): no load follows a store.
+    // DEPENDENCE false: iteration j < T of a slot reads and writes one word per bank, that of
+    // (token sk T + j, group sg): a read-modify-write inside one iteration. Each (token, group)
+    // word is stored by exactly one store item (one slot, one j), so consecutive iterations
+    // touch different words and no later iteration reads a word an earlier one wrote: no
+    // inter-iteration dependence through acc at any distance.
     const uint32_t end = tile_end[ck];
     if (j == 0) {  // the switch
       for (int r = 0; r < T; r++) {
@@ -814,52 +806,42 @@ act_pass:
         for (int l = 0; l < L; l++) {
 #pragma HLS UNROLL
           st_val[r][l] = reg[r][l];
-          reg[r][l] = ld_val[r][l];
+          reg[r][l] = 0;
         }
       }
     }
-    if (j < T) {  // store item j of slot (sg, sk), load item j of slot (lg, lk)
-      const int ps = sk * T + j, pl = lk * T + j;
-      const int s_st = ps % L, s_ld = pl % L;
-      const bool load = lg < og && pl < P;
-      const int gb = lg < og ? lg : 0;
-      uint64_t wv[L], sw[L], ldw[L], lw[L];
+    if (j < T) {  // store item j of slot (sg, sk): token ps, group sg
+      const int ps = sk * T + j;
+      const int s_st = ps % L;
+      const bool store = have_st && ps < P;
+      uint64_t was[L], lw[L], wv[L], sw[L];
+#pragma HLS ARRAY_PARTITION variable = was type = complete
+#pragma HLS ARRAY_PARTITION variable = lw type = complete
 #pragma HLS ARRAY_PARTITION variable = wv type = complete
 #pragma HLS ARRAY_PARTITION variable = sw type = complete
-#pragma HLS ARRAY_PARTITION variable = ldw type = complete
-#pragma HLS ARRAY_PARTITION variable = lw type = complete
-      for (int l = 0; l < L; l++) {
-#pragma HLS UNROLL
-        wv[l] = acc_word(ys, st_val[0][l], oth[0][l]);
-      }
-      rotate<uint64_t, L>(wv, s_st, sw);
       for (int t = 0; t < L; t++) {
 #pragma HLS UNROLL
-        if (have_st && ps < P && sg * L + lane_in(t, s_st) < O) ram_store(acc[t][ps * OG + sg], sw[t]);
-        ldw[t] = load ? acc[t][pl * OG + gb] : 0;
+        was[t] = store ? acc[t][ps * OG + sg] : 0;
       }
-      rotate<uint64_t, L>(ldw, (L - s_ld) % L, lw);
+      rotate<uint64_t, L>(was, (L - s_st) % L, lw);  // banks -> lanes
+      for (int l = 0; l < L; l++) {
+#pragma HLS UNROLL
+        const int32_t bias = bias_buf[l][sg];
+        const int32_t from = half_of(lw[l], lay.yref ? ys : ref_cur);
+        const int32_t init = dense ? bias : (from_resident && add_bias ? wadd(from, bias) : from);
+        wv[l] = with_half(lw[l], ys, wadd(init, st_val[0][l]));  // other slot's half as read
+      }
+      rotate<uint64_t, L>(wv, s_st, sw);  // lanes -> banks
+      for (int t = 0; t < L; t++) {
+#pragma HLS UNROLL
+        if (store && sg * L + lane_in(t, s_st) < O) ram_store(acc[t][ps * OG + sg], sw[t]);
+      }
       for (int r = 0; r + 1 < T; r++) {
 #pragma HLS UNROLL
         for (int l = 0; l < L; l++) {
 #pragma HLS UNROLL
           st_val[r][l] = st_val[r + 1][l];
-          ld_val[r][l] = ld_val[r + 1][l];
         }
-      }
-      for (int r = 0; r + 1 < 2 * T; r++) {
-#pragma HLS UNROLL
-        for (int l = 0; l < L; l++) {
-#pragma HLS UNROLL
-          oth[r][l] = oth[r + 1][l];
-        }
-      }
-      for (int l = 0; l < L; l++) {
-#pragma HLS UNROLL
-        const int32_t bias = bias_buf[l][gb];
-        const int32_t from = half_of(lw[l], lay.yref ? ys : ref_cur);
-        ld_val[T - 1][l] = dense ? bias : (from_resident && add_bias ? wadd(from, bias) : from);
-        oth[2 * T - 1][l] = uint32_t(half_of(lw[l], ref_cur));
       }
     }
     const bool do_mac = mac && u != end;

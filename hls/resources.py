@@ -132,24 +132,25 @@ ENCODER_LUT, ENCODER_FF = 8 * 40 + 8 + 16, 64 + 72 + 64
 def logic(limits: CoreLimits) -> list[tuple[str, int, int, int, str]]:
     """(item, DSP48E2, LUT, FF, note) of the datapath; LUT/FF rough."""
     lanes, rows, b = limits.lanes, limits.token_rows, limits.beat_words
-    srl = lanes * 32 * math.ceil(rows / 32)  # `other` halves: an enabled shift register -> SRL32
     return [
         ("MAC array T x L", rows * lanes, 16 * lanes + 18 * rows, 0,
-         "one DSP48E2 per PE: 9 x 8 bit product, 32-bit sum in P; a swap loads C (shift / init). "
-         "LUT: the lanes' 8:1 weight-byte and the rows' 8:1 delta selects"),
-        ("PE other-slot halves", 0, srl if rows > 1 else 0, 0 if rows > 1 else lanes * 32,
-         "T x L x 32 bits shifted only at swaps: SRL32 with enable"),
+         "one DSP48E2 per PE: 9 x 8 bit product, 32-bit sum in P; the switch restarts it from "
+         "zero (OPMODE, no C-port load). LUT: the lanes' 8:1 weight-byte and the rows' 8:1 delta selects"),
         # st_val takes the PE rows whole at a switch and shifts up at each store: a 2:1
-        # load-or-shift mux per bit (two per LUT6, shared select); ld_val only shifts (the
-        # switch reads every row in parallel into the DSPs' C ports): flip-flops with enable
-        ("PE shadow rows st_val, ld_val", 0, rows * lanes * 32 // 2 if rows > 1 else 0,
-         2 * rows * lanes * 32,
-         "two T x L x 32-bit copies overlapping the T-cycle store and load with MAC cycles; "
+        # load-or-shift mux per bit (two per LUT6, shared select); at T = 1 only a load.
+        ("PE shadow rows st_val", 0, rows * lanes * 32 // 2 if rows > 1 else 0, rows * lanes * 32,
+         "one T x L x 32-bit copy overlapping the T-cycle store with MAC cycles; "
          "st_val load-or-shift muxes"),
-        ("act swap: 2 rotations + init + merge", 0,
-         2 * rotation_luts(lanes, 64) + lanes * 64 + lanes * 32, 2 * lanes * 64 + lanes * 64,
-         "store and load rotations (64-bit words), bias add / slot select, slot merge; "
-         "a register after each rotation"),
+        # Store item j: read the token's L words, rotate them onto the lanes, per lane the
+        # initial value (slot select 2:1, TASK bias adder, DENSE bias select: 64 LUT), its
+        # adder with st_val row 0 (32), the result into slot ys of the word read (64-bit 2:1,
+        # 32), rotate back onto the banks. st_val sits after the MAC's memory reads, as late
+        # in the pipeline as the word read, so no delay line for it.
+        ("act store: 2 rotations + init + add + merge", 0,
+         2 * rotation_luts(lanes, 64) + lanes * 64 + lanes * 32 + lanes * 32, 2 * lanes * 64 + lanes * 64,
+         "read-modify-write of the stored token's word: rotations onto the lanes and back (64-bit "
+         "words), initial value (bias add / slot select), + st_val, slot merge; a register after "
+         "each rotation and after the merge"),
         ("weight pass (TASK dW)", lanes, 2 * rotation_luts(lanes, 64) + 16 * lanes,
          4 * lanes * 64 + 2 * lanes * 64, "L MACs, 2 rotations, FWD_DEPTH = 4 forwarded rows"),
         ("outputs: 2 accumulator reads + requant", 16 * b, 2 * rotation_luts(lanes, 32) + 8 * b * 250,
