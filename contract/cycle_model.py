@@ -15,11 +15,11 @@ setup      section sizes from the header (accepted headers only)       1
 decide     refusal status, state flips                                  1
 patch      DENSE/TEMPORAL with dW: W_b += dW, one non-zero per cycle   nnz_dw + 3
 act        activation-sparse d W^T on the T x L array: a T-cycle       G * sum_k max(|U_k|, T)
-           prologue loads tile 0's initial values; per (group, tile)     + 2T + 5
-           one union entry per cycle (one W read per lane feeds T
-           tokens), at least T cycles, while shadow rows store the
-           previous tile and load the next; a T-cycle epilogue stores
-           the last tile
+           prologue (idle since the PE rows restart from zero); per      + 2T + 5
+           (group, tile) one union entry per cycle (one W read per
+           lane feeds T tokens), at least T cycles, while a shadow
+           row array stores the previous tile (adding each token's
+           initial value); a T-cycle epilogue stores the last tile
 wpass      TASK with dW: weight-sparse x_k dW^T, one dW non-zero per   ceil(P/L) * nnz_dw + 5
            cycle per token group of L
 unpatch    W_b -= dW                                                    nnz_dw + 3
@@ -104,10 +104,10 @@ def union_per_tile(keep: np.ndarray, token_rows: int) -> np.ndarray:
 
 
 def act_cycles(tokens: int, out_dim: int, lanes: int, token_rows: int, union) -> int:
-    """The scaled engine's act phase: a T-cycle prologue (load tile 0), per (output group,
-    tile) max(|U_k|, T) cycles (one per union entry; the shadow rows' T-cycle store of the
-    previous tile and load of the next overlap them), a T-cycle epilogue (store the last
-    tile), the MAC pipeline's drain."""
+    """The scaled engine's act phase: a T-cycle prologue (idle: the PE rows restart from
+    zero), per (output group, tile) max(|U_k|, T) cycles (one per union entry; the shadow
+    rows' T-cycle store of the previous tile, which adds each token's initial value,
+    overlaps them), a T-cycle epilogue (store the last tile), the MAC pipeline's drain."""
     union = np.asarray(union, dtype=np.int64).reshape(-1)
     tiles = _ceil(tokens, token_rows)
     if union.size != tiles:

@@ -28,9 +28,9 @@ def _limits(t: int) -> CoreLimits:
 
 
 def _act_iterations(kept: np.ndarray, t: int, lanes: int, out_dim: int) -> int:
-    """The schedule: T iterations loading tile 0, per output group, per tile max(|U_k|, T)
+    """The schedule: T idle prologue iterations, per output group, per tile max(|U_k|, T)
     iterations (one MAC per input in the tile's union; the shadow rows' T-iteration store of
-    the previous tile and load of the next run underneath), T iterations storing the last."""
+    the previous tile runs underneath), T iterations storing the last."""
     p = kept.shape[0]
     tiles = -(-p // t)
     slots = sum(max(int(np.count_nonzero(kept[k * t:(k + 1) * t].any(axis=0))), t)
