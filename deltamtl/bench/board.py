@@ -134,9 +134,9 @@ def engine_builds() -> list[EngineBuild]:
                                  "array, 64-bit stream", "scaled", replace(BOARD_LIMITS, beat_words=1)),
         EngineBuild("scaled", f"scaled engine: {wide.token_rows} x {wide.lanes} array, "
                               f"{64 * wide.beat_words}-bit stream"
-                              + ("" if built else " (both cores run it in simulation; not the board build "
-                                        "yet: it does not fit per yosys and fetch/commit are "
-                                        "64-bit, docs/rtl.md)"),
+                              + ("" if built else " (both cores run it in simulation and it fits the "
+                                        "ZCU104 per yosys, docs/rtl.md; not the board build yet: "
+                                        "fetch/commit are 64-bit, docs/hls.md)"),
                     "scaled", wide),
     ]
 
