@@ -421,11 +421,12 @@ module deltamtl_core #(
 
   // -------------------------------------------------------------------------------------
   // Compute pipeline (act and weight passes): s0 generator, s1 list/dW data, s2 operand
-  // data, s3 operands -> DSPs, s4 products -> accumulate (act: or swap) and write back.
+  // data, s3 operands -> DSPs, s4 products -> accumulate (act: and store) and write back.
   // -------------------------------------------------------------------------------------
-  // act generator: for each output group g, for each tile k, T swap items, then one item
-  // per entry of the tile's union list; a final T swaps store the last tile. Weight pass:
-  // for each token group t, one item per dW entry.
+  // act generator: a T-item prologue, then for each output group g, for each tile k, a slot
+  // of max(|U_k|, T) items: one MAC item per entry of the tile's union list, the first T
+  // also storing the previous tile's tokens; a T-item epilogue stores the last tile. Weight
+  // pass: for each token group t, one item per dW entry.
   logic [15:0]   g_g, g_k, g_pg, g_pk, g_t;    // group, tile, the previous tile's; token group
   logic [15:0]   g_c;                           // cycle inside the slot
   logic [1:0]    g_ph;                          // G_PRO, G_RUN, G_EPI
@@ -436,7 +437,7 @@ module deltamtl_core #(
   wire [NW-1:0]  u_start = (g_k == 16'd0) ? NW'(0) : tile_end[KAW'(g_k - 16'd1)];
   wire [NW-1:0]  u_end = tile_end[KAW'(g_k)];
   wire [NW-1:0]  u_len = u_end - u_start;
-  // the (group, tile) after the current one, whose initial values this slot loads
+  // the (group, tile) after the current one
   wire           g_klast = (g_k == j_nt - 16'd1);
   wire           g_hasnext = !(g_klast && g_g == j_go - 16'd1);
   wire [15:0]    g_nk = g_klast ? 16'd0 : g_k + 16'd1;
@@ -515,8 +516,8 @@ module deltamtl_core #(
     end
   end
 
-  // swap: y_ref from the banks (element (p, o) in bank (p+o) % L) onto the output lanes,
-  // and PE row 0 (lane order) back onto the banks
+  // store: the stored token's y_ref from the banks (element (p, o) in bank (p+o) % L) onto
+  // the output lanes, and the row plus its initial value (lane order) back onto the banks
   // y_ref input: bank (p + 2Bm + j) % L takes channel j, a rotation by (p + 2Bm) % L
   wire yin_we = in_data && sec == 4'(SEC_YREF);
   wire [LB-1:0] srot = yin_we ? LB'(sec_row) + LB'(sec_col << (BB + 1)) : srot4;
@@ -964,9 +965,9 @@ module deltamtl_core #(
           end else g_dr <= g_dr + 32'd1;
         end
         ST_ACT: begin
-          // slots: a prologue loading tile (0, 0); per (group, tile) max(|U_k|, T) cycles that
-          // MAC its union while the previous tile is stored and the next one loaded; an
-          // epilogue storing the last tile
+          // slots: a T-cycle prologue (idle since the PE rows restart from zero; kept for the
+          // one cycle model, docs/rtl.md); per (group, tile) max(|U_k|, T) cycles that MAC
+          // its union while the previous tile is stored; an epilogue storing the last tile
           if (g_mc) g_r <= g_r + NW'(1);
           case (g_ph)
             G_PRO: if (32'(g_c) == 32'(T - 1)) begin
