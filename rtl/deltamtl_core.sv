@@ -91,9 +91,8 @@ module deltamtl_core #(
   localparam int LAW2 = (LDEPTH2 > 1) ? $clog2(LDEPTH2) : 1;
   localparam int DAW2 = (DDEPTH2 > 1) ? $clog2(DDEPTH2) : 1;
   // dm_ram STYLE: the deep buffers (y, dW list) in UltraRAM, the per-lane W/x banks in block
-  // RAM; the delta buffer and the union list in LUTs: at the board maxima URAM and BRAM are
-  // the binding resources (y alone takes 64 of 96 URAM) while LUTs have room, and the T
-  // delta banks use a third of a URAM's depth each; small ones left to the tool
+  // RAM; the delta buffer in UltraRAM two banks a memory (dm_ram_pair: one bank uses a
+  // third of a URAM's depth); the union list in LUTs; small ones left to the tool
   localparam int RAM_BLOCK = 1;
   localparam int RAM_ULTRA = 2;
   localparam int RAM_DIST = 3;
@@ -337,10 +336,22 @@ module deltamtl_core #(
       .clk(ap_clk), .we(b_we[k]), .waddr(b_waddr), .wdata(b_wdata[k]),
       .raddr(b_raddr), .rdata(b_rdata[k]));
   end
-  for (genvar t = 0; t < T; t++) begin : g_dbuf
-    dm_ram #(.WIDTH(72), .DEPTH(DBDEPTH), .STYLE(RAM_DIST)) u_d (
-      .clk(ap_clk), .we(db_we[t]), .waddr(db_waddr), .wdata(db_wdata[t]), .raddr(db_raddr),
-      .rdata(db_rdata[t]));
+  // delta banks t and t + T/2 share one UltraRAM (2 x 1248 of its 4096 rows at the board
+  // maxima: 8 URAM instead of ~36K LUTs of LUT RAM) when a beat's B tokens always fall in
+  // one half of the banks (B <= T/2, B | T); otherwise one LUT-RAM bank each
+  if (T >= 2 * B) begin : g_dbuf_pair
+    for (genvar t = 0; t < T / 2; t++) begin : g_dbuf
+      dm_ram_pair #(.WIDTH(72), .DEPTH(DBDEPTH)) u_d (
+        .clk(ap_clk), .we_lo(db_we[t]), .we_hi(db_we[t + T / 2]), .waddr(db_waddr),
+        .wdata_lo(db_wdata[t]), .wdata_hi(db_wdata[t + T / 2]), .raddr(db_raddr),
+        .rdata_lo(db_rdata[t]), .rdata_hi(db_rdata[t + T / 2]));
+    end
+  end else begin : g_dbuf_dist
+    for (genvar t = 0; t < T; t++) begin : g_dbuf
+      dm_ram #(.WIDTH(72), .DEPTH(DBDEPTH), .STYLE(RAM_DIST)) u_d (
+        .clk(ap_clk), .we(db_we[t]), .waddr(db_waddr), .wdata(db_wdata[t]), .raddr(db_raddr),
+        .rdata(db_rdata[t]));
+    end
   end
   for (genvar k = 0; k < 2; k++) begin : g_list
     dm_ram #(.WIDTH(8 * LEP), .DEPTH(LDEPTH2), .SEGS(8), .STYLE(RAM_DIST)) u_l (

@@ -26,6 +26,7 @@ from deltamtl.contract.limits import (
     LIMIT_FIELDS,
     CoreLimits,
 )
+from deltamtl.contract.platform import rtl_sources
 
 ROOT = Path(__file__).resolve().parent.parent
 RTL_DIR = ROOT / "rtl"
@@ -34,16 +35,9 @@ BUILD_ROOT = ROOT / "build" / "rtl"
 TOPLEVEL = "deltamtl_core"
 BENCH_MODULE = "cocotb_core"
 
-# Compile order: generated packages first, then leaf modules, then the top.
-RTL_SOURCES = (
-    RTL_DIR / "generated" / "deltamtl_contract_pkg.sv",
-    RTL_DIR / "generated" / "deltamtl_params_pkg.sv",
-    RTL_DIR / "dm_ram.sv",
-    RTL_DIR / "dm_rotate.sv",
-    RTL_DIR / "dm_mac_pair.sv",
-    RTL_DIR / "dm_requant.sv",
-    RTL_DIR / "deltamtl_core.sv",
-)
+# Compile order: generated packages first, then the modules (one list, shared with the
+# Vivado project's TCL: contract/platform.py rtl_sources)
+RTL_SOURCES = tuple(rtl_sources())
 
 # Verilator options of every build. --x-initial unique makes power-up values a run-time
 # choice: zeros by default (what the run without plusargs sees), random with random_x_plusargs(),

@@ -93,4 +93,4 @@ set dmtl(streams)                  {{fetch_0 m_axis core_0 s_axis} {core_0 m_axi
 set dmtl(core,module)              deltamtl_core_bd
 set dmtl(core,module_vlnv)         xilinx.com:module_ref:deltamtl_core_bd:1.0
 set dmtl(core,wrapper)             scripts/vivado/generated/deltamtl_core_bd.v
-set dmtl(core,rtl_sources)         {rtl/generated/deltamtl_contract_pkg.sv rtl/generated/deltamtl_params_pkg.sv rtl/deltamtl_core.sv rtl/dm_mac_pair.sv rtl/dm_ram.sv rtl/dm_requant.sv rtl/dm_rotate.sv}
+set dmtl(core,rtl_sources)         {rtl/generated/deltamtl_contract_pkg.sv rtl/generated/deltamtl_params_pkg.sv rtl/deltamtl_core.sv rtl/dm_mac_pair.sv rtl/dm_ram.sv rtl/dm_ram_pair.sv rtl/dm_requant.sv rtl/dm_rotate.sv}
