@@ -68,6 +68,8 @@ CLASSES: tuple[str, ...] = (
     "refused_no_state",
     "refused_length",
     "model",
+    # appended, so that the ids above (written into .dmtv files) keep their meaning
+    "resident_after_task",
 )
 CLASS_ID = {name: i for i, name in enumerate(CLASSES)}
 
@@ -247,6 +249,57 @@ class _Gen:
             sub_x_ref, sub_y_ref = self._expect_refs(job)
             self.emit("sub_temporal_patch", job)
 
+    def task_keeps_resident(self, keyframe: bool = True) -> None:
+        """TASK jobs, then jobs on the resident references they left (no LOAD_REF).
+
+        A TASK job never changes the base state: the cores compute it in the accumulators'
+        scratch slot and keep the resident y_ref in the other half of the same words (the
+        HLS core writes back the half it read; the RTL a half with byte enables). Only a
+        later job without LOAD_REF reads that kept half, which site_sequence never runs
+        (every TASK there is followed by a LOAD_REF job). Here: [DENSE keyframe,] TASK with
+        dW (act and weight pass), TEMPORAL on the resident refs ("resident_after_task",
+        reads what the TASK kept, then flips), TASK with LOAD_REF (the loaded refs go to the
+        scratch slot too), TASK on the resident refs ("resident_after_task", reads the
+        TEMPORAL's result kept by the LOAD_REF TASK, in the other half than the first).
+        Without ``keyframe``, the state the previous sequence left is the base."""
+        st = self.core.state
+        if (keyframe or st.x_ref is None or st.w is None
+                or st.w.shape != (st.y_ref.shape[1], st.x_ref.shape[1])):
+            p, i, o = self._dims()
+            w = self._i8((o, i))
+            mult, shift = self._requant(o, i)
+            self.emit("dense", SiteJob(Mode.DENSE, JobFlag.LOAD_W, int(self.rng.integers(1, 5)),
+                                       self._i8((p, i)), mult, shift, o, w=w,
+                                       bias=self._bias(o)))
+        else:
+            (p, i), o = st.x_ref.shape, st.y_ref.shape[1]
+            w = st.w
+            mult, shift = self._requant(o, i)
+        th = int(self.rng.integers(1, 5))
+        frac = float(self.rng.uniform(0.05, 0.6))
+
+        def dw() -> CsrDelta:
+            return self._dw(o, i, w, float(self.rng.uniform(0.02, 0.3)))
+
+        def emit_ref() -> JobFlag:
+            return JobFlag.EMIT_REF if self.rng.random() < 0.5 else JobFlag.NONE
+
+        job = SiteJob(Mode.TASK, JobFlag.EMIT_REF, th, self._perturb(self.core.state.x_ref, frac),
+                      mult, shift, o, dw=dw(), bias=self._bias(o) >> 4)
+        sub_x_ref, sub_y_ref = self._expect_refs(job)
+        self.emit("task", job)
+        load_w = JobFlag.LOAD_W if self.rng.random() < 0.5 else JobFlag.NONE
+        self.emit("resident_after_task", SiteJob(
+            Mode.TEMPORAL, emit_ref() | load_w, th, self._perturb(self.core.state.x_ref, frac),
+            mult, shift, o, w=w if load_w else None,
+            dw=dw() if self.rng.random() < 0.5 else None))
+        self.emit("task", SiteJob(Mode.TASK, JobFlag.LOAD_REF | emit_ref(), th,
+                                  self._perturb(sub_x_ref, frac), mult, shift, o, dw=dw(),
+                                  bias=self._bias(o) >> 4, x_ref=sub_x_ref, y_ref=sub_y_ref))
+        self.emit("resident_after_task", SiteJob(
+            Mode.TASK, emit_ref(), th, self._perturb(self.core.state.x_ref, frac), mult, shift,
+            o, dw=dw(), bias=self._bias(o) >> 4))
+
     def _expect_refs(self, job: SiteJob) -> tuple[np.ndarray, np.ndarray]:
         from copy import deepcopy
 
@@ -321,6 +374,10 @@ def generate_random_vectors(limits: CoreLimits, n_sequences: int, seed: int = 0)
         else:
             g.reset()
             g.site_sequence(th=int(g.rng.integers(1, 40)))
+    # after the others, so that their records do not depend on these: about one in ten
+    # sequences, at least one (the first continues from the state the last one left)
+    for k in range(max(1, n_sequences // 10)):
+        g.task_keeps_resident(keyframe=k > 0)
     return g.records
 
 

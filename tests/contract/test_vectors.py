@@ -87,3 +87,40 @@ def test_generator_respects_a_small_weight_bank() -> None:
         assert np.array_equal(out, rec.words_out)
         if not rec.cls.startswith("refused"):
             assert trailer_status(out) == 0, rec.cls  # every ordinary job is accepted
+
+
+def test_resident_after_task_reads_the_state_a_task_kept() -> None:
+    """Each resident_after_task record is an accepted job on the resident references (no
+    LOAD_REF) right after an accepted TASK job, so the cores must have kept the base y_ref
+    through that TASK (the half of the accumulator words it did not write); and its output
+    depends on that y_ref: the golden with the resident y_ref zeroed answers differently."""
+    from copy import deepcopy
+
+    from deltamtl.contract.encoding import parse_header
+    from deltamtl.contract.formats import JobFlag, Mode
+
+    seed = seeding.seed_for("test_resident_after_task_reads_the_state_a_task_kept")
+    records = generate_random_vectors(LIMITS, 12, seed=seed)
+    core = GoldenCore(LIMITS)
+    prev = None  # header of the last job since a reset
+    checked = 0
+    for rec in records:
+        if rec.is_reset:
+            core.reset()
+            prev = None
+            continue
+        hdr = parse_header(rec.words_in)
+        if rec.cls == "resident_after_task":
+            assert hdr["mode"] in (Mode.TEMPORAL, Mode.TASK) and not hdr["flags"] & JobFlag.LOAD_REF
+            assert prev is not None and prev["mode"] == Mode.TASK
+            zeroed = deepcopy(core.state)
+            zeroed.y_ref = np.zeros_like(zeroed.y_ref)
+            other = GoldenCore(LIMITS)
+            other.state = zeroed
+            assert not np.array_equal(other.run_packet(rec.words_in), rec.words_out)
+            checked += 1
+        out = core.run_packet(rec.words_in)
+        assert np.array_equal(out, rec.words_out)
+        assert trailer_status(out) == 0 or rec.cls.startswith("refused"), rec.cls
+        prev = hdr if trailer_status(out) == 0 else prev
+    assert checked >= 2
