@@ -47,7 +47,7 @@ test-all: setup
 
 lint: setup
 	$(PY) -m ruff check deltamtl contract model hls rtl host tests
-	VENV=$(CURDIR)/$(VENV) bash scripts/lint_layers.sh
+	cd $(CURDIR) && $(VENV)/bin/lint-imports --no-cache
 
 clean:
 	rm -rf build $(RUNS) .pytest_cache

@@ -95,7 +95,14 @@ def check_hwh(hwh: Path, plat: pf.Platform) -> None:
 
 
 def _copy_tree(src: Path, dst: Path) -> None:
-    shutil.copytree(src, dst, ignore=shutil.ignore_patterns("__pycache__", "*.pyc", ".*"))
+    caches = shutil.ignore_patterns("__pycache__", "*.pyc", ".*")
+
+    def ignore(folder: str, names: list[str]) -> set[str]:
+        # deltamtl/ links each subpackage folder (docs/architecture.md); HOST_SOURCES
+        # copies the ones the board needs from where they live
+        return set(caches(folder, names)) | {n for n in names if (Path(folder) / n).is_symlink()}
+
+    shutil.copytree(src, dst, ignore=ignore)
 
 
 def _pyproject(src: Path) -> str:
