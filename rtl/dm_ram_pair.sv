@@ -1,9 +1,10 @@
 // Two banks of the delta buffer in one memory (docs/rtl.md, "Resources"): bank lo at
 // addresses [0, 2^AW), bank hi at [2^AW, 2^(AW+1)). Port A writes either bank or reads
-// bank lo; port B reads bank hi at the same read address. Written in the form yosys
-// (memory_libmap) and Vivado map to one true dual-port UltraRAM (4096 x 72): port A
-// no-change (its read data holds while it writes), port B seeing port A's write on an
-// address collision (the URAM's cross-port rule). The top never reads while it writes
+// bank lo; port B reads bank hi at the same read address. Written in the form of one
+// true dual-port UltraRAM (4096 x 72), which yosys 0.23 (memory_libmap) maps to one
+// URAM288 (checked, `make rtl-synth`; Vivado's inference is untested here, no Vivado):
+// port A no-change (its read data holds while it writes), port B seeing port A's write on
+// an address collision (the URAM's cross-port rule). The top never reads while it writes
 // (the encoder fills the buffer before the act pass reads it) and never writes both banks
 // in one cycle (a beat's B tokens fall in one half of the T banks when B <= T/2).
 `default_nettype none

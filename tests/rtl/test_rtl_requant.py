@@ -46,10 +46,9 @@ try:  # absent cocotb: the tests skip (pytestmark) instead of failing to import
 except ImportError:
     cocotb = None
 
-# The RTL of the checkout this file belongs to (sim.RTL_DIR is the installed package's,
-# which is another checkout's when this one is a git worktree).
-RTL_DIR = Path(__file__).resolve().parents[2] / "rtl"
-SOURCES = (RTL_DIR / "generated" / "deltamtl_contract_pkg.sv", RTL_DIR / "dm_requant.sv")
+# the contract package and the requantiser, from the core's one source list
+SOURCES = tuple(s for s in sim.RTL_SOURCES if s.name in ("deltamtl_contract_pkg.sv", "dm_requant.sv"))
+assert len(SOURCES) == 2, SOURCES
 TOPLEVEL = "dm_requant"
 LATENCY = 2  # register stages from (acc, mult, shift) to y
 N_RANDOM = 20_000
