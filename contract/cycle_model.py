@@ -47,7 +47,6 @@ from copy import deepcopy
 from dataclasses import asdict, dataclass
 
 import numpy as np
-
 from deltamtl.contract.formats import JobFlag, Mode, keep_delta
 from deltamtl.contract.limits import CoreLimits
 from deltamtl.contract.packets import (

@@ -24,7 +24,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-
 from deltamtl.contract.atomic import atomic_write_bytes
 from deltamtl.contract.encoding import pack_job, with_header_field
 from deltamtl.contract.file_layouts import (

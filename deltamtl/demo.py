@@ -29,7 +29,6 @@ from typing import Any
 
 import numpy as np
 import torch
-
 from deltamtl.contract.atomic import atomic_write_text, atomic_write_with
 from deltamtl.model.checkpoint import json_safe
 from deltamtl.model.config import load_config
@@ -114,7 +113,6 @@ def save_grid(path: Path, rgb: np.ndarray, gt: dict[str, np.ndarray], pred: dict
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-
     from deltamtl.model.data.synthetic import CLASS_NAMES
     from deltamtl.model.tasks import TASKS
 

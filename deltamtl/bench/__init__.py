@@ -143,7 +143,6 @@ def _plot_sharing(ctx: BenchContext, res: dict) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     import numpy as np
-
     from deltamtl.bench.sharing import ROWS
 
     kinds = list(res["analytic"])
@@ -215,10 +214,9 @@ def section_board(ctx: BenchContext, models: Models, report: dict) -> dict:
 
 
 def section_cpu(ctx: BenchContext, models: Models, report: dict) -> dict:
-    from threadpoolctl import threadpool_limits
-
     from deltamtl.bench import cpu
     from deltamtl.host.model_vectors import clip_frames
+    from threadpoolctl import threadpool_limits
 
     m = models.headline
     frames = clip_frames(m.qm, 5 if ctx.quick else 20, seed=ctx.seed)

@@ -16,7 +16,6 @@ TASKS = (BASE_TASK, *SUB_TASKS)
 def meta_model(config: str, overrides: tuple[str, ...] = (), tasks: tuple[str, ...] = TASKS):
     """``config``'s multi-task ViT on the meta device (cached per arguments)."""
     import torch
-
     from deltamtl.model.config import load_config
     from deltamtl.model.training.vit import build_model
 

@@ -31,7 +31,6 @@ import time
 from collections.abc import Callable
 
 import numpy as np
-
 from deltamtl.host.backends import make_executor
 from deltamtl.host.runner import GoldenRunner
 from deltamtl.host.stream import TimedExecutor  # wall time inside run_job
@@ -74,7 +73,6 @@ def backend_fps(qm: QuantizedModel, frames: np.ndarray, backend: str, repeats: i
 
 def _torch_models(cfg: dict):
     import torch
-
     from deltamtl.model.sharing.report import load_subtasks
     from deltamtl.model.sharing.train_steps import load_base
 
@@ -90,7 +88,6 @@ def cpu_paths(qm: QuantizedModel, cfg: dict | None, selection: dict, frames: np.
         return {"skipped": "the model's float checkpoints are not known to the bench (a found "
                            "bundle): dense PyTorch and the float reuse engine need them"}
     import torch
-
     from deltamtl.model.sharing.reuse import Policy as FloatPolicy
     from deltamtl.model.sharing.reuse import ReuseEngine
     from deltamtl.model.sharing.subtasks import detach_deltas

@@ -29,7 +29,6 @@ from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
-
 from deltamtl.contract.cycle_model import core_cycles
 from deltamtl.contract.encoding import pack_job, unpack_result
 from deltamtl.contract.golden_core import GoldenCore

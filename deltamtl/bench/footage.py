@@ -16,7 +16,6 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 import numpy as np
-
 from deltamtl.bench import workload
 from deltamtl.bench.context import BenchContext
 from deltamtl.contract.limits import BOARD_LIMITS

@@ -166,7 +166,6 @@ def _config(recipe: Recipe, root: Path) -> dict:
 def _select_policy(cfg: dict, recipe: Recipe, log: Callable[[str], None]) -> dict[str, Any]:
     """Thresholds and boundaries for the trained models, chosen as sharing-report does."""
     import torch
-
     from deltamtl.model.sharing.density import calibrate_thresholds, measure_densities
     from deltamtl.model.sharing.report import (
         evaluate_dense_video,
@@ -202,7 +201,6 @@ def _select_policy(cfg: dict, recipe: Recipe, log: Callable[[str], None]) -> dic
 def train_model(recipe: Recipe, root: Path, log: Callable[[str], None] = print) -> BenchModel:
     """Train (or reuse from ``root``) the recipe's 4-task model and export its bundle."""
     import torch
-
     from deltamtl.model.export.bundle import BundleError, load_bundle
     from deltamtl.model.quant.cli import quantise
     from deltamtl.model.sharing.train_steps import run_all

@@ -19,7 +19,6 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 import numpy as np
-
 from deltamtl.contract.cycle_model import cycle_breakdown, union_per_tile
 from deltamtl.contract.formats import JobFlag, Mode, keep_delta
 from deltamtl.contract.golden_core import GoldenCore

@@ -12,10 +12,9 @@ import sys
 from pathlib import Path
 
 import pytest
+from deltamtl import package as pkg
 from deltamtl.contract import platform as pf
 from deltamtl.contract import platform_files as pff
-
-from deltamtl import package as pkg
 
 ROOT = pf.ROOT
 MAKE = shutil.which("make")

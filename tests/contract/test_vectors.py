@@ -4,7 +4,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
 from deltamtl.contract.encoding import trailer_status, unpack_job, unpack_result
 from deltamtl.contract.golden_core import GoldenCore
 from deltamtl.contract.limits import CoreLimits
@@ -16,6 +15,7 @@ from deltamtl.contract.vectors import (
     read_vectors,
     write_vectors,
 )
+
 from tests.helpers import seeding
 
 LIMITS = CoreLimits(max_tokens=16, max_in=48, max_out=48, max_nnz_dw=48 * 48, lanes=8)

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-
 from deltamtl.contract.formats import JobFlag, Mode, choose_requant, keep_delta
 from deltamtl.contract.golden_core import GoldenCore
 from deltamtl.contract.jobs import CsrDelta, SiteJob
@@ -15,6 +14,7 @@ from deltamtl.contract.limits import CoreLimits
 from deltamtl.contract.packets import CoreStatus
 from deltamtl.contract.vectors import generate_random_vectors
 from deltamtl.hls.emulator import HlsCoreExecutor
+
 from tests.helpers import seeding
 
 ROWS = (1, 2, 4, 8)

@@ -7,10 +7,10 @@ import json
 
 import imageio.v3 as iio
 import pytest
+from deltamtl.cli import main as cli_main
 from deltamtl.host.stats import check_schema
 from deltamtl.model.export.bundle import write_bundle
 
-from deltamtl.cli import main as cli_main
 from tests.helpers.streaming import small_model
 
 FRAMES = 6

@@ -26,7 +26,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
 from deltamtl.contract.formats import (
     ACC_BITS,
     ACT_MAX,
@@ -37,6 +36,7 @@ from deltamtl.contract.formats import (
     requantize,
 )
 from deltamtl.rtl import sim
+
 from tests.helpers.seeding import SEED, rng
 
 try:  # absent cocotb: the tests skip (pytestmark) instead of failing to import

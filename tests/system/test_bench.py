@@ -14,10 +14,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from deltamtl.rtl import sim
-
 from deltamtl import bench
 from deltamtl.bench.sharing import PUBLISHED_NYUD, ROWS
+from deltamtl.rtl import sim
+
 from tests.helpers.seeding import seed_for
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
@@ -185,10 +185,9 @@ def test_cpu_sense(quick: tuple[dict, Path]) -> None:
 def test_engine_section_replays_on_the_rtl_core(tmp_path: Path) -> None:
     """The full bench's engine path: both runs' jobs replayed on Verilator bit for bit, the
     cycle model within the 5 % that tests/rtl holds it to, every job's cycles read back."""
-    from deltamtl.host.model_vectors import clip_frames
-
     from deltamtl.bench.engine import run_engine
     from deltamtl.bench.model import engine_recipe, train_model
+    from deltamtl.host.model_vectors import clip_frames
 
     m = train_model(engine_recipe(quick=True), tmp_path / "model", log=lambda _m: None)
     res = run_engine(m.qm, clip_frames(m.qm, 2, seed=seed_for("engine clip") % 1000),

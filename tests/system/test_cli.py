@@ -3,9 +3,8 @@
 import importlib
 from pathlib import Path
 
-from deltamtl.contract.vectors import read_vectors
-
 from deltamtl import cli
+from deltamtl.contract.vectors import read_vectors
 
 
 def test_help_lists_every_command(capsys) -> None:

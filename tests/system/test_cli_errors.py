@@ -9,9 +9,8 @@ import sys
 from pathlib import Path
 
 import pytest
-from deltamtl.contract.file_layouts import VectorFileError
-
 from deltamtl import cli
+from deltamtl.contract.file_layouts import VectorFileError
 
 
 def _damaged_vectors(tmp_path: Path) -> Path:
